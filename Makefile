@@ -1,0 +1,41 @@
+# Two commands set up a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.fe-fast-deps
+
+.PHONY: sysdeps deps build demo test bench clean
+
+# Open3D's Python module needs libusb-1.0 at import (Debian package libusb-1.0-0).
+sysdeps:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	  else \
+	    echo "note: install the system package libusb-1.0-0 for Open3D (sudo apt-get install libusb-1.0-0)"; \
+	  fi; \
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+deps: sysdeps $(STAMP)
+
+# Compiles fe_fast._C (and fe_fast._C_cuda where nvcc exists); fails if either does not compile.
+build: deps
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+
+demo: build
+	$(BIN)/fe-fast demo
+
+test: build
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests
+
+bench: build
+	$(BIN)/python -m pytest bench -p no:xdist --benchmark-only -s
+
+clean:
+	rm -rf build *.egg-info fe_fast/_C*.so

@@ -1,0 +1,14 @@
+// fe_fast._C: the CPU kernels. Each op family registers itself from its own bind_*.cpp file.
+#include <pybind11/pybind11.h>
+#include <omp.h>
+
+namespace py = pybind11;
+
+void bind_knn(py::module_& m);  // python/bind_knn.cpp
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fe-fast CPU kernels (C++17, OpenMP)";
+  m.def("omp_max_threads", []() { return omp_get_max_threads(); },
+        "Number of OpenMP threads the kernels use (OMP_NUM_THREADS).");
+  bind_knn(m);
+}
