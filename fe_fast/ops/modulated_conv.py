@@ -1,0 +1,163 @@
+"""StyleGAN2 modulated convolution (thesis ch. 5, eq. 5-1/5-2), with rosinality's semantics so
+that rosinality checkpoints load 1:1:
+
+    ModulatedConv2d  ->  NoiseInjection  ->  FusedLeakyReLU (or the ToRGB bias)
+
+Formulation (no per-sample [B, O, I, k, k] weights are ever formed):
+
+    x_s    = x * (g * s)[:, :, None, None]                 modulation moved onto the input
+    y      = conv(x_s, weight)                             ONE shared-weight convolution
+             (up=2: conv_transpose2d stride 2, then the [1,3,3,1] FIR blur scaled by 4, pads (1,1) for k=3)
+    d[b,o] = rsqrt((g*s)^2 @ sum_k(weight^2)^T + 1e-8)     demodulation, a [B,I]x[I,O] product
+    out    = act(y * d + noise + bias) * gain              act: leaky ReLU 0.2, gain sqrt(2); or linear
+
+which equals the grouped-conv ("fused_modconv") formulation of
+``fe_fast.ops.reference.modulated_conv`` because the demodulation is a per-(b, o) scale and
+modulation a per-(b, i) scale, both commuting with the (linear, channel-mixing) convolution.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fe_fast.ops.reference.modulated_conv import blur_kernel, blur_pads, upfirdn_blur
+
+__all__ = ["modulated_conv2d", "demodulation_coefficients"]
+
+_EPS = 1e-8
+_SLOPE = 0.2
+_GAIN = math.sqrt(2.0)
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_BACKENDS = (None, "torch")
+
+
+def _validate(x, weight, styles, demodulate, up, noise, bias, activation, weight_gain, backend,
+              check_finite):
+    for name, t in (("x", x), ("weight", weight), ("styles", styles)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in _FLOATS:
+            raise ValueError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), "
+                             f"got {t.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be [B, I, H, W], got shape {tuple(x.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(f"weight must be [O, I, k, k], got shape {tuple(weight.shape)}")
+    B, I, H, W = x.shape
+    O, Iw, kh, kw = weight.shape
+    if Iw != I:
+        raise ValueError(f"weight must be [O, I={I}, k, k] to match x, got shape {tuple(weight.shape)}")
+    if kh != kw or kh < 1:
+        raise ValueError(f"weight must have a square kernel [O, I, k, k], got shape {tuple(weight.shape)}")
+    if styles.shape != (B, I):
+        raise ValueError(f"styles must be [B={B}, I={I}], got shape {tuple(styles.shape)}")
+    for name, t in (("weight", weight), ("styles", styles)):
+        if t.dtype != x.dtype:
+            raise ValueError(f"{name} must have the dtype of x ({x.dtype}), got {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{name} must be on the device of x ({x.device}), got {t.device}")
+    if not isinstance(up, int) or isinstance(up, bool) or up not in (1, 2):
+        raise ValueError(f"up must be 1 or 2, got {up!r}")
+    if activation not in ("lrelu", "linear"):
+        raise ValueError(f"activation must be 'lrelu' or 'linear', got {activation!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if not isinstance(weight_gain, (int, float)) or isinstance(weight_gain, bool) \
+            or not math.isfinite(weight_gain) or weight_gain <= 0:
+        raise ValueError(f"weight_gain must be a positive finite number, got {weight_gain!r}")
+    if up == 1:
+        Ho = H + 2 * (kh // 2) - kh + 1
+        Wo = W + 2 * (kh // 2) - kh + 1
+    else:
+        p0, p1 = blur_pads(kh, 2)
+        Ho = (H - 1) * 2 + kh + p0 + p1 - 3
+        Wo = (W - 1) * 2 + kh + p0 + p1 - 3
+    if noise is not None:
+        if not isinstance(noise, torch.Tensor) or noise.dim() != 4 or noise.shape[0] not in (1, B) \
+                or noise.shape[1] != 1 or tuple(noise.shape[2:]) != (Ho, Wo):
+            shape = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+            raise ValueError(f"noise must be [B={B} or 1, 1, {Ho}, {Wo}], got {shape}")
+        if noise.dtype != x.dtype or noise.device != x.device:
+            raise ValueError(f"noise must have the dtype and device of x ({x.dtype}, {x.device}), "
+                             f"got {noise.dtype}, {noise.device}")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or bias.shape != (O,):
+            shape = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+            raise ValueError(f"bias must be [O={O}], got {shape}")
+        if bias.dtype != x.dtype or bias.device != x.device:
+            raise ValueError(f"bias must have the dtype and device of x ({x.dtype}, {x.device}), "
+                             f"got {bias.dtype}, {bias.device}")
+    if check_finite:
+        for name, t in (("x", x), ("weight", weight), ("styles", styles), ("noise", noise),
+                        ("bias", bias)):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} contains NaN or Inf")
+    return Ho, Wo
+
+
+def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor,
+                              eps: float = _EPS) -> torch.Tensor:
+    """d[b, o] = rsqrt(sum_{i,k} (styles[b,i] * weight[o,i,k])^2 + eps) (thesis eq. 5-2) as
+    rsqrt(styles^2 @ sum_k(weight^2)^T + eps): a [B, I] x [I, O] product, differentiable."""
+    wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+    return torch.rsqrt(styles.square() @ wsq.t() + eps)
+
+
+def _conv(xs: torch.Tensor, weight: torch.Tensor, up: int) -> torch.Tensor:
+    k = weight.shape[-1]
+    if up == 1:
+        return F.conv2d(xs, weight, padding=k // 2)
+    y = F.conv_transpose2d(xs, weight.transpose(0, 1), stride=2, padding=0)
+    return upfirdn_blur(y, blur_kernel(2, y.dtype, y.device), blur_pads(k, 2))
+
+
+def _epilogue_torch(y, d, noise, bias, activation):
+    out = y if d is None else y * d[:, :, None, None]
+    if noise is not None:
+        out = out + noise
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    if activation == "lrelu":
+        out = F.leaky_relu(out, _SLOPE) * _GAIN
+    return out
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+                     demodulate: bool = True, up: int = 1, noise: torch.Tensor | None = None,
+                     bias: torch.Tensor | None = None, activation: str = "lrelu", *,
+                     weight_gain: float = 1.0, backend: str | None = None,
+                     check_finite: bool = False) -> torch.Tensor:
+    """StyleGAN2 modulated convolution + noise + bias + activation (thesis eq. 5-1, 5-2).
+
+    Args:
+        x: [B, I, H, W] input features.
+        weight: [O, I, k, k] shared convolution weight. The op uses ``weight * weight_gain``, so
+            pass either the effective weight (equalised-lr scale already applied, default
+            ``weight_gain=1``) or the stored parameter with ``weight_gain=1/sqrt(I*k*k)``. For a
+            rosinality ``conv.weight`` of shape [1, O, I, k, k] pass ``weight[0]`` and
+            ``weight_gain=conv.scale``. The gain is folded into the styles ([B, I] op), which is
+            exactly rosinality's ``scale * weight * style`` product.
+        styles: [B, I] per-sample modulation s (the output of the affine/modulation layer).
+        demodulate: apply d[b, o] = rsqrt(sum_{i,k} (s_i w_oik)^2 + 1e-8) (False for ToRGB).
+        up: 1 (same-size conv, padding k//2) or 2 (transposed conv stride 2, then the
+            [1, 3, 3, 1] FIR blur scaled by 4, pads (1, 1) for k=3: output 2H x 2W).
+        noise: [B or 1, 1, H', W'] noise ALREADY scaled by the learned strength, added after the
+            convolution (rosinality NoiseInjection), or None.
+        bias: [O] or None, added before the activation.
+        activation: "lrelu" (rosinality FusedLeakyReLU: leaky ReLU slope 0.2 times sqrt(2)) or
+            "linear" (bias only; ToRGB).
+        backend: None (automatic) or "torch" (the formulation above in eager torch).
+        check_finite: raise ValueError when an input contains NaN/Inf (a full pass; off by default).
+
+    Returns:
+        [B, O, H', W'] in the dtype of x. Differentiable (incl. double backward) w.r.t. x,
+        weight, styles, noise and bias.
+    """
+    _validate(x, weight, styles, demodulate, up, noise, bias, activation, weight_gain, backend,
+              check_finite)
+    s = styles if weight_gain == 1.0 else styles * weight_gain
+    d = demodulation_coefficients(weight, s) if demodulate else None
+    y = _conv(x * s[:, :, None, None], weight, up)
+    return _epilogue_torch(y, d, noise, bias, activation)
