@@ -1,0 +1,10 @@
+"""fe-fast ops: validation, device dispatch and autograd over the compiled kernels.
+
+This is the only layer that talks to ``fe_fast._C``, ``fe_fast._C_cuda`` and ``fe_fast.kernels``.
+"""
+from fe_fast.ops.chamfer import chamfer, local_chamfer, projected_chamfer
+from fe_fast.ops.knn import KNN, KNNSelect, knn, knn_select
+from fe_fast.ops.modulated_conv import modulated_conv2d
+
+__all__ = ["knn", "knn_select", "KNN", "KNNSelect", "chamfer", "local_chamfer", "projected_chamfer",
+           "modulated_conv2d"]

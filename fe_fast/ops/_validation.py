@@ -1,0 +1,79 @@
+"""Input checks shared by the ops. Every failure is a ValueError that names the argument."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def check_tensor(name: str, t) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def check_float(name: str, t: torch.Tensor) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        hint = " (cast with .float())" if t.dtype in (torch.float16, torch.bfloat16) or not t.is_floating_point() else ""
+        raise ValueError(f"{name} must be float32 or float64, got {t.dtype}{hint}")
+
+
+def check_finite(name: str, t: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
+    """Raise if ``t`` (restricted to ``mask`` over its leading dims when given) has NaN or Inf."""
+    finite = torch.isfinite(t)
+    if mask is not None:
+        finite = finite | ~mask.unsqueeze(-1)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} contains NaN or Inf coordinates")
+
+
+def check_lengths(name: str, lengths, batch: int, max_len: int, device) -> torch.Tensor:
+    """Validate ragged lengths (None -> all ``max_len``); returns int64 [batch] on ``device``."""
+    if lengths is None:
+        return torch.full((batch,), max_len, dtype=torch.int64, device=device)
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got {lengths.dtype}")
+    if lengths.dim() != 1 or lengths.shape[0] != batch:
+        raise ValueError(f"{name} must have shape [{batch}], got {list(lengths.shape)}")
+    if lengths.device != torch.device(device) and lengths.device.type != torch.device(device).type:
+        raise ValueError(f"{name} is on {lengths.device}, the points on {device}")
+    lengths = lengths.to(device=device, dtype=torch.int64)
+    if batch and int(lengths.min()) < 1:
+        raise ValueError(f"{name} has an empty cloud (length < 1): every cloud needs at least one point")
+    if batch and int(lengths.max()) > max_len:
+        raise ValueError(f"{name} has a length above the padded size {max_len}")
+    return lengths.contiguous()
+
+
+def check_alpha(alpha: float) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in (0, 1], got {alpha!r}") from None
+    if not (0.0 < a <= 1.0):
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    return a
+
+
+def valid_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """Boolean [B, size], True where index < length."""
+    return torch.arange(size, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+PLANES = {"xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}
+
+
+def check_planes(planes: Sequence[str]) -> list:
+    if isinstance(planes, str):
+        planes = (planes,)
+    planes = list(planes)
+    if not planes:
+        raise ValueError("planes must name at least one of 'xy', 'yz', 'xz'")
+    for p in planes:
+        if p not in PLANES:
+            raise ValueError(f"unknown plane {p!r}: expected 'xy', 'yz' or 'xz'")
+    return planes

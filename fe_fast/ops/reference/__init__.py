@@ -1,0 +1,1 @@
+"""Plain-torch reference implementations of the ops, for tests and benchmarks only (slow, simple)."""
