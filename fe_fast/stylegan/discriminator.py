@@ -1,0 +1,81 @@
+"""StyleGAN2 residual discriminator with minibatch standard deviation (the critic D of thesis
+eq. 5-4/5-5). Layout follows StyleGAN2 config-f: FromRGB 1x1 conv, one residual block per
+resolution (two 3x3 convs, the second down-sampling with the [1,3,3,1] FIR blur + stride 2, and a
+blurred 1x1 stride-2 skip; the sum is scaled by 1/sqrt(2)), minibatch stddev (group 4, 1 feature),
+a 3x3 conv and two equalised-lr linear layers at 4x4."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+
+from fe_fast.stylegan.layers import EqualConv2d, EqualLinear
+from fe_fast.stylegan.networks import _check_resolution, channels_for
+
+__all__ = ["Discriminator", "ResBlock", "minibatch_stddev"]
+
+
+def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_features: int = 1) -> torch.Tensor:
+    """Append the per-group standard deviation over the minibatch as extra feature maps."""
+    b, c, h, w = x.shape
+    g = min(group_size, b)
+    if b % g:
+        g = math.gcd(b, g)
+    y = x.reshape(g, -1, num_features, c // num_features, h, w)
+    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()
+    y = y.mean(dim=[2, 3, 4]).reshape(-1, num_features, 1, 1)
+    y = y.repeat(g, 1, h, w)
+    return torch.cat([x, y], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = EqualConv2d(in_channels, in_channels, 3)
+        self.conv2 = EqualConv2d(in_channels, out_channels, 3, down=2)
+        self.skip = EqualConv2d(in_channels, out_channels, 1, down=2, bias=False, activation="linear")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x))
+        return (out + self.skip(x)) * (1 / math.sqrt(2))
+
+
+class Discriminator(nn.Module):
+    """``Discriminator(resolution, channel_multiplier=2, channel_base=None, channel_max=512,
+    mbstd_group=4, seed=None)``; ``D(images [B, 3, R, R]) -> scores [B, 1]``."""
+
+    def __init__(self, resolution: int, channel_multiplier: float = 2, channel_base: int | None = None,
+                 channel_max: int = 512, mbstd_group: int = 4, seed: int | None = None):
+        super().__init__()
+        self.resolution = _check_resolution(resolution)
+        self.config = dict(resolution=resolution, channel_multiplier=channel_multiplier,
+                           channel_base=channel_base, channel_max=channel_max, mbstd_group=mbstd_group)
+        ch = channels_for(resolution, channel_multiplier, channel_base, channel_max)
+        self.mbstd_group = mbstd_group
+        ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+        with ctx:
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.from_rgb = EqualConv2d(3, ch[resolution], 1)
+            blocks = []
+            r = resolution
+            while r > 4:
+                blocks.append(ResBlock(ch[r], ch[r // 2]))
+                r //= 2
+            self.blocks = nn.ModuleList(blocks)
+            self.final_conv = EqualConv2d(ch[4] + 1, ch[4], 3)
+            self.final_fc = EqualLinear(ch[4] * 16, ch[4], activation="lrelu")
+            self.out = EqualLinear(ch[4], 1)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.resolution or img.shape[3] != self.resolution:
+            raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(img.shape)}")
+        x = self.from_rgb(img)
+        for block in self.blocks:
+            x = block(x)
+        x = minibatch_stddev(x, self.mbstd_group)
+        x = self.final_conv(x)
+        x = self.final_fc(x.flatten(1))
+        return self.out(x)

@@ -1,0 +1,113 @@
+"""Building blocks shared by the StyleGAN2 generator and discriminator (thesis ch. 5, Fig. 5-2):
+equalised-learning-rate linear and convolution layers, the scaled leaky ReLU and the [1, 3, 3, 1]
+FIR filter used for up- and down-sampling.
+
+Everything here is plain torch; the modulated convolution itself (thesis eq. 5-3 in its StyleGAN2
+weight-demodulation form) lives in ``fe_fast.ops.modulated_conv`` and is called by
+``fe_fast.stylegan.networks``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU (slope 0.2) times sqrt(2), StyleGAN2's FusedLeakyReLU gain."""
+    return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+
+
+def fir_kernel(taps=(1, 3, 3, 1), gain: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Separable FIR kernel outer(k, k), normalised to sum ``gain`` (gain 4 for 2x up-sampling)."""
+    k = torch.tensor(taps, dtype=dtype, device=device)
+    k = torch.outer(k, k)
+    return k * (gain / k.sum())
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Up-sample by zero insertion, pad, filter with ``kernel`` (true convolution), down-sample.
+
+    Same semantics as the reference ``upfirdn2d`` of StyleGAN2 (padding ``pad`` = (before, after) on
+    both axes), written with plain torch ops so that it runs everywhere and supports double backward.
+    """
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(b, c, h * up, w * up)
+    p0, p1 = pad
+    if p0 or p1:
+        x = F.pad(x, [p0, p1, p0, p1])
+    kh, kw = kernel.shape
+    weight = kernel.flip([0, 1]).to(x.dtype).reshape(1, 1, kh, kw).expand(c, 1, kh, kw)
+    x = F.conv2d(x, weight, groups=c)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """2x FIR up-sampling of the ToRGB skip path (kernel normalised to gain 4, pad (2, 1))."""
+    return upfirdn2d(x, kernel, up=2, pad=(2, 1))
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with equalised learning rate: weight ~ N(0, 1/lr_mul^2), applied as
+    ``W * lr_mul / sqrt(in)``, bias applied as ``b * lr_mul``; optional scaled leaky ReLU. The
+    mapping network uses ``lr_mul=0.01`` (thesis ch. 5, StyleGAN2 config-f)."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0,
+                 lr_mul: float = 1.0, activation: str = "linear"):
+        super().__init__()
+        if activation not in ("linear", "lrelu"):
+            raise ValueError(f"activation must be 'linear' or 'lrelu', got {activation!r}")
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
+        self.lr_mul = float(lr_mul)
+        self.scale = lr_mul / math.sqrt(in_features)
+        self.activation = activation
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+        return lrelu(out) if self.activation == "lrelu" else out
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, lr_mul={self.lr_mul}, act={self.activation}"
+
+
+class EqualConv2d(nn.Module):
+    """Plain (non-modulated) convolution with equalised learning rate, used by the discriminator.
+    ``down=2`` blurs with the [1,3,3,1] FIR filter and then convolves with stride 2 (StyleGAN2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, down: int = 1,
+                 bias: bool = True, activation: str = "lrelu"):
+        super().__init__()
+        if down not in (1, 2):
+            raise ValueError(f"down must be 1 or 2, got {down}")
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale = 1.0 / math.sqrt(in_channels * kernel_size ** 2)
+        self.down = down
+        self.kernel_size = kernel_size
+        self.activation = activation
+        self.register_buffer("blur_kernel", fir_kernel(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.scale
+        if self.down == 2:
+            p = (4 - 2) + (self.kernel_size - 1)  # (filter taps - factor) + (k - 1)
+            x = upfirdn2d(x, self.blur_kernel, pad=((p + 1) // 2, p // 2))
+            x = F.conv2d(x, w, stride=2)
+        else:
+            x = F.conv2d(x, w, padding=self.kernel_size // 2)
+        if self.bias is not None:
+            x = x + self.bias.reshape(1, -1, 1, 1)
+        return lrelu(x) if self.activation == "lrelu" else x
