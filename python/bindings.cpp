@@ -5,10 +5,12 @@
 namespace py = pybind11;
 
 void bind_knn(py::module_& m);  // python/bind_knn.cpp
+void bind_modconv(py::module_& m);  // python/bind_modconv.cpp
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fe-fast CPU kernels (C++17, OpenMP)";
   m.def("omp_max_threads", []() { return omp_get_max_threads(); },
         "Number of OpenMP threads the kernels use (OMP_NUM_THREADS).");
   bind_knn(m);
+  bind_modconv(m);
 }

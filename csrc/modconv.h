@@ -1,0 +1,32 @@
+// StyleGAN2 modulated convolution epilogue (thesis eq. 5-2 plus rosinality's NoiseInjection and
+// FusedLeakyReLU): the kernel contract shared by the CPU backend and fe_fast.ops.modulated_conv.
+//
+// Forward, for every b < B, o < O, p < HW (all tensors contiguous):
+//   v            = y[b, o, p] * (d ? d[b, o] : 1) + (noise ? noise[b * noise_bstride + p] : 0)
+//                  + (bias ? bias[o] : 0)
+//   out[b, o, p] = lrelu ? (v > 0 ? v : slope * v) * gain : v
+// y is the output of the shared-weight convolution, d the demodulation coefficients [B, O],
+// noise [B or 1, HW] (noise_bstride = HW or 0), bias [O]. out may alias y (in-place).
+//
+// Backward, with gp = lrelu ? grad_out * gain * (out > 0 ? 1 : slope) : grad_out:
+//   grad_y[b, o, p] = gp * (d ? d[b, o] : 1)
+//   grad_d[b, o]    = sum_p gp * y[b, o, p]
+//   grad_noise[b, p] = sum_o gp                 ([B, HW]; the caller sums over b for a shared noise)
+//   grad_bias[o]    = sum_{b, p} gp
+// Every output pointer may be null (not needed). out > 0 <=> v > 0 because gain, slope > 0.
+#pragma once
+#include <cstdint>
+
+namespace fe_fast {
+
+template <typename T>
+void modconv_epilogue_fwd_cpu(const T* y, const T* d, const T* noise, int64_t noise_bstride,
+                              const T* bias, T* out, int64_t B, int64_t O, int64_t HW, bool lrelu,
+                              T slope, T gain);
+
+template <typename T>
+void modconv_epilogue_bwd_cpu(const T* grad_out, const T* y, const T* out, const T* d, T* grad_y,
+                              T* grad_d, T* grad_noise, T* grad_bias, int64_t B, int64_t O,
+                              int64_t HW, bool lrelu, T slope, T gain);
+
+}  // namespace fe_fast
