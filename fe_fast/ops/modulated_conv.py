@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from fe_fast import _ext
 from fe_fast.ops.reference.modulated_conv import blur_kernel, blur_pads, upfirdn_blur
 
 __all__ = ["modulated_conv2d", "demodulation_coefficients"]
@@ -30,7 +31,7 @@ _EPS = 1e-8
 _SLOPE = 0.2
 _GAIN = math.sqrt(2.0)
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_BACKENDS = (None, "torch")
+_BACKENDS = (None, "torch", "cpu", "triton")
 
 
 def _validate(x, weight, styles, demodulate, up, noise, bias, activation, weight_gain, backend,
@@ -124,6 +125,147 @@ def _epilogue_torch(y, d, noise, bias, activation):
     return out
 
 
+def _ptr(t):
+    return 0 if t is None else t.data_ptr()
+
+
+def _epilogue_cpu_fwd(y, d, noise, bias, lrelu, out):
+    B, O, H, W = y.shape
+    _ext.cpu().modconv_epilogue_fwd(
+        _ptr(y), _ptr(d), _ptr(noise), 0 if noise is None or noise.shape[0] == 1 else H * W,
+        _ptr(bias), _ptr(out), B, O, H * W, lrelu, _SLOPE, _GAIN, y.dtype == torch.float64)
+    return out
+
+
+class _EpilogueCPU(torch.autograd.Function):
+    """out = act(y * d + noise + bias) * gain with the C++ kernel (csrc/modconv.h).
+
+    Backward: one C++ pass when no graph of the backward is needed; under ``create_graph=True``
+    (R1, path-length regularisation) the same formulas in differentiable torch ops, so double
+    backward is exact (the leaky-ReLU mask is piecewise constant)."""
+
+    @staticmethod
+    def forward(ctx, y, d, noise, bias, lrelu):
+        out = _epilogue_cpu_fwd(y, d, noise, bias, lrelu, torch.empty_like(y))
+        ctx.lrelu = lrelu
+        ctx.noise_shared = noise is not None and noise.shape[0] == 1
+        ctx.has = (d is not None, noise is not None, bias is not None)
+        ctx.save_for_backward(y, d, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        y, d, out = ctx.saved_tensors
+        need_y, need_d, need_n, need_b, _ = ctx.needs_input_grad
+        has_d, has_n, has_b = ctx.has
+        need_d, need_n, need_b = need_d and has_d, need_n and has_n, need_b and has_b
+        if torch.is_grad_enabled():
+            gp = grad_out
+            if ctx.lrelu:
+                gain = torch.where(out > 0, _GAIN, _SLOPE * _GAIN).to(grad_out.dtype)
+                gp = grad_out * gain
+            gy = (gp * d[:, :, None, None] if has_d else gp) if need_y else None
+            gd = (gp * y).sum(dim=(2, 3)) if need_d else None
+            gn = gp.sum(dim=1, keepdim=True) if need_n else None
+            gb = gp.sum(dim=(0, 2, 3)) if need_b else None
+        else:
+            B, O, H, W = y.shape
+            grad_out = grad_out.contiguous()
+            gy = torch.empty_like(y) if need_y else None
+            gd = y.new_empty((B, O)) if need_d else None
+            gn = y.new_empty((B, 1, H, W)) if need_n else None
+            gb = y.new_empty((O,)) if need_b else None
+            _ext.cpu().modconv_epilogue_bwd(
+                _ptr(grad_out), _ptr(y), _ptr(out), _ptr(d), _ptr(gy), _ptr(gd), _ptr(gn), _ptr(gb),
+                B, O, H * W, ctx.lrelu, _SLOPE, _GAIN, y.dtype == torch.float64)
+        if gn is not None and ctx.noise_shared:
+            gn = gn.sum(dim=0, keepdim=True)
+        return gy, gd, gn, gb, None
+
+
+def _epilogue_cpu(y, d, noise, bias, activation):
+    lrelu = activation == "lrelu"
+    y = y.contiguous()
+    d = None if d is None else d.contiguous()
+    noise = None if noise is None else noise.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (y, d, noise, bias)):
+        return _EpilogueCPU.apply(y, d, noise, bias, lrelu)
+    return _epilogue_cpu_fwd(y, d, noise, bias, lrelu, y)  # y is our temporary: in place
+
+
+def _phase_weights(weight: torch.Tensor) -> torch.Tensor:
+    """up=2, k=3: fold the [1,3,3,1] blur (x4, pads (1,1)) into the stride-2 transposed conv and
+    split the resulting 6x6 kernel by output parity: [4, O, I, 3, 3], phase py*2+px, such that
+    out[2q+py, 2r+px] = sum x[q+j1-1, r+j2-1] * P[py,px][j1, j2] (a padding-1 3x3 conv)."""
+    O, I, k, _ = weight.shape
+    kern = blur_kernel(2, weight.dtype, weight.device)
+    c = F.conv2d(F.pad(weight.reshape(O * I, 1, k, k), (3, 3, 3, 3)), kern[None, None])
+    c = c.reshape(O, I, 6, 6)
+    phases = [c[:, :, py::2, px::2].flip(-1, -2) for py in (0, 1) for px in (0, 1)]
+    return torch.stack(phases)
+
+
+def _triton_supported(x, weight, up):
+    return x.dtype in (torch.float16, torch.bfloat16, torch.float32) and (
+        up == 1 or weight.shape[-1] == 3)
+
+
+def _triton_forward(x, weight, s, demodulate, up, noise, bias, activation, Ho, Wo):
+    from fe_fast.kernels import modulated_conv as tk
+
+    O, I, k, _ = weight.shape
+    x = x.contiguous()
+    s = s.contiguous()
+    if up == 1:
+        w = weight.reshape(1, O, I * k * k).contiguous()
+        d, pad, demod_in_kernel = None, k // 2, demodulate
+    else:
+        w = _phase_weights(weight).reshape(4, O, I * 9).contiguous()
+        d = demodulation_coefficients(weight, s).contiguous() if demodulate else None
+        pad, k, demod_in_kernel = 1, 3, False
+    out = torch.empty((x.shape[0], O, Ho, Wo), dtype=x.dtype, device=x.device)
+    allow_tf32 = x.dtype == torch.float32 and bool(torch.backends.cudnn.allow_tf32) \
+        and x.device.type == "cuda"
+    tk.modconv_fwd(x, w, s, d, None if noise is None else noise.contiguous(),
+                   None if bias is None else bias.contiguous(), out, k, pad, up, demod_in_kernel,
+                   activation == "lrelu", allow_tf32)
+    return out
+
+
+def _torch_forward(x, weight, s, demodulate, up, noise, bias, activation):
+    d = demodulation_coefficients(weight, s) if demodulate else None
+    y = _conv(x * s[:, :, None, None], weight, up)
+    return _epilogue_torch(y, d, noise, bias, activation)
+
+
+class _TritonModConv(torch.autograd.Function):
+    """Forward: the fused Triton kernel. Backward: autograd through the torch formulation
+    (recomputed), with create_graph when the caller asked for it, so double backward works."""
+
+    @staticmethod
+    def forward(ctx, x, weight, s, noise, bias, demodulate, up, activation, Ho, Wo):
+        ctx.cfg = (demodulate, up, activation)
+        ctx.save_for_backward(x, weight, s, noise, bias)
+        return _triton_forward(x, weight, s, demodulate, up, noise, bias, activation, Ho, Wo)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, s, noise, bias = ctx.saved_tensors
+        demodulate, up, activation = ctx.cfg
+        inputs = (x, weight, s, noise, bias)
+        need = [n and t is not None for n, t in zip(ctx.needs_input_grad[:5], inputs)]
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            leaves = [t if (t is None or create_graph) else t.detach().requires_grad_(n)
+                      for t, n in zip(inputs, need)]
+            out = _torch_forward(*leaves[:3], demodulate, up, leaves[3], leaves[4], activation)
+            wanted = [t for t, n in zip(leaves, need) if n]
+            grads = iter(torch.autograd.grad(out, wanted, grad_out, create_graph=create_graph,
+                                             allow_unused=True))
+        return (*[next(grads) if n else None for n in need], None, None, None, None, None)
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
                      demodulate: bool = True, up: int = 1, noise: torch.Tensor | None = None,
                      bias: torch.Tensor | None = None, activation: str = "lrelu", *,
@@ -148,16 +290,37 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         bias: [O] or None, added before the activation.
         activation: "lrelu" (rosinality FusedLeakyReLU: leaky ReLU slope 0.2 times sqrt(2)) or
             "linear" (bias only; ToRGB).
-        backend: None (automatic) or "torch" (the formulation above in eager torch).
+        backend: None (automatic: CUDA -> "triton" where supported, CPU float32/float64 ->
+            "cpu", else "torch"), "torch" (the formulation above in eager torch), "cpu" (torch
+            conv + the fused C++ epilogue of csrc/modconv_cpu.cpp) or "triton" (the fused kernel
+            of fe_fast.kernels.modulated_conv; runs on CPU tensors under TRITON_INTERPRET=1).
         check_finite: raise ValueError when an input contains NaN/Inf (a full pass; off by default).
 
     Returns:
         [B, O, H', W'] in the dtype of x. Differentiable (incl. double backward) w.r.t. x,
         weight, styles, noise and bias.
     """
-    _validate(x, weight, styles, demodulate, up, noise, bias, activation, weight_gain, backend,
-              check_finite)
+    Ho, Wo = _validate(x, weight, styles, demodulate, up, noise, bias, activation, weight_gain,
+                       backend, check_finite)
     s = styles if weight_gain == 1.0 else styles * weight_gain
+    if backend is None:
+        if x.device.type == "cuda" and _triton_supported(x, weight, up):
+            backend = "triton"
+        elif x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            backend = "cpu"
+        else:
+            backend = "torch"
+    if backend == "triton":
+        if not _triton_supported(x, weight, up):
+            raise ValueError("backend='triton' needs x in float16/bfloat16/float32 and, for up=2, "
+                             f"a 3x3 kernel; got {x.dtype}, up={up}, k={weight.shape[-1]}")
+        return _TritonModConv.apply(x, weight, s, noise, bias, bool(demodulate), up, activation,
+                                    Ho, Wo)
     d = demodulation_coefficients(weight, s) if demodulate else None
     y = _conv(x * s[:, :, None, None], weight, up)
+    if backend == "cpu":
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"backend='cpu' needs CPU float32/float64 tensors, got {x.device} "
+                             f"{x.dtype}")
+        return _epilogue_cpu(y, d, noise, bias, activation)
     return _epilogue_torch(y, d, noise, bias, activation)
