@@ -1,0 +1,103 @@
+"""``fe-fast teachers train``: render toy faces, train the toy attribute classifier and face parser,
+print held-out accuracy per attribute and IoU per class, and save both teachers in ``--out``."""
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("teachers", help="train the toy attribute / region teachers")
+    tsub = p.add_subparsers(dest="teachers_command", metavar="ACTION")
+    t = tsub.add_parser("train", help="train the toy attribute classifier and face parser on procedural faces")
+    t.add_argument("--out", required=True, help="directory for attribute_classifier.pt and face_parser.pt")
+    t.add_argument("--size", type=int, default=64, help="image size, 16..256 (default 64)")
+    t.add_argument("--n", type=int, default=8000, help="training faces (default 8000)")
+    t.add_argument("--n-val", type=int, default=1000, help="held-out faces (default 1000)")
+    t.add_argument("--epochs", type=int, default=6, help="epochs of the attribute classifier (default 6)")
+    t.add_argument("--parser-epochs", type=int, default=None,
+                   help="epochs of the face parser (default: same as --epochs)")
+    t.add_argument("--parser-n", type=int, default=None,
+                   help="training faces for the parser, the first N of the training set (default: all)")
+    t.add_argument("--width", type=int, default=16, help="base width of both networks (default 16)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the faces and the training (default 0)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    t.set_defaults(func=run)
+    p.set_defaults(func=_help(p))
+
+
+def _help(p):
+    def show(args) -> int:
+        p.print_help()
+        return 0
+
+    return show
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from fe_fast.cli import UserError
+
+    if args.n < 1 or args.n_val < 1:
+        raise ValueError(f"--n and --n-val must be >= 1, got {args.n}, {args.n_val}")
+    if args.epochs < 1 or (args.parser_epochs is not None and args.parser_epochs < 1):
+        raise ValueError("--epochs and --parser-epochs must be >= 1")
+    if not 16 <= args.size <= 256:
+        raise ValueError(f"--size must be between 16 and 256, got {args.size}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+
+    import time
+
+    import torch
+
+    from fe_fast.datasets.toyfaces import ToyFaces
+    from fe_fast.teachers.toy import (
+        ATTRIBUTE_CLASSIFIER_FILE,
+        FACE_PARSER_FILE,
+        AttributeClassifier,
+        FaceParser,
+        attribute_accuracy,
+        mean_iou,
+        predict_masks,
+        save_teacher,
+        train_attribute_classifier,
+        train_face_parser,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    train = ToyFaces(args.n, size=args.size, seed=args.seed)
+    val = ToyFaces(args.n_val, size=args.size, seed=args.seed + 1_000_003)
+    xi, xm, _ = train.arrays(progress=progress)
+    vi, vm, _ = val.arrays(progress=progress)
+    t_render = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    clf, _ = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=args.width),
+                                        epochs=args.epochs, seed=args.seed, progress=progress)
+    acc = attribute_accuracy(clf, vi, val.attributes)
+    t_clf = time.perf_counter() - t1
+    print(f"attribute classifier: held-out accuracy on {args.n_val} faces ({t_clf:.0f} s)")
+    for name, a in acc.items():
+        print(f"  {name:12s} {100 * a:6.2f} %")
+    print(f"  {'min':12s} {100 * min(acc.values()):6.2f} %   mean {100 * sum(acc.values()) / len(acc):6.2f} %")
+
+    t2 = time.perf_counter()
+    k = args.parser_n or args.n
+    parser, _ = train_face_parser(xi[:k], xm[:k], FaceParser(width=args.width),
+                                  epochs=args.parser_epochs or args.epochs, seed=args.seed, progress=progress)
+    miou, ious = mean_iou(predict_masks(parser, vi), vm)
+    t_par = time.perf_counter() - t2
+    print(f"face parser: held-out IoU per class on {args.n_val} faces ({t_par:.0f} s)")
+    for name, v in ious.items():
+        print(f"  {name:12s} {v:6.3f}")
+    print(f"  {'mean IoU':12s} {miou:6.3f}")
+
+    meta = {"size": args.size, "n_train": args.n, "n_val": args.n_val, "seed": args.seed}
+    p1 = save_teacher(clf, out / ATTRIBUTE_CLASSIFIER_FILE, metrics={**meta, "accuracy": acc})
+    p2 = save_teacher(parser, out / FACE_PARSER_FILE, metrics={**meta, "iou": ious, "mean_iou": miou})
+    print(f"saved {p1} and {p2} (render {t_render:.0f} s, total {time.perf_counter() - t0:.0f} s)")
+    return 0
