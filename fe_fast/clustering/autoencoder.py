@@ -1,0 +1,130 @@
+"""Convolutional autoencoder of DERC (thesis section 4.2.2 and Table 4-2).
+
+Encoder (Table 4-2): six 3x3 convolutions with ReLU, output channels 2, 16, 32, 128, 256, 32 and
+strides 1, 2, 1, 2, 2, 1, then a fully connected layer ``288 -> latent_dim`` (``d_z = 128`` by
+default). The table prints "pad 0" for every layer, but with no padding a 28x28 image shrinks to
+nothing before conv6 (28 -> 26 -> 12 -> 10 -> 4 -> 1 -> invalid), so the listed 288 = 32 x 3 x 3
+flattened inputs cannot be reached. We use paddings **1, 1, 1, 1, 0, 1**:
+28 -> 28 -> 14 -> 14 -> 7 -> 3 -> 3, i.e. exactly 32 x 3 x 3 = 288 features at 28x28.
+
+Other image sizes: the same paddings are used, except that conv5 gets padding 1 when its input is
+smaller than 5 pixels (so that 8x8 images still give a 1x1 map); the fully connected layer takes
+``32 * h6 * w6`` inputs whatever the size (16x16 USPS: 16 -> 16 -> 8 -> 8 -> 4 -> 2 -> 2, i.e.
+128 inputs; 8x8 digits: 8 -> 8 -> 4 -> 4 -> 2 -> 1 -> 1, 32 inputs; 32x32: 288 inputs). :func:`encoder_geometry` reports the sizes.
+
+Decoder: the mirror image, a fully connected layer ``latent_dim -> 32*h6*w6`` then six 3x3
+convolutions in reverse channel order, each stride-2 encoder layer mirrored by a nearest
+up-sampling to the exact encoder size followed by a convolution ("up-sampling convolutions"), with
+ReLU between layers and a linear last layer producing the image. No skip connections (the thesis
+forbids them so that ``z`` alone must represent the image).
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["ConvAutoencoder", "encoder_geometry", "ENCODER_CHANNELS", "ENCODER_STRIDES"]
+
+ENCODER_CHANNELS: Tuple[int, ...] = (2, 16, 32, 128, 256, 32)
+ENCODER_STRIDES: Tuple[int, ...] = (1, 2, 1, 2, 2, 1)
+_BASE_PADDINGS: Tuple[int, ...] = (1, 1, 1, 1, 0, 1)
+
+
+def _out(size: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - 3) // stride + 1
+
+
+def encoder_geometry(height: int, width: int, strides: Sequence[int] = ENCODER_STRIDES):
+    """Paddings and spatial sizes of the encoder for an ``height x width`` image.
+
+    Returns ``(paddings, sizes)`` where ``sizes[0]`` is the input size and ``sizes[i+1]`` the
+    output of conv ``i+1``. Raises ``ValueError`` when the image is too small (< 4 pixels).
+    """
+    if height < 4 or width < 4:
+        raise ValueError(f"images must be at least 4x4 pixels for the DERC encoder, got {height}x{width}")
+    sizes: List[Tuple[int, int]] = [(height, width)]
+    pads: List[int] = []
+    for i, s in enumerate(strides):
+        h, w = sizes[-1]
+        p = _BASE_PADDINGS[i] if i < len(_BASE_PADDINGS) else 1
+        if p == 0 and min(h, w) < 5:
+            p = 1
+        oh, ow = _out(h, s, p), _out(w, s, p)
+        if oh < 1 or ow < 1:  # pragma: no cover - prevented by the checks above
+            raise ValueError(f"image {height}x{width} too small for the encoder")
+        pads.append(p)
+        sizes.append((oh, ow))
+    return pads, sizes
+
+
+class ConvAutoencoder(nn.Module):
+    """Encoder ``E_theta`` / decoder ``D_w`` pair of thesis Fig. 4-1 / Table 4-2.
+
+    ``forward(x)`` returns ``(z, x_rec)``; ``encode`` gives ``z = E(x)`` (eq. 4-1), ``decode``
+    gives ``x' = D(z)``. Input ``x``: ``(N, C, H, W)`` float tensor.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        height: int,
+        width: int,
+        latent_dim: int = 128,
+        channels: Sequence[int] = ENCODER_CHANNELS,
+        strides: Sequence[int] = ENCODER_STRIDES,
+    ):
+        super().__init__()
+        if len(channels) != len(strides):
+            raise ValueError("channels and strides must have the same length")
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.in_channels, self.height, self.width = int(in_channels), int(height), int(width)
+        self.latent_dim = int(latent_dim)
+        pads, sizes = encoder_geometry(height, width, strides)
+        self.paddings, self.sizes = pads, sizes
+        enc: List[nn.Module] = []
+        prev = in_channels
+        for c, s, p in zip(channels, strides, pads):
+            enc += [nn.Conv2d(prev, c, 3, stride=s, padding=p), nn.ReLU(inplace=True)]
+            prev = c
+        self.encoder_conv = nn.Sequential(*enc)
+        h6, w6 = sizes[-1]
+        self.flat_shape = (channels[-1], h6, w6)
+        self.flat_dim = channels[-1] * h6 * w6
+        self.fc_enc = nn.Linear(self.flat_dim, latent_dim)
+        self.fc_dec = nn.Linear(latent_dim, self.flat_dim)
+        # Mirror: layer i of the decoder undoes encoder layer (n-1-i): input channels[n-1-i],
+        # output channels[n-2-i] (or the image channels for the last one), spatial size sizes[n-1-i].
+        dec: List[nn.Module] = []
+        n = len(channels)
+        for j in range(n):
+            i = n - 1 - j
+            cin = channels[i]
+            cout = channels[i - 1] if i > 0 else in_channels
+            target = sizes[i]
+            if strides[i] > 1:
+                dec.append(nn.Upsample(size=target, mode="nearest"))
+                dec.append(nn.Conv2d(cin, cout, 3, stride=1, padding=1))
+            else:
+                # stride-1 encoder layer: same-size convolution; if the encoder layer changed the size
+                # (padding 0) resize first so the shapes mirror exactly.
+                if sizes[i + 1] != target:
+                    dec.append(nn.Upsample(size=target, mode="nearest"))
+                dec.append(nn.Conv2d(cin, cout, 3, stride=1, padding=1))
+            if i > 0:
+                dec.append(nn.ReLU(inplace=True))
+        self.decoder_conv = nn.Sequential(*dec)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder_conv(x)
+        return self.fc_enc(h.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc_dec(z)).view(z.shape[0], *self.flat_shape)
+        return self.decoder_conv(h)
+
+    def forward(self, x: torch.Tensor):
+        z = self.encode(x)
+        return z, self.decode(z)

@@ -1,0 +1,414 @@
+"""DERC: deep embedded dimensionality-reduction clustering (thesis chapter 4, algorithm 4.1).
+
+Stage 1 trains the convolutional autoencoder of Table 4-2 (:mod:`.autoencoder`) on the
+reconstruction loss (eq. 4-8 with the per-image squared L2 distance of eq. 4-11), Adam lr 1e-3,
+betas (0.9, 0.99), up to ``stage1_epochs`` epochs with an early stop when the epoch loss stops
+improving (plateau). Stage 2 repeats ``stage2_rounds`` times: embed all images ``Z = E(X)``
+(eq. 4-1), reduce them to 2-D with t-SNE (eq. 4-2, 4-3; openTSNE, scikit-learn as fallback), fit a
+K-component Gaussian mixture (eq. 4-4) whose responsibilities (eq. 4-5) drive the probabilistic
+triplet sampling, then train the autoencoder on ``L_p + alpha * L_c`` (eq. 4-10; ``L_c`` eq. 4-9 of
+the hinged eq. 4-7, see :mod:`.triplets`). The final labels come from one more
+embed / reduce / cluster pass.
+
+Ablations of Table 4-3: ``reducer="none"`` is DERC-R (the mixture is fitted on the codes ``Z``
+directly) and :class:`DAE` is stage 1 only followed by a mixture on the codes. ``clusterer="dbscan"``
+replaces the mixture by DBSCAN (the thesis's YTF setting); DBSCAN gives hard labels, used as
+one-hot responsibilities, and marks noise with label -1 (excluded from triplets).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
+from .metrics import clustering_accuracy, nmi
+from .triplets import probabilistic_triplet_loss, sample_triplets
+
+__all__ = ["DERC", "DAE", "prepare_images", "reduce_tsne"]
+
+
+def prepare_images(X, name: str = "X") -> np.ndarray:
+    """Validate images and return a float32 ``(N, C, H, W)`` copy scaled to [0, 1].
+
+    Accepts ``(N, H, W)``, ``(N, C, H, W)`` (C in 1..4), ``(N, H, W, C)`` (C in 1..4, when the
+    second axis is not a plausible channel count) and flat ``(N, D)`` with ``D`` a perfect square
+    (grey square images). uint8 images are divided by 255; other images whose maximum exceeds 1 are
+    divided by their maximum (e.g. scikit-learn's 0..16 digits); images already in [0, 1] are kept.
+    Raises ``ValueError`` for empty input, non-finite pixels or an unsupported shape.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    arr = np.asarray(X)
+    if arr.size == 0 or arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one image, got an empty array of shape {arr.shape}")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name}: expected numeric pixels, got dtype {arr.dtype}")
+    src_dtype = arr.dtype
+    arr = arr.astype(np.float32)  # copy: never touch the caller's data
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name}: contains {bad} NaN or infinite pixel values")
+    if arr.ndim == 2:
+        side = int(round(math.sqrt(arr.shape[1])))
+        if side * side != arr.shape[1]:
+            raise ValueError(
+                f"{name}: flat images of {arr.shape[1]} pixels are not square; pass (N, H, W) or (N, C, H, W)"
+            )
+        arr = arr.reshape(arr.shape[0], 1, side, side)
+    elif arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4:
+        if arr.shape[1] not in (1, 2, 3, 4) and arr.shape[3] in (1, 2, 3, 4):
+            arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+        elif arr.shape[1] not in (1, 2, 3, 4):
+            raise ValueError(f"{name}: cannot find the channel axis of images with shape {arr.shape}")
+    else:
+        raise ValueError(f"{name}: expected (N, H, W), (N, C, H, W), (N, H, W, C) or (N, D), got {arr.shape}")
+    if arr.dtype != np.float32:  # pragma: no cover
+        arr = arr.astype(np.float32)
+    hi = float(arr.max())
+    if src_dtype == np.uint8:
+        arr /= 255.0
+    elif hi > 1.0:
+        arr /= hi  # e.g. scikit-learn's digits (0..16) or 16-bit images
+    return np.ascontiguousarray(arr)
+
+
+def reduce_tsne(Z: np.ndarray, seed: int = 0, perplexity: float = 30.0, n_jobs: int = 1) -> np.ndarray:
+    """2-D t-SNE of the codes (thesis eq. 4-2/4-3). openTSNE when importable, else scikit-learn."""
+    Z = np.asarray(Z, dtype=np.float64)
+    perp = float(min(perplexity, max(2.0, (Z.shape[0] - 1) / 3.0)))
+    try:
+        from openTSNE import TSNE
+
+        emb = TSNE(
+            n_components=2,
+            perplexity=perp,
+            initialization="pca",
+            random_state=seed,
+            n_jobs=n_jobs,
+            verbose=False,
+        ).fit(Z)
+        return np.asarray(emb, dtype=np.float64)
+    except ImportError:  # pragma: no cover - openTSNE is a pinned dependency
+        from sklearn.manifold import TSNE as SKTSNE
+
+        return SKTSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(Z)
+
+
+class DERC:
+    """Deep embedded dimensionality-reduction clustering, scikit-learn style (thesis algorithm 4.1).
+
+    Parameters
+    ----------
+    n_clusters: K, number of mixture components (2 <= K <= n_samples).
+    latent_dim: code size ``d_z`` (thesis default 128).
+    alpha: weight of the triplet loss in eq. 4-10 (thesis default 0.1).
+    margin: the margin of eq. 4-7 (distances between unit-length codes when ``normalize_codes``).
+    stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau).
+    stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only).
+    triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
+    reducer: ``"tsne"`` (DERC) or ``"none"`` (DERC-R: cluster the codes directly).
+    clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
+    batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99).
+    patience, tol: stage-1 early stop: stop after ``patience`` epochs without a relative loss
+        improvement larger than ``tol``.
+    perplexity, tsne_n_jobs: t-SNE settings.
+    gmm_n_init: restarts of the mixture's EM.
+    dbscan_eps, dbscan_min_samples: DBSCAN settings (eps None: 2x the median distance to the
+        ``min_samples``-th neighbour in the reduced space).
+    seed: every random choice (weights, shuffles, triplets, t-SNE, mixture) follows it; runs with
+        the same seed on CPU give the same labels.
+    device: torch device for the autoencoder (default: CUDA when available, else CPU).
+    normalize_codes: triplet distances between unit-length codes (see
+        :func:`.triplets.probabilistic_triplet_loss`; a documented deviation that prevents the
+        codes from shrinking to a collapse).
+    progress: show tqdm progress bars.
+
+    Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
+    ``reduced_`` (the space the final clustering ran in: (N, 2) t-SNE map, or the codes),
+    ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``history_`` (dict with
+    the stage-1 losses per epoch, per-round stage-2 losses, times and, when ``y`` was given to
+    ``fit``, ACC/NMI after every clustering; ``y`` is never used for training).
+    """
+
+    def __init__(
+        self,
+        n_clusters: int,
+        latent_dim: int = 128,
+        alpha: float = 0.1,
+        margin: float = 0.5,
+        stage1_epochs: int = 100,
+        stage2_rounds: int = 5,
+        triplets_per_round: Optional[int] = None,
+        reducer: str = "tsne",
+        clusterer: str = "gmm",
+        seed: int = 0,
+        device=None,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        betas=(0.9, 0.99),
+        patience: int = 3,
+        tol: float = 1e-3,
+        perplexity: float = 30.0,
+        tsne_n_jobs: int = 1,
+        gmm_n_init: int = 3,
+        dbscan_eps: Optional[float] = None,
+        dbscan_min_samples: int = 10,
+        channels=ENCODER_CHANNELS,
+        normalize_codes: bool = True,
+        progress: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.latent_dim = latent_dim
+        self.alpha = alpha
+        self.margin = margin
+        self.stage1_epochs = stage1_epochs
+        self.stage2_rounds = stage2_rounds
+        self.triplets_per_round = triplets_per_round
+        self.reducer = reducer
+        self.clusterer = clusterer
+        self.seed = seed
+        self.device = device
+        self.batch_size = batch_size
+        self.lr = lr
+        self.betas = betas
+        self.patience = patience
+        self.tol = tol
+        self.perplexity = perplexity
+        self.tsne_n_jobs = tsne_n_jobs
+        self.gmm_n_init = gmm_n_init
+        self.dbscan_eps = dbscan_eps
+        self.dbscan_min_samples = dbscan_min_samples
+        self.channels = tuple(channels)
+        self.normalize_codes = normalize_codes
+        self.progress = progress
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self, n_samples: int) -> None:
+        k = self.n_clusters
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ValueError(f"n_clusters must be an integer, got {k!r}")
+        if k < 2:
+            raise ValueError(f"n_clusters must be >= 2, got {k}")
+        if k > n_samples:
+            raise ValueError(f"n_clusters ({k}) must not exceed the number of samples ({n_samples})")
+        if self.reducer not in ("tsne", "none"):
+            raise ValueError(f"reducer must be 'tsne' or 'none', got {self.reducer!r}")
+        if self.clusterer not in ("gmm", "dbscan"):
+            raise ValueError(f"clusterer must be 'gmm' or 'dbscan', got {self.clusterer!r}")
+        for name in ("stage1_epochs", "stage2_rounds"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if self.triplets_per_round is not None and self.triplets_per_round < 1:
+            raise ValueError(f"triplets_per_round must be >= 1, got {self.triplets_per_round}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.alpha < 0 or self.margin < 0:
+            raise ValueError("alpha and margin must be non-negative")
+        if self.latent_dim < 2:
+            raise ValueError(f"latent_dim must be >= 2, got {self.latent_dim}")
+
+    def _device(self) -> torch.device:
+        if self.device is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    # ------------------------------------------------------------------ pieces
+    def _embed(self, X: torch.Tensor) -> np.ndarray:
+        self.model_.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, X.shape[0], 1024):
+                out.append(self.model_.encode(X[i : i + 1024].to(self._dev)).cpu())
+        self.model_.train()
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def _reduce(self, Z: np.ndarray) -> np.ndarray:
+        if not np.isfinite(Z).all() or float(Z.std(0).max()) == 0.0:
+            raise RuntimeError(
+                "DERC: the encoder produced constant or non-finite codes (collapsed training); "
+                "try another seed, a lower learning rate or more varied images"
+            )
+        if self.reducer == "tsne":
+            return reduce_tsne(Z, seed=self.seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
+        return Z
+
+    def _cluster(self, R: np.ndarray):
+        """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
+        if self.clusterer == "gmm":
+            from sklearn.mixture import GaussianMixture
+
+            # standardise so the covariance regularisation is scale-free
+            Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
+            gmm = GaussianMixture(
+                n_components=self.n_clusters,
+                covariance_type="full",
+                n_init=self.gmm_n_init,
+                reg_covar=1e-4,
+                random_state=self.seed,
+            ).fit(Rs)
+            proba = gmm.predict_proba(Rs)
+            return proba.argmax(1), proba
+        from sklearn.cluster import DBSCAN
+        from sklearn.neighbors import NearestNeighbors
+
+        eps = self.dbscan_eps
+        if eps is None:
+            m = min(self.dbscan_min_samples, R.shape[0] - 1)
+            dist, _ = NearestNeighbors(n_neighbors=m + 1).fit(R).kneighbors(R)
+            eps = 2.0 * float(np.median(dist[:, -1])) + 1e-12
+        labels = DBSCAN(eps=eps, min_samples=self.dbscan_min_samples).fit_predict(R)
+        ids = np.unique(labels[labels >= 0])
+        remap = {c: i for i, c in enumerate(ids)}
+        lab = np.array([remap.get(c, -1) for c in labels], dtype=np.int64)
+        proba = np.zeros((R.shape[0], max(1, ids.size)))
+        proba[lab >= 0, lab[lab >= 0]] = 1.0
+        return lab, proba
+
+    def _score(self, rec: dict, labels, y) -> None:
+        if y is not None:
+            rec["acc"] = clustering_accuracy(y, labels)
+            rec["nmi"] = nmi(y, labels)
+
+    @staticmethod
+    def _rec_loss(x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # eq. 4-8 with the squared per-image L2 distance of eq. 4-11, averaged over the batch
+        return ((x_rec - x) ** 2).flatten(1).sum(1).mean()
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X, y=None):
+        """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score history_."""
+        from tqdm.auto import tqdm
+
+        Xn = prepare_images(X)
+        n = Xn.shape[0]
+        if y is not None:
+            y = np.asarray(y).reshape(-1)
+            if y.shape[0] != n:
+                raise ValueError(f"y has {y.shape[0]} labels but X has {n} images")
+        self._check_params(n)
+        self._dev = self._device()
+        self.image_shape_ = tuple(Xn.shape[1:])
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        C, H, W = self.image_shape_
+        self.model_ = ConvAutoencoder(C, H, W, self.latent_dim, channels=self.channels).to(self._dev)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, betas=tuple(self.betas))
+        Xt = torch.from_numpy(Xn)
+        hist = {"stage1_loss": [], "rounds": [], "n_samples": n}
+        bs = min(self.batch_size, n)
+
+        # ---------------- stage 1: reconstruction (eq. 4-8)
+        t0 = time.perf_counter()
+        best, stale = math.inf, 0
+        bar = tqdm(range(self.stage1_epochs), desc="DERC stage 1 (autoencoder)", disable=not self.progress)
+        for epoch in bar:
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for i in range(0, n, bs):
+                xb = Xt[perm[i : i + bs]].to(self._dev)
+                _, xr = self.model_(xb)
+                loss = self._rec_loss(xr, xb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * xb.shape[0]
+            total /= n
+            hist["stage1_loss"].append(total)
+            bar.set_postfix(loss=f"{total:.4f}")
+            if total < best * (1.0 - self.tol):
+                best, stale = total, 0
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        hist["stage1_epochs"] = len(hist["stage1_loss"])
+        hist["stage1_seconds"] = time.perf_counter() - t0
+
+        # ---------------- stage 2: rounds of reduce / cluster / triplet training (eq. 4-9, 4-10)
+        n_trip = int(self.triplets_per_round or n)
+        steps = max(1, math.ceil(n_trip / bs))
+        bar = tqdm(range(self.stage2_rounds), desc="DERC stage 2 (triplet rounds)", disable=not self.progress)
+        for rnd in bar:
+            t1 = time.perf_counter()
+            Z = self._embed(Xt)
+            R = self._reduce(Z)
+            labels, proba = self._cluster(R)
+            rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
+            self._score(rec, labels, y)
+            a, p, ng, pp, pn = sample_triplets(proba, n_trip, rng, valid=labels >= 0)
+            lr_sum = lc_sum = 0.0
+            if a.size:
+                for s in range(steps):
+                    sl = slice(s * bs, min((s + 1) * bs, a.size))
+                    if sl.start >= a.size:
+                        break
+                    idx = torch.from_numpy(np.concatenate([a[sl], p[sl], ng[sl]]))
+                    xb = Xt[idx].to(self._dev)
+                    z, xr = self.model_(xb)
+                    b = sl.stop - sl.start
+                    lp = self._rec_loss(xr, xb)
+                    lc = probabilistic_triplet_loss(
+                        z[:b], z[b : 2 * b], z[2 * b :],
+                        torch.from_numpy(pp[sl]).to(self._dev), torch.from_numpy(pn[sl]).to(self._dev),
+                        margin=self.margin, normalize=self.normalize_codes,
+                    )
+                    loss = lp + self.alpha * lc
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    lr_sum += float(lp.detach())
+                    lc_sum += float(lc.detach())
+                rec["loss_rec"] = lr_sum / steps
+                rec["loss_triplet"] = lc_sum / steps
+            rec["seconds"] = time.perf_counter() - t1
+            hist["rounds"].append(rec)
+            if "acc" in rec:
+                bar.set_postfix(acc=f"{rec['acc']:.3f}", lc=f"{rec.get('loss_triplet', 0):.3f}")
+
+        # ---------------- final clustering
+        t2 = time.perf_counter()
+        Z = self._embed(Xt)
+        R = self._reduce(Z)
+        labels, proba = self._cluster(R)
+        final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size), "seconds": time.perf_counter() - t2}
+        self._score(final, labels, y)
+        hist["final"] = final
+        hist["seconds"] = time.perf_counter() - t0
+        self.embedding_, self.reduced_, self.proba_, self.labels_ = Z, R, proba, labels
+        self.history_ = hist
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """``fit(X)`` and return ``labels_``."""
+        return self.fit(X, y).labels_
+
+    def transform(self, X) -> np.ndarray:
+        """The learned codes ``z = E(x)`` (eq. 4-1) of images ``X``: (N, latent_dim) float64."""
+        if not hasattr(self, "model_"):
+            raise ValueError("this DERC instance is not fitted yet; call fit(X) first")
+        Xn = prepare_images(X)
+        if tuple(Xn.shape[1:]) != self.image_shape_:
+            raise ValueError(
+                f"X: images of shape {tuple(Xn.shape[1:])} do not match the fitted shape {self.image_shape_}"
+            )
+        return self._embed(torch.from_numpy(Xn))
+
+
+class DAE(DERC):
+    """Ablation DAE of Table 4-3: stage 1 only, then the mixture fitted on the codes ``Z``.
+
+    Same parameters as :class:`DERC`; ``stage2_rounds`` is forced to 0 and ``reducer`` defaults to
+    ``"none"`` (the thesis's DAE clusters the autoencoder codes without the triplet stage).
+    """
+
+    def __init__(self, n_clusters: int, reducer: str = "none", **kwargs):
+        kwargs["stage2_rounds"] = 0
+        super().__init__(n_clusters, reducer=reducer, **kwargs)
