@@ -181,9 +181,13 @@ def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model
 
     ``images``: uint8 (n, H, W, 3); ``attributes``: (n, len(ATTRIBUTES)) toy attribute vectors
     (the columns named by ``model.attributes`` are used) or (n, len(model.attributes)) 0/1
-    targets. Returns ``(model, losses)`` with the mean loss of every step."""
+    targets. A new model (``model=None``) is initialised after ``torch.manual_seed(seed)``; batch
+    order and updates are seeded by ``seed``, so CPU runs are reproducible. Returns
+    ``(model, losses)`` with the mean loss of every step."""
     images = _check_arrays(images, attributes)
-    model = model if model is not None else AttributeClassifier()
+    if model is None:
+        torch.manual_seed(seed)
+        model = AttributeClassifier()
     targets = _select_targets(np.asarray(attributes, dtype=np.float32), model.attributes)
     return _fit(model, images, torch.from_numpy(targets), lambda out, y: F.binary_cross_entropy_with_logits(out, y),
                 epochs, batch_size, lr, seed, progress, max_steps, "attribute classifier")
@@ -201,7 +205,9 @@ def train_face_parser(images: np.ndarray, masks: np.ndarray, model: Optional[Fac
     masks = np.asarray(masks)
     if masks.shape != images.shape[:3]:
         raise ValueError(f"masks must be (n, H, W) matching the images {images.shape[:3]}, got {masks.shape}")
-    model = model if model is not None else FaceParser()
+    if model is None:
+        torch.manual_seed(seed)
+        model = FaceParser()
     if masks.max() >= model.n_classes or masks.min() < 0:
         raise ValueError(f"mask values must lie in [0, {model.n_classes - 1}], got [{masks.min()}, {masks.max()}]")
     if isinstance(class_weights, str) and class_weights == "auto":
@@ -261,7 +267,7 @@ def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
             if bar is not None:
                 bar.update(1)
