@@ -1,58 +1,160 @@
-// CPU nearest neighbour (see knn.h). First version: exact brute force, OpenMP over queries.
-#include "knn.h"
+// CPU nearest neighbour (contract in knn.h): exact, OpenMP-parallel, with a kd-tree index
+// (knn_kdtree.h) built once per distinct reference cloud.
+//
+// Workload (HOUV, thesis ch. 3): many transformed copies of a cloud (B x N queries) against one
+// fixed cloud shared by the batch, or against one cloud per batch element, M ~ 2k..100k, D = 2 or 3.
+//  1. Index: one kd-tree per distinct reference cloud: a single one when y is shared (one per
+//     distinct y_len in the rare case where a shared y has ragged lengths), else one per batch
+//     element, built in parallel (a single large tree builds its big subtrees as OpenMP tasks).
+//  2. Queries: parallel over (batch element, block of queries). Within a block the queries are
+//     visited in the order of the kd-tree leaf they fall in (a counting sort), so consecutive
+//     searches touch the same nodes and each search is warm-started with the distance from its
+//     query to the previous query's nearest neighbour: a true upper bound that prunes most of the
+//     tree from the start. The search stays exact (see knn_kdtree.h).
+//  3. Top-k selection per batch element with nth_element (selection, not a sort).
+#include <omp.h>
 
 #include <algorithm>
 #include <limits>
 #include <numeric>
 #include <vector>
 
+#include "knn.h"
+#include "knn_kdtree.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace fe_fast {
+namespace {
+
+constexpr int64_t kQueryBlock = 1024;  // queries per parallel work item (a multiple of the packet width)
+
+template <typename T, int D>
+void knn_impl(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_shared,
+              const int64_t* x_len, const int64_t* y_len, int64_t* idx, T* dist2) {
+  using Tree = kd::KdTree<T, D>;
+  using V = typename Tree::V;
+  using I = typename Tree::I;
+  constexpr int W = Tree::kLanes;
+  auto valid_n = [&](int64_t b) { return std::min<int64_t>(std::max<int64_t>(x_len[b], 0), N); };
+  // Which tree answers batch element b, and what each tree indexes.
+  std::vector<int64_t> tree_of(B, -1);
+  std::vector<const T*> tree_y;
+  std::vector<int64_t> tree_n;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t m = std::min<int64_t>(y_len[b], M);
+    if (valid_n(b) <= 0 || m <= 0) continue;
+    if (y_shared) {
+      const auto it = std::find(tree_n.begin(), tree_n.end(), m);
+      if (it != tree_n.end()) {
+        tree_of[b] = it - tree_n.begin();
+        continue;
+      }
+      tree_y.push_back(y);
+    } else {
+      tree_y.push_back(y + b * M * D);
+    }
+    tree_of[b] = int64_t(tree_n.size());
+    tree_n.push_back(m);
+  }
+  const int64_t ntrees = int64_t(tree_n.size());
+  std::vector<Tree> trees(ntrees);
+  std::vector<int32_t> order(B * N);
+  // Phase 1: the indexes and a spatially coherent (Morton) order of each batch element's queries.
+#pragma omp parallel
+  {
+    std::vector<uint32_t> keys, tmp_keys;
+    std::vector<int32_t> tmp_order;
+    if (ntrees == 1 && tree_n[0] > 65536) {
+#pragma omp single
+      trees[0].build(tree_y[0], tree_n[0], true);
+    } else {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t t = 0; t < ntrees; ++t) trees[t].build(tree_y[t], tree_n[t], false);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = valid_n(b);
+      if (n > 0 && tree_of[b] >= 0)
+        kd::morton_order<T, D>(x + b * N * D, n, order.data() + b * N, keys, tmp_keys, tmp_order);
+    }
+  }
+
+  // Phase 2: packets of kLanes consecutive queries in Morton order, parallel over blocks.
+  std::vector<std::pair<int64_t, int64_t>> items;  // (batch element, first position in order)
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = tree_of[b] >= 0 ? valid_n(b) : 0;
+    for (int64_t i = 0; i < n; i += kQueryBlock) items.emplace_back(b, i);
+    for (int64_t i = n; i < N; ++i) {  // padded queries (and, defensively, empty references)
+      idx[b * N + i] = -1;
+      dist2[b * N + i] = T(0);
+    }
+  }
+  const int64_t nitems = int64_t(items.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t w = 0; w < nitems; ++w) {
+    const int64_t b = items[w].first, s0 = items[w].second;
+    const int64_t end = std::min<int64_t>(s0 + kQueryBlock, valid_n(b));
+    const Tree& tree = trees[tree_of[b]];
+    const T* xb = x + b * N * D;
+    const int32_t* ob = order.data() + b * N;
+    I arg = I{} + typename Tree::Int(0);  // warm start: the previous packet's neighbours
+    bool warm = false;
+    for (int64_t s = s0; s < end; s += W) {
+      const int cnt = int(std::min<int64_t>(W, end - s));
+      int64_t qi[W];
+      V q[D];
+      for (int l = 0; l < W; ++l) {
+        qi[l] = ob[s + std::min(l, cnt - 1)];  // pad a short packet with its last query
+        for (int c = 0; c < D; ++c) q[c][l] = xb[qi[l] * D + c];
+      }
+      V best = V{} + std::numeric_limits<T>::infinity();
+      if (warm) {
+        V diff[D];
+        for (int l = 0; l < W; ++l)
+          for (int c = 0; c < D; ++c) diff[c][l] = tree.coord(c, arg[l]);
+        for (int c = 0; c < D; ++c) diff[c] = q[c] - diff[c];
+        best = kd::sqdist<D>(diff);
+      }
+      tree.nearest(q, best, arg);
+      warm = true;
+      for (int l = 0; l < cnt; ++l) {
+        idx[b * N + qi[l]] = tree.original_index(arg[l]);
+        dist2[b * N + qi[l]] = best[l];
+      }
+    }
+  }
+}
+
+}  // namespace
 
 template <typename T>
 void knn_cpu(const T* x, const T* y, int64_t B, int64_t N, int64_t M, int64_t D, bool y_shared,
              const int64_t* x_len, const int64_t* y_len, const int64_t* k, int64_t* idx, T* dist2,
              uint8_t* sel) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t i = 0; i < N; ++i) {
-      const int64_t o = b * N + i;
-      if (i >= x_len[b]) {
-        idx[o] = -1;
-        dist2[o] = T(0);
-        continue;
-      }
-      const T* q = x + o * D;
-      const T* yb = y + (y_shared ? 0 : b * M * D);
-      T best = std::numeric_limits<T>::infinity();
-      int64_t arg = -1;
-      for (int64_t j = 0; j < y_len[b]; ++j) {
-        T d = 0;
-        for (int64_t c = 0; c < D; ++c) {
-          const T diff = q[c] - yb[j * D + c];
-          d += diff * diff;
-        }
-        if (d < best) {
-          best = d;
-          arg = j;
-        }
-      }
-      idx[o] = arg;
-      dist2[o] = best;
-    }
+  if (D == 2) {
+    knn_impl<T, 2>(x, y, B, N, M, y_shared, x_len, y_len, idx, dist2);
+  } else {
+    knn_impl<T, 3>(x, y, B, N, M, y_shared, x_len, y_len, idx, dist2);
   }
   if (k == nullptr) return;
   // Top-alpha selection by nth_element (selection, not a sort) per batch element.
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = x_len[b];
+    const int64_t n = std::min<int64_t>(std::max<int64_t>(x_len[b], 0), N);
     const int64_t kb = std::min<int64_t>(std::max<int64_t>(k[b], 0), n);
-    std::vector<int64_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    const T* db = dist2 + b * N;
-    auto less = [db](int64_t a, int64_t c) { return db[a] < db[c] || (db[a] == db[c] && a < c); };
-    if (kb > 0 && kb < n) std::nth_element(order.begin(), order.begin() + kb, order.end(), less);
     uint8_t* sb = sel + b * N;
     std::fill(sb, sb + N, uint8_t(0));
+    if (kb == n) {
+      std::fill(sb, sb + n, uint8_t(1));
+      continue;
+    }
+    if (kb == 0) continue;
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), int64_t(0));
+    const T* db = dist2 + b * N;
+    auto less = [db](int64_t a, int64_t c) { return db[a] < db[c] || (db[a] == db[c] && a < c); };
+    std::nth_element(order.begin(), order.begin() + kb, order.end(), less);
     for (int64_t r = 0; r < kb; ++r) sb[order[r]] = 1;
   }
 }
