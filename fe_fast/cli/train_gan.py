@@ -1,0 +1,83 @@
+"""``fe-fast train-gan``: train a StyleGAN2 with the thesis's losses (ch. 5, eq. 5-4 .. 5-7).
+
+Single process: ``fe-fast train-gan --data toyfaces --resolution 32 --out runs/toy``.
+Several processes: ``torchrun --nproc_per_node 2 -m fe_fast.stylegan.train ...`` (same options) (gloo on CPU,
+nccl on GPU)."""
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("train-gan", help="train a StyleGAN2 generator (WGAN-GP / logistic, path loss, EMA)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="toyfaces", help="'toyfaces' (the toy face world) or a folder / .zip of images")
+    p.add_argument("--out", default="stylegan-run", help="output folder (metrics.jsonl, samples/, checkpoint.pt)")
+    p.add_argument("--resolution", type=int, default=32, help="power of two, 8..1024")
+    p.add_argument("--toy-images", type=int, default=20000, help="number of toy faces (data=toyfaces)")
+    p.add_argument("--xflip", action="store_true", help="random horizontal flips of real images")
+    p.add_argument("--z-dim", type=int, default=512)
+    p.add_argument("--w-dim", type=int, default=512)
+    p.add_argument("--n-mlp", type=int, default=8)
+    p.add_argument("--channel-multiplier", type=float, default=2)
+    p.add_argument("--channel-max", type=int, default=512)
+    p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
+    p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--loss", choices=["wgan-gp", "logistic"], default="wgan-gp",
+                   help="wgan-gp: thesis eq. 5-4 (default); logistic: non-saturating + lazy R1")
+    p.add_argument("--gp-lambda", type=float, default=10.0)
+    p.add_argument("--r1-gamma", type=float, default=10.0)
+    p.add_argument("--path", choices=["pl", "vgg", "none"], default="pl",
+                   help="pl: StyleGAN2 path-length regulariser (default stand-in); vgg: eq. 5-6 with VGG-16")
+    p.add_argument("--vgg-weights", default=None, help="torchvision VGG-16 state dict (needed by --path vgg)")
+    p.add_argument("--path-alpha", type=float, default=0.5, help="alpha of eq. 5-7")
+    p.add_argument("--path-epsilon", type=float, default=0.1, help="epsilon of eq. 5-6")
+    p.add_argument("--path-every", type=int, default=4)
+    p.add_argument("--style-mixing", type=float, default=0.9)
+    p.add_argument("--ema-kimg", type=float, default=10.0, help="G EMA half-life in thousands of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl records")
+    p.add_argument("--sample-every", type=int, default=5000, help="images between sample grids (0: never)")
+    p.add_argument("--checkpoint-every", type=int, default=10000, help="images between checkpoints")
+    p.add_argument("--fid-every", type=int, default=0, help="images between FID evaluations (0: never)")
+    p.add_argument("--fid-images", type=int, default=1000)
+    p.add_argument("--inception-weights", default=None,
+                   help="pytorch-fid pt_inception-2015-12-05-6726825d.pth (else toy-face features, labelled fid_toy)")
+    p.add_argument("--resume", default=None, help="checkpoint.pt to resume, or 'auto'")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import os
+
+    from fe_fast.cli import UserError
+    from fe_fast.stylegan.train import TrainConfig, train
+
+    if args.data != "toyfaces" and not os.path.exists(args.data):
+        raise FileNotFoundError(f"training data not found: {args.data}")
+    for name in ("vgg_weights", "inception_weights"):
+        v = getattr(args, name)
+        if v is not None and not os.path.isfile(v):
+            raise FileNotFoundError(f"--{name.replace('_', '-')}: file not found: {v}")
+    if args.resolution < 8 or args.resolution & (args.resolution - 1):
+        raise UserError(f"--resolution must be a power of two >= 8, got {args.resolution}")
+    cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
+                      xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
+                      channel_multiplier=args.channel_multiplier, channel_max=args.channel_max, batch=args.batch,
+                      total_img=int(args.kimg * 1000), max_steps=args.max_steps, lr=args.lr, loss=args.loss,
+                      gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, path=args.path,
+                      vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
+                      path_every=args.path_every, style_mixing=args.style_mixing, ema_img=args.ema_kimg * 1000,
+                      seed=args.seed, device=args.device, workers=args.workers, log_every=args.log_every,
+                      sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+                      fid_every=args.fid_every, fid_images=args.fid_images,
+                      inception_weights=args.inception_weights, resume=args.resume,
+                      progress=not args.no_progress)
+    result = train(cfg)
+    if result["rank"] == 0:
+        print(f"trained {result['steps']} steps ({result['img_seen']} images, {result['img_per_s']:.1f} img/s "
+              f"on {result['world']} process(es)); generator: {result['G_ema']}")
+    return 0
