@@ -507,9 +507,11 @@ class _Canvas:
         if len(uv) < 3:
             return
         xy = (uv * _SS - 0.5).ravel().tolist()
-        self.di.polygon(xy, fill=color)
+        d = self.di.draw  # Pillow's C drawing object: ImageDraw.polygon(fill=...) minus its Python layer
+        d.draw_polygon(xy, d.draw_ink(color), 1)
         if cls is not None:
-            self.dm.polygon(xy, fill=cls)
+            m = self.dm.draw
+            m.draw_polygon(xy, m.draw_ink(cls), 1)
 
     def line(self, uv: np.ndarray, width_px: float, color, cls: Optional[int] = None):
         xy = (uv * _SS - 0.5).ravel().tolist()
@@ -727,7 +729,7 @@ def _render(params: Mapping[str, Any], size: int) -> RenderResult:
 
     def eye(idx, cls, brow_up, brow_lo):
         e = uvP[idx]
-        c = e.mean(axis=0)
+        c = np.add.reduce(e, 0) * (1.0 / len(idx))
         cv.poly(e, _EYE_WHITE, cls)
         cv.poly(c + 0.62 * (e - c), iris, None)
         cv.poly(c + 0.28 * (e - c), (10, 10, 10), None)
