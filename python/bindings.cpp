@@ -6,6 +6,7 @@ namespace py = pybind11;
 
 void bind_knn(py::module_& m);  // python/bind_knn.cpp
 void bind_modconv(py::module_& m);  // python/bind_modconv.cpp
+void bind_s_grad_reduce(py::module_& m);  // python/bind_s_grad_reduce.cpp
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fe-fast CPU kernels (C++17, OpenMP)";
@@ -13,4 +14,5 @@ PYBIND11_MODULE(_C, m) {
         "Number of OpenMP threads the kernels use (OMP_NUM_THREADS).");
   bind_knn(m);
   bind_modconv(m);
+  bind_s_grad_reduce(m);
 }
