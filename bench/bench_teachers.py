@@ -1,0 +1,168 @@
+"""Benchmark of the procedural face world and the toy teachers (issue 5).
+
+Measures, at 64x64:
+1. render throughput of :mod:`fe_fast.datasets.toyfaces` on one core (image + mask + landmarks per
+   face), as images per wall-clock second and per CPU second of this process (the second is the
+   fairer number on a shared machine);
+2. the toy attribute classifier: held-out accuracy per binary attribute (goal >= 95 % each);
+3. the toy face parser: held-out IoU per class and mean IoU (goal >= 0.85);
+with the wall-clock and CPU time of rendering and of each training run (goal: both teachers
+trained in under 10 minutes).
+
+Usage (from the repository root):
+    OMP_NUM_THREADS=1 python bench/bench_teachers.py --results bench/results/teachers.md
+This is a script, not a pytest-benchmark module (it trains networks); CI never runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+
+def _clock():
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t):
+    w, c = _clock()
+    return w - t[0], c - t[1]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--n", type=int, default=8000, help="training faces")
+    ap.add_argument("--n-val", type=int, default=1000, help="held-out faces")
+    ap.add_argument("--epochs", type=int, default=6, help="attribute classifier epochs")
+    ap.add_argument("--parser-n", type=int, default=4000, help="training faces used by the parser (first N)")
+    ap.add_argument("--parser-epochs", type=int, default=5, help="face parser epochs")
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--throughput-n", type=int, default=1000, help="faces rendered for the throughput number")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also save the trained teachers in this directory")
+    ap.add_argument("--results", default=None, help="write a markdown report to this file")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    from fe_fast.datasets.toyfaces import ToyFaces
+    from fe_fast.teachers.toy import (
+        ATTRIBUTE_CLASSIFIER_FILE,
+        FACE_PARSER_FILE,
+        AttributeClassifier,
+        FaceParser,
+        attribute_accuracy,
+        mean_iou,
+        predict_masks,
+        save_teacher,
+        train_attribute_classifier,
+        train_face_parser,
+    )
+
+    torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    load0 = os.getloadavg()
+    lines = []
+
+    def log(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    # 1. render throughput (one process, one core)
+    tp = ToyFaces(args.throughput_n + 50, size=args.size, seed=12345)
+    for i in range(50):
+        tp.render(i)
+    t = _clock()
+    for i in range(50, len(tp)):
+        tp.render(i)
+    w, c = _since(t)
+    n = args.throughput_n
+    render_wall, render_cpu = n / w, n / c
+
+    # 2. data
+    t = _clock()
+    train = ToyFaces(args.n, size=args.size, seed=args.seed)
+    val = ToyFaces(args.n_val, size=args.size, seed=args.seed + 1_000_003)
+    xi, xm, _ = train.arrays(progress=progress)
+    vi, vm, _ = val.arrays(progress=progress)
+    data_w, data_c = _since(t)
+
+    # 3. attribute classifier
+    t = _clock()
+    torch.manual_seed(args.seed)
+    clf, closs = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=args.width),
+                                            epochs=args.epochs, seed=args.seed, progress=progress)
+    clf_w, clf_c = _since(t)
+    acc = attribute_accuracy(clf, vi, val.attributes)
+
+    # 4. face parser
+    t = _clock()
+    torch.manual_seed(args.seed)
+    k = min(args.parser_n, args.n)
+    par, ploss = train_face_parser(xi[:k], xm[:k], FaceParser(width=args.width), epochs=args.parser_epochs,
+                                   seed=args.seed, progress=progress)
+    par_w, par_c = _since(t)
+    miou, ious = mean_iou(predict_masks(par, vi), vm)
+    load1 = os.getloadavg()
+
+    if args.out:
+        save_teacher(clf, Path(args.out) / ATTRIBUTE_CLASSIFIER_FILE, metrics={"accuracy": acc})
+        save_teacher(par, Path(args.out) / FACE_PARSER_FILE, metrics={"iou": ious, "mean_iou": miou})
+
+    cmd = "OMP_NUM_THREADS=1 python bench/bench_teachers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    log("# Toy face world and toy teachers (issue 5)")
+    log()
+    log(f"Command: `{cmd.strip()}`")
+    log()
+    log(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__} with {args.threads} thread(s); load average "
+        f"{load0[0]:.1f} at start, {load1[0]:.1f} at end (a shared machine: wall-clock times are inflated by the "
+        f"other processes, CPU seconds of this process are the steadier number).")
+    log()
+    log(f"## Render throughput ({args.size}x{args.size}, image + mask + 68x3 landmarks, one process)")
+    log()
+    log("| measure | value |")
+    log("| --- | --- |")
+    log(f"| images per wall-clock second | {render_wall:.0f} |")
+    log(f"| images per CPU second | {render_cpu:.0f} |")
+    log()
+    log(f"## Training data: {args.n} training + {args.n_val} held-out faces (seeds {args.seed} / "
+        f"{args.seed + 1_000_003}), rendered in {data_w:.0f} s wall, {data_c:.0f} s CPU")
+    log()
+    log(f"## Attribute classifier (width {args.width}, {args.epochs} epochs on {args.n} faces): "
+        f"{clf_w:.0f} s wall, {clf_c:.0f} s CPU")
+    log()
+    log("| attribute | held-out accuracy |")
+    log("| --- | --- |")
+    for name, a in acc.items():
+        log(f"| {name} | {100 * a:.2f} % |")
+    worst = min(acc, key=acc.get)
+    log(f"| **min** ({worst}) | **{100 * acc[worst]:.2f} %** (goal >= 95 %) |")
+    log()
+    log(f"## Face parser (width {args.width}, {args.parser_epochs} epochs on {k} faces): "
+        f"{par_w:.0f} s wall, {par_c:.0f} s CPU")
+    log()
+    log("| class | held-out IoU |")
+    log("| --- | --- |")
+    for name, v in ious.items():
+        log(f"| {name} | {v:.3f} |")
+    log(f"| **mean** | **{miou:.3f}** (goal >= 0.85) |")
+    log()
+    total_w, total_c = data_w + clf_w + par_w, data_c + clf_c + par_c
+    log(f"Total (render training data + train both teachers): {total_w:.0f} s wall ({total_w / 60:.1f} min), "
+        f"{total_c:.0f} s CPU ({total_c / 60:.1f} min); goal < 10 min.")
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
