@@ -1,0 +1,573 @@
+"""HOUV: Hybrid Optimization with Unconstrained Variables for partial point-cloud registration
+(thesis ch. 3, algorithms 3.1 and 3.2).
+
+The rigid transform that maps the source P onto the target Q (``Q ~ R P + t``) is built from
+unconstrained variables and optimised by Adam on a hybrid Chamfer loss:
+
+* rotation: axis ``v = v_pq / |v_pq|`` (eq. 3-5) and angle ``theta`` through Rodrigues' formula
+  ``R = cos(theta) I + (1 - cos(theta)) v v^T + sin(theta) [v]_x`` (eq. 3-3, 3-4);
+* translation: ``t = d(d_pq) u_pq / |u_pq|`` with ``d = d_max (1 + sin(d_pq)) / 2`` (eq. 3-8, the default
+  ``mapping="sin"``) or ``d = d_max sigmoid(d_pq)`` (eq. 3-7, ``mapping="sigmoid"``);
+* loss: local Chamfer (eq. 3-9, fraction ``alpha`` of best-matched points in each direction) plus
+  ``beta`` times the projected Chamfer on the xy, yz and xz planes (eq. 3-10). Eq. 3-11 as printed
+  reads ``L_local + beta (L_xy + L_yz) + L_xz``; the text says beta balances the local and the global
+  (projected) terms, so beta multiplies all three planes here: ``L_local + beta (L_xy + L_yz + L_xz)``.
+* ``groups`` random initialisations are one batched tensor optimised together by one Adam (the
+  groups do not interact: the summed loss gives each group exactly its own gradient and Adam is
+  element-wise); the answer is the group with the smallest local Chamfer (algorithm 3.1, line 10).
+* HOUV_pri (algorithm 3.2, eq. 3-12): ``angle_bounds=[[l, r], ...]`` (degrees) gives group ``g`` the
+  sub-range ``angle_bounds[g % len(angle_bounds)]`` and maps its angle variable with
+  ``theta = l + (r - l) (1 + sin(theta_pq)) / 2``. The printed ``l + (r - l) sin(theta_pq)`` spans
+  ``[2l - r, r]``, not ``[l, r]``; the ``(1 + sin) / 2`` form is the same construction as eq. 3-8 and
+  stays inside ``[l, r]``.
+
+Coordinates: both clouds are centred on their centroids and divided by one common scale
+``s = max(radius(P), radius(Q))`` (radius = largest distance of a point from its cloud's centroid)
+before optimising; the result is mapped back to the input frame (``t = c_Q - R c_P + s t'``). This
+makes the method independent of units and of where the clouds sit (the thesis's MVP clouds are
+already centred in the unit sphere, where this is nearly the identity), and gives the default
+``d_max`` rule: after centring, the remaining translation is the distance between the centroids
+of the two aligned partial views, and both centroids lie inside the object, so ``d_max`` defaults
+to one cloud radius, ``max(radius(P), radius(Q))`` (1.0 in normalised units). A user-given
+``d_max`` is in input units.
+
+Options beyond the thesis (defaults keep the thesis's behaviour): ``early_stop`` (stop when no
+group's loss improved by more than a relative ``early_stop`` over ``patience`` iterations),
+``schedule`` (coarse-to-fine point counts: ``[(n_points, iters), ...]`` replaces ``iters``), and
+:func:`houv_batch` (B pairs x G groups in one optimisation).
+
+Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
+eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+__all__ = [
+    "HOUV",
+    "RegistrationResult",
+    "houv",
+    "houv_batch",
+    "rodrigues",
+    "axis_angle_from_rotation",
+    "map_translation",
+    "unmap_translation",
+    "map_bounded_angle",
+    "unmap_bounded_angle",
+    "PLANES",
+]
+
+PLANES = ("xy", "yz", "xz")
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter mappings (eq. 3-3 .. 3-8, 3-12)
+# ----------------------------------------------------------------------------------------------
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """``[v]_x`` of eq. 3-4 for v of shape [..., 3]."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack(
+        [torch.stack([o, -z, y], -1), torch.stack([z, o, -x], -1), torch.stack([-y, x, o], -1)], -2
+    )
+
+
+def rodrigues(v_pq: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices from unconstrained axes ``v_pq`` [..., 3] and angles ``theta`` [...]
+    (radians): ``v = v_pq / |v_pq|`` (eq. 3-5), ``R = cos I + (1 - cos) v v^T + sin [v]_x``
+    (eq. 3-3, 3-4). Returns [..., 3, 3]."""
+    v = v_pq / v_pq.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    c = torch.cos(theta)[..., None, None]
+    s = torch.sin(theta)[..., None, None]
+    eye = torch.eye(3, dtype=v.dtype, device=v.device).expand(v.shape[:-1] + (3, 3))
+    return c * eye + (1 - c) * (v[..., :, None] * v[..., None, :]) + s * _skew(v)
+
+
+def axis_angle_from_rotation(R: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of eq. 3-3: unit axis [..., 3] and angle in [0, pi] [...] of rotation matrices."""
+    R = torch.as_tensor(R)
+    tr = R[..., 0, 0] + R[..., 1, 1] + R[..., 2, 2]
+    theta = torch.arccos(((tr - 1) / 2).clamp(-1.0, 1.0))
+    w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    axis = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    # near theta = pi the antisymmetric part vanishes: read the axis from (R + I) / 2 = v v^T
+    near_pi = theta > math.pi - 1e-3
+    if near_pi.any():
+        S = (R + torch.eye(3, dtype=R.dtype, device=R.device)) / 2
+        diag = torch.diagonal(S, dim1=-2, dim2=-1).clamp_min(0)
+        k = diag.argmax(-1)
+        col = torch.gather(S, -1, k[..., None, None].expand(S.shape[:-1] + (1,))).squeeze(-1)
+        alt = col / col.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        axis = torch.where(near_pi[..., None], alt, axis)
+    return axis, theta
+
+
+def map_translation(u_pq: torch.Tensor, d_pq: torch.Tensor, d_max, mapping: str = "sin") -> torch.Tensor:
+    """Translation from unconstrained direction ``u_pq`` [..., 3] and distance variable ``d_pq``:
+    ``t = d_max (1 + sin d_pq) / 2 * u/|u|`` (eq. 3-8, ``"sin"``) or
+    ``t = d_max sigmoid(d_pq) * u/|u|`` (eq. 3-7, ``"sigmoid"``)."""
+    u = u_pq / u_pq.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    if mapping == "sin":
+        d = 0.5 * (d_max + d_max * torch.sin(d_pq))
+    elif mapping == "sigmoid":
+        d = d_max * torch.sigmoid(d_pq)
+    else:
+        raise ValueError(f"mapping must be 'sin' or 'sigmoid', got {mapping!r}")
+    return d[..., None] * u
+
+
+def unmap_translation(t: torch.Tensor, d_max, mapping: str = "sin") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of eq. 3-7 / 3-8: ``(u_pq, d_pq)`` with unit ``u_pq`` that reproduce ``t``
+    (``|t|`` must lie strictly inside ``(0, d_max)``)."""
+    t = torch.as_tensor(t)
+    n = t.norm(dim=-1)
+    u = t / n[..., None].clamp_min(1e-12)
+    ratio = (n / d_max).clamp(1e-7, 1 - 1e-7)
+    if mapping == "sin":
+        d = torch.asin(2 * ratio - 1)
+    elif mapping == "sigmoid":
+        d = torch.log(ratio) - torch.log1p(-ratio)
+    else:
+        raise ValueError(f"mapping must be 'sin' or 'sigmoid', got {mapping!r}")
+    return u, d
+
+
+def map_bounded_angle(theta_pq: torch.Tensor, low, high) -> torch.Tensor:
+    """HOUV_pri angle (eq. 3-12 with the ``(1 + sin) / 2`` form): ``l + (r - l)(1 + sin theta_pq)/2``,
+    always inside ``[l, r]`` (radians)."""
+    return low + (high - low) * 0.5 * (1 + torch.sin(theta_pq))
+
+
+def unmap_bounded_angle(theta: torch.Tensor, low, high) -> torch.Tensor:
+    """Inverse of :func:`map_bounded_angle` on ``[l, r]`` (principal branch)."""
+    r = (2 * (theta - low) / (high - low) - 1).clamp(-1.0, 1.0)
+    return torch.asin(r)
+
+
+# ----------------------------------------------------------------------------------------------
+# Result
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class RegistrationResult:
+    """Outcome of one HOUV registration (P mapped onto Q: ``Q ~ R P + t``).
+
+    ``local_cd`` / ``loss``: the chosen group's final local Chamfer (eq. 3-9) and hybrid loss
+    (eq. 3-11), in squared input units; ``group_local_cd`` / ``group_loss``: the same for every
+    group [G]; ``all_R`` [G, 3, 3] / ``all_t`` [G, 3]: every group's final transform;
+    ``history``: the chosen group's hybrid loss at each iteration (on the points used at that
+    iteration, squared input units); ``group``: index of the chosen group."""
+
+    R: torch.Tensor
+    t: torch.Tensor
+    transform: torch.Tensor
+    local_cd: float
+    loss: float
+    group: int
+    group_local_cd: torch.Tensor
+    group_loss: torch.Tensor
+    all_R: torch.Tensor
+    all_t: torch.Tensor
+    history: torch.Tensor
+    iters: int
+    seconds: float
+    scale: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def apply(self, points) -> torch.Tensor:
+        """``R p + t`` for points [N, 3] (tensor or array)."""
+        p = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points)
+        p = p.to(self.R.dtype)
+        return p @ self.R.T + self.t
+
+
+# ----------------------------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------------------------
+def _as_cloud(x, name: str, device) -> torch.Tensor:
+    if not torch.is_tensor(x):
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be an N x 3 tensor or array of numbers") from exc
+    if x.dim() != 2 or x.shape[1] != 3:
+        raise ValueError(f"{name} must have shape [N, 3], got {list(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 points)")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    return x.detach().to(device=device, dtype=torch.float32)
+
+
+def _radius(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean(0)).norm(dim=1).max()
+
+
+def _subsample(x: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    if n >= x.shape[0]:
+        return x
+    idx = torch.randperm(x.shape[0], generator=gen)[:n].to(x.device)
+    return x[idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# Core: B pairs x G groups
+# ----------------------------------------------------------------------------------------------
+def _hybrid_terms(P, Q, R, t, alpha, beta, P_len=None, Q_len=None, G=1, with_proj=True):
+    """Local Chamfer (eq. 3-9) and hybrid loss (eq. 3-11) for K = B*G hypotheses.
+
+    P [B, N, 3], Q [B, M, 3] (normalised); R [K, 3, 3], t [K, 3]. With B == 1 both directions of
+    the local term query a cloud shared by the whole batch: P -> Q as ``R P + t`` against Q, and
+    Q -> P as ``R^T (Q - t)`` against P (same distances, exact gradients). Returns (local [K],
+    hybrid [K])."""
+    from fe_fast import ops
+
+    B, N, _ = P.shape
+    K = R.shape[0]
+    if B == 1:
+        Py, Qy = P[0], Q[0]
+        Xq = P[0].unsqueeze(0)
+        Qx = Q[0].unsqueeze(0)
+        xl = yl = None
+    else:
+        Py = P.repeat_interleave(G, 0)
+        Qy = Q.repeat_interleave(G, 0)
+        Xq, Qx = Py, Qy
+        xl = None if P_len is None else P_len.repeat_interleave(G)
+        yl = None if Q_len is None else Q_len.repeat_interleave(G)
+    X = Xq @ R.transpose(1, 2) + t[:, None, :]  # R p + t            [K, N, 3]
+    Y = (Qx - t[:, None, :]) @ R  # R^T (q - t)                     [K, M, 3]
+    d_pq, _, s_pq = ops.knn_select(X, Qy, alpha, x_lengths=xl, y_lengths=yl)
+    d_qp, _, s_qp = ops.knn_select(Y, Py, alpha, x_lengths=yl, y_lengths=xl)
+    s_pq = s_pq.to(d_pq.dtype)
+    s_qp = s_qp.to(d_qp.dtype)
+    local = (d_pq * s_pq).sum(1) / s_pq.sum(1).clamp_min(1) + (d_qp * s_qp).sum(1) / s_qp.sum(1).clamp_min(1)
+    if not with_proj or beta == 0:
+        return local, local
+    proj = ops.projected_chamfer(X, Qy, planes=PLANES, x_lengths=xl, y_lengths=yl)  # [K, 3]
+    return local, local + beta * proj.sum(1)
+
+
+def _pad(clouds: List[torch.Tensor]):
+    n = [c.shape[0] for c in clouds]
+    if len(set(n)) == 1:
+        return torch.stack(clouds), None
+    out = clouds[0].new_zeros((len(clouds), max(n), 3))
+    for i, c in enumerate(clouds):
+        out[i, : c.shape[0]] = c
+        out[i, c.shape[0]:] = c[0]  # padding rows repeat a real point; masked by lengths anyway
+    return out, torch.tensor(n, device=clouds[0].device)
+
+
+def _init_groups(G: int, seed: int, angle_bounds, mapping: str):
+    """Per-group initial variables. Group g draws from its own generator seeded with (seed, g), so
+    group g starts the same whatever the number of groups (a run with groups=1 reproduces group 0).
+    Axis v_pq and direction u_pq: standard normal (uniform directions); angle theta_pq: uniform on
+    [0, pi] (thesis: random), or with bounds the unconstrained value whose mapped angle is uniform
+    in the group's sub-range; distance d_pq: the value that maps to a uniform fraction of d_max."""
+    v = torch.empty(G, 3, dtype=torch.float64)
+    th = torch.empty(G, dtype=torch.float64)
+    u = torch.empty(G, 3, dtype=torch.float64)
+    d = torch.empty(G, dtype=torch.float64)
+    for g in range(G):
+        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + g)
+        v[g] = torch.randn(3, generator=gen, dtype=torch.float64)
+        a = torch.rand((), generator=gen, dtype=torch.float64)
+        u[g] = torch.randn(3, generator=gen, dtype=torch.float64)
+        f = 0.05 + 0.9 * torch.rand((), generator=gen, dtype=torch.float64)
+        th[g] = math.asin(float(2 * (0.02 + 0.96 * a) - 1)) if angle_bounds is not None else float(a) * math.pi
+        if mapping == "sin":
+            d[g] = math.asin(float(2 * f - 1))
+        else:
+            d[g] = math.log(float(f) / (1 - float(f)))
+    return v, th, u, d
+
+
+def _parse_bounds(angle_bounds):
+    if angle_bounds is None:
+        return None
+    b = np.asarray(angle_bounds, dtype=np.float64)
+    if b.ndim == 1 and b.shape[0] == 2:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] == 0:
+        raise ValueError("angle_bounds must be a list of [low, high] pairs in degrees")
+    if not np.all(b[:, 1] > b[:, 0]):
+        raise ValueError("angle_bounds: each range needs high > low")
+    return np.deg2rad(b)
+
+
+def _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience):
+    if not (0 < alpha <= 1):
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if int(groups) < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    if schedule is None and int(iters) < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if mapping not in ("sin", "sigmoid"):
+        raise ValueError(f"mapping must be 'sin' or 'sigmoid', got {mapping!r}")
+    if early_stop is not None and early_stop < 0:
+        raise ValueError("early_stop must be None or >= 0")
+    if patience < 1:
+        raise ValueError("patience must be >= 1")
+    if schedule is not None:
+        for st in schedule:
+            if len(st) != 2 or int(st[0]) < 1 or int(st[1]) < 0:
+                raise ValueError("schedule must be a list of (n_points >= 1, iters >= 0) pairs")
+
+
+def houv_batch(
+    Ps: Sequence,
+    Qs: Sequence,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.1,
+    groups: int = 32,
+    iters: int = 500,
+    lr: float = 1e-3,
+    d_max: Optional[float] = None,
+    mapping: str = "sin",
+    angle_bounds=None,
+    seed: int = 0,
+    device=None,
+    schedule: Optional[Sequence[Tuple[int, int]]] = None,
+    early_stop: Optional[float] = None,
+    patience: int = 25,
+    progress: bool = False,
+) -> List[RegistrationResult]:
+    """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
+    batched optimisation (algorithm 3.1 / 3.2; see the module docstring). Clouds may have different
+    sizes (padded, with lengths). Pair b uses groups seeded exactly like a single :func:`houv` call
+    with the same seed, so results match per-pair calls. Returns one :class:`RegistrationResult`
+    per pair; ``seconds`` is the whole call's time."""
+    _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience)
+    if len(Ps) != len(Qs) or len(Ps) == 0:
+        raise ValueError("Ps and Qs must be non-empty sequences of the same length")
+    t0 = time.perf_counter()
+    if device is None:
+        first = Ps[0]
+        device = first.device if torch.is_tensor(first) else torch.device("cpu")
+    device = torch.device(device)
+    bounds = _parse_bounds(angle_bounds)
+    G = int(groups)
+    B = len(Ps)
+    Pin = [_as_cloud(p, f"P[{i}]" if B > 1 else "P", device) for i, p in enumerate(Ps)]
+    Qin = [_as_cloud(q, f"Q[{i}]" if B > 1 else "Q", device) for i, q in enumerate(Qs)]
+
+    # normalise each pair: centre on centroids, common scale s (module docstring)
+    cP = [p.mean(0) for p in Pin]
+    cQ = [q.mean(0) for q in Qin]
+    scale = [float(torch.maximum(_radius(p), _radius(q)).clamp_min(1e-12)) for p, q in zip(Pin, Qin)]
+    Pn = [(p - c) / s for p, c, s in zip(Pin, cP, scale)]
+    Qn = [(q - c) / s for q, c, s in zip(Qin, cQ, scale)]
+    if d_max is not None and not d_max > 0:
+        raise ValueError(f"d_max must be > 0, got {d_max}")
+    dmax = torch.tensor(
+        [1.0 if d_max is None else float(d_max) / s for s in scale], dtype=torch.float32, device=device
+    ).repeat_interleave(G)
+
+    # variables [K = B*G]
+    v0, th0, u0, d0 = _init_groups(G, seed, bounds, mapping)
+    v = v0.repeat(B, 1).to(device=device, dtype=torch.float32).requires_grad_(True)
+    th = th0.repeat(B).to(device=device, dtype=torch.float32).requires_grad_(True)
+    u = u0.repeat(B, 1).to(device=device, dtype=torch.float32).requires_grad_(True)
+    d = d0.repeat(B).to(device=device, dtype=torch.float32).requires_grad_(True)
+    if bounds is not None:
+        gi = torch.arange(G) % bounds.shape[0]
+        lo = torch.tensor(bounds[gi.numpy(), 0], dtype=torch.float32, device=device).repeat(B)
+        hi = torch.tensor(bounds[gi.numpy(), 1], dtype=torch.float32, device=device).repeat(B)
+
+    def transform():
+        ang = map_bounded_angle(th, lo, hi) if bounds is not None else th
+        return rodrigues(v, ang), map_translation(u, d, dmax, mapping)
+
+    stages = [(None, int(iters))] if schedule is None else [(int(n), int(k)) for n, k in schedule]
+    total = sum(k for _, k in stages)
+    opt = torch.optim.Adam([v, th, u, d], lr=lr)
+    gen = torch.Generator().manual_seed(int(seed))
+    history = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="HOUV", unit="it", leave=False)
+    done = 0
+    stopped = False
+    for n_pts, k_iters in stages:
+        if n_pts is None:
+            Ps_, Qs_ = Pn, Qn
+        else:
+            Ps_ = [_subsample(p, n_pts, gen) for p in Pn]
+            Qs_ = [_subsample(q, n_pts, gen) for q in Qn]
+        P, P_len = _pad(Ps_)
+        Q, Q_len = _pad(Qs_)
+        best = None
+        since = 0
+        for _ in range(k_iters):
+            R, t = transform()
+            _, hyb = _hybrid_terms(P, Q, R, t, alpha, beta, P_len, Q_len, G)
+            opt.zero_grad(set_to_none=True)
+            hyb.sum().backward()
+            opt.step()
+            h = hyb.detach()
+            history.append(h)
+            done += 1
+            if bar is not None:
+                bar.update(1)
+            if early_stop is not None:
+                if best is None:
+                    best = h.clone()
+                else:
+                    improved = h < best * (1 - early_stop)
+                    best = torch.minimum(best, h)
+                    since = 0 if bool(improved.any()) else since + 1
+                    if since >= patience:
+                        stopped = True
+                        break
+        if stopped and n_pts is None:
+            break
+    if bar is not None:
+        bar.close()
+
+    # final evaluation at full resolution, choose by local Chamfer (algorithm 3.1, line 10)
+    with torch.no_grad():
+        R, t = transform()
+        P, P_len = _pad(Pn)
+        Q, Q_len = _pad(Qn)
+        local, hyb = _hybrid_terms(P, Q, R, t, alpha, beta, P_len, Q_len, G)
+    hist = torch.stack(history).cpu() if history else torch.zeros(0, B * G)
+    seconds = time.perf_counter() - t0
+    results = []
+    for b in range(B):
+        sl = slice(b * G, (b + 1) * G)
+        s = scale[b]
+        lb = local[sl].cpu()
+        g = int(torch.argmin(lb))
+        Rb = R[sl].detach().cpu().to(torch.float64)
+        # back to the input frame: Q = R P + (c_Q - R c_P + s t')
+        tb = cQ[b].cpu().double()[None] - (Rb @ cP[b].cpu().double()) + s * t[sl].detach().cpu().double()
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = Rb[g]
+        T[:3, 3] = tb[g]
+        results.append(
+            RegistrationResult(
+                R=Rb[g].clone(),
+                t=tb[g].clone(),
+                transform=T,
+                local_cd=float(lb[g]) * s * s,
+                loss=float(hyb[sl][g]) * s * s,
+                group=g,
+                group_local_cd=lb.double() * s * s,
+                group_loss=hyb[sl].cpu().double() * s * s,
+                all_R=Rb,
+                all_t=tb,
+                history=hist[:, b * G + g].double() * s * s,
+                iters=done,
+                seconds=seconds,
+                scale=s,
+            )
+        )
+    return results
+
+
+def houv(
+    P,
+    Q,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.1,
+    groups: int = 32,
+    iters: int = 500,
+    lr: float = 1e-3,
+    d_max: Optional[float] = None,
+    mapping: str = "sin",
+    angle_bounds=None,
+    seed: int = 0,
+    device=None,
+    schedule: Optional[Sequence[Tuple[int, int]]] = None,
+    early_stop: Optional[float] = None,
+    patience: int = 25,
+    progress: bool = False,
+) -> RegistrationResult:
+    """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
+    ``angle_bounds``, HOUV_pri, algorithm 3.2). Defaults are the thesis's settings (alpha 0.5,
+    beta 0.1, 32 groups, 500 Adam iterations at lr 1e-3, sin mapping eq. 3-8). Returns a
+    :class:`RegistrationResult` with ``Q ~ R P + t``."""
+    return houv_batch(
+        [P],
+        [Q],
+        alpha=alpha,
+        beta=beta,
+        groups=groups,
+        iters=iters,
+        lr=lr,
+        d_max=d_max,
+        mapping=mapping,
+        angle_bounds=angle_bounds,
+        seed=seed,
+        device=device,
+        schedule=schedule,
+        early_stop=early_stop,
+        patience=patience,
+        progress=progress,
+    )[0]
+
+
+class HOUV:
+    """Reusable HOUV settings: ``HOUV(**params).register(P, Q)`` equals ``houv(P, Q, **params)``;
+    ``register_batch(Ps, Qs)`` equals :func:`houv_batch`."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.5,
+        beta: float = 0.1,
+        groups: int = 32,
+        iters: int = 500,
+        lr: float = 1e-3,
+        d_max: Optional[float] = None,
+        mapping: str = "sin",
+        angle_bounds=None,
+        seed: int = 0,
+        device=None,
+        schedule=None,
+        early_stop: Optional[float] = None,
+        patience: int = 25,
+        progress: bool = False,
+    ):
+        _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience)
+        _parse_bounds(angle_bounds)
+        self.params = dict(
+            alpha=alpha,
+            beta=beta,
+            groups=groups,
+            iters=iters,
+            lr=lr,
+            d_max=d_max,
+            mapping=mapping,
+            angle_bounds=angle_bounds,
+            seed=seed,
+            device=device,
+            schedule=schedule,
+            early_stop=early_stop,
+            patience=patience,
+            progress=progress,
+        )
+
+    def register(self, P, Q) -> RegistrationResult:
+        return houv(P, Q, **self.params)
+
+    def register_batch(self, Ps, Qs) -> List[RegistrationResult]:
+        return houv_batch(Ps, Qs, **self.params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"HOUV({args})"
