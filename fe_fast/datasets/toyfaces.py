@@ -147,7 +147,7 @@ class _Factor(NamedTuple):
 #: ``categorical`` factors, a number (fixed) or a ``(lo, hi)`` range for ``uniform`` factors.
 FACTORS: Dict[str, _Factor] = {
     "smiling": _Factor("bernoulli", 0.5, "image", None,
-                       "mouth corners lifted (curvature 0.6-1) vs neutral (-0.1-0.1)"),
+                       "mouth corners lifted 7-12 mm and widened, lips parted over the teeth, lower eyelids raised (curvature 0.6-1) vs neutral (-0.1-0.1)"),
     "mouth_open": _Factor("bernoulli", 0.3, "image", None,
                           "lower lip and chin dropped by 8-13 mm, dark mouth interior"),
     "eyeglasses": _Factor("bernoulli", 0.3, "image", None,
@@ -157,11 +157,11 @@ FACTORS: Dict[str, _Factor] = {
     "long_hair": _Factor("bernoulli", 0.4, "identity", None,
                          "hair down to below the chin behind and beside the head vs short"),
     "bangs": _Factor("bernoulli", 0.3, "identity", None,
-                     "a fringe covering the forehead down to 16 mm above the brows"),
+                     "a fringe covering the forehead down to 9-12 mm above the brows"),
     "facial_hair": _Factor("categorical", (0.6, 0.2, 0.2), "identity", None,
                            "none, goatee (around the mouth and chin) or full beard (cheeks and jaw)"),
     "old": _Factor("bernoulli", 0.3, "identity", None,
-                   "age cues: forehead lines, nasolabial folds and crow's feet"),
+                   "age cues: forehead lines, nasolabial folds, lines under the eyes and crow's feet"),
     "skin_tone": _Factor("uniform", (0.0, 1.0), "identity", (0.0, 1.0),
                          "0 = light to 1 = dark skin (linear colour interpolation)"),
     "eye_size": _Factor("uniform", (0.0, 1.0), "identity", (0.0, 1.0),
@@ -467,9 +467,16 @@ def _face_shape(p: Dict[str, Any]) -> np.ndarray:
     lift = np.zeros(68)
     lift[[48, 54, 60, 64]] = 1.0
     lift[[49, 53, 59, 55, 61, 63, 65, 67]] = 0.45
-    P[:, 1] -= 9.0 * a * lift
-    P[[48, 60], 0] -= 4.0 * a
-    P[[54, 64], 0] += 4.0 * a
+    P[:, 1] -= 12.0 * a * lift
+    P[[48, 60], 0] -= 6.0 * a
+    P[[54, 64], 0] += 6.0 * a
+    if p["smiling"]:  # lips part over the teeth
+        P[[65, 66, 67], 1] += 3.5 * a
+        P[[55, 56, 57, 58, 59], 1] += 2.0 * a
+    if a > 0:  # Duchenne smile: the lower eyelids rise towards the line of the eye corners
+        for lids, c1, c2 in (((40, 41), 36, 39), ((46, 47), 42, 45)):
+            mid = 0.5 * (P[c1, 1] + P[c2, 1])
+            P[list(lids), 1] -= 0.35 * a * (P[list(lids), 1] - mid)
     if p["mouth_open"]:
         o = 8.0 + 5.0 * p["open_amount"]
         P[[65, 66, 67], 1] += o
@@ -579,7 +586,7 @@ def _head_layer(size, scale, ss, R, d, A_skull, A_hair, p, brow_top):
     t = np.clip(1.0 + hz / np.sqrt(hx * hx + hz * hz + 1e-6), 0.0, 1.0)
     hair = hit_h & (hy < front + (side - front) * np.sqrt(t))
     if p["bangs"]:
-        edge = brow_top - 16.0 - yc + 3.0 * np.abs(np.sin(hx * 0.35))
+        edge = brow_top - 12.0 - yc + 3.0 * np.abs(np.sin(hx * 0.35))
         hair |= hit_h & (hz < -0.55 * A_hair[2]) & (hy < edge) & (np.abs(hx) < 0.8 * A_hair[0])
     lab = (disc_s >= 0).astype(np.uint8)
     lab[hair] = 2
@@ -626,13 +633,16 @@ def _build_extra_points():
                    ([(9, 1.06)], (0.0, -0.6, 0.0), Z, Z), ([(8, 1.06)], (0.0, -0.6, 0.0), Z, Z),
                    ([(7, 1.06)], (0.0, -0.6, 0.0), Z, Z), (lerp(48, 6, 0.65), Z, Z, Z)])
     # wrinkles: two forehead lines above the brows, nasolabial folds, crow's feet
-    for k, dy in enumerate((6.0, 11.5)):
+    for k, dy in enumerate((4.5, 8.5)):
         add(f"wr_forehead{k}", [([(19, 1.0)], (0.0, -dy, -12.0), Z, Z),
                                 ([(21, 0.5), (22, 0.5)], (0.0, -dy - 3.0, -5.0), Z, Z),
                                 ([(24, 1.0)], (0.0, -dy, -12.0), Z, Z)])
     for k, (sg, a_, b_) in enumerate(((-1, 31, 48), (1, 35, 54))):
         add(f"wr_fold{k}", [([(a_, 1.0)], (sg * 5.0, -5.0, 4.0), Z, Z), ([(a_, 1.0)], (sg * 9.0, 6.0, 4.0), Z, Z),
                             ([(b_, 1.0)], (sg * 7.0, 2.0, 3.0), Z, Z)])
+    for k, (lo, hi) in enumerate(((41, 40), (47, 46))):  # lines under the eyes
+        add(f"wr_bag{k}", [([(lo, 1.0)], (-3.0, 6.0, 1.0), Z, Z), ([(lo, 0.5), (hi, 0.5)], (0.0, 7.0, 1.0), Z, Z),
+                           ([(hi, 1.0)], (3.0, 6.0, 1.0), Z, Z)])
     for k, (sg, e) in enumerate(((-1, 36), (1, 45))):
         add(f"wr_crow{k}a", [([(e, 1.0)], (sg * 4.0, -4.0, 2.0), Z, Z), ([(e, 1.0)], (sg * 10.0, -2.0, 4.0), Z, Z)])
         add(f"wr_crow{k}b", [([(e, 1.0)], (sg * 4.0, 3.0, 2.0), Z, Z), ([(e, 1.0)], (sg * 10.0, 6.0, 4.0), Z, Z)])
@@ -687,7 +697,7 @@ def _render(params: Mapping[str, Any], size: int) -> RenderResult:
     bg = np.array(colorsys.hsv_to_rgb(p["background_hue"] % 1.0, 0.35, 0.75)) * 255.0
     cols = np.stack([skin, hair, bg, hair * (0.6 if p["hair_color"] == "blond" else 0.75), hair * 0.8,
                      skin * 0.9, skin * np.array([0.78, 0.52, 0.52]) + np.array([30.0, 0.0, 0.0]),
-                     skin * 0.6, skin * 0.88, skin * 0.55, skin * 0.35,
+                     skin * 0.5, skin * 0.88, skin * 0.55, skin * 0.35,
                      skin * 0.55 + np.array([170.0, 200.0, 230.0]) * 0.45])
     (c_skin, c_hair, c_bg, c_brow, c_beard, c_nose, c_lip, c_wr, c_neck, c_nostril, c_lipline,
      c_lens) = [tuple(c) for c in np.clip(np.rint(cols), 0, 255).astype(int).tolist()]
@@ -716,7 +726,7 @@ def _render(params: Mapping[str, Any], size: int) -> RenderResult:
     cv.poly(uvP[0:17], c_skin, _C["skin"])
     if p["old"]:  # age cues, drawn on the skin and labelled skin
         for k in _WRINKLES:
-            cv.line(E(k), 2.5 * scale, c_wr, None)
+            cv.line(E(k), 3.5 * scale, c_wr, None)
     if p["facial_hair"] != "none":
         cv.poly(E(p["facial_hair"]), c_beard, _C["beard"])
     frame = _FRAME_RGB[p["frame"]]
@@ -750,6 +760,8 @@ def _render(params: Mapping[str, Any], size: int) -> RenderResult:
         cv.poly(uvP[60:68], (60, 18, 22), _C["mouth"])
         teeth = np.concatenate([uvP[60:65], uvP[64:59:-1] + np.array([0.0, 2.0 * scale])])
         cv.poly(teeth, (236, 232, 220), None)
+    elif p["smiling"]:  # closed-mouth smile: teeth between the parted lips
+        cv.poly(uvP[60:68], (236, 232, 220), _C["mouth"])
     else:
         cv.line(uvP[60:65], 1.5 * scale, c_lipline, None)
     # -- glasses frame on top ------------------------------------------------------------------
