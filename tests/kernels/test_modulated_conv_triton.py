@@ -1,0 +1,101 @@
+"""The Triton modulated-convolution kernel (fe_fast.kernels.modulated_conv) through
+fe_fast.ops.modulated_conv2d(backend="triton") against the grouped-conv reference. Runs on CPU
+tensors under TRITON_INTERPRET=1 at small sizes (B<=2, C<=8, H<=8), and on CUDA when present."""
+import itertools
+import os
+
+import pytest
+import torch
+
+from fe_fast.ops import modulated_conv2d
+from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference
+
+DEVICES = []
+if os.environ.get("TRITON_INTERPRET") == "1":
+    DEVICES.append("cpu")
+if torch.cuda.is_available():
+    DEVICES.append("cuda")
+if not DEVICES:
+    pytest.skip("needs TRITON_INTERPRET=1 (CPU interpreter) or a CUDA device", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _ieee_fp32():
+    """Compare in full fp32 (the kernel uses TF32 on CUDA only when cuDNN may)."""
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = old
+
+
+def make(device, B=2, I=5, O=7, H=6, k=3, up=1, noise="batch", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, I, H, H, generator=g)
+    w = torch.randn(O, I, k, k, generator=g)
+    s = torch.randn(B, I, generator=g) + 1.0
+    Ho = H * up
+    n = None if noise is None else torch.randn(B if noise == "batch" else 1, 1, Ho, Ho, generator=g)
+    b = torch.randn(O, generator=g)
+    return [None if t is None else t.to(device) for t in (x, w, s, n, b)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("up,k,demod,act,noise", [
+    c for c in itertools.product([1, 2], [3, 1], [True, False], ["lrelu", "linear"],
+                                 ["batch", "shared", None])
+    if not (c[0] == 2 and c[1] == 1) and not (c[3] == "linear" and c[4] == "shared")])
+def test_forward_matches_reference(device, up, k, demod, act, noise):
+    x, w, s, n, b = make(device, k=k, up=up, noise=noise)
+    kw = dict(demodulate=demod, up=up, noise=n, bias=b, activation=act, weight_gain=0.4)
+    out = modulated_conv2d(x, w, s, backend="triton", **kw)
+    ref = modulated_conv2d_reference(x, w, s, **kw)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_odd_sizes_and_tiles(device):
+    """Sizes that are not multiples of the tiles; more output pixels than one tile."""
+    x, w, s, n, b = make(device, B=1, I=3, O=8, H=8, up=2)
+    out = modulated_conv2d(x, w, s, True, 2, n, b, backend="triton")
+    torch.testing.assert_close(out, modulated_conv2d_reference(x, w, s, True, 2, n, b),
+                               rtol=1e-4, atol=1e-4)
+    x, w, s, n, b = make(device, B=2, I=8, O=3, H=7, noise=None)
+    out = modulated_conv2d(x, w, s, True, 1, None, None, "linear", backend="triton")
+    torch.testing.assert_close(out, modulated_conv2d_reference(x, w, s, True, 1, None, None, "linear"),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("up", [1, 2])
+def test_backward_and_double_backward(device, up):
+    x, w, s, n, b = make(device, B=2, I=4, O=5, H=5, up=up)
+    ins = [x, w, s, n, b]
+    for t in ins:
+        t.requires_grad_(True)
+
+    def penalty(fn):
+        out = fn(x, w, s, True, up, n, b, "lrelu")
+        gx, gs = torch.autograd.grad((out * out.detach().cos()).sum(), (x, s), create_graph=True)
+        return out, gx.square().sum() + gs.square().sum()
+
+    out, pen = penalty(lambda *a: modulated_conv2d(*a, backend="triton"))
+    ref, pen_ref = penalty(modulated_conv2d_reference)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    go = torch.randn_like(ref)
+    for g1, g2 in zip(torch.autograd.grad(out, ins, go, retain_graph=True),
+                      torch.autograd.grad(ref, ins, go, retain_graph=True)):
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(pen, pen_ref, rtol=1e-4, atol=1e-3)
+    for g1, g2 in zip(torch.autograd.grad(pen, (w, s, x)), torch.autograd.grad(pen_ref, (w, s, x))):
+        torch.testing.assert_close(g1, g2, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_rejects_unsupported(device):
+    x, w, s, n, b = make(device, up=2, k=1, noise=None)
+    with pytest.raises(ValueError, match="backend='triton'"):
+        modulated_conv2d(x, w, s, up=2, backend="triton")
+    x, w, s, n, b = make(device, noise=None)
+    with pytest.raises(ValueError, match="backend='triton'"):
+        modulated_conv2d(x.double(), w.double(), s.double(), backend="triton")
