@@ -60,17 +60,17 @@ def _knn_kernel(
         offs_m = start + offs_m0
         m_valid = offs_m < y_end
         yp = y_base + offs_m.to(tl.int64) * D
-        ry = tl.load(yp + 0, mask=m_valid, other=0.0)
+        # Padded references load as +inf: their distance is +inf and never wins (no extra select).
+        ry = tl.load(yp + 0, mask=m_valid, other=float("inf"))
         dx = qx[:, None] - ry[None, :]
         d = dx * dx
-        ry = tl.load(yp + 1, mask=m_valid, other=0.0)
+        ry = tl.load(yp + 1, mask=m_valid, other=float("inf"))
         dy = qy[:, None] - ry[None, :]
         d = d + dy * dy
         if D == 3:
-            ry = tl.load(yp + 2, mask=m_valid, other=0.0)
+            ry = tl.load(yp + 2, mask=m_valid, other=float("inf"))
             dz = qz[:, None] - ry[None, :]
             d = d + dz * dz
-        d = tl.where(m_valid[None, :], d, float("inf"))
         better = d < best
         best = tl.where(better, d, best)
         arg = tl.where(better, offs_m.to(tl.int32)[None, :], arg)
@@ -110,13 +110,13 @@ def _select_kernel(
     for p in tl.static_range(KEY_BITS // RADIX_BITS):
         shift = KEY_BITS - RADIX_BITS * (p + 1)
         base = prefix >> shift
-        counts = tl.zeros([RADIX], tl.int64)
+        counts = tl.zeros([RADIX], tl.int32)
         for start in range(0, n, BLOCK):
             offs = start + offs0
             valid = offs < n
             key = tl.load(row + offs, mask=valid, other=0.0).to(key_ty, bitcast=True)
             hit = ((key >> shift)[:, None] <= (base + digits)[None, :]) & valid[:, None]
-            counts += tl.sum(hit.to(tl.int64), axis=0)
+            counts += tl.sum(hit.to(tl.int32), axis=0)
         # Smallest digit whose count reaches kb == number of digits whose count stays below kb.
         dsel = tl.sum((counts < kb).to(key_ty), axis=0)
         prefix = prefix + (dsel << shift)
@@ -150,7 +150,7 @@ _DEFAULT_TILES = {torch.float32: (64, 64, 8), torch.float64: (64, 32, 8)}
 
 
 def knn_triton(x, y, x_len, y_len, k=None, *, block_n=None, block_m=None, num_warps=None,
-               select_block=256, radix_bits=4, select_warps=4):
+               select_block=None, radix_bits=4, select_warps=None):
     """Nearest neighbour of every valid query of ``x`` in ``y`` (contract in ``csrc/knn.h``).
 
     Args:
@@ -160,8 +160,8 @@ def knn_triton(x, y, x_len, y_len, k=None, *, block_n=None, block_m=None, num_wa
         k: int64 [B] or None: select the min(k[b], x_len[b]) queries with the smallest distance
             (thesis eq. 3-9; ties broken by query index).
         block_n, block_m, num_warps: nearest-neighbour tile (powers of two; None: per-dtype
-            default); select_block, radix_bits, select_warps: selection tile (radix_bits must
-            divide 32). Tests pass small values.
+            default); select_block, radix_bits, select_warps: selection tile (None: by N;
+            radix_bits must divide 32). Tests pass small values.
 
     Returns:
         (idx int64 [B, N] (-1 for padded queries), dist2 x.dtype [B, N] (0 for padded),
@@ -172,6 +172,10 @@ def knn_triton(x, y, x_len, y_len, k=None, *, block_n=None, block_m=None, num_wa
     block_n = block_n or tile[0]
     block_m = block_m or tile[1]
     num_warps = num_warps or tile[2]
+    # Selection: one program per batch element streams its row once per radix pass; wider blocks
+    # for long rows (B = 1, N = 1e5 is a single program).
+    select_block = select_block or min(1024, max(128, triton.next_power_of_2(max(N, 1))))
+    select_warps = select_warps or (8 if select_block >= 1024 else 4)
     shared = y.dim() == 2
     M = y.shape[0] if shared else y.shape[1]
     idx = torch.empty((B, N), dtype=torch.int64, device=x.device)
