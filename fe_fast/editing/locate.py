@@ -1,0 +1,471 @@
+"""Locating the S-space channels that control a region or an attribute (thesis §6.2.2, §6.2.3).
+
+Pipeline (thesis Fig. 6-1): sample N latent codes (default 1000, §6.3.1), map them to S
+(``G.synthesis.w_to_s``), let a teacher pick the samples that count, back-propagate the teacher's
+objective to every style channel, average (eq. 6-5) and select channels layer first (eq. 6-6).
+
+* Region-based, eq. 6-2: the objective of sample i is the mean generated intensity inside the
+  parser's region mask M^r (argmax of the parser's logits), g^r_s = d/ds (1/|M^r| sum_{p in M^r} I_p);
+  the samples whose mask is empty do not count.
+* Attribute-based, eq. 6-4: the objective is the classifier's cross-entropy l_a (binary, target
+  "attribute present"), on the positive samples only: the samples with p_a > ``threshold``, at most
+  ``max_positives`` of them (the most confident; §6.3.2 uses 20-50 of 1000).
+
+The per-sample gradients are computed in batches with the summed-loss trick: G has no batch
+statistics and the teacher runs in eval mode, so sample i's output depends only on s_i and
+d(sum_j l_j)/ds_i = dl_i/ds_i exactly; one backward per batch gives every per-sample gradient.
+They are packed into one [P, C] buffer and reduced by :func:`fe_fast.ops.s_grad_reduce.s_grad_reduce`
+(signed mean = eq. 6-5, per-layer mean |g| = the layer response, per-layer top-k = eq. 6-6).
+
+Selection (``selection=``):
+
+* ``"layerwise"`` (the thesis): pick the responding layer(s) first (``layers="auto"``: the
+  ``n_layers`` candidate layers with the largest mean |g|; ``"all"``; or explicit indices), then the
+  top-k channels by |mean gradient| inside each (eq. 6-6); ranks restart at 1 in every layer, as in
+  thesis Table 6-3.
+* ``"global"`` (ablation 1 of §6.3.4): top-k by |mean gradient| over all candidate layers at once.
+* ``"whole"`` (ablation 2 of §6.3.4): the whole normalised mean gradient over the candidate layers
+  is the edit direction (the listed channels are just its k largest entries).
+
+Candidate layers default to the convolution layers (``kinds=("conv",)``): the ToRGB styles act on
+colour globally and do not appear in thesis Table 6-3; pass ``kinds=("conv", "torgb")`` for all 26.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Channel", "ChannelSet", "locate", "sample_styles", "style_offsets", "flatten_s", "unflatten_s",
+           "teacher_kind", "attribute_index", "region_index", "classify", "render", "positives_for_attribute"]
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers shared by edit / baselines / metrics
+# --------------------------------------------------------------------------------------------
+def style_offsets(G) -> torch.Tensor:
+    """int64 [L+1] offsets of the style layers in the packed S vector (thesis Table 6-2 order)."""
+    from fe_fast.ops.s_grad_reduce import layer_offsets
+
+    return layer_offsets([t.channels for t in G.synthesis.s_layers])
+
+
+def flatten_s(s: Sequence[torch.Tensor]) -> torch.Tensor:
+    """list of [B, C_l] -> [B, sum C_l]."""
+    return torch.cat(list(s), dim=1)
+
+
+def unflatten_s(flat: torch.Tensor, G) -> List[torch.Tensor]:
+    sizes = [t.channels for t in G.synthesis.s_layers]
+    return list(torch.split(flat, sizes, dim=1))
+
+
+def _param(G):
+    return next(G.parameters())
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules):
+    """Eval mode for the duration (batch-norm teachers must not use batch statistics: the
+    summed-loss trick needs samples to be independent)."""
+    was = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, w in zip(modules, was):
+            m.train(w)
+
+
+@torch.no_grad()
+def sample_styles(G, n: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 1000):
+    """N seeded samples: (w [N, w_dim], s list of [N, C_l]). Cheap (mapping + affine maps only)."""
+    if int(n) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n}")
+    p = _param(G)
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(int(n), G.z_dim, generator=g).to(device=p.device, dtype=p.dtype)
+    ws = []
+    for i in range(0, z.shape[0], batch_size):
+        ws.append(G.mapping(z[i:i + batch_size], truncation_psi=truncation_psi))
+    w = torch.cat(ws)
+    return w, G.synthesis.w_to_s(w)
+
+
+def render(G, s: Sequence[torch.Tensor], noise_mode: str = "const") -> torch.Tensor:
+    """Images from S (deterministic noise by default, so edits compare like with like)."""
+    return G.synthesis(s=list(s), noise_mode=noise_mode)
+
+
+def _teacher_input(img: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    if size is None:
+        size = 256 if img.shape[-1] > 256 else None  # the toy teachers take 16..256
+    if size is not None and img.shape[-1] != size:
+        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return img
+
+
+def teacher_kind(teacher) -> str:
+    """"attribute" (logits [B, A], has ``attributes``) or "region" (per-class logits [B, K, H, W])."""
+    if getattr(teacher, "attributes", None) is not None:
+        return "attribute"
+    if getattr(teacher, "n_classes", None) is not None or getattr(teacher, "classes", None) is not None \
+            or type(teacher).__name__ in ("BiSeNetParser", "FaceParser"):
+        return "region"
+    raise ValueError(f"teacher {type(teacher).__name__} is neither an attribute classifier (with .attributes) "
+                     "nor a face parser (with .n_classes or .classes)")
+
+
+def attribute_index(teacher, name: str) -> int:
+    names = list(getattr(teacher, "attributes", None) or [])
+    if name not in names:
+        raise ValueError(f"unknown attribute {name!r}: the classifier knows {names}")
+    return names.index(name)
+
+
+def region_names(teacher) -> List[str]:
+    names = getattr(teacher, "classes", None)
+    if names is not None:
+        return list(names)
+    n = getattr(teacher, "n_classes", None)
+    from fe_fast.datasets.toyfaces import MASK_CLASSES
+    from fe_fast.teachers.bisenet import BISENET_CLASSES
+
+    if n is None and type(teacher).__name__ == "BiSeNetParser":
+        return list(BISENET_CLASSES)
+    if n == len(MASK_CLASSES):
+        return list(MASK_CLASSES)
+    if n == len(BISENET_CLASSES):
+        return list(BISENET_CLASSES)
+    return [str(i) for i in range(int(n))]
+
+
+def region_index(teacher, name: str) -> int:
+    names = region_names(teacher)
+    if name not in names:
+        raise ValueError(f"unknown region {name!r}: the parser knows {names}")
+    return names.index(name)
+
+
+@torch.no_grad()
+def classify(G, teacher, s: Sequence[torch.Tensor], batch_size: int = 64, teacher_size: Optional[int] = None,
+             noise_mode: str = "const") -> torch.Tensor:
+    """Teacher logits of the images generated from ``s`` (attribute teacher: [N, A])."""
+    n = s[0].shape[0]
+    out = []
+    with _eval_mode(teacher):
+        for i in range(0, n, batch_size):
+            img = render(G, [t[i:i + batch_size] for t in s], noise_mode)
+            out.append(teacher(_teacher_input(img, teacher_size)).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _region_masks(G, parser, s, region: int, batch_size: int, teacher_size, noise_mode) -> torch.Tensor:
+    """bool [N, H, W] at the generator's resolution: argmax of the parser == region."""
+    n = s[0].shape[0]
+    out = []
+    with _eval_mode(parser):
+        for i in range(0, n, batch_size):
+            img = render(G, [t[i:i + batch_size] for t in s], noise_mode)
+            lab = parser(_teacher_input(img, teacher_size)).argmax(1, keepdim=True).float()
+            if lab.shape[-1] != img.shape[-1]:
+                lab = F.interpolate(lab, size=img.shape[-2:], mode="nearest")
+            out.append(lab[:, 0] == region)
+    return torch.cat(out)
+
+
+def positives_for_attribute(logits: torch.Tensor, index: int, threshold: float = 0.5,
+                            max_positives: Optional[int] = 50) -> torch.Tensor:
+    """bool [N]: the samples the classifier calls positive (p > threshold), at most
+    ``max_positives`` of them, the most confident first (thesis §6.3.2: 20-50 of 1000)."""
+    p = torch.sigmoid(logits[:, index])
+    pos = p > threshold
+    if max_positives is not None and int(pos.sum()) > max_positives:
+        order = torch.argsort(torch.where(pos, p, torch.full_like(p, -1.0)), descending=True, stable=True)
+        pos = torch.zeros_like(pos)
+        pos[order[:max_positives]] = True
+    return pos
+
+
+def per_sample_grads(G, s: Sequence[torch.Tensor], objective, batch_size: int = 16, noise_mode: str = "const",
+                     progress: bool = False) -> torch.Tensor:
+    """Packed per-sample gradients d objective_i / d s_i, [N, C] (summed-loss trick, exact since the
+    samples are independent in G and in an eval-mode teacher). ``objective(images, start) -> [b]``."""
+    n = s[0].shape[0]
+    rows = []
+    it = range(0, n, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="gradients", unit="batch")
+    for i in it:
+        sb = [t[i:i + batch_size].detach().clone().requires_grad_(True) for t in s]
+        with torch.enable_grad():
+            img = render(G, sb, noise_mode)
+            obj = objective(img, i)
+            grads = torch.autograd.grad(obj.sum(), sb, allow_unused=True)
+        rows.append(torch.cat([torch.zeros_like(t) if gr is None else gr for t, gr in zip(sb, grads)], dim=1))
+    return torch.cat(rows).detach()
+
+
+# --------------------------------------------------------------------------------------------
+# Result type
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Channel:
+    layer: int  # style layer index (thesis Table 6-2, s^layer)
+    channel: int  # channel inside the layer
+    rank: int  # 1-based rank (inside the layer for layer-wise selection, as in Table 6-3)
+    score: float  # |average gradient| (eq. 6-5) or the baseline's score
+    sign: float = 1.0  # +1/-1: moving s along sign increases the attribute / the region's intensity
+
+    def as_dict(self) -> dict:
+        return {"layer": self.layer, "channel": self.channel, "rank": self.rank, "score": self.score}
+
+
+@dataclass
+class ChannelSet:
+    """Channels found by :func:`locate` (or a baseline) with what editing needs.
+
+    ``mean_grad``: [C] packed averaged gradient (eq. 6-5), ``direction``: [C] the signed objective
+    direction (-mean_grad for the attribute cross-entropy, +mean_grad for the region intensity),
+    ``sigma``: [C] std of s over the positives (unit edit strength, eq. 6-3), ``layer_response``:
+    [L] mean |g| per layer; ``selection``: "layerwise", "global", "whole" or a baseline name."""
+
+    target: str
+    mode: str
+    selection: str
+    channels: List[Channel]
+    offsets: torch.Tensor
+    layer_names: List[str]
+    sigma: Optional[torch.Tensor] = None
+    direction: Optional[torch.Tensor] = None
+    mean_grad: Optional[torch.Tensor] = None
+    layer_response: Optional[torch.Tensor] = None
+    layers: List[int] = field(default_factory=list)  # the selected (or candidate, for "whole") layers
+    n_samples: int = 0
+    n_positives: int = 0
+    seconds: float = 0.0
+
+    def __len__(self):
+        return len(self.channels)
+
+    def __iter__(self):
+        return iter(self.channels)
+
+    def __getitem__(self, i):
+        return self.channels[i]
+
+    def top(self, n: int = 1) -> "ChannelSet":
+        """The same set restricted to its first ``n`` channels (e.g. the single-channel edit)."""
+        out = ChannelSet(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        out.channels = self.channels[:n]
+        return out
+
+    def to_json(self) -> list:
+        return [c.as_dict() for c in self.channels]
+
+    def table(self) -> str:
+        """Thesis Table 6-3 style: the attribute and its (layer, channel, rank) triples."""
+        head = f"{self.mode} {self.target!r} ({self.selection}; {self.n_positives} of {self.n_samples} samples)"
+        lines = [head, f"{'(layer, channel, rank)':<24} {'score':>12}  layer name"]
+        for c in self.channels:
+            lines.append(f"{f'({c.layer}, {c.channel}, {c.rank})':<24} {c.score:>12.4g}  {self.layer_names[c.layer]}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+# --------------------------------------------------------------------------------------------
+# locate
+# --------------------------------------------------------------------------------------------
+def _candidate_layers(G, kinds) -> List[int]:
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in ("conv", "torgb")]
+    if bad or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of ('conv', 'torgb'), got {kinds}")
+    return [t.index for t in G.synthesis.s_layers if t.kind in kinds]
+
+
+def _resolve_layers(layers, candidates: List[int], response: torch.Tensor, n_layers: int, L: int) -> List[int]:
+    if isinstance(layers, str):
+        if layers == "auto":
+            order = sorted(candidates, key=lambda l: (-float(response[l]), l))
+            return order[:max(1, int(n_layers))]
+        if layers == "all":
+            return list(candidates)
+        raise ValueError(f"layers must be 'auto', 'all' or a list of layer indices, got {layers!r}")
+    out = []
+    for l in layers:
+        if isinstance(l, bool) or not isinstance(l, int) or not 0 <= l < L:
+            raise ValueError(f"layer {l!r} out of range: G has {L} style layers (0..{L - 1})")
+        out.append(int(l))
+    if not out:
+        raise ValueError("layers is empty")
+    return out
+
+
+def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: Union[str, Sequence[int]] = "auto",
+           *, n_layers: int = 1, selection: str = "layerwise", kinds: Sequence[str] = ("conv",), seed: int = 0,
+           truncation_psi: float = 1.0, threshold: float = 0.5, max_positives: Optional[int] = 50,
+           batch_size: int = 16, teacher_size: Optional[int] = None, backend: Optional[str] = None,
+           progress: bool = False) -> ChannelSet:
+    """Locate the S channels of an attribute (eq. 6-4..6-6) or a region (eq. 6-2).
+
+    Args:
+        G: a :class:`fe_fast.stylegan.Generator` (or anything with ``mapping``, ``synthesis.w_to_s``,
+            ``synthesis(s=...)`` and ``synthesis.s_layers``).
+        teacher: an attribute classifier (logits [B, A], ``.attributes``) or a face parser
+            (logits [B, K, H, W]; class names from ``.classes``, or the toy / BiSeNet classes).
+        target: attribute name or region name.
+        n_samples: N generated samples (thesis: 1000).
+        k: channels per selected layer (eq. 6-6); for "global"/"whole", channels listed in total.
+        layers: "auto" (the ``n_layers`` most responding candidate layers), "all" or indices.
+        selection: "layerwise" (thesis), "global" or "whole" (the ablations of §6.3.4).
+        kinds: which style layers are candidates ("conv", "torgb").
+        threshold, max_positives: positive samples (p > threshold, at most max_positives).
+
+    Raises ValueError for an unknown target, a bad k/layers, or no positive sample."""
+    import time
+
+    t0 = time.perf_counter()
+    if selection not in ("layerwise", "global", "whole"):
+        raise ValueError(f"selection must be 'layerwise', 'global' or 'whole', got {selection!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    mode = teacher_kind(teacher)
+    idx = attribute_index(teacher, target) if mode == "attribute" else region_index(teacher, target)
+    s_layers = G.synthesis.s_layers
+    L = len(s_layers)
+    candidates = _candidate_layers(G, kinds)
+    if not isinstance(layers, str):
+        _resolve_layers(layers, candidates, torch.zeros(L), n_layers, L)  # validate before the heavy work
+    G_was = G.training
+    G.eval()
+    try:
+        _, s = sample_styles(G, n_samples, seed, truncation_psi)
+        if mode == "attribute":
+            logits = classify(G, teacher, s, teacher_size=teacher_size)
+            pos = positives_for_attribute(logits, idx, threshold, max_positives)
+            if not bool(pos.any()):
+                raise ValueError(f"the classifier finds no positive sample for {target!r} among {n_samples} "
+                                 f"generated samples (max p = {float(torch.sigmoid(logits[:, idx]).max()):.3g}, "
+                                 f"threshold {threshold}): raise n_samples or lower the threshold")
+            s_pos = [t[pos] for t in s]
+
+            def objective(img, start):  # eq. 6-4: cross-entropy of "attribute present"
+                lg = teacher(_teacher_input(img, teacher_size))[:, idx]
+                # -log sigmoid(l) written as softplus(-l): its gradient -sigmoid(-l) keeps its
+                # precision on confident positives, where sigmoid(l) - 1 rounds to 0 in float32
+                return F.softplus(-lg)
+
+            with _eval_mode(teacher):
+                grads = per_sample_grads(G, s_pos, objective, batch_size, progress=progress)
+            mask = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
+            sign = -1.0
+        else:
+            masks = _region_masks(G, teacher, s, idx, batch_size, teacher_size, "const")
+            pos = masks.flatten(1).any(1)
+            if not bool(pos.any()):
+                raise ValueError(f"the parser finds region {target!r} in none of the {n_samples} generated samples")
+            s_pos = [t[pos] for t in s]
+            m_pos = masks[pos].to(s[0].dtype)
+            area = m_pos.flatten(1).sum(1).clamp_min(1.0)
+
+            def objective(img, start):  # eq. 6-2: mean intensity inside M^r
+                m = m_pos[start:start + img.shape[0]]
+                return (img.mean(1) * m).flatten(1).sum(1) / area[start:start + img.shape[0]]
+
+            grads = per_sample_grads(G, s_pos, objective, batch_size, progress=progress)
+            mask = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
+            sign = 1.0
+    finally:
+        G.train(G_was)
+
+    from fe_fast.ops.s_grad_reduce import s_grad_reduce
+
+    off = style_offsets(G)
+    sizes = (off[1:] - off[:-1]).tolist()
+    k_kernel = min(k, min(sizes))
+    red = s_grad_reduce(grads.float() if grads.dtype not in (torch.float32, torch.float64) else grads,
+                        off.to(grads.device), mask, k_kernel, backend=backend)
+    mean = red.mean.detach().cpu()
+    flat_pos = flatten_s(s_pos).detach().cpu()
+    if flat_pos.shape[0] >= 2:
+        sigma = flat_pos.std(0)
+    else:  # one positive: fall back to the spread over all samples (eq. 6-3 needs a std)
+        sigma = flatten_s(s).detach().cpu().std(0)
+    direction = sign * mean
+    response = red.layer.detach().cpu()
+    names = [t.name for t in s_layers]
+
+    def chan(l, c, rank, score):
+        d = float(direction[int(off[l]) + c])
+        return Channel(int(l), int(c), int(rank), float(score), 1.0 if d >= 0 else -1.0)
+
+    channels: List[Channel] = []
+    if selection == "layerwise":
+        chosen = _resolve_layers(layers, candidates, response, n_layers, L)
+        for l in chosen:
+            n = sizes[l]
+            kk = min(k, n)
+            if kk <= k_kernel:
+                top = red.topk_idx[l, :kk].cpu().tolist()
+            else:
+                seg = mean[int(off[l]):int(off[l + 1])].abs()
+                top = torch.sort(seg, descending=True, stable=True).indices[:kk].tolist()
+            for r, c in enumerate(top, 1):
+                channels.append(chan(l, c, r, abs(float(mean[int(off[l]) + c]))))
+    else:
+        chosen = _resolve_layers(layers, candidates, response, n_layers, L) if not isinstance(layers, str) \
+            or layers != "auto" else list(candidates)
+        cols = torch.cat([torch.arange(int(off[l]), int(off[l + 1])) for l in chosen])
+        scores = mean[cols].abs()
+        order = torch.sort(scores, descending=True, stable=True).indices[:k]
+        layer_of = torch.repeat_interleave(torch.tensor(chosen), torch.tensor([sizes[l] for l in chosen]))
+        for r, j in enumerate(order.tolist(), 1):
+            l = int(layer_of[j])
+            channels.append(chan(l, int(cols[j]) - int(off[l]), r, float(scores[j])))
+    cs = ChannelSet(target=target, mode=mode, selection=selection, channels=channels, offsets=off,
+                    layer_names=names, sigma=sigma, direction=direction, mean_grad=mean,
+                    layer_response=response, layers=list(chosen), n_samples=int(n_samples),
+                    n_positives=int(pos.sum()))
+    cs.seconds = time.perf_counter() - t0
+    return cs
+
+
+def parse_channels(spec, G=None) -> List[Tuple[int, int]]:
+    """"6:501,9:6" or [(6, 501), "9:6"] -> [(6, 501), (9, 6)], checked against G's layers."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for it in items:
+        if isinstance(it, str):
+            parts = it.strip().split(":")
+            if len(parts) != 2:
+                raise ValueError(f"channel {it!r} must be written LAYER:CHANNEL, e.g. 6:501")
+            try:
+                l, c = int(parts[0]), int(parts[1])
+            except ValueError:
+                raise ValueError(f"channel {it!r} must be written LAYER:CHANNEL with integers") from None
+        elif isinstance(it, Channel):
+            l, c = it.layer, it.channel
+        else:
+            l, c = (int(v) for v in it)
+        out.append((l, c))
+    if not out:
+        raise ValueError("no channel given")
+    if G is not None:
+        s_layers = G.synthesis.s_layers
+        for l, c in out:
+            if not 0 <= l < len(s_layers):
+                raise ValueError(f"layer {l} out of range: G has {len(s_layers)} style layers (0..{len(s_layers) - 1})")
+            if not 0 <= c < s_layers[l].channels:
+                raise ValueError(f"channel {c} out of range for layer {l} ({s_layers[l].name}, "
+                                 f"{s_layers[l].channels} channels)")
+    return out
