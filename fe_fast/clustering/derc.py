@@ -127,6 +127,8 @@ class DERC:
     normalize_codes: triplet distances between unit-length codes (see
         :func:`.triplets.probabilistic_triplet_loss`; a documented deviation that prevents the
         codes from shrinking to a collapse).
+    negative_weight: ``"complement"`` (default: ``1 - p_{n,k}`` weights the negative distance) or
+        ``"printed"`` (eq. 4-7 as printed, ``p_{n,k}``); see :mod:`.triplets`.
     progress: show tqdm progress bars.
 
     Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
@@ -161,6 +163,7 @@ class DERC:
         dbscan_min_samples: int = 10,
         channels=ENCODER_CHANNELS,
         normalize_codes: bool = True,
+        negative_weight: str = "complement",
         progress: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -186,6 +189,7 @@ class DERC:
         self.dbscan_min_samples = dbscan_min_samples
         self.channels = tuple(channels)
         self.normalize_codes = normalize_codes
+        self.negative_weight = negative_weight
         self.progress = progress
 
     # ------------------------------------------------------------------ validation
@@ -199,6 +203,8 @@ class DERC:
             raise ValueError(f"n_clusters ({k}) must not exceed the number of samples ({n_samples})")
         if self.reducer not in ("tsne", "none"):
             raise ValueError(f"reducer must be 'tsne' or 'none', got {self.reducer!r}")
+        if self.negative_weight not in ("printed", "complement"):
+            raise ValueError(f"negative_weight must be 'printed' or 'complement', got {self.negative_weight!r}")
         if self.clusterer not in ("gmm", "dbscan"):
             raise ValueError(f"clusterer must be 'gmm' or 'dbscan', got {self.clusterer!r}")
         for name in ("stage1_epochs", "stage2_rounds"):
@@ -282,8 +288,13 @@ class DERC:
         return ((x_rec - x) ** 2).flatten(1).sum(1).mean()
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None):
-        """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score history_."""
+    def fit(self, X, y=None, init_from: Optional["DERC"] = None):
+        """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score history_.
+
+        ``init_from``: a fitted :class:`DERC`/:class:`DAE` on images of the same shape; its
+        autoencoder weights replace stage 1 (used by the benchmark so that DAE, DERC-R and DERC
+        share one stage-1 training, as in the thesis's ablation).
+        """
         from tqdm.auto import tqdm
 
         Xn = prepare_images(X)
@@ -308,7 +319,15 @@ class DERC:
         # ---------------- stage 1: reconstruction (eq. 4-8)
         t0 = time.perf_counter()
         best, stale = math.inf, 0
-        bar = tqdm(range(self.stage1_epochs), desc="DERC stage 1 (autoencoder)", disable=not self.progress)
+        epochs1 = self.stage1_epochs
+        if init_from is not None:
+            if getattr(init_from, "image_shape_", None) != self.image_shape_:
+                raise ValueError("init_from was fitted on images of another shape")
+            self.model_.load_state_dict(init_from.model_.state_dict())
+            hist["stage1_loss"] = list(init_from.history_["stage1_loss"])
+            hist["stage1_init_seconds"] = init_from.history_["stage1_seconds"]
+            epochs1 = 0
+        bar = tqdm(range(epochs1), desc="DERC stage 1 (autoencoder)", disable=not self.progress)
         for epoch in bar:
             perm = torch.randperm(n, generator=gen)
             total = 0.0
@@ -329,7 +348,7 @@ class DERC:
                 stale += 1
                 if stale >= self.patience:
                     break
-        hist["stage1_epochs"] = len(hist["stage1_loss"])
+        hist["stage1_epochs"] = len(hist["stage1_loss"]) if init_from is None else 0
         hist["stage1_seconds"] = time.perf_counter() - t0
 
         # ---------------- stage 2: rounds of reduce / cluster / triplet training (eq. 4-9, 4-10)
@@ -359,6 +378,7 @@ class DERC:
                         z[:b], z[b : 2 * b], z[2 * b :],
                         torch.from_numpy(pp[sl]).to(self._dev), torch.from_numpy(pn[sl]).to(self._dev),
                         margin=self.margin, normalize=self.normalize_codes,
+                        negative_weight=self.negative_weight,
                     )
                     loss = lp + self.alpha * lc
                     opt.zero_grad(set_to_none=True)

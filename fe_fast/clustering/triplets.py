@@ -81,6 +81,7 @@ def probabilistic_triplet_loss(
     p_neg: torch.Tensor,
     margin: float = 1.0,
     normalize: bool = False,
+    negative_weight: str = "printed",
 ) -> torch.Tensor:
     """Mean probabilistic triplet loss ``L_c`` (eq. 4-9) of eq. 4-7 with the hinge ``max(0, .)``.
 
@@ -91,6 +92,14 @@ def probabilistic_triplet_loss(
     addition too: with raw codes the loss can be lowered by shrinking every code (the decoder
     undoes the scale), and since confident negatives have ``p_{n,k}`` near 0 the printed loss is
     mostly a pull term, so raw codes shrink towards a collapse. DERC uses it by default.
+
+    ``negative_weight``: ``"printed"`` weights ``d_{i,n}`` by ``p_{n,k}`` as eq. 4-7 prints it;
+    ``"complement"`` weights it by ``1 - p_{n,k}``, the probability that the negative lies *outside*
+    the anchor's component. With the printed weight a confident negative (``p_{n,k}`` ~ 0) pushes
+    nothing, the loss is a pure pull, and on our runs the codes collapsed to one point (every
+    distance 0, loss stuck at the margin) within one round; the complement keeps the push of a
+    standard triplet loss and reduces to it for hard assignments. DERC uses ``"complement"`` by
+    default (an interpretation, documented in docs/clustering.md).
     """
     if not (z_anchor.shape == z_pos.shape == z_neg.shape) or z_anchor.dim() != 2:
         raise ValueError(
@@ -108,4 +117,10 @@ def probabilistic_triplet_loss(
     eps = 1e-12  # keeps the gradient of the norm finite when two codes coincide
     d_pos = torch.sqrt(((z_anchor - z_pos) ** 2).sum(dim=1) + eps)
     d_neg = torch.sqrt(((z_anchor - z_neg) ** 2).sum(dim=1) + eps)
-    return torch.clamp(p_pos * d_pos - p_neg * d_neg + margin, min=0.0).mean()
+    if negative_weight == "printed":
+        w_neg = p_neg
+    elif negative_weight == "complement":
+        w_neg = 1.0 - p_neg
+    else:
+        raise ValueError(f"negative_weight must be 'printed' or 'complement', got {negative_weight!r}")
+    return torch.clamp(p_pos * d_pos - w_neg * d_neg + margin, min=0.0).mean()

@@ -1,0 +1,141 @@
+"""Thesis Table 4-3 rows on real data: k-means on pixels, DAE, DERC-R and DERC (ACC, NMI, minutes).
+
+Not part of CI (long). Run, for example::
+
+    OMP_NUM_THREADS=2 python bench/bench_derc.py --datasets usps mnist-test --seeds 0 1 2 \
+        --epochs 100 --rounds 5 --out bench/results/derc_runs.json
+
+For each dataset and seed, one stage-1 autoencoder training is shared by DAE, DERC-R and DERC
+(they differ only after stage 1, thesis section 4.4.2); each row's minutes include that shared
+stage-1 time. The mean and spread (min..max, std) over seeds are printed per row, and every run
+is appended to ``--out`` as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fe_fast.clustering import DAE, DERC, clustering_accuracy, nmi  # noqa: E402
+from fe_fast.clustering.derc import prepare_images  # noqa: E402
+from fe_fast.datasets.images import load_clustering_data  # noqa: E402
+
+THESIS = {  # Table 4-3 (ACC, NMI)
+    "mnist-test": {"k-means": (0.547, 0.501), "DAE": (0.805, 0.775), "DERC-R": (0.949, 0.907), "DERC": (0.972, 0.923)},
+    "usps": {"k-means": (0.460, 0.450), "DAE": (0.724, 0.758), "DERC-R": (0.962, 0.923), "DERC": (0.977, 0.942)},
+}
+
+
+def run_one(name, X, y, seed, args, log):
+    k = int(np.unique(y).size)
+    rows = {}
+    common = dict(
+        stage1_epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha, margin=args.margin,
+        triplets_per_round=args.triplets, seed=seed, progress=args.progress, tsne_n_jobs=args.tsne_jobs,
+        patience=args.patience,
+    )
+    Xf = prepare_images(X).reshape(len(X), -1)
+    t = time.perf_counter()
+    if "k-means" in args.methods:
+        from sklearn.cluster import KMeans
+
+        pred = KMeans(k, n_init=10, random_state=seed).fit_predict(Xf)
+        rows["k-means"] = (clustering_accuracy(y, pred), nmi(y, pred), (time.perf_counter() - t) / 60)
+        log(name, seed, "k-means", rows["k-means"])
+    t = time.perf_counter()
+    cache = Path(args.stage1_cache) / f"dae_{name}_seed{seed}_e{args.epochs}_b{args.batch_size}.pt" if args.stage1_cache else None
+    if cache is not None and cache.is_file():
+        import torch
+
+        dae = torch.load(cache, weights_only=False)  # our own file, written below
+        print(f"[{name} seed {seed}] stage 1 loaded from {cache}", flush=True)
+    else:
+        dae = DAE(k, **common).fit(X, y)
+        if cache is not None:
+            import torch
+
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(dae, cache)
+    s1 = dae.history_["stage1_seconds"]
+    rows["DAE"] = (clustering_accuracy(y, dae.labels_), nmi(y, dae.labels_), (time.perf_counter() - t) / 60)
+    log(name, seed, "DAE", rows["DAE"], f"stage 1: {dae.history_['stage1_epochs']} epochs, {s1 / 60:.1f} min")
+    for label, reducer in (("DERC-R", "none"), ("DERC", "tsne")):
+        if label not in args.methods:
+            continue
+        t = time.perf_counter()
+        m = DERC(k, stage2_rounds=args.rounds, reducer=reducer, **common).fit(X, y, init_from=dae)
+        per_round = [(round(r["acc"], 4), round(r["nmi"], 4)) for r in m.history_["rounds"]]
+        rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1) / 60)
+        log(name, seed, label, rows[label], f"per-round (acc, nmi) before training: {per_round}")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=["usps", "mnist-test"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=["k-means", "DAE", "DERC-R", "DERC"])
+    ap.add_argument("--epochs", type=int, default=100, help="max stage-1 epochs (early stop on plateau)")
+    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--triplets", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--margin", type=float, default=0.5)
+    ap.add_argument("--tsne-jobs", type=int, default=1)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default="bench/results/derc_runs.json")
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    cond = {
+        "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "argv": sys.argv,
+    }
+    print("conditions:", json.dumps(cond), flush=True)
+    records = []
+
+    def log(name, seed, method, row, extra=""):
+        acc, score, minutes = row
+        print(f"[{name} seed {seed}] {method:7s} ACC {acc:.4f}  NMI {score:.4f}  {minutes:6.1f} min  {extra}", flush=True)
+        records.append({"dataset": name, "seed": seed, "method": method, "acc": acc, "nmi": score,
+                        "minutes": minutes, "loadavg": os.getloadavg(), "extra": extra})
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"conditions": cond, "args": vars(args), "runs": records}, indent=1))
+
+    for name in args.datasets:
+        X, y = load_clustering_data(name, data_dir=args.data_dir)
+        results = {}
+        for seed in args.seeds:
+            for method, row in run_one(name, X, y, seed, args, log).items():
+                results.setdefault(method, []).append(row)
+        print(f"\n{name}: {len(X)} images, seeds {args.seeds}")
+        print(f"{'method':8s} {'ACC mean (min..max, std)':>30s} {'NMI mean (min..max, std)':>30s} {'minutes':>8s}  thesis ACC/NMI")
+        for method, rs in results.items():
+            a = np.array([r[0] for r in rs])
+            b = np.array([r[1] for r in rs])
+            mins = np.mean([r[2] for r in rs])
+            th = THESIS.get(name, {}).get(method)
+            ths = f"{th[0]:.3f}/{th[1]:.3f}" if th else "-"
+            print(
+                f"{method:8s} {a.mean():.4f} ({a.min():.4f}..{a.max():.4f}, {a.std():.4f}) "
+                f"{b.mean():.4f} ({b.min():.4f}..{b.max():.4f}, {b.std():.4f}) {mins:8.1f}  {ths}",
+                flush=True,
+            )
+    print("loadavg at end:", os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""DERC (thesis algorithm 4.1): accuracy on scikit-learn's digits, determinism, bad input,
+autoencoder geometry (Table 4-2) and the hinged probabilistic triplet loss (eq. 4-7)."""
+import numpy as np
+import pytest
+import torch
+
+from fe_fast.clustering import DAE, DERC, clustering_accuracy, nmi
+from fe_fast.clustering.autoencoder import ConvAutoencoder, encoder_geometry
+from fe_fast.clustering.triplets import probabilistic_triplet_loss, sample_triplets
+from fe_fast.datasets.digits import load_digits_8x8
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_8x8()
+
+
+def test_encoder_geometry_matches_table_4_2():
+    pads, sizes = encoder_geometry(28, 28)
+    assert pads == [1, 1, 1, 1, 0, 1]
+    assert sizes[-1] == (3, 3)
+    m = ConvAutoencoder(1, 28, 28)
+    assert m.flat_dim == 288 and m.fc_enc.in_features == 288 and m.fc_enc.out_features == 128
+    convs = [l for l in m.encoder_conv if isinstance(l, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [2, 16, 32, 128, 256, 32]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 2, 1]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    for hw in [(8, 8), (16, 16), (32, 32), (20, 13)]:
+        ae = ConvAutoencoder(3, *hw, latent_dim=16)
+        z, rec = ae(torch.rand(2, 3, *hw))
+        assert z.shape == (2, 16) and rec.shape == (2, 3, *hw)
+    with pytest.raises(ValueError):
+        encoder_geometry(3, 10)
+
+
+def test_triplet_loss_hinge_and_weights():
+    za = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    zp = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
+    zn = torch.tensor([[0.0, 4.0], [0.0, 1.0]])
+    pp = torch.tensor([1.0, 0.5])
+    pn = torch.tensor([0.5, 1.0])
+    # triplet 1: 1*1 - 0.5*4 + 0.5 = -0.5 -> hinge 0 ; triplet 2: 0.5*3 - 1*1 + 0.5 = 1.0
+    loss = probabilistic_triplet_loss(za, zp, zn, pp, pn, margin=0.5)
+    assert float(loss) == pytest.approx(0.5)
+
+
+def test_sample_triplets_roles():
+    rng = np.random.default_rng(0)
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9], [0.4, 0.6]])
+    a, p, n, pp, pn = sample_triplets(proba, 200, rng)
+    hard = proba.argmax(1)
+    assert (hard[a] == hard[p]).all() and (hard[a] != hard[n]).all() and (a != p).all()
+    assert np.allclose(pp, proba[p, hard[a]]) and np.allclose(pn, proba[n, hard[a]])
+    empty = sample_triplets(np.array([[1.0, 0.0]] * 4), 10, rng)
+    assert empty[0].size == 0
+
+
+def test_derc_beats_kmeans_on_digits(digits):
+    """Short DERC run on the 1,797 8x8 digits: ACC well above k-means on the pixels (same seed)."""
+    from sklearn.cluster import KMeans
+
+    X, y = digits
+    km = KMeans(10, n_init=10, random_state=0).fit_predict(X.reshape(len(X), -1).astype(float))
+    acc_km = clustering_accuracy(y, km)
+    model = DERC(10, **SHORT_CONFIG, seed=0)
+    labels = model.fit_predict(X)
+    acc = clustering_accuracy(y, labels)
+    print(f"k-means ACC {acc_km:.4f} NMI {nmi(y, km):.4f}; DERC ACC {acc:.4f} NMI {nmi(y, labels):.4f}")
+    assert acc >= acc_km + 0.05
+    assert labels.shape == (1797,) and model.embedding_.shape == (1797, 128)
+    assert model.history_["stage1_epochs"] >= 1 and len(model.history_["rounds"]) == SHORT_CONFIG["stage2_rounds"]
+    z = model.transform(X[:5])
+    assert z.shape == (5, 128) and np.allclose(z, model.embedding_[:5], atol=1e-5)
+
+
+# a small configuration that finishes in about a minute on one core (see docs/clustering.md)
+SHORT_CONFIG = dict(stage1_epochs=8, stage2_rounds=1, batch_size=32, gmm_n_init=2)
+
+
+def _tiny(digits, n=150):
+    X, y = digits
+    return X[:n], y[:n]
+
+
+@pytest.mark.parametrize("kwargs", [dict(reducer="tsne"), dict(reducer="none", clusterer="dbscan")])
+def test_deterministic_with_seed(digits, kwargs):
+    X, y = _tiny(digits)
+    cfg = dict(stage1_epochs=1, stage2_rounds=1, batch_size=64, latent_dim=16, **kwargs)
+    a = DERC(3, seed=5, **cfg).fit(X)
+    b = DERC(3, seed=5, **cfg).fit(X)
+    assert np.array_equal(a.labels_, b.labels_)
+    assert np.array_equal(a.embedding_, b.embedding_)
+    assert a.history_["stage1_loss"] == b.history_["stage1_loss"]
+
+
+def test_dae_is_stage_one_only(digits):
+    X, y = _tiny(digits, 100)
+    m = DAE(3, stage1_epochs=1, batch_size=64, latent_dim=8, stage2_rounds=7).fit(X, y)
+    assert m.stage2_rounds == 0 and m.reducer == "none" and m.history_["rounds"] == []
+    assert "acc" in m.history_["final"] and m.reduced_.shape == (100, 8)
+
+
+def test_bad_input(digits):
+    X, y = _tiny(digits, 30)
+    with pytest.raises(ValueError, match="empty"):
+        DERC(2).fit(np.zeros((0, 8, 8)))
+    with pytest.raises(ValueError, match=">= 2"):
+        DERC(1).fit(X)
+    with pytest.raises(ValueError, match="exceed"):
+        DERC(31).fit(X)
+    bad = X.astype(np.float32)
+    bad[3, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        DERC(2).fit(bad)
+    with pytest.raises(ValueError, match="labels"):
+        DERC(2).fit(X, y[:10])
+    with pytest.raises(ValueError, match="not square"):
+        DERC(2).fit(np.zeros((10, 7)))
+    with pytest.raises(ValueError, match="reducer"):
+        DERC(2, reducer="umap").fit(X)
+    with pytest.raises(ValueError, match="not fitted"):
+        DERC(2).transform(X)
+    m = DERC(2, stage1_epochs=1, stage2_rounds=0, latent_dim=4, reducer="none").fit(X)
+    with pytest.raises(ValueError, match="do not match"):
+        m.transform(np.zeros((3, 16, 16)))
+    Xc = X.copy()
+    DERC(2, stage1_epochs=1, stage2_rounds=0, latent_dim=4, reducer="none").fit(X)
+    assert np.array_equal(X, Xc)  # never modified in place
