@@ -110,7 +110,7 @@ def _mesh_vertices_faces(name: str):
     elif name == "arrow":
         m = g.create_arrow(cylinder_radius=0.15, cone_radius=0.3, cylinder_height=1.2, cone_height=0.6)
     elif name == "moebius":
-        m = g.create_moebius(length_split=80, width_split=10, twists=1, raidus=1, flatness=1, width=0.6, scale=1)
+        m = g.create_mobius(length_split=80, width_split=10, twists=1, raidus=1, flatness=1, width=0.6, scale=1)
     elif name == "icosahedron":
         m = g.create_icosahedron()
     elif name == "octahedron":
@@ -222,7 +222,7 @@ def make_pair(
     noise_std: float = 0.0,
     min_overlap: float = 0.3,
     max_overlap: float = 0.95,
-    dense: int = 20000,
+    dense: int = 10000,
     camera_distance: float = 3.0,
 ) -> Dict:
     """Pair number ``index`` of the seeded sequence (see the module docstring)."""
