@@ -99,3 +99,36 @@ def test_triton_rejects_unsupported(device):
     x, w, s, n, b = make(device, noise=None)
     with pytest.raises(ValueError, match="backend='triton'"):
         modulated_conv2d(x.double(), w.double(), s.double(), backend="triton")
+
+
+_COMPILE = r'''
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from fe_fast.kernels import modulated_conv as K
+
+CONST = ("KS", "PAD", "UP", "DEMOD_IN_KERNEL", "HAS_D", "HAS_NOISE", "HAS_BIAS", "LRELU",
+         "ALLOW_TF32", "BLOCK_O", "BLOCK_P", "BLOCK_K")
+for dt, up, tf32, arch in (("fp32", 1, True, 90), ("fp16", 2, False, 80)):
+    sig = {n: "*" + dt for n in ("x_ptr", "w_ptr", "noise_ptr", "bias_ptr", "out_ptr")}
+    sig.update(s_ptr="*fp32", d_ptr="*fp32")
+    sig.update({n: "i32" for n in ("I", "H", "W", "O", "Ho", "Wo", "KTOT", "noise_bstride")})
+    sig.update({n: "constexpr" for n in CONST})
+    c = dict(KS=3, PAD=1, UP=up, DEMOD_IN_KERNEL=up == 1, HAS_D=up == 2, HAS_NOISE=True,
+             HAS_BIAS=True, LRELU=True, ALLOW_TF32=tf32, BLOCK_O=64, BLOCK_P=64, BLOCK_K=32)
+    triton.compile(ASTSource(K.modconv_fwd_kernel, sig, constexprs=c),
+                   target=GPUTarget("cuda", arch, 32), options={"num_warps": 4, "num_stages": 3})
+print("compiled")
+'''
+
+
+def test_kernel_compiles_for_gpu():
+    """The interpreter accepts code the GPU compiler rejects: compile the kernel (fp32/TF32 up=1
+    for sm_90, fp16 up=2 for sm_80) without a GPU, in a fresh process without the interpreter."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
+    r = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "compiled" in r.stdout, r.stderr[-3000:]
