@@ -30,12 +30,25 @@ def fir_kernel(taps=(1, 3, 3, 1), gain: float = 1.0, device=None, dtype=torch.fl
     return k * (gain / k.sum())
 
 
+def _fir_1d(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
+    """Valid correlation of ``x`` with 1-D ``taps`` along ``dim`` as a sum of shifted slices (cheap
+    to differentiate twice, unlike a depthwise convolution on the CPU)."""
+    k = taps.shape[0]
+    n = x.shape[dim] - k + 1
+    out = x.narrow(dim, 0, n) * taps[0]
+    for i in range(1, k):
+        out = out + x.narrow(dim, i, n) * taps[i]
+    return out
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Up-sample by zero insertion, pad, filter with ``kernel`` (true convolution), down-sample.
 
     Same semantics as the reference ``upfirdn2d`` of StyleGAN2 (padding ``pad`` = (before, after) on
-    both axes), written with plain torch ops so that it runs everywhere and supports double backward.
+    both axes) for separable kernels (``kernel = outer(a, b)``, as every StyleGAN2 FIR filter),
+    written with plain torch ops (shifted slices, no depthwise convolution) so that it runs
+    everywhere and its double backward (gradient penalties, path-length regulariser) is cheap.
     """
     b, c, h, w = x.shape
     if up > 1:
@@ -45,9 +58,11 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     p0, p1 = pad
     if p0 or p1:
         x = F.pad(x, [p0, p1, p0, p1])
-    kh, kw = kernel.shape
-    weight = kernel.flip([0, 1]).to(x.dtype).reshape(1, 1, kh, kw).expand(c, 1, kh, kw)
-    x = F.conv2d(x, weight, groups=c)
+    kernel = kernel.to(x.dtype)
+    total = kernel.sum()
+    col = kernel.sum(1).flip(0)           # true convolution: flipped taps
+    row = (kernel.sum(0) / total).flip(0)
+    x = _fir_1d(_fir_1d(x, col, 2), row, 3)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

@@ -1,0 +1,118 @@
+"""StyleGAN2 training-step throughput: our modulated-convolution op vs the grouped-conv reference.
+
+One run times the same training step (thesis losses: WGAN-GP critic step with penalties on real and
+generated images, eq. 5-4, then the generator step of eq. 5-7 with the path-length stand-in for
+eq. 5-6 every ``--path-every`` steps) twice: once with every modulated layer running through
+``fe_fast.ops.modulated_conv2d`` (ours) and once through
+``fe_fast.ops.reference.modulated_conv.modulated_conv2d_reference`` (per-sample weights + one
+grouped convolution, the "fused_modconv" formulation of the reference implementations). Both runs
+start from the same weights and seeds; the two variants are interleaved ``--repeats`` times so that
+load changes on a shared machine hit both alike. Reports img/s (images shown to D per second).
+
+Not in CI. Example (what bench/results/stylegan.md reports)::
+
+    OMP_NUM_THREADS=2 python bench/bench_stylegan_train.py --resolution 32 --batch 4 --steps 4 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference  # noqa: E402
+from fe_fast.stylegan import Discriminator, Generator  # noqa: E402
+from fe_fast.stylegan.networks import modconv_impl  # noqa: E402
+from fe_fast.stylegan.train import _mix_ws, path_length_penalty, wgan_gp_d_loss  # noqa: E402
+
+
+def make_step(G, D, opt_G, opt_D, real, args):
+    pl_mean = torch.zeros((), device=real.device)
+    state = {"step": 0, "pl_mean": pl_mean}
+
+    def step():
+        b = real.shape[0]
+        G.requires_grad_(False)
+        D.requires_grad_(True)
+        with torch.no_grad():
+            fake = G.synthesis(_mix_ws(G, torch.randn(b, G.z_dim, device=real.device), 0.9))
+        d_loss, _ = wgan_gp_d_loss(D, real, fake, 10.0)
+        opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_D.step()
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        gen = G.synthesis(_mix_ws(G, torch.randn(b, G.z_dim, device=real.device), 0.9))
+        g_loss = -D(gen).mean()
+        if args.path_every and state["step"] % args.path_every == 0:
+            lw, state["pl_mean"], _ = path_length_penalty(G, max(1, b // 2), state["pl_mean"])
+            g_loss = g_loss + 0.5 * lw * args.path_every
+        opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_G.step()
+        state["step"] += 1
+        if real.is_cuda:
+            torch.cuda.synchronize()
+
+    return step
+
+
+def run_variant(impl, args, device, real):
+    torch.manual_seed(args.seed)
+    G = Generator(args.resolution, channel_max=args.channel_max, seed=args.seed).to(device)
+    D = Discriminator(args.resolution, channel_max=args.channel_max, seed=args.seed + 1).to(device)
+    opt_G = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
+    opt_D = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
+    step = make_step(G, D, opt_G, opt_D, real, args)
+    ctx = modconv_impl(impl) if impl is not None else modconv_impl(None)
+    with ctx:
+        step()  # warm-up (allocations, first-call costs); the path-length step is step 0
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        el = time.perf_counter() - t
+    return args.steps * real.shape[0] / el
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--channel-max", type=int, default=512, help="512 = config-f widths")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per variant and repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--path-every", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    real = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(1))
+    real = (real * 2 - 1).to(device)
+    res = {"ours": [], "grouped_reference": []}
+    for r in range(args.repeats):
+        for name, impl in (("ours", None), ("grouped_reference", modulated_conv2d_reference)):
+            ips = run_variant(impl, args, device, real)
+            res[name].append(ips)
+            print(f"repeat {r}: {name:18s} {ips:8.3f} img/s", flush=True)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    out = {"resolution": args.resolution, "channel_max": args.channel_max, "batch": args.batch,
+           "steps": args.steps, "repeats": args.repeats, "path_every": args.path_every, "device": str(device),
+           "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+           "img_per_s": res, "median_img_per_s": med, "speedup": med["ours"] / med["grouped_reference"]}
+    print(f"median img/s: ours {med['ours']:.3f}, grouped reference {med['grouped_reference']:.3f}, "
+          f"speed-up {out['speedup']:.2f}x")
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
