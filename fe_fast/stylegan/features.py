@@ -279,10 +279,10 @@ class InceptionFeatures(nn.Module):
                     "(or use the toy-face features for the toy face world)")
             sd = load_state_dict_file(weights_path, f"pytorch-fid Inception ({self.WEIGHTS_NAME})")
             own = self.state_dict()
-            missing = [k for k in own if k not in sd]
+            missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
             if missing:
                 raise ValueError(f"{weights_path}: not the pytorch-fid Inception weights (missing {missing[:3]})")
-            self.load_state_dict({k: sd[k] for k in own}, strict=True)
+            self.load_state_dict({k: sd.get(k, v) for k, v in own.items()}, strict=True)
         self.dim = 2048
         self.requires_grad_(False)
         self.eval()

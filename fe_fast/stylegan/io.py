@@ -128,8 +128,7 @@ def _safe_load_from_bytes(b):
 
 
 def _safe_rebuild_from_type_v2(func, new_type, args, state):
-    if func not in (torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter,
-                    torch._utils._rebuild_parameter_with_state) and func is not _safe_rebuild_from_type_v2:
+    if func not in (_safe_rebuild_tensor_v2, _safe_rebuild_parameter, _safe_rebuild_from_type_v2):
         raise UnsafePickleError(f"refusing tensor rebuild function {func!r}")
     if new_type not in (torch.Tensor, torch.nn.Parameter):
         raise UnsafePickleError(f"refusing tensor subclass {new_type!r}")
@@ -139,6 +138,23 @@ def _safe_rebuild_from_type_v2(func, new_type, args, state):
     if state:
         raise UnsafePickleError("refusing tensor with extra Python state")
     return ret
+
+
+def _safe_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
+    """``torch._utils._rebuild_tensor_v2`` refusing backward hooks (callables) in the file."""
+    if backward_hooks:
+        raise UnsafePickleError("refusing a tensor with backward hooks")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
+                                           collections.OrderedDict(), metadata)
+
+
+def _safe_rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+    """``torch._utils._rebuild_parameter(_with_state)`` without hooks or extra Python state."""
+    if backward_hooks or state:
+        raise UnsafePickleError("refusing a parameter with backward hooks or extra Python state")
+    if not isinstance(data, torch.Tensor):
+        raise UnsafePickleError("parameter data is not a tensor")
+    return torch.nn.Parameter(data, requires_grad)
 
 
 def _safe_set(*args):
@@ -182,9 +198,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     :class:`UnsafePickleError` naming the refused global."""
 
     def find_class(self, module, name):
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_parameter",
-                                                 "_rebuild_parameter_with_state"):
-            return getattr(torch._utils, name)
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _safe_rebuild_tensor_v2
+        if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+            return _safe_rebuild_parameter
         if module == "torch._tensor" and name == "_rebuild_from_type_v2":
             return _safe_rebuild_from_type_v2
         if module == "torch.storage" and name == "_load_from_bytes":
