@@ -26,10 +26,14 @@ void s_grad_reduce_cpu(const T* g, int64_t B, int64_t C, const uint8_t* mask, co
   for (int64_t b = 0; b < B; ++b)
     if (mask[b]) rows.push_back(b);
   const int64_t P = static_cast<int64_t>(rows.size());
-  const int nt = std::max<int>(1, std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(P, 1)));
+  // Small inputs (e.g. 40 positives of 1000) run on one thread: a parallel region costs more than
+  // the work there, and much more on an oversubscribed machine.
+  const int64_t work = P * C;
+  const int nt = std::max<int>(1, static_cast<int>(std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()),
+                                                                     std::max<int64_t>(P, 1), work >> 20})));
   std::vector<double> acc(static_cast<size_t>(nt) * 2 * C, 0.0);
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num();
     double* s = acc.data() + static_cast<size_t>(t) * 2 * C;
@@ -47,7 +51,7 @@ void s_grad_reduce_cpu(const T* g, int64_t B, int64_t C, const uint8_t* mask, co
   }
 
   const double inv = P > 0 ? 1.0 / static_cast<double>(P) : std::nan("");
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t c = 0; c < C; ++c) {
     double s = 0.0, a = 0.0;
     for (int t = 0; t < nt; ++t) {
@@ -58,7 +62,7 @@ void s_grad_reduce_cpu(const T* g, int64_t B, int64_t C, const uint8_t* mask, co
     mean_abs[c] = static_cast<T>(a * inv);
   }
 
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t l = 0; l < L; ++l) {
     const int64_t o = offsets[l], n = offsets[l + 1] - offsets[l];
     double r = 0.0;

@@ -1,0 +1,42 @@
+"""Baselines of thesis Table 6-4 on the planted generator: StyleSpace (attribute and region
+detectors) find the planted channel; InterFaceGAN and GANSpace give unit W directions that move the
+target logit."""
+import pytest
+import torch
+
+from fe_fast.editing.baselines import ganspace, interfacegan, stylespace_attribute, stylespace_region
+from fe_fast.editing.locate import classify, sample_styles
+
+from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser, PlantedGenerator, centred_classifier, tiny_generator
+
+
+@pytest.fixture(scope="module")
+def G():
+    return PlantedGenerator(tiny_generator())
+
+
+@pytest.fixture(scope="module")
+def clf(G):
+    return centred_classifier(G, 48)
+
+
+def test_stylespace_detectors_find_planted(G, clf):
+    cs = stylespace_attribute(G, clf, "red_patch", n_samples=48, k=2, max_positives=12)
+    assert (cs[0].layer, cs[0].channel, cs[0].sign) == (PLANT_LAYER, PLANT_CHANNEL, 1.0)
+    reg = stylespace_region(G, PatchParser(), "patch", n_samples=1, k=2)
+    assert (reg[0].layer, reg[0].channel) == (PLANT_LAYER, PLANT_CHANNEL)
+
+
+@pytest.mark.parametrize("method", [interfacegan, ganspace])
+def test_w_directions_move_the_target(G, clf, method):
+    d = method(G, clf, "red_patch", n_samples=48)
+    assert torch.linalg.norm(d.direction).item() == pytest.approx(1.0, abs=1e-5) and d.sigma > 0
+    w, _ = sample_styles(G, 6, seed=9)
+    before = classify(G, clf, G.synthesis.w_to_s(w))[:, 0]
+    after = classify(G, clf, d.edit(G, w, 2.0))[:, 0]
+    assert float((after - before).mean()) > 0
+
+
+def test_interfacegan_needs_both_classes(G, clf):
+    with pytest.raises(ValueError, match="positives and negatives"):
+        interfacegan(G, clf, "red_patch", n_samples=8, threshold=1.0)
