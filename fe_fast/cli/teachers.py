@@ -9,13 +9,12 @@ def add_parser(sub):
     t = tsub.add_parser("train", help="train the toy attribute classifier and face parser on procedural faces")
     t.add_argument("--out", required=True, help="directory for attribute_classifier.pt and face_parser.pt")
     t.add_argument("--size", type=int, default=64, help="image size, 16..256 (default 64)")
-    t.add_argument("--n", type=int, default=8000, help="training faces (default 8000)")
+    t.add_argument("--n", type=int, default=6000, help="training faces (default 6000)")
     t.add_argument("--n-val", type=int, default=1000, help="held-out faces (default 1000)")
     t.add_argument("--epochs", type=int, default=6, help="epochs of the attribute classifier (default 6)")
-    t.add_argument("--parser-epochs", type=int, default=None,
-                   help="epochs of the face parser (default: same as --epochs)")
-    t.add_argument("--parser-n", type=int, default=None,
-                   help="training faces for the parser, the first N of the training set (default: all)")
+    t.add_argument("--parser-epochs", type=int, default=8, help="epochs of the face parser (default 8)")
+    t.add_argument("--parser-n", type=int, default=3000,
+                   help="training faces for the parser, the first N of the training set (default 3000)")
     t.add_argument("--width", type=int, default=16, help="base width of both networks (default 16)")
     t.add_argument("--seed", type=int, default=0, help="seed of the faces and the training (default 0)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -39,7 +38,7 @@ def run(args) -> int:
 
     if args.n < 1 or args.n_val < 1:
         raise ValueError(f"--n and --n-val must be >= 1, got {args.n}, {args.n_val}")
-    if args.epochs < 1 or (args.parser_epochs is not None and args.parser_epochs < 1):
+    if args.epochs < 1 or args.parser_epochs < 1:
         raise ValueError("--epochs and --parser-epochs must be >= 1")
     if not 16 <= args.size <= 256:
         raise ValueError(f"--size must be between 16 and 256, got {args.size}")
@@ -86,9 +85,9 @@ def run(args) -> int:
     print(f"  {'min':12s} {100 * min(acc.values()):6.2f} %   mean {100 * sum(acc.values()) / len(acc):6.2f} %")
 
     t2 = time.perf_counter()
-    k = args.parser_n or args.n
+    k = min(args.parser_n, args.n)
     parser, _ = train_face_parser(xi[:k], xm[:k], FaceParser(width=args.width),
-                                  epochs=args.parser_epochs or args.epochs, seed=args.seed, progress=progress)
+                                  epochs=args.parser_epochs, seed=args.seed, progress=progress)
     miou, ious = mean_iou(predict_masks(parser, vi), vm)
     t_par = time.perf_counter() - t2
     print(f"face parser: held-out IoU per class on {args.n_val} faces ({t_par:.0f} s)")

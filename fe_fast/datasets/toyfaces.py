@@ -679,7 +679,7 @@ def _render(params: Mapping[str, Any], size: int) -> RenderResult:
     scale = size / _MM_PER_IMAGE  # px per mm
     R = _rotation(p["yaw"], p["pitch"], p["roll"])
     fw = 0.88 + 0.24 * p["face_width"]
-    bt = 4.0 + 1.5 * (float(p["shape"][4]) + 1.0)  # brow thickness (mm)
+    bt = 6.0 + 1.5 * (float(p["shape"][4]) + 1.0)  # brow thickness (mm)
 
     P = _face_shape(p)
     extra = _EXTRA_W @ P + _EXTRA_C0 + fw * _EXTRA_CFW + bt * _EXTRA_CBT
@@ -768,8 +768,8 @@ def _render(params: Mapping[str, Any], size: int) -> RenderResult:
     if p["eyeglasses"]:
         for side in ("r", "l"):
             ring = E(f"gl_frame_{side}")
-            cv.line(np.concatenate([ring, ring[:1]]), 3.0 * scale, frame, _C["glasses"])
-        cv.line(E("gl_bridge"), 3.0 * scale, frame, _C["glasses"])
+            cv.line(np.concatenate([ring, ring[:1]]), 4.0 * scale, frame, _C["glasses"])
+        cv.line(E("gl_bridge"), 4.0 * scale, frame, _C["glasses"])
         if p["yaw"] > 8:  # the near arm: image-left side when the face turns right
             cv.line(E("gl_arm_r"), 2.5 * scale, frame, _C["glasses"])
         elif p["yaw"] < -8:

@@ -193,8 +193,8 @@ def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model
                 epochs, batch_size, lr, seed, progress, max_steps, "attribute classifier")
 
 
-def train_face_parser(images: np.ndarray, masks: np.ndarray, model: Optional[FaceParser] = None, epochs: int = 6,
-                      batch_size: int = 32, lr: float = 3e-3, seed: int = 0, progress: bool = False,
+def train_face_parser(images: np.ndarray, masks: np.ndarray, model: Optional[FaceParser] = None, epochs: int = 8,
+                      batch_size: int = 16, lr: float = 1e-2, seed: int = 0, progress: bool = False,
                       max_steps: Optional[int] = None, class_weights: Optional[Sequence[float]] = "auto"):
     """Train (or continue training) a :class:`FaceParser` with per-pixel softmax cross-entropy,
     Adam and a one-cycle schedule. ``masks``: uint8/int (n, H, W) class indices.

@@ -8,7 +8,7 @@ from fe_fast.teachers import AttributeClassifier, FaceParser, load_teacher
 def test_teachers_train_tiny(tmp_path, capsys):
     out = tmp_path / "teachers"
     rc = main(["teachers", "train", "--out", str(out), "--size", "24", "--n", "48", "--n-val", "16",
-               "--epochs", "1", "--width", "4", "--seed", "1", "--no-progress"])
+               "--epochs", "1", "--parser-epochs", "1", "--width", "4", "--seed", "1", "--no-progress"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "held-out accuracy" in text and "smiling" in text and "mean IoU" in text and "glasses" in text
