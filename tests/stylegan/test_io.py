@@ -148,3 +148,23 @@ def test_own_format_round_trip(tmp_path):
     z = torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(H(z, noise_mode="const"), G(z, noise_mode="const"), rtol=0, atol=0)
+
+
+def test_torchscript_archives_and_tensor_hooks_are_refused(tmp_path):
+    import zipfile
+
+    path = tmp_path / "scripted.pt"
+    with zipfile.ZipFile(path, "w") as zf:  # the layout torch.jit.save writes
+        zf.writestr("archive/data.pkl", b"")
+        zf.writestr("archive/constants.pkl", b"")
+        zf.writestr("archive/code/__torch__.py", "")
+    with pytest.raises(UnsafePickleError, match="TorchScript"):
+        load_generator(path)
+    # torch drops hooks when pickling, but a hand-made file could carry callables as "hooks"
+    from fe_fast.stylegan.io import RestrictedUnpickler
+
+    assert RestrictedUnpickler.find_class(None, "torch._utils", "_rebuild_tensor_v2")(
+        torch.zeros(2)._typed_storage(), 0, (2,), (1,), False, {}).shape == (2,)
+    with pytest.raises(UnsafePickleError, match="hooks"):
+        RestrictedUnpickler.find_class(None, "torch._utils", "_rebuild_tensor_v2")(
+            torch.zeros(2)._typed_storage(), 0, (2,), (1,), False, {"h": print})
