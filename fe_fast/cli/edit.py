@@ -1,0 +1,108 @@
+"""``fe-fast edit``: continuous S-space edits of a generated (``--seed``) or given (``--latent``)
+sample along channels (``--channels 6:501``; thesis eq. 6-3), or along the channels located for an
+attribute / region (``--classifier C --attribute a`` / ``--parser P --region r``; ``--mode multi``
+for eq. 6-7), written as a PNG grid (rows: samples, columns: ``--alphas``)."""
+from __future__ import annotations
+
+
+def add_parser(sub):
+    from fe_fast.cli.locate import add_teacher_args
+
+    p = sub.add_parser("edit", help="edit generated or inverted samples along S channels (PNG grid)")
+    p.add_argument("--generator", required=True, help="generator checkpoint")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seed", help="seed(s) of the generated samples, e.g. 3 or 3,4,5")
+    src.add_argument("--latent", help="a .pt/.npy file: w [w_dim], w [B, w_dim], w+ [B, num_ws, w_dim], "
+                                      "or a list of s tensors (e.g. from an encoder)")
+    p.add_argument("--channels", help="LAYER:CHANNEL[,LAYER:CHANNEL...], e.g. 6:501 (or locate with a teacher)")
+    p.add_argument("--alphas", default="-10,-5,0,5,10", help="edit strengths in units (default -10,-5,0,5,10)")
+    p.add_argument("--mode", default="single", choices=("single", "multi"),
+                   help="single channel (eq. 6-3) or multi channel (eq. 6-7)")
+    p.add_argument("--out", required=True, help="output PNG grid")
+    add_teacher_args(p, required=False)
+    # Let "--alphas -10,-5,0,5,10" through: argparse only takes "-5"-like strings for values, not lists.
+    import re
+
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$|^-\.\d[\d.,eE+-]*$")
+    p.set_defaults(func=run)
+
+
+def parse_alphas(spec: str):
+    try:
+        alphas = [float(a) for a in spec.split(",") if a.strip()]
+    except ValueError:
+        raise ValueError(f"--alphas must be comma-separated numbers, got {spec!r}") from None
+    if not alphas:
+        raise ValueError("--alphas is empty")
+    return alphas
+
+
+def load_latent(path, G):
+    """s codes from a file holding w, w+ or a list of s tensors."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no latent file at {path}")
+    if path.suffix == ".npy":
+        obj = torch.from_numpy(np.load(path))
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        for key in ("s", "w_plus", "w"):
+            if key in obj:
+                obj = obj[key]
+                break
+    if isinstance(obj, (list, tuple)):
+        s = [torch.as_tensor(t).float() for t in obj]
+        s = [t.unsqueeze(0) if t.dim() == 1 else t for t in s]
+        if len(s) != len(G.synthesis.s_layers):
+            raise ValueError(f"--latent holds {len(s)} s tensors, the generator has {len(G.synthesis.s_layers)} "
+                             "style layers")
+        return G.synthesis._check_s(s)
+    w = torch.as_tensor(obj).float()
+    if w.dim() == 1:
+        w = w.unsqueeze(0)
+    if w.dim() == 2 and w.shape[1] != G.w_dim:
+        if w.shape == (G.num_ws, G.w_dim):
+            w = w.unsqueeze(0)
+        else:
+            raise ValueError(f"--latent holds shape {list(w.shape)}: expected w [{G.w_dim}], [B, {G.w_dim}] or "
+                             f"w+ [B, {G.num_ws}, {G.w_dim}]")
+    with torch.no_grad():
+        return G.synthesis.w_to_s(w)
+
+
+def run(args) -> int:
+    from fe_fast.editing.edit import s_for_seeds, sweep_grid
+    from fe_fast.stylegan.io import load_generator
+
+    alphas = parse_alphas(args.alphas)
+    G = load_generator(args.generator)
+    if args.seed is not None:
+        try:
+            seeds = [int(x) for x in args.seed.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--seed must be an integer or a comma-separated list, got {args.seed!r}") from None
+        s = s_for_seeds(G, seeds)
+    else:
+        s = load_latent(args.latent, G)
+    teacher_given = bool(args.classifier or args.parser)
+    if bool(args.channels) == teacher_given:
+        raise ValueError("give either --channels LAYER:CHANNEL,... or a teacher (--classifier/--attribute or "
+                         "--parser/--region) to locate the channels")
+    if args.channels:
+        from fe_fast.editing.locate import parse_channels
+
+        channels = parse_channels(args.channels, G)
+    else:
+        from fe_fast.cli.locate import locate_from_args
+
+        channels = locate_from_args(args, G)
+        print(channels.table())
+    sweep_grid(G, s, channels, alphas, args.out, mode=args.mode)
+    print(f"wrote {args.out} ({s[0].shape[0]} sample(s) x {len(alphas)} alphas)")
+    return 0

@@ -1,0 +1,80 @@
+"""``fe-fast locate``: the S channels of an attribute (classifier teacher, thesis eq. 6-4..6-6) or of
+a region (parser teacher, eq. 6-2), printed as thesis Table 6-3 or as JSON
+(list of {layer, channel, rank, score})."""
+from __future__ import annotations
+
+
+def add_teacher_args(p, required: bool = True):
+    p.add_argument("--classifier", help="attribute classifier file (fe-fast teachers train)")
+    p.add_argument("--attribute", help="attribute to locate, e.g. smiling (with --classifier)")
+    p.add_argument("--parser", help="face parser file (fe-fast teachers train), for --region")
+    p.add_argument("--region", help="region to locate, e.g. mouth (with --parser)")
+    p.add_argument("--k", type=int, default=3, help="channels per selected layer (eq. 6-6, default 3)")
+    p.add_argument("--n", type=int, default=1000, help="generated samples (default 1000)")
+    p.add_argument("--layers", default="auto",
+                   help="'auto' (most responding layer), 'all', or comma-separated layer indices")
+    p.add_argument("--n-layers", type=int, default=1, help="layers picked by --layers auto (default 1)")
+    p.add_argument("--selection", default="layerwise", choices=("layerwise", "global", "whole"),
+                   help="layer-then-channel (thesis) or the §6.3.4 ablations")
+    p.add_argument("--threshold", type=float, default=0.5, help="positive when p > threshold (default 0.5)")
+    p.add_argument("--max-positives", type=int, default=50, help="most confident positives kept (default 50)")
+    p.add_argument("--batch-size", type=int, default=16, help="samples per backward pass (default 16)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the N samples (default 0)")
+
+
+def add_parser(sub):
+    p = sub.add_parser("locate", help="locate the S-space channels of an attribute or a region")
+    p.add_argument("--generator", required=True, help="generator checkpoint (.safetensors, rosinality .pt, NVlabs .pkl)")
+    add_teacher_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON: list of {layer, channel, rank, score}")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def parse_layers(spec: str):
+    if spec in ("auto", "all"):
+        return spec
+    try:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--layers must be 'auto', 'all' or comma-separated integers, got {spec!r}") from None
+
+
+def locate_from_args(args, G):
+    """Load the teacher named by the arguments and run :func:`fe_fast.editing.locate`."""
+    from fe_fast.editing.locate import locate
+    from fe_fast.teachers.toy import load_teacher
+
+    if bool(args.classifier) == bool(args.parser):
+        raise ValueError("give exactly one teacher: --classifier (with --attribute) or --parser (with --region)")
+    if args.classifier:
+        if not args.attribute:
+            raise ValueError("--classifier needs --attribute NAME")
+        teacher, target = load_teacher(args.classifier, kind="attribute_classifier"), args.attribute
+    else:
+        if not args.region:
+            raise ValueError("--parser needs --region NAME")
+        teacher, target = load_teacher(args.parser, kind="face_parser"), args.region
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if not 0.0 <= args.threshold < 1.0:
+        raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
+    return locate(G, teacher, target, n_samples=args.n, k=args.k, layers=parse_layers(args.layers),
+                  n_layers=args.n_layers, selection=args.selection, threshold=args.threshold,
+                  max_positives=args.max_positives, batch_size=args.batch_size, seed=args.sample_seed,
+                  progress=not getattr(args, "no_progress", True))
+
+
+def run(args) -> int:
+    import json
+
+    from fe_fast.stylegan.io import load_generator
+
+    G = load_generator(args.generator)
+    cs = locate_from_args(args, G)
+    if args.json:
+        print(json.dumps(cs.to_json()))
+    else:
+        print(cs.table())
+        print(f"located in {cs.seconds:.1f} s")
+    return 0
