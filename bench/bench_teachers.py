@@ -10,7 +10,7 @@ with the wall-clock and CPU time of rendering and of each training run (goal: bo
 trained in under 10 minutes).
 
 Usage (from the repository root):
-    OMP_NUM_THREADS=1 python bench/bench_teachers.py --results bench/results/teachers.md
+    OMP_NUM_THREADS=2 python bench/bench_teachers.py --results bench/results/teachers.md
 This is a script, not a pytest-benchmark module (it trains networks); CI never runs it.
 """
 from __future__ import annotations
@@ -116,7 +116,9 @@ def main(argv=None) -> int:
         save_teacher(clf, Path(args.out) / ATTRIBUTE_CLASSIFIER_FILE, metrics={"accuracy": acc})
         save_teacher(par, Path(args.out) / FACE_PARSER_FILE, metrics={"iou": ious, "mean_iou": miou})
 
-    cmd = "OMP_NUM_THREADS=1 python bench/bench_teachers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    omp = os.environ.get("OMP_NUM_THREADS")
+    cmd = (f"OMP_NUM_THREADS={omp} " if omp else "") + "python bench/bench_teachers.py " + \
+        " ".join(sys.argv[1:] if argv is None else argv)
     log("# Toy face world and toy teachers (issue 5)")
     log()
     log(f"Command: `{cmd.strip()}`")
