@@ -11,7 +11,11 @@ load changes on a shared machine hit both alike. Reports img/s (images shown to 
 
 Not in CI. Example (what bench/results/stylegan.md reports)::
 
-    OMP_NUM_THREADS=2 python bench/bench_stylegan_train.py --resolution 32 --batch 4 --steps 4 --repeats 3
+    OMP_NUM_THREADS=2 python bench/bench_stylegan_train.py --resolution 32 --channel-max 128 --batch 4 \
+        --steps 4 --repeats 3
+
+``make bench`` (pytest-benchmark) runs a smaller case of the same step for both variants
+(``test_train_step``: 16x16, 64 channels, batch 4).
 """
 from __future__ import annotations
 
@@ -79,6 +83,36 @@ def run_variant(impl, args, device, real):
             step()
         el = time.perf_counter() - t
     return args.steps * real.shape[0] / el
+
+
+def _setup(impl_name, resolution=16, channel_max=64, batch=4):
+    class A:
+        pass
+
+    args = A()
+    args.resolution, args.channel_max, args.seed, args.path_every = resolution, channel_max, 0, 4
+    torch.manual_seed(0)
+    G = Generator(resolution, channel_max=channel_max, seed=0)
+    D = Discriminator(resolution, channel_max=channel_max, seed=1)
+    opt_G = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
+    opt_D = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
+    real = torch.rand(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return make_step(G, D, opt_G, opt_D, real, args)
+
+
+try:
+    import pytest
+
+    @pytest.mark.parametrize("impl", ["ours", "grouped_reference"])
+    def test_train_step(benchmark, impl):
+        """One training step (4 images; path-length step every 4th) with each modulated-conv variant."""
+        fn = None if impl == "ours" else modulated_conv2d_reference
+        step = _setup(impl)
+        with modconv_impl(fn):
+            step()
+            benchmark.pedantic(step, rounds=4, iterations=1)
+except ImportError:  # pragma: no cover - running as a script without pytest
+    pass
 
 
 def main():
