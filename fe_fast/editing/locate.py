@@ -251,6 +251,7 @@ class ChannelSet:
     n_samples: int = 0
     n_positives: int = 0
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)  # seconds per stage: sample, teacher, gradients, reduce
 
     def __len__(self):
         return len(self.channels)
@@ -350,6 +351,8 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
     G.eval()
     try:
         _, s = sample_styles(G, n_samples, seed, truncation_psi)
+        timings = {"sample": time.perf_counter() - t0}
+        t1 = time.perf_counter()
         if mode == "attribute":
             logits = classify(G, teacher, s, teacher_size=teacher_size)
             pos = positives_for_attribute(logits, idx, threshold, max_positives)
@@ -358,6 +361,8 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
                                  f"generated samples (max p = {float(torch.sigmoid(logits[:, idx]).max()):.3g}, "
                                  f"threshold {threshold}): raise n_samples or lower the threshold")
             s_pos = [t[pos] for t in s]
+            timings["teacher"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
 
             def objective(img, start):  # eq. 6-4: cross-entropy of "attribute present"
                 lg = teacher(_teacher_input(img, teacher_size))[:, idx]
@@ -375,6 +380,8 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
             if not bool(pos.any()):
                 raise ValueError(f"the parser finds region {target!r} in none of the {n_samples} generated samples")
             s_pos = [t[pos] for t in s]
+            timings["teacher"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
             m_pos = masks[pos].to(s[0].dtype)
             area = m_pos.flatten(1).sum(1).clamp_min(1.0)
 
@@ -385,10 +392,13 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
             grads = per_sample_grads(G, s_pos, objective, batch_size, progress=progress)
             mask = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
             sign = 1.0
+        timings["gradients"] = time.perf_counter() - t1
     finally:
         G.train(G_was)
 
     from fe_fast.ops.s_grad_reduce import s_grad_reduce
+
+    t1 = time.perf_counter()
 
     off = style_offsets(G)
     sizes = (off[1:] - off[:-1]).tolist()
@@ -401,6 +411,7 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
         sigma = flat_pos.std(0)
     else:  # one positive: fall back to the spread over all samples (eq. 6-3 needs a std)
         sigma = flatten_s(s).detach().cpu().std(0)
+    timings["reduce"] = time.perf_counter() - t1
     direction = sign * mean
     response = red.layer.detach().cpu()
     names = [t.name for t in s_layers]
@@ -435,7 +446,7 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
     cs = ChannelSet(target=target, mode=mode, selection=selection, channels=channels, offsets=off,
                     layer_names=names, sigma=sigma, direction=direction, mean_grad=mean,
                     layer_response=response, layers=list(chosen), n_samples=int(n_samples),
-                    n_positives=int(pos.sum()))
+                    n_positives=int(pos.sum()), timings=timings)
     cs.seconds = time.perf_counter() - t0
     return cs
 
