@@ -14,6 +14,10 @@
 //   grad_noise[b, p] = sum_o gp                 ([B, HW]; the caller sums over b for a shared noise)
 //   grad_bias[o]    = sum_{b, p} gp
 // Every output pointer may be null (not needed). out > 0 <=> v > 0 because gain, slope > 0.
+//
+// Demodulation (thesis eq. 5-2) without per-sample weights, for weight [O, I, KK] and s [B, I]:
+//   wsq[o, i] = sum_k weight[o, i, k]^2
+//   d[b, o]   = 1 / sqrt(sum_i s[b, i]^2 * wsq[o, i] + eps)
 #pragma once
 #include <cstdint>
 
@@ -28,5 +32,9 @@ template <typename T>
 void modconv_epilogue_bwd_cpu(const T* grad_out, const T* y, const T* out, const T* d, T* grad_y,
                               T* grad_d, T* grad_noise, T* grad_bias, int64_t B, int64_t O,
                               int64_t HW, bool lrelu, T slope, T gain);
+
+template <typename T>
+void modconv_demod_cpu(const T* weight, const T* s, T* wsq, T* d, int64_t B, int64_t O, int64_t I,
+                       int64_t KK, T eps);
 
 }  // namespace fe_fast

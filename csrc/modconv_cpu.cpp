@@ -4,6 +4,7 @@
 #include "modconv.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace fe_fast {
@@ -129,11 +130,41 @@ void modconv_epilogue_bwd_cpu(const T* grad_out, const T* y, const T* out, const
   }
 }
 
+template <typename T>
+void modconv_demod_cpu(const T* weight, const T* s, T* wsq, T* d, int64_t B, int64_t O, int64_t I,
+                       int64_t KK, T eps) {
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < O; ++o) {
+      for (int64_t i = 0; i < I; ++i) {
+        const T* w = weight + (o * I + i) * KK;
+        T acc = 0;
+        for (int64_t k = 0; k < KK; ++k) acc += w[k] * w[k];
+        wsq[o * I + i] = acc;
+      }
+    }
+    // implicit barrier: wsq complete
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t o = 0; o < O; ++o) {
+        const T* sb = s + b * I;
+        const T* q = wsq + o * I;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < I; ++i) acc += sb[i] * sb[i] * q[i];
+        d[b * O + o] = T(1) / std::sqrt(acc + eps);
+      }
+    }
+  }
+}
+
 #define FE_FAST_INSTANTIATE(T)                                                                    \
   template void modconv_epilogue_fwd_cpu<T>(const T*, const T*, const T*, int64_t, const T*, T*,  \
                                             int64_t, int64_t, int64_t, bool, T, T);               \
   template void modconv_epilogue_bwd_cpu<T>(const T*, const T*, const T*, const T*, T*, T*, T*, T*, \
-                                            int64_t, int64_t, int64_t, bool, T, T);
+                                            int64_t, int64_t, int64_t, bool, T, T);               \
+  template void modconv_demod_cpu<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t, int64_t, T);
 FE_FAST_INSTANTIATE(float)
 FE_FAST_INSTANTIATE(double)
 #undef FE_FAST_INSTANTIATE

@@ -61,4 +61,21 @@ void bind_modconv(py::module_& m) {
       py::arg("grad_d"), py::arg("grad_noise"), py::arg("grad_bias"), py::arg("B"), py::arg("O"),
       py::arg("HW"), py::arg("lrelu"), py::arg("slope"), py::arg("gain"), py::arg("float64"),
       "Modulated-conv epilogue backward: grad_y, grad_d, grad_noise [B, HW], grad_bias in one pass.");
+  m.def(
+      "modconv_demod",
+      [](std::uintptr_t weight, std::uintptr_t s, std::uintptr_t wsq, std::uintptr_t d, int64_t B,
+         int64_t O, int64_t I, int64_t KK, double eps, bool float64) {
+        py::gil_scoped_release release;
+        if (float64) {
+          fe_fast::modconv_demod_cpu<double>(mptr<const double>(weight), mptr<const double>(s),
+                                             mptr<double>(wsq), mptr<double>(d), B, O, I, KK, eps);
+        } else {
+          fe_fast::modconv_demod_cpu<float>(mptr<const float>(weight), mptr<const float>(s),
+                                            mptr<float>(wsq), mptr<float>(d), B, O, I, KK,
+                                            static_cast<float>(eps));
+        }
+      },
+      py::arg("weight"), py::arg("s"), py::arg("wsq"), py::arg("d"), py::arg("B"), py::arg("O"),
+      py::arg("I"), py::arg("KK"), py::arg("eps"), py::arg("float64"),
+      "Demodulation coefficients d [B, O] and wsq = sum_k weight^2 [O, I] (csrc/modconv.h).");
 }

@@ -137,60 +137,86 @@ def _epilogue_cpu_fwd(y, d, noise, bias, lrelu, out):
     return out
 
 
-class _EpilogueCPU(torch.autograd.Function):
-    """out = act(y * d + noise + bias) * gain with the C++ kernel (csrc/modconv.h).
+def _demod_cpu(weight, s):
+    """(d [B, O], wsq [O, I]) from the C++ kernel: one call instead of five small torch ops."""
+    O, I, k, _ = weight.shape
+    B = s.shape[0]
+    wsq = weight.new_empty((O, I))
+    d = weight.new_empty((B, O))
+    _ext.cpu().modconv_demod(_ptr(weight), _ptr(s), _ptr(wsq), _ptr(d), B, O, I, k * k, _EPS,
+                             weight.dtype == torch.float64)
+    return d, wsq
 
-    Backward: one C++ pass when no graph of the backward is needed; under ``create_graph=True``
-    (R1, path-length regularisation) the same formulas in differentiable torch ops, so double
-    backward is exact (the leaky-ReLU mask is piecewise constant)."""
+
+class _EpilogueCPU(torch.autograd.Function):
+    """out = act(y * d(weight, s) + noise + bias) * gain with the C++ kernels (csrc/modconv.h):
+    demodulation coefficients and the fused epilogue forward, the one-pass epilogue backward,
+    then the [B, O] -> (weight, s) chain rule of d in a few small torch ops.
+
+    Under ``create_graph=True`` (R1, path-length regularisation) the backward instead recomputes
+    the torch formulation (``demodulation_coefficients`` + ``_epilogue_torch``) and differentiates
+    it with create_graph, so double backward is exact."""
 
     @staticmethod
-    def forward(ctx, y, d, noise, bias, lrelu):
+    def forward(ctx, y, weight, s, noise, bias, demodulate, lrelu):
+        d, wsq = _demod_cpu(weight, s) if demodulate else (None, None)
         out = _epilogue_cpu_fwd(y, d, noise, bias, lrelu, torch.empty_like(y))
-        ctx.lrelu = lrelu
+        ctx.cfg = (demodulate, lrelu)
         ctx.noise_shared = noise is not None and noise.shape[0] == 1
-        ctx.has = (d is not None, noise is not None, bias is not None)
-        ctx.save_for_backward(y, d, out)
+        ctx.save_for_backward(y, weight, s, noise, bias, d, wsq, out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        y, d, out = ctx.saved_tensors
-        need_y, need_d, need_n, need_b, _ = ctx.needs_input_grad
-        has_d, has_n, has_b = ctx.has
-        need_d, need_n, need_b = need_d and has_d, need_n and has_n, need_b and has_b
-        if torch.is_grad_enabled():
-            gp = grad_out
-            if ctx.lrelu:
-                gain = torch.where(out > 0, _GAIN, _SLOPE * _GAIN).to(grad_out.dtype)
-                gp = grad_out * gain
-            gy = (gp * d[:, :, None, None] if has_d else gp) if need_y else None
-            gd = (gp * y).sum(dim=(2, 3)) if need_d else None
-            gn = gp.sum(dim=1, keepdim=True) if need_n else None
-            gb = gp.sum(dim=(0, 2, 3)) if need_b else None
-        else:
-            B, O, H, W = y.shape
-            grad_out = grad_out.contiguous()
-            gy = torch.empty_like(y) if need_y else None
-            gd = y.new_empty((B, O)) if need_d else None
-            gn = y.new_empty((B, 1, H, W)) if need_n else None
-            gb = y.new_empty((O,)) if need_b else None
-            _ext.cpu().modconv_epilogue_bwd(
-                _ptr(grad_out), _ptr(y), _ptr(out), _ptr(d), _ptr(gy), _ptr(gd), _ptr(gn), _ptr(gb),
-                B, O, H * W, ctx.lrelu, _SLOPE, _GAIN, y.dtype == torch.float64)
+        y, weight, s, noise, bias, d, wsq, out = ctx.saved_tensors
+        demodulate, lrelu = ctx.cfg
+        inputs = (y, weight, s, noise, bias)
+        need = [n and t is not None for n, t in zip(ctx.needs_input_grad[:5], inputs)]
+        if not demodulate:
+            need[1] = need[2] = False  # weight and s only enter through d
+        if torch.is_grad_enabled():  # create_graph: differentiate the torch formulation
+            with torch.enable_grad():
+                # Fresh graph nodes (views) so that the derivative w.r.t. s or weight does not
+                # also run through y's own graph (y = conv(x * s, weight)).
+                leaves = [None if t is None else t.view_as(t) for t in inputs]
+                yy, ww, ss, nn, bb = leaves
+                dd = demodulation_coefficients(ww, ss) if demodulate else None
+                ref = _epilogue_torch(yy, dd, nn, bb, "lrelu" if lrelu else "linear")
+                wanted = [t for t, n in zip(leaves, need) if n]
+                gi = iter(torch.autograd.grad(ref, wanted, grad_out, create_graph=True,
+                                              allow_unused=True))
+            return (*[next(gi) if n else None for n in need], None, None)
+        B, O, H, W = y.shape
+        grad_out = grad_out.contiguous()
+        need_d = need[1] or need[2]
+        gy = torch.empty_like(y) if need[0] else None
+        gd = y.new_empty((B, O)) if need_d else None
+        gn = y.new_empty((B, 1, H, W)) if need[3] else None
+        gb = y.new_empty((O,)) if need[4] else None
+        _ext.cpu().modconv_epilogue_bwd(
+            _ptr(grad_out), _ptr(y), _ptr(out), _ptr(d), _ptr(gy), _ptr(gd), _ptr(gn), _ptr(gb),
+            B, O, H * W, lrelu, _SLOPE, _GAIN, y.dtype == torch.float64)
         if gn is not None and ctx.noise_shared:
             gn = gn.sum(dim=0, keepdim=True)
-        return gy, gd, gn, gb, None
+        gw = gs = None
+        if need_d:  # d = (s^2 @ wsq^T + eps)^-1/2: dd/ds_i = -d^3 s_i wsq_oi, dd/dw = -d^3 s_i^2 w
+            g3 = gd * d * d * d
+            if need[2]:
+                gs = -s * (g3 @ wsq)
+            if need[1]:
+                gw = -weight * (g3.t() @ s.square())[:, :, None, None]
+        return gy, gw, gs, gn, gb, None, None
 
 
-def _epilogue_cpu(y, d, noise, bias, activation):
+def _epilogue_cpu(y, weight, s, demodulate, noise, bias, activation):
     lrelu = activation == "lrelu"
-    y = y.contiguous()
-    d = None if d is None else d.contiguous()
+    y, weight, s = y.contiguous(), weight.contiguous(), s.contiguous()
     noise = None if noise is None else noise.contiguous()
     bias = None if bias is None else bias.contiguous()
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (y, d, noise, bias)):
-        return _EpilogueCPU.apply(y, d, noise, bias, lrelu)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (y, weight, s, noise, bias)):
+        return _EpilogueCPU.apply(y, weight, s, noise, bias, bool(demodulate), lrelu)
+    d = _demod_cpu(weight, s)[0] if demodulate else None
     return _epilogue_cpu_fwd(y, d, noise, bias, lrelu, y)  # y is our temporary: in place
 
 
@@ -257,7 +283,10 @@ class _TritonModConv(torch.autograd.Function):
         need = [n and t is not None for n, t in zip(ctx.needs_input_grad[:5], inputs)]
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
-            leaves = [t if (t is None or create_graph) else t.detach().requires_grad_(n)
+            # create_graph: fresh graph nodes (views), so that the derivative w.r.t. one input
+            # never runs through another input's own graph; else detached leaves.
+            leaves = [None if t is None else (t.view_as(t) if create_graph
+                                              else t.detach().requires_grad_(n))
                       for t, n in zip(inputs, need)]
             out = _torch_forward(*leaves[:3], demodulate, up, leaves[3], leaves[4], activation)
             wanted = [t for t, n in zip(leaves, need) if n]
@@ -316,11 +345,10 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                              f"a 3x3 kernel; got {x.dtype}, up={up}, k={weight.shape[-1]}")
         return _TritonModConv.apply(x, weight, s, noise, bias, bool(demodulate), up, activation,
                                     Ho, Wo)
-    d = demodulation_coefficients(weight, s) if demodulate else None
-    y = _conv(x * s[:, :, None, None], weight, up)
     if backend == "cpu":
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"backend='cpu' needs CPU float32/float64 tensors, got {x.device} "
                              f"{x.dtype}")
-        return _epilogue_cpu(y, d, noise, bias, activation)
-    return _epilogue_torch(y, d, noise, bias, activation)
+        y = _conv(x * s[:, :, None, None], weight, up)
+        return _epilogue_cpu(y, weight, s, demodulate, noise, bias, activation)
+    return _torch_forward(x, weight, s, demodulate, up, noise, bias, activation)
