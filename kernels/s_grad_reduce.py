@@ -23,8 +23,8 @@ import triton.language as tl
 __all__ = ["s_grad_reduce_triton"]
 
 
-@triton.jit
-def _channel_kernel(g_ptr, mask_ptr, mean_ptr, abs_ptr, B, C, inv_p,
+@triton.jit(do_not_specialize=["n_pos"])  # n_pos == 1 must stay a runtime int (it is divided by)
+def _channel_kernel(g_ptr, mask_ptr, mean_ptr, abs_ptr, B, C, n_pos,
                     BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
     pid = tl.program_id(0)
     offs_c = pid * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -41,8 +41,9 @@ def _channel_kernel(g_ptr, mask_ptr, mean_ptr, abs_ptr, B, C, inv_p,
         v = tl.load(ptrs, mask=keep[:, None] & c_ok[None, :], other=0.0)
         acc_s += tl.sum(v, axis=0)
         acc_a += tl.sum(tl.abs(v), axis=0)
-    tl.store(mean_ptr + offs_c, acc_s * inv_p, mask=c_ok)
-    tl.store(abs_ptr + offs_c, acc_a * inv_p, mask=c_ok)
+    p = n_pos.to(acc_s.dtype)  # exact in fp32/fp64 (a sample count), no fp32 reciprocal for fp64 data
+    tl.store(mean_ptr + offs_c, acc_s / p, mask=c_ok)
+    tl.store(abs_ptr + offs_c, acc_a / p, mask=c_ok)
 
 
 @triton.jit
@@ -80,7 +81,7 @@ def s_grad_reduce_triton(grads: torch.Tensor, offsets: torch.Tensor, mask: torch
     idx = torch.empty((L, k), dtype=torch.int64, device=dev)
     val = torch.empty((L, k), dtype=dt, device=dev)
     mask_u8 = mask.to(torch.uint8).contiguous()
-    _channel_kernel[(triton.cdiv(C, block_c),)](grads, mask_u8, mean, mean_abs, B, C, 1.0 / n_pos,
+    _channel_kernel[(triton.cdiv(C, block_c),)](grads, mask_u8, mean, mean_abs, B, C, int(n_pos),
                                                 BLOCK_B=block_b, BLOCK_C=block_c)
     max_layer = int((offsets[1:] - offsets[:-1]).max())
     block_l = max(16, triton.next_power_of_2(max_layer))
