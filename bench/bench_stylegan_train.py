@@ -7,7 +7,9 @@ eq. 5-6 every ``--path-every`` steps) twice: once with every modulated layer run
 ``fe_fast.ops.reference.modulated_conv.modulated_conv2d_reference`` (per-sample weights + one
 grouped convolution, the "fused_modconv" formulation of the reference implementations). Both runs
 start from the same weights and seeds; the two variants are interleaved ``--repeats`` times so that
-load changes on a shared machine hit both alike. Reports img/s (images shown to D per second).
+load changes on a shared machine hit both alike. Reports img/s (images shown to D per wall-clock
+second) and images per CPU-second of the process (robust to other jobs on a shared machine when
+run with one thread).
 
 Not in CI. Example (what bench/results/stylegan.md reports)::
 
@@ -78,11 +80,12 @@ def run_variant(impl, args, device, real):
     ctx = modconv_impl(impl) if impl is not None else modconv_impl(None)
     with ctx:
         step()  # warm-up (allocations, first-call costs); the path-length step is step 0
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
             step()
-        el = time.perf_counter() - t
-    return args.steps * real.shape[0] / el
+        el, cpu = time.perf_counter() - t, time.process_time() - c
+    n = args.steps * real.shape[0]
+    return n / el, n / cpu
 
 
 def _setup(impl_name, resolution=16, channel_max=64, batch=4):
@@ -125,24 +128,33 @@ def main():
     ap.add_argument("--path-every", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave torch's default)")
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
     args = ap.parse_args()
     device = torch.device(args.device)
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(1))
     real = (real * 2 - 1).to(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     res = {"ours": [], "grouped_reference": []}
+    res_cpu = {"ours": [], "grouped_reference": []}
     for r in range(args.repeats):
         for name, impl in (("ours", None), ("grouped_reference", modulated_conv2d_reference)):
-            ips = run_variant(impl, args, device, real)
+            ips, ipc = run_variant(impl, args, device, real)
             res[name].append(ips)
-            print(f"repeat {r}: {name:18s} {ips:8.3f} img/s", flush=True)
+            res_cpu[name].append(ipc)
+            print(f"repeat {r}: {name:18s} {ips:8.4f} img/s wall, {ipc:8.4f} img per CPU-second", flush=True)
     med = {k: statistics.median(v) for k, v in res.items()}
+    med_cpu = {k: statistics.median(v) for k, v in res_cpu.items()}
     out = {"resolution": args.resolution, "channel_max": args.channel_max, "batch": args.batch,
            "steps": args.steps, "repeats": args.repeats, "path_every": args.path_every, "device": str(device),
            "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-           "img_per_s": res, "median_img_per_s": med, "speedup": med["ours"] / med["grouped_reference"]}
-    print(f"median img/s: ours {med['ours']:.3f}, grouped reference {med['grouped_reference']:.3f}, "
-          f"speed-up {out['speedup']:.2f}x")
+           "img_per_s": res, "img_per_cpu_s": res_cpu, "median_img_per_s": med, "median_img_per_cpu_s": med_cpu,
+           "speedup_wall": med["ours"] / med["grouped_reference"],
+           "speedup_cpu": med_cpu["ours"] / med_cpu["grouped_reference"]}
+    print(f"median img/s (wall): ours {med['ours']:.4f}, grouped reference {med['grouped_reference']:.4f}, "
+          f"speed-up {out['speedup_wall']:.2f}x; per CPU-second: ours {med_cpu['ours']:.4f}, "
+          f"grouped reference {med_cpu['grouped_reference']:.4f}, speed-up {out['speedup_cpu']:.2f}x")
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps(out) + "\n")
