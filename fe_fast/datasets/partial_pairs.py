@@ -279,14 +279,14 @@ def make_pairs(count: int, **kwargs) -> List[Dict]:
 
 
 def save_pairs(pairs: Sequence[Dict], out_dir) -> Path:
-    """Write pairs under ``out_dir``: ``<name>_src.npy``, ``<name>_tgt.npy``, ``<name>_gt.npy`` per
+    """Write pairs under ``out_dir`` (pair k is named ``<k>_<protocol>``): ``<name>_src.npy``, ``<name>_tgt.npy``, ``<name>_gt.npy`` per
     pair and ``pairs.csv`` (columns name, src, tgt, gt, mesh, overlap, protocol; paths relative to
     the CSV), the input format of ``fe-fast register-batch``. Returns the CSV path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, p in enumerate(pairs):
-        name = f"{p.get('protocol', 'pair')}_{p.get('index', k):05d}"
+        name = f"{k:05d}_{p.get('protocol') or 'pair'}"
         for suffix, arr in (("src", p["P"]), ("tgt", p["Q"]), ("gt", p["T_gt"])):
             np.save(out / f"{name}_{suffix}.npy", np.asarray(arr))
         rows.append(

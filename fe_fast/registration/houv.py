@@ -33,7 +33,9 @@ to one cloud radius, ``max(radius(P), radius(Q))`` (1.0 in normalised units). A 
 
 Options beyond the thesis (defaults keep the thesis's behaviour): ``early_stop`` (stop when no
 group's loss improved by more than a relative ``early_stop`` over ``patience`` iterations),
-``schedule`` (coarse-to-fine point counts: ``[(n_points, iters), ...]`` replaces ``iters``), and
+``schedule`` (coarse-to-fine point counts: ``[(n_points, iters), ...]`` replaces ``iters``; each
+stage uses a fixed seeded random subset of both clouds), ``lr_schedule="cosine"`` (Adam's rate
+annealed from ``lr`` to ``lr / 100`` over all iterations, so a large ``lr`` still ends precise), and
 :func:`houv_batch` (B pairs x G groups in one optimisation).
 
 Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
@@ -269,7 +271,9 @@ def _init_groups(G: int, seed: int, angle_bounds, mapping: str):
     group g starts the same whatever the number of groups (a run with groups=1 reproduces group 0).
     Axis v_pq and direction u_pq: standard normal (uniform directions); angle theta_pq: uniform on
     [0, pi] (thesis: random), or with bounds the unconstrained value whose mapped angle is uniform
-    in the group's sub-range; distance d_pq: the value that maps to a uniform fraction of d_max."""
+    in the group's sub-range; distance d_pq: the value that maps to a fraction of d_max uniform in
+    [0.01, 0.25]. After centring the true translation is a small share of d_max; starting groups at
+    d_max/2 (a uniform d_pq) left them far from it and measurably hurt convergence."""
     v = torch.empty(G, 3, dtype=torch.float64)
     th = torch.empty(G, dtype=torch.float64)
     u = torch.empty(G, 3, dtype=torch.float64)
@@ -279,7 +283,7 @@ def _init_groups(G: int, seed: int, angle_bounds, mapping: str):
         v[g] = torch.randn(3, generator=gen, dtype=torch.float64)
         a = torch.rand((), generator=gen, dtype=torch.float64)
         u[g] = torch.randn(3, generator=gen, dtype=torch.float64)
-        f = 0.05 + 0.9 * torch.rand((), generator=gen, dtype=torch.float64)
+        f = 0.01 + 0.24 * torch.rand((), generator=gen, dtype=torch.float64)
         th[g] = math.asin(float(2 * (0.02 + 0.96 * a) - 1)) if angle_bounds is not None else float(a) * math.pi
         if mapping == "sin":
             d[g] = math.asin(float(2 * f - 1))
@@ -301,7 +305,9 @@ def _parse_bounds(angle_bounds):
     return np.deg2rad(b)
 
 
-def _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience):
+def _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule="constant"):
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
     if not (0 < alpha <= 1):
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     if beta < 0:
@@ -341,6 +347,7 @@ def houv_batch(
     schedule: Optional[Sequence[Tuple[int, int]]] = None,
     early_stop: Optional[float] = None,
     patience: int = 25,
+    lr_schedule: str = "constant",
     progress: bool = False,
 ) -> List[RegistrationResult]:
     """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
@@ -348,7 +355,7 @@ def houv_batch(
     sizes (padded, with lengths). Pair b uses groups seeded exactly like a single :func:`houv` call
     with the same seed, so results match per-pair calls. Returns one :class:`RegistrationResult`
     per pair; ``seconds`` is the whole call's time."""
-    _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience)
+    _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
     if len(Ps) != len(Qs) or len(Ps) == 0:
         raise ValueError("Ps and Qs must be non-empty sequences of the same length")
     t0 = time.perf_counter()
@@ -392,6 +399,9 @@ def houv_batch(
     stages = [(None, int(iters))] if schedule is None else [(int(n), int(k)) for n, k in schedule]
     total = sum(k for _, k in stages)
     opt = torch.optim.Adam([v, th, u, d], lr=lr)
+    sched = None
+    if lr_schedule == "cosine" and total > 0:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.01 * lr)
     gen = torch.Generator().manual_seed(int(seed))
     history = []
     bar = None
@@ -417,6 +427,8 @@ def houv_batch(
             opt.zero_grad(set_to_none=True)
             hyb.sum().backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             h = hyb.detach()
             history.append(h)
             done += 1
@@ -495,6 +507,7 @@ def houv(
     schedule: Optional[Sequence[Tuple[int, int]]] = None,
     early_stop: Optional[float] = None,
     patience: int = 25,
+    lr_schedule: str = "constant",
     progress: bool = False,
 ) -> RegistrationResult:
     """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
@@ -517,6 +530,7 @@ def houv(
         schedule=schedule,
         early_stop=early_stop,
         patience=patience,
+        lr_schedule=lr_schedule,
         progress=progress,
     )[0]
 
@@ -541,9 +555,10 @@ class HOUV:
         schedule=None,
         early_stop: Optional[float] = None,
         patience: int = 25,
+        lr_schedule: str = "constant",
         progress: bool = False,
     ):
-        _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience)
+        _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
         _parse_bounds(angle_bounds)
         self.params = dict(
             alpha=alpha,
@@ -559,6 +574,7 @@ class HOUV:
             schedule=schedule,
             early_stop=early_stop,
             patience=patience,
+            lr_schedule=lr_schedule,
             progress=progress,
         )
 

@@ -1,0 +1,91 @@
+"""``fe-fast register`` and ``fe-fast register-batch`` on tiny pairs, and their input errors."""
+import json
+
+import numpy as np
+import pytest
+
+from fe_fast.cli import main
+
+FAST = ["--iters", "15", "--groups", "2", "--lr", "0.03"]
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    from fe_fast.datasets.bunny import bundled_pair
+
+    d = bundled_pair()
+    src, tgt = tmp_path / "src.npy", tmp_path / "tgt.xyz"
+    np.save(src, d["P"][:120])
+    np.savetxt(tgt, d["Q"][:120])
+    return tmp_path, src, tgt, d
+
+
+def test_register_json_and_outputs(tiny, capsys):
+    pytest.importorskip("open3d", reason="reading .xyz and writing .ply need open3d")
+    tmp, src, tgt, _ = tiny
+    rc = main(["register", str(src), str(tgt), *FAST, "--json", "--out-transform", str(tmp / "T.json"),
+               "--out-aligned", str(tmp / "aligned.ply")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"transform", "rotation", "translation", "local_cd", "loss", "seconds"}
+    T = np.array(out["transform"])
+    assert T.shape == (4, 4) and np.allclose(T[:3, :3], out["rotation"]) and np.allclose(T[:3, 3], out["translation"])
+    assert np.allclose(json.loads((tmp / "T.json").read_text())["transform"], T)
+    import open3d as o3d
+
+    al = np.asarray(o3d.io.read_point_cloud(str(tmp / "aligned.ply")).points)
+    P = np.load(src)
+    assert np.allclose(al, P @ T[:3, :3].T + T[:3, 3], atol=1e-5)
+
+
+def test_register_text_output(tiny, capsys):
+    _, src, _, _ = tiny
+    rc = main(["register", str(src), str(src), *FAST, "--no-progress", "--angle-bounds", "0:45,45:90"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "transform" in text and "local Chamfer" in text
+
+
+@pytest.mark.parametrize(
+    "content, msg",
+    [
+        (np.zeros((0, 3)), "empty"),
+        (np.array([[0.0, np.nan, 1.0], [1.0, 2.0, 3.0]]), "NaN"),
+        (np.zeros((4, 2)), "N x 3"),
+    ],
+)
+def test_register_bad_clouds_exit_2(tiny, capsys, content, msg):
+    tmp, src, _, _ = tiny
+    bad = tmp / "bad.npy"
+    np.save(bad, content)
+    assert main(["register", str(bad), str(src), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+
+
+def test_register_bad_files_exit_2(tiny, capsys):
+    tmp, src, _, _ = tiny
+    (tmp / "junk.ply").write_text("not a ply file\n")
+    (tmp / "junk.npy").write_bytes(b"\x00garbage")
+    (tmp / "x.obj").write_text("v 0 0 0\n")
+    for bad in ("junk.ply", "junk.npy", "x.obj", "missing.npy"):
+        assert main(["register", str(tmp / bad), str(src), *FAST]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fe-fast register: error:") and len(err.splitlines()) == 1
+    assert main(["register", str(src), str(src), "--angle-bounds", "0-45"]) == 2
+
+
+def test_register_batch(tiny, capsys):
+    tmp, src, _, d = tiny
+    np.save(tmp / "gt.npy", np.eye(4))
+    (tmp / "pairs.csv").write_text("name,src,tgt,gt\na,src.npy,src.npy,gt.npy\nb,src.npy,src.npy,\n")
+    out = tmp / "res.jsonl"
+    rc = main(["register-batch", str(tmp / "pairs.csv"), "--out", str(out), *FAST, "--no-progress",
+               "--pairs-per-call", "2"])
+    assert rc == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["a", "b"]
+    assert "rot_err" in rows[0] and "rot_err" not in rows[1]
+    assert np.array(rows[0]["transform"]).shape == (4, 4)
+    (tmp / "nocols.csv").write_text("a,b\nx,y\n")
+    assert main(["register-batch", str(tmp / "nocols.csv"), "--out", str(out)]) == 2
