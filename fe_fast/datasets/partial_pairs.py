@@ -18,10 +18,13 @@ Protocols for the random transform applied to P:
 * ``modelnet``: Euler angles each uniform in [-45, 45] degrees, translation uniform in
   [-0.5, 0.5]^3.
 
-Meshes: Open3D's built-in primitives (box, cylinder, cone, torus, arrow, Moebius strip,
-icosahedron, octahedron, tetrahedron and a capsule) and the Stanford bunny (real scan, zippered
-reconstruction ``bun_zipper_res3.ply`` bundled in ``fe_fast/data``; see its PROVENANCE note).
-A sphere is left out: every rotation about its centre aligns it.
+Meshes (default ``MESHES``): the Stanford bunny (real scan, zippered reconstruction
+``bun_zipper_res3.ply`` bundled in ``fe_fast/data``; see its PROVENANCE note) and eight asymmetric
+``compound<k>`` objects, each a seeded union of Open3D primitives (box, cylinder, cone, torus). The
+single primitives (``SYMMETRIC_PRIMITIVES``: box, cylinder, cone, torus, arrow, Moebius strip,
+platonic solids, capsule) can be requested by name but are not in the default list: their symmetries
+make the ground truth ambiguous (a correct alignment of a tetrahedron can be 120 degrees from the
+stored transform), which the rotation-error metric would count as failures.
 
 Each pair is a dict: ``P`` (source, float32 [N, 3], already moved), ``Q`` (target), ``T_gt``
 (float64 4x4 with ``Q ~ R P + t``), ``mesh``, ``views`` (i, j), ``overlap``, ``protocol``.
@@ -53,8 +56,7 @@ __all__ = [
 ]
 
 PROTOCOLS = ("mvp", "so3", "modelnet")
-MESHES = (
-    "bunny",
+SYMMETRIC_PRIMITIVES = (
     "box",
     "cylinder",
     "cone",
@@ -66,6 +68,9 @@ MESHES = (
     "tetrahedron",
     "capsule",
 )
+COMPOUNDS = tuple(f"compound{k}" for k in range(8))
+MESHES = ("bunny",) + COMPOUNDS
+ALL_MESHES = MESHES + SYMMETRIC_PRIMITIVES
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 BUNNY_MESH = DATA_DIR / "bun_zipper_res3.ply"
 
@@ -99,6 +104,8 @@ def _mesh_vertices_faces(name: str):
         m = o3d.io.read_triangle_mesh(str(BUNNY_MESH))
         if len(m.vertices) == 0:
             raise FileNotFoundError(f"bundled bunny mesh missing or unreadable: {BUNNY_MESH}")
+    elif name.startswith("compound") and name[8:].isdigit():
+        m = _compound(int(name[8:]))
     elif name == "box":
         m = g.create_box(1.0, 0.6, 0.35)
     elif name == "cylinder":
@@ -124,13 +131,34 @@ def _mesh_vertices_faces(name: str):
         b.translate((0.0, 0.0, 0.6))
         m = a + b
     else:
-        raise ValueError(f"unknown mesh {name!r}; choose from {', '.join(MESHES)}")
+        raise ValueError(f"unknown mesh {name!r}; choose from {', '.join(ALL_MESHES)} or compound<k>")
     v = np.asarray(m.vertices, dtype=np.float64)
     f = np.asarray(m.triangles, dtype=np.int64)
     c = (v.max(0) + v.min(0)) / 2
     v = v - c
     v = v / np.linalg.norm(v, axis=1).max()
     return v, f
+
+
+def _compound(k: int):
+    """Asymmetric object ``compound<k>``: a box, a cylinder, a cone and a torus with sizes, rotations
+    and offsets drawn from ``default_rng(k)`` (each primitive alone is symmetric; the union is not)."""
+    o3d = _o3d()
+    g = o3d.geometry.TriangleMesh
+    rng = np.random.default_rng([1234, k])
+    parts = [
+        g.create_box(*rng.uniform(0.3, 1.0, 3)),
+        g.create_cylinder(radius=rng.uniform(0.1, 0.3), height=rng.uniform(0.5, 1.2), resolution=24, split=4),
+        g.create_cone(radius=rng.uniform(0.15, 0.35), height=rng.uniform(0.4, 0.9), resolution=24, split=4),
+        g.create_torus(torus_radius=rng.uniform(0.2, 0.4), tube_radius=0.08, radial_resolution=24,
+                       tubular_resolution=12),
+    ]
+    m = g()
+    for part in parts:
+        part.rotate(_uniform_rotation(rng), center=(0, 0, 0))
+        part.translate(rng.uniform(-0.5, 0.5, 3))
+        m += part
+    return m
 
 
 def load_mesh(name: str):

@@ -23,8 +23,8 @@ def test_camera_positions_26_even():
 
 
 def test_pair_is_seeded_partial_and_consistent():
-    a = pp.make_pair(2, protocol="mvp", meshes=("bunny", "cone"), **SMALL)
-    b = pp.make_pair(2, protocol="mvp", meshes=("bunny", "cone"), **SMALL)
+    a = pp.make_pair(2, protocol="mvp", meshes=("bunny", "compound1"), **SMALL)
+    b = pp.make_pair(2, protocol="mvp", meshes=("bunny", "compound1"), **SMALL)
     assert np.array_equal(a["P"], b["P"]) and np.array_equal(a["T_gt"], b["T_gt"])
     assert a["P"].shape == (200, 3) and a["Q"].shape == (200, 3) and a["P"].dtype == np.float32
     assert 0.3 <= a["overlap"] <= 0.95 and a["views"][0] != a["views"][1]
@@ -34,7 +34,7 @@ def test_pair_is_seeded_partial_and_consistent():
     d, _ = cKDTree(a["Q"]).query(Pm)
     assert np.mean(d < 0.1) > 0.3
     assert np.linalg.norm(Pm, axis=1).max() <= 1.0 + 1e-5  # unit-sphere normalisation
-    c = pp.make_pair(3, protocol="mvp", meshes=("bunny", "cone"), **SMALL)
+    c = pp.make_pair(3, protocol="mvp", meshes=("bunny", "compound1"), **SMALL)
     assert not np.array_equal(a["P"], c["P"])
 
 
