@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--max-positives", type=int, default=50)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ablations", action="store_true",
+                    help="also score the §6.3.4 ablations (global top-k, whole normalised gradient)")
     ap.add_argument("--out", help="also write the markdown report here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -87,6 +89,8 @@ def main(argv=None) -> int:
         return attribute_dependency(before, after, t, std)
 
     methods = ["StyleSpace", "InterFaceGAN", "GANSpace", "Single-channel", "Multi-channel"]
+    if args.ablations:
+        methods += ["Global top-k (multi)", "Whole gradient"]
     table = {m: {} for m in methods}
     notes, located = [], []
     for a in attrs:
@@ -101,6 +105,10 @@ def main(argv=None) -> int:
         located.append((a, cs, t_loc))
         table["Single-channel"][a] = ad_s(unit_delta(G, cs, "single"), t)
         table["Multi-channel"][a] = ad_s(unit_delta(G, cs, "multi"), t)
+        if args.ablations:
+            for name, sel in (("Global top-k (multi)", "global"), ("Whole gradient", "whole")):
+                ab = locate(G, clf, a, n_samples=args.n, k=args.k, max_positives=args.max_positives, selection=sel)
+                table[name][a] = ad_s(unit_delta(G, ab, "multi"), t)
         for name, fn in (("StyleSpace", lambda: ad_s(unit_delta(G, stylespace_attribute(
                 G, clf, a, args.n, k=1, max_positives=args.max_positives), "single"), t)),
                          ("InterFaceGAN", lambda: ad_w(interfacegan(G, clf, a, args.n), t)),

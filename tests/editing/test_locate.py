@@ -76,3 +76,16 @@ def test_bad_input(G, clf):
         locate(G, clf, "red_patch", k=0, n_samples=4)
     with pytest.raises(ValueError, match="no positive sample"):
         locate(G, clf, "red_patch", n_samples=8, threshold=1.0)
+
+
+def test_triton_backend_gives_the_same_channels(G):
+    """locate() reduces through ops.s_grad_reduce; the Triton backend (interpreter on CPU) agrees."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("triton") is None or os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs triton with TRITON_INTERPRET=1 (set by tests/conftest.py)")
+    a = locate(G, PatchParser(), "patch", n_samples=8, k=2, batch_size=8, layers="all")
+    b = locate(G, PatchParser(), "patch", n_samples=8, k=2, batch_size=8, layers="all", backend="triton")
+    assert [(c.layer, c.channel) for c in a] == [(c.layer, c.channel) for c in b]
+    torch.testing.assert_close(a.layer_response, b.layer_response, rtol=1e-5, atol=1e-8)
