@@ -14,10 +14,28 @@ Formulation (no per-sample [B, O, I, k, k] weights are ever formed):
 which equals the grouped-conv ("fused_modconv") formulation of
 ``fe_fast.ops.reference.modulated_conv`` because the demodulation is a per-(b, o) scale and
 modulation a per-(b, i) scale, both commuting with the (linear, channel-mixing) convolution.
+
+Backends (``backend=``; automatic: CUDA -> "triton" where supported, CPU float32/float64 ->
+"cpu", anything else -> "torch"):
+
+- "torch": the formulation above in eager torch; differentiable to any order.
+- "cpu": torch's conv (oneDNN) for x_s -> y, then ONE C++ call computing d and ONE fused pass for
+  demodulation scale + noise + bias + leaky ReLU + gain (csrc/modconv_cpu.cpp; in place on the conv
+  output under no_grad). Backward: one C++ pass gives grad_y, grad_d, grad_noise, grad_bias; the
+  chain rule of d is two small matrix products. When the backward itself is differentiated
+  (``create_graph=True``: R1, path-length) the backward recomputes the torch formulation and
+  differentiates it, so double backward is exact.
+- "triton": ``fe_fast.kernels.modulated_conv``, one kernel doing modulation, the convolution as an
+  implicit GEMM, demodulation, noise, bias and activation (forward). up=2 (k=3) runs in the same
+  kernel as four polyphase 3x3 convolutions with the blur folded into the weights. Backward:
+  autograd of the torch formulation (recomputed), with create_graph when asked. float32 uses TF32
+  on CUDA exactly when ``torch.backends.cudnn.allow_tf32`` lets cuDNN do so. float64 and up=2
+  with k != 3 run the "torch" backend on CUDA.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -343,6 +361,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         if not _triton_supported(x, weight, up):
             raise ValueError("backend='triton' needs x in float16/bfloat16/float32 and, for up=2, "
                              f"a 3x3 kernel; got {x.dtype}, up={up}, k={weight.shape[-1]}")
+        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the "
+                             f"kernel on the CPU), got {x.device}")
         return _TritonModConv.apply(x, weight, s, noise, bias, bool(demodulate), up, activation,
                                     Ho, Wo)
     if backend == "cpu":
