@@ -5,6 +5,7 @@ This is the only layer that talks to ``fe_fast._C``, ``fe_fast._C_cuda`` and ``f
 from fe_fast.ops.chamfer import chamfer, local_chamfer, projected_chamfer
 from fe_fast.ops.knn import KNN, KNNSelect, knn, knn_select
 from fe_fast.ops.modulated_conv import modulated_conv2d
+from fe_fast.ops.s_grad_reduce import s_grad_reduce
 
 __all__ = ["knn", "knn_select", "KNN", "KNNSelect", "chamfer", "local_chamfer", "projected_chamfer",
-           "modulated_conv2d"]
+           "modulated_conv2d", "s_grad_reduce"]
