@@ -15,11 +15,11 @@ and Triton is the one tested in CI (under the interpreter).
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple, Optional
 
 import torch
 
+from fe_fast.ops._dispatch import pick_backend
 from fe_fast.ops._validation import (
     check_alpha,
     check_finite,
@@ -89,26 +89,12 @@ def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
     return _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len)
 
 
-def _pick_backend(device: torch.device, backend: Optional[str]) -> str:
-    if backend is None:
-        return "cpu" if device.type == "cpu" else "triton"
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
-    if backend == "cpu" and device.type != "cpu":
-        raise ValueError("backend 'cpu' needs CPU tensors")
-    if backend == "cuda" and device.type != "cuda":
-        raise ValueError("backend 'cuda' needs CUDA tensors")
-    if backend == "triton" and device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("backend 'triton' on CPU tensors needs TRITON_INTERPRET=1")
-    return backend
-
-
 def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
     """Run a backend: (idx [B,N] int64, selected [B,N] bool or None). No autograd."""
     x, y = c.x.detach(), c.y.detach()
     B, N, D = x.shape
     M = y.shape[-2]
-    name = _pick_backend(x.device, backend)
+    name = pick_backend(x.device, backend, BACKENDS)
     if name == "cpu":
         from fe_fast import _ext
 

@@ -19,11 +19,11 @@ only under ``TRITON_INTERPRET=1``). No autograd: the inputs are already gradient
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple, Optional, Sequence
 
 import torch
 
+from fe_fast.ops._dispatch import pick_backend
 from fe_fast.ops._validation import check_float, check_tensor
 
 BACKENDS = ("cpu", "triton")
@@ -64,18 +64,6 @@ def _check_offsets(offsets, C: int, k: int, device) -> torch.Tensor:
     return off.to(device).contiguous()
 
 
-def _pick_backend(device: torch.device, backend: Optional[str]) -> str:
-    if backend is None:
-        return "cpu" if device.type == "cpu" else "triton"
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
-    if backend == "cpu" and device.type != "cpu":
-        raise ValueError("backend 'cpu' needs CPU tensors")
-    if backend == "triton" and device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("backend 'triton' on CPU tensors needs TRITON_INTERPRET=1")
-    return backend
-
-
 def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = None, k: int = 3, *,
                   backend: Optional[str] = None) -> SGradReduce:
     """Masked per-channel mean, per-layer response and per-layer top-k of S-space gradients.
@@ -109,7 +97,7 @@ def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = N
         raise ValueError("mask selects no sample: there is no positive sample to average (eq. 6-5)")
     off = _check_offsets(offsets, C, k, grads.device)
     g = grads.detach().contiguous()
-    name = _pick_backend(g.device, backend)
+    name = pick_backend(g.device, backend, BACKENDS)
     L = off.numel() - 1
     if name == "cpu":
         from fe_fast import _ext
