@@ -35,9 +35,9 @@ def _since(t):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--n", type=int, default=6000, help="training faces")
+    ap.add_argument("--n", type=int, default=8000, help="training faces")
     ap.add_argument("--n-val", type=int, default=1000, help="held-out faces")
-    ap.add_argument("--epochs", type=int, default=6, help="attribute classifier epochs")
+    ap.add_argument("--epochs", type=int, default=8, help="attribute classifier epochs")
     ap.add_argument("--parser-n", type=int, default=3000, help="training faces used by the parser (first N)")
     ap.add_argument("--parser-epochs", type=int, default=8, help="face parser epochs")
     ap.add_argument("--width", type=int, default=16)

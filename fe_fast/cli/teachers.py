@@ -9,9 +9,9 @@ def add_parser(sub):
     t = tsub.add_parser("train", help="train the toy attribute classifier and face parser on procedural faces")
     t.add_argument("--out", required=True, help="directory for attribute_classifier.pt and face_parser.pt")
     t.add_argument("--size", type=int, default=64, help="image size, 16..256 (default 64)")
-    t.add_argument("--n", type=int, default=6000, help="training faces (default 6000)")
+    t.add_argument("--n", type=int, default=8000, help="training faces (default 8000)")
     t.add_argument("--n-val", type=int, default=1000, help="held-out faces (default 1000)")
-    t.add_argument("--epochs", type=int, default=6, help="epochs of the attribute classifier (default 6)")
+    t.add_argument("--epochs", type=int, default=8, help="epochs of the attribute classifier (default 8)")
     t.add_argument("--parser-epochs", type=int, default=8, help="epochs of the face parser (default 8)")
     t.add_argument("--parser-n", type=int, default=3000,
                    help="training faces for the parser, the first N of the training set (default 3000)")
