@@ -19,17 +19,7 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
-
-
-def _clock():
-    return time.perf_counter(), time.process_time()
-
-
-def _since(t):
-    w, c = _clock()
-    return w - t[0], c - t[1]
 
 
 def main(argv=None) -> int:
@@ -49,21 +39,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
     from fe_fast.datasets.toyfaces import ToyFaces
     from fe_fast.teachers.toy import (
         ATTRIBUTE_CLASSIFIER_FILE,
         FACE_PARSER_FILE,
-        AttributeClassifier,
-        FaceParser,
-        attribute_accuracy,
-        mean_iou,
-        predict_masks,
+        _clock,
+        _since,
         save_teacher,
-        train_attribute_classifier,
-        train_face_parser,
+        train_toy_teachers,
     )
 
     torch.set_num_threads(args.threads)
@@ -86,30 +71,11 @@ def main(argv=None) -> int:
     n = args.throughput_n
     render_wall, render_cpu = n / w, n / c
 
-    # 2. data
-    t = _clock()
-    train = ToyFaces(args.n, size=args.size, seed=args.seed)
-    val = ToyFaces(args.n_val, size=args.size, seed=args.seed + 1_000_003)
-    xi, xm, _ = train.arrays(progress=progress)
-    vi, vm, _ = val.arrays(progress=progress)
-    data_w, data_c = _since(t)
-
-    # 3. attribute classifier
-    t = _clock()
-    torch.manual_seed(args.seed)
-    clf, closs = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=args.width),
-                                            epochs=args.epochs, seed=args.seed, progress=progress)
-    clf_w, clf_c = _since(t)
-    acc = attribute_accuracy(clf, vi, val.attributes)
-
-    # 4. face parser
-    t = _clock()
-    torch.manual_seed(args.seed)
-    k = min(args.parser_n, args.n)
-    par, ploss = train_face_parser(xi[:k], xm[:k], FaceParser(width=args.width), epochs=args.parser_epochs,
-                                   seed=args.seed, progress=progress)
-    par_w, par_c = _since(t)
-    miou, ious = mean_iou(predict_masks(par, vi), vm)
+    # 2-4. data, attribute classifier, face parser (the same pipeline as `fe-fast teachers train`)
+    r = train_toy_teachers(n=args.n, n_val=args.n_val, size=args.size, epochs=args.epochs, parser_n=args.parser_n,
+                           parser_epochs=args.parser_epochs, width=args.width, seed=args.seed, progress=progress)
+    clf, par, acc, ious, miou, k = r.classifier, r.parser, r.accuracy, r.iou, r.mean_iou, r.parser_n
+    (data_w, data_c), (clf_w, clf_c), (par_w, par_c) = r.seconds["render"], r.seconds["classifier"], r.seconds["parser"]
     load1 = os.getloadavg()
 
     if args.out:

@@ -46,57 +46,28 @@ def run(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
 
-    import time
-
     import torch
 
-    from fe_fast.datasets.toyfaces import ToyFaces
-    from fe_fast.teachers.toy import (
-        ATTRIBUTE_CLASSIFIER_FILE,
-        FACE_PARSER_FILE,
-        AttributeClassifier,
-        FaceParser,
-        attribute_accuracy,
-        mean_iou,
-        predict_masks,
-        save_teacher,
-        train_attribute_classifier,
-        train_face_parser,
-    )
+    from fe_fast.teachers.toy import ATTRIBUTE_CLASSIFIER_FILE, FACE_PARSER_FILE, save_teacher, train_toy_teachers
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    progress = not args.no_progress
-    t0 = time.perf_counter()
-    train = ToyFaces(args.n, size=args.size, seed=args.seed)
-    val = ToyFaces(args.n_val, size=args.size, seed=args.seed + 1_000_003)
-    xi, xm, _ = train.arrays(progress=progress)
-    vi, vm, _ = val.arrays(progress=progress)
-    t_render = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    clf, _ = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=args.width),
-                                        epochs=args.epochs, seed=args.seed, progress=progress)
-    acc = attribute_accuracy(clf, vi, val.attributes)
-    t_clf = time.perf_counter() - t1
-    print(f"attribute classifier: held-out accuracy on {args.n_val} faces ({t_clf:.0f} s)")
+    r = train_toy_teachers(n=args.n, n_val=args.n_val, size=args.size, epochs=args.epochs, parser_n=args.parser_n,
+                           parser_epochs=args.parser_epochs, width=args.width, seed=args.seed,
+                           progress=not args.no_progress)
+    acc, ious, miou = r.accuracy, r.iou, r.mean_iou
+    print(f"attribute classifier: held-out accuracy on {args.n_val} faces ({r.seconds['classifier'][0]:.0f} s)")
     for name, a in acc.items():
         print(f"  {name:12s} {100 * a:6.2f} %")
     print(f"  {'min':12s} {100 * min(acc.values()):6.2f} %   mean {100 * sum(acc.values()) / len(acc):6.2f} %")
-
-    t2 = time.perf_counter()
-    k = min(args.parser_n, args.n)
-    parser, _ = train_face_parser(xi[:k], xm[:k], FaceParser(width=args.width),
-                                  epochs=args.parser_epochs, seed=args.seed, progress=progress)
-    miou, ious = mean_iou(predict_masks(parser, vi), vm)
-    t_par = time.perf_counter() - t2
-    print(f"face parser: held-out IoU per class on {args.n_val} faces ({t_par:.0f} s)")
+    print(f"face parser: held-out IoU per class on {args.n_val} faces ({r.seconds['parser'][0]:.0f} s)")
     for name, v in ious.items():
         print(f"  {name:12s} {v:6.3f}")
     print(f"  {'mean IoU':12s} {miou:6.3f}")
 
     meta = {"size": args.size, "n_train": args.n, "n_val": args.n_val, "seed": args.seed}
-    p1 = save_teacher(clf, out / ATTRIBUTE_CLASSIFIER_FILE, metrics={**meta, "accuracy": acc})
-    p2 = save_teacher(parser, out / FACE_PARSER_FILE, metrics={**meta, "iou": ious, "mean_iou": miou})
-    print(f"saved {p1} and {p2} (render {t_render:.0f} s, total {time.perf_counter() - t0:.0f} s)")
+    p1 = save_teacher(r.classifier, out / ATTRIBUTE_CLASSIFIER_FILE, metrics={**meta, "accuracy": acc})
+    p2 = save_teacher(r.parser, out / FACE_PARSER_FILE, metrics={**meta, "iou": ious, "mean_iou": miou})
+    total = sum(w for w, _ in r.seconds.values())
+    print(f"saved {p1} and {p2} (render {r.seconds['render'][0]:.0f} s, total {total:.0f} s)")
     return 0
