@@ -27,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -89,11 +90,7 @@ def run_variant(impl, args, device, real):
 
 
 def _setup(impl_name, resolution=16, channel_max=64, batch=4):
-    class A:
-        pass
-
-    args = A()
-    args.resolution, args.channel_max, args.seed, args.path_every = resolution, channel_max, 0, 4
+    args = types.SimpleNamespace(resolution=resolution, channel_max=channel_max, seed=0, path_every=4)
     torch.manual_seed(0)
     G = Generator(resolution, channel_max=channel_max, seed=0)
     D = Discriminator(resolution, channel_max=channel_max, seed=1)
