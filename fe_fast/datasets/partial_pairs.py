@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import math
-import os
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import numpy as np
+
+from fe_fast._open3d import require_open3d
 
 __all__ = [
     "PROTOCOLS",
@@ -76,14 +76,7 @@ BUNNY_MESH = DATA_DIR / "bun_zipper_res3.ply"
 
 
 def _o3d():
-    try:
-        import open3d as o3d
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "fe_fast.datasets.partial_pairs needs Open3D: pip install 'fe-fast[registration]' "
-            "(and the system package libusb-1.0-0)"
-        ) from exc
-    return o3d
+    return require_open3d("fe_fast.datasets.partial_pairs")
 
 
 def camera_positions(distance: float = 3.0) -> np.ndarray:

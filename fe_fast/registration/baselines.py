@@ -31,18 +31,13 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from fe_fast._open3d import require_open3d
+
 __all__ = ["icp", "fgr", "ransac_icp", "default_voxel", "BASELINES"]
 
 
 def _o3d():
-    try:
-        import open3d as o3d
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "the Open3D baselines need Open3D: pip install 'fe-fast[registration]' "
-            "(and the system package libusb-1.0-0)"
-        ) from exc
-    return o3d
+    return require_open3d("the Open3D baselines (fe_fast.registration.baselines)")
 
 
 def _np(x) -> np.ndarray:
