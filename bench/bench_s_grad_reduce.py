@@ -6,10 +6,16 @@ channels, thesis Table 6-2), B = 1000 per-sample gradients (float32), k = 3. Mas
 region detector, eq. 6-2: every sample counts), ``half`` and ``pos4pct`` (about 40 positives of 1000,
 the attribute detector of §6.3.2). Outputs are checked against the reference before timing.
 
+Where CUDA is present the same cases also run on the GPU: ours = the Triton kernel (compiled; needs
+TRITON_INTERPRET unset or 0), eager = the same torch code on CUDA tensors, both synchronised.
+
 Run (not in CI):  .venv/bin/python -m pytest bench/bench_s_grad_reduce.py -p no:xdist --benchmark-only -s
-The speed-up table (medians from the same run) is printed at the end.
+The speed-up table (medians from the same run) is printed at the end, and written as markdown to
+``$FE_FAST_BENCH_TABLE`` when that is set.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -20,7 +26,21 @@ from fe_fast.ops.s_grad_reduce import layer_offsets, s_grad_reduce
 SIZES = [512] * 15 + [256] * 3 + [128] * 3 + [64] * 3 + [32] * 2
 B, K = 1000, 3
 FRACS = {"all": 1.0, "half": 0.5, "pos4pct": 0.04}
+DEVICES = ["cpu"]
+if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+    DEVICES.append("cuda")
 RESULTS: dict = {}
+
+
+def _timed(fn, device):
+    if device == "cpu":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -29,34 +49,48 @@ def data():
     grads = torch.randn(B, sum(SIZES), generator=g)
     off = layer_offsets(SIZES)
     masks = {name: torch.rand(B, generator=g) < f for name, f in FRACS.items()}
-    for m in masks.values():
-        ours = s_grad_reduce(grads, off, m, K)
-        ref = s_grad_reduce_reference(grads, off, m, K)
-        torch.testing.assert_close(ours.mean, ref[0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ours.layer, ref[2], rtol=1e-5, atol=1e-6)
-        assert torch.equal(ours.topk_idx, ref[3])
-    yield grads, off, masks
-    print("\n\ns_grad_reduce, B=1000, 1024 layout (9088 channels), k=3, float32, "
-          f"{torch.get_num_threads()} torch threads")
-    print(f"{'mask':<9} {'positives':>9} {'eager ms':>9} {'ours ms':>9} {'speed-up':>9}")
-    for name in FRACS:
-        r = RESULTS.get(name, {})
-        if "eager" in r and "ours" in r:
-            print(f"{name:<9} {int(masks[name].sum()):>9} {r['eager'] * 1e3:>9.2f} {r['ours'] * 1e3:>9.2f} "
-                  f"{r['eager'] / r['ours']:>8.1f}x")
+    per_device = {}
+    for device in DEVICES:
+        gd, md = grads.to(device), {n: m.to(device) for n, m in masks.items()}
+        for name, m in md.items():
+            ours = s_grad_reduce(gd, off, m, K)
+            ref = s_grad_reduce_reference(grads, off, masks[name], K)
+            torch.testing.assert_close(ours.mean.cpu(), ref[0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(ours.layer.cpu(), ref[2], rtol=1e-5, atol=1e-6)
+            assert torch.equal(ours.topk_idx.cpu(), ref[3])
+        per_device[device] = (gd, off, md)
+    yield per_device
+    lines = [f"s_grad_reduce, B=1000, 1024 layout (9088 channels), k=3, float32, "
+             f"{torch.get_num_threads()} torch threads"
+             + (f", GPU: {torch.cuda.get_device_name()}" if "cuda" in DEVICES else ""), "",
+             "| device | mask | positives | eager ms | ours ms | speed-up |", "| --- | --- | --- | --- | --- | --- |"]
+    for device in DEVICES:
+        for name in FRACS:
+            r = RESULTS.get((device, name), {})
+            if "eager" in r and "ours" in r:
+                lines.append(f"| {device} | {name} | {int(masks[name].sum())} | {r['eager'] * 1e3:.3f} | "
+                             f"{r['ours'] * 1e3:.3f} | {r['eager'] / r['ours']:.1f}x |")
+    print("\n\n" + "\n".join(lines))
+    if os.environ.get("FE_FAST_BENCH_TABLE"):
+        with open(os.environ["FE_FAST_BENCH_TABLE"], "a") as f:
+            f.write("\n".join(lines) + "\n\n")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mask_name", list(FRACS))
-def test_ours(benchmark, data, mask_name):
-    grads, off, masks = data
-    benchmark.group = mask_name
-    benchmark.pedantic(lambda: s_grad_reduce(grads, off, masks[mask_name], K), rounds=20, warmup_rounds=2)
-    RESULTS.setdefault(mask_name, {})["ours"] = benchmark.stats.stats.median
+def test_ours(benchmark, data, device, mask_name):
+    grads, off, masks = data[device]
+    benchmark.group = f"{device}-{mask_name}"
+    fn = _timed(lambda: s_grad_reduce(grads, off, masks[mask_name], K), device)
+    benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
+    RESULTS.setdefault((device, mask_name), {})["ours"] = benchmark.stats.stats.median
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mask_name", list(FRACS))
-def test_eager(benchmark, data, mask_name):
-    grads, off, masks = data
-    benchmark.group = mask_name
-    benchmark.pedantic(lambda: s_grad_reduce_eager(grads, off, masks[mask_name], K), rounds=20, warmup_rounds=2)
-    RESULTS.setdefault(mask_name, {})["eager"] = benchmark.stats.stats.median
+def test_eager(benchmark, data, device, mask_name):
+    grads, off, masks = data[device]
+    benchmark.group = f"{device}-{mask_name}"
+    fn = _timed(lambda: s_grad_reduce_eager(grads, off, masks[mask_name], K), device)
+    benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
+    RESULTS.setdefault((device, mask_name), {})["eager"] = benchmark.stats.stats.median

@@ -22,6 +22,8 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop after this many minutes of training (checkpoint and samples written)")
     p.add_argument("--lr", type=float, default=0.002)
     p.add_argument("--loss", choices=["wgan-gp", "logistic"], default="wgan-gp",
                    help="wgan-gp: thesis eq. 5-4 (default); logistic: non-saturating + lazy R1")
@@ -67,7 +69,8 @@ def run(args) -> int:
     cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
                       channel_multiplier=args.channel_multiplier, channel_max=args.channel_max, batch=args.batch,
-                      total_img=int(args.kimg * 1000), max_steps=args.max_steps, lr=args.lr, loss=args.loss,
+                      total_img=int(args.kimg * 1000), max_steps=args.max_steps,
+                      max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, path=args.path,
                       vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
                       path_every=args.path_every, style_mixing=args.style_mixing, ema_img=args.ema_kimg * 1000,

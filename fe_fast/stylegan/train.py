@@ -97,6 +97,7 @@ class TrainConfig:
     resume: str | None = None         # checkpoint path or "auto" (out_dir/checkpoint.pt if present)
     progress: bool = True
     max_steps: int | None = None      # hard step limit (tests, benchmarks)
+    max_seconds: float | None = None  # wall-clock limit of this run (checkpoint written at the end)
 
     def validate(self):
         if self.loss not in ("wgan-gp", "logistic"):
@@ -106,6 +107,8 @@ class TrainConfig:
         if self.path == "vgg" and not self.vgg_weights:
             raise ValueError("path='vgg' (thesis eq. 5-6 with D_VGG) needs vgg_weights: a torchvision VGG-16 "
                              "state dict file (e.g. vgg16-397923af.pth); use path='pl' for the weight-free stand-in")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.batch < 1 or self.total_img < 1:
             raise ValueError("batch and total_img must be >= 1")
         if not 0 < self.path_epsilon < 1:
@@ -525,7 +528,16 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
                             "train_config": json.dumps(cfg.to_dict())}, out / "checkpoint.pt")
         save_generator(G_ema, out / "G_ema.safetensors")
 
-    while img_seen < cfg.total_img and (cfg.max_steps is None or steps_run < cfg.max_steps):
+    def out_of_time() -> bool:
+        if cfg.max_seconds is None:
+            return False
+        late = time.perf_counter() - t_start >= cfg.max_seconds
+        if dist.world == 1:
+            return late
+        return bool(dist.mean(torch.tensor(float(late), device=device)) > 0)  # all ranks stop together
+
+    while img_seen < cfg.total_img and (cfg.max_steps is None or steps_run < cfg.max_steps) \
+            and not out_of_time():
         real = next(loader).to(device)
         if cfg.xflip:
             flip = torch.rand(real.shape[0], device=device) < 0.5

@@ -52,6 +52,14 @@ def test_checkpoint_resume_and_outputs(tmp_path):
         train(cfg, resume=str(tmp_path / "missing.pt"))
 
 
+def test_wall_clock_limit_stops_and_still_writes_outputs(tmp_path):
+    r = train(out_dir=str(tmp_path), total_img=8 * 1000, max_seconds=1e-6, **TINY)
+    assert r["steps"] == 0 and r["img_seen"] == 0  # the limit was hit before the first step
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "G_ema.safetensors").exists()
+    with pytest.raises(ValueError, match="max_seconds"):
+        train(out_dir=str(tmp_path), max_seconds=0, **TINY)
+
+
 def test_slerp_matches_eq_a4():
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
     torch.testing.assert_close(slerp(a, b, torch.tensor([0.0])), a)
