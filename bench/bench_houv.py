@@ -87,6 +87,24 @@ def real_pairs(n_points, seed):
     return out
 
 
+def _cached_pairs(pairs_dir, set_name, gen):
+    """The set's pairs, from ``<pairs_dir>/<set_name>.npz`` when present (arrays only, no pickle)."""
+    path = Path(pairs_dir) / f"{set_name}.npz" if pairs_dir else None
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"], **m} for i, m in enumerate(meta)]
+    pairs = list(gen())
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for i, p in enumerate(pairs):
+            arrays.update({f"P{i}": p["P"], f"Q{i}": p["Q"], f"T{i}": p["T_gt"]})
+        meta = [{k: p[k] for k in ("mesh", "name", "overlap") if k in p and np.isscalar(p[k])} for p in pairs]
+        np.savez_compressed(path, meta=json.dumps(meta), **arrays)
+    return pairs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=200, help="pairs per protocol")
@@ -101,6 +119,9 @@ def main(argv=None):
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
     ap.add_argument("--batch-pairs", type=int, default=1,
                     help="HOUV: pairs per houv_batch call (GPU throughput mode)")
+    ap.add_argument("--pairs-dir", default=None,
+                    help="cache of the pairs: load <dir>/<set>.npz when present, else generate and save it "
+                         "(lets a machine without Open3D or the bunny scans run the same pairs)")
     ap.add_argument("--out", default=None, help="markdown file for the table (and <out>.jsonl per pair)")
     args = ap.parse_args(argv)
 
@@ -125,7 +146,8 @@ def main(argv=None):
     t_start = time.time()
     for set_name, gen in sets.items():
         per = {m: ([], []) for m in methods}
-        pairs = list(gen())
+        pairs = _cached_pairs(args.pairs_dir, set_name, gen)[: args.real_limit if set_name == "bunny-real"
+                                                               else args.pairs]
         batched = {}
         if args.batch_pairs > 1:
             for m, f in methods.items():

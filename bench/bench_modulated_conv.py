@@ -77,7 +77,7 @@ def _runner(impl, mode, device, B, C, H):
     return run
 
 
-IMPLS = {"cpu": ("reference", "cpu", "torch"), "cuda": ("reference", "triton", "cudnn_conv")}
+IMPLS = {"cpu": ("reference", "cpu", "torch"), "cuda": ("reference", "triton", "torch", "cudnn_conv")}
 
 
 def _cases():
@@ -118,21 +118,22 @@ def _report():
     yield
     lines = ["| device | mode | B, C, H | reference ms | ours ms (impl) | ratio ref/ours | other |",
              "|---|---|---|---|---|---|---|"]
-    for device, ours, others in (("cpu", "cpu", ("torch",)), ("cuda", "triton", ("cudnn_conv",))):
+    for device, ours, others in (("cpu", "cpu", ("torch",)), ("cuda", "triton", ("torch", "cudnn_conv"))):
         for mode in ("fwd", "fwdbwd"):
             for B, C, H in SHAPES:
                 ref = RESULTS.get((device, "reference", mode, B, C, H))
                 our = RESULTS.get((device, ours, mode, B, C, H))
                 if ref is None or our is None:
                     continue
+                nd = 1 if device == "cpu" else 3  # GPU times are fractions of a ms
                 extra = []
                 for o in others:
                     t = RESULTS.get((device, o, mode, B, C, H))
                     if t is not None:
-                        extra.append(f"{o} {t * 1e3:.1f} ms (ref/{o} {ref / t:.2f}x, "
+                        extra.append(f"{o} {t * 1e3:.{nd}f} ms (ref/{o} {ref / t:.2f}x, "
                                      f"ours/{o} {our / t:.2f}x)")
-                lines.append(f"| {device} | {mode} | {B}, {C}, {H} | {ref * 1e3:.1f} | "
-                             f"{our * 1e3:.1f} ({ours}) | {ref / our:.2f}x | {'; '.join(extra)} |")
+                lines.append(f"| {device} | {mode} | {B}, {C}, {H} | {ref * 1e3:.{nd}f} | "
+                             f"{our * 1e3:.{nd}f} ({ours}) | {ref / our:.2f}x | {'; '.join(extra)} |")
     table = "\n".join(lines)
     print("\n" + table)
     path = os.environ.get("FE_FAST_BENCH_TABLE")

@@ -33,7 +33,7 @@ def test_chamfer_matches_reference(backend, shared, D):
 @pytest.mark.parametrize("alpha", [0.1, 0.5, 1.0])
 def test_local_chamfer_matches_reference(backend, alpha):
     x, y = _pair(seed=4, device=_device(backend))
-    x_len, y_len = torch.tensor([40, 3, 21]), torch.tensor([31, 31, 1])
+    x_len, y_len = torch.tensor([40, 3, 21], device=x.device), torch.tensor([31, 31, 1], device=x.device)
     got = ops.local_chamfer(x, y, alpha, x_len, y_len, backend=backend)
     torch.testing.assert_close(got, chamfer_reference(x, y, x_len, y_len, alpha=alpha))
 
