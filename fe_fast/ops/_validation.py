@@ -39,7 +39,8 @@ def check_lengths(name: str, lengths, batch: int, max_len: int, device) -> torch
         raise ValueError(f"{name} must hold integers, got {lengths.dtype}")
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{name} must have shape [{batch}], got {list(lengths.shape)}")
-    if lengths.device != torch.device(device) and lengths.device.type != torch.device(device).type:
+    # CPU lengths (as plain lists become) are moved to the points' device; another GPU is an error
+    if lengths.device.type != "cpu" and lengths.device != torch.device(device):
         raise ValueError(f"{name} is on {lengths.device}, the points on {device}")
     lengths = lengths.to(device=device, dtype=torch.int64)
     if batch and int(lengths.min()) < 1:
