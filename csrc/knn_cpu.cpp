@@ -28,6 +28,7 @@ namespace fe_fast {
 namespace {
 
 constexpr int64_t kQueryBlock = 1024;  // queries per parallel work item (a multiple of the packet width)
+constexpr int64_t kParallelMinPoints = 16384;  // below this many points (queries + references) one thread
 
 template <typename T, int D>
 void knn_impl(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_shared,
@@ -60,8 +61,11 @@ void knn_impl(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_sh
   const int64_t ntrees = int64_t(tree_n.size());
   std::vector<Tree> trees(ntrees);
   std::vector<int32_t> order(B * N);
+  // Small problems run on one thread: waking a team costs more than the work, and on a loaded
+  // machine a waiting team member can cost milliseconds (HOUV on 68 landmarks: 32x68 points).
+  const bool par = B * (N + M) >= kParallelMinPoints;
   // Phase 1: the indexes and a spatially coherent (Morton) order of each batch element's queries.
-#pragma omp parallel
+#pragma omp parallel if (par)
   {
     std::vector<uint32_t> keys, tmp_keys;
     std::vector<int32_t> tmp_order;
@@ -91,7 +95,7 @@ void knn_impl(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_sh
     }
   }
   const int64_t nitems = int64_t(items.size());
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (par)
   for (int64_t w = 0; w < nitems; ++w) {
     const int64_t b = items[w].first, s0 = items[w].second;
     const int64_t end = std::min<int64_t>(s0 + kQueryBlock, valid_n(b));
@@ -139,7 +143,7 @@ void knn_cpu(const T* x, const T* y, int64_t B, int64_t N, int64_t M, int64_t D,
   }
   if (k == nullptr) return;
   // Top-alpha selection by nth_element (selection, not a sort) per batch element.
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (B * N >= kParallelMinPoints)
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = std::min<int64_t>(std::max<int64_t>(x_len[b], 0), N);
     const int64_t kb = std::min<int64_t>(std::max<int64_t>(k[b], 0), n);
