@@ -18,6 +18,16 @@
 // Demodulation (thesis eq. 5-2) without per-sample weights, for weight [O, I, KK] and s [B, I]:
 //   wsq[o, i] = sum_k weight[o, i, k]^2
 //   d[b, o]   = 1 / sqrt(sum_i s[b, i]^2 * wsq[o, i] + eps)
+// Input modulation (thesis eq. 5-1 with the style moved onto the input), rows r = b * I + i of
+// x [B * I, HW] and s [B * I]:
+//   forward:  xs[r, p] = x[r, p] * s[r]
+//   backward: grad_x[r, p] = grad_xs[r, p] * s[r],  grad_s[r] = sum_p grad_xs[r, p] * x[r, p]
+//             (one pass; either output pointer may be null)
+//
+// channels_last variants (the inference path of the CPU backend, whose oneDNN convolution is
+// faster on NHWC): modulate_nhwc writes xs[b, p, i] = x[b, i, p] * s[b, i] (x NCHW, xs NHWC);
+// epilogue_fwd_nhwc reads y[b, p, o] (NHWC) and writes out[b, o, p] (NCHW), otherwise exactly
+// the forward epilogue above; y_nchw, when not null, receives y in NCHW (for the backward).
 #pragma once
 #include <cstdint>
 
@@ -36,5 +46,20 @@ void modconv_epilogue_bwd_cpu(const T* grad_out, const T* y, const T* out, const
 template <typename T>
 void modconv_demod_cpu(const T* weight, const T* s, T* wsq, T* d, int64_t B, int64_t O, int64_t I,
                        int64_t KK, T eps);
+
+template <typename T>
+void modconv_modulate_fwd_cpu(const T* x, const T* s, T* xs, int64_t rows, int64_t HW);
+
+template <typename T>
+void modconv_modulate_bwd_cpu(const T* grad_xs, const T* x, const T* s, T* grad_x, T* grad_s,
+                              int64_t rows, int64_t HW);
+
+template <typename T>
+void modconv_modulate_nhwc_cpu(const T* x, const T* s, T* xs, int64_t B, int64_t I, int64_t HW);
+
+template <typename T>
+void modconv_epilogue_fwd_nhwc_cpu(const T* y, const T* d, const T* noise, int64_t noise_bstride,
+                                   const T* bias, T* out, T* y_nchw, int64_t B, int64_t O,
+                                   int64_t HW, bool lrelu, T slope, T gain);
 
 }  // namespace fe_fast

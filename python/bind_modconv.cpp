@@ -78,4 +78,76 @@ void bind_modconv(py::module_& m) {
       py::arg("weight"), py::arg("s"), py::arg("wsq"), py::arg("d"), py::arg("B"), py::arg("O"),
       py::arg("I"), py::arg("KK"), py::arg("eps"), py::arg("float64"),
       "Demodulation coefficients d [B, O] and wsq = sum_k weight^2 [O, I] (csrc/modconv.h).");
+  m.def(
+      "modconv_modulate_fwd",
+      [](std::uintptr_t x, std::uintptr_t s, std::uintptr_t xs, int64_t rows, int64_t HW,
+         bool float64) {
+        py::gil_scoped_release release;
+        if (float64) {
+          fe_fast::modconv_modulate_fwd_cpu<double>(mptr<const double>(x), mptr<const double>(s),
+                                                    mptr<double>(xs), rows, HW);
+        } else {
+          fe_fast::modconv_modulate_fwd_cpu<float>(mptr<const float>(x), mptr<const float>(s),
+                                                   mptr<float>(xs), rows, HW);
+        }
+      },
+      py::arg("x"), py::arg("s"), py::arg("xs"), py::arg("rows"), py::arg("HW"),
+      py::arg("float64"), "Input modulation xs = x * s per row (csrc/modconv.h).");
+  m.def(
+      "modconv_modulate_bwd",
+      [](std::uintptr_t grad_xs, std::uintptr_t x, std::uintptr_t s, std::uintptr_t grad_x,
+         std::uintptr_t grad_s, int64_t rows, int64_t HW, bool float64) {
+        py::gil_scoped_release release;
+        if (float64) {
+          fe_fast::modconv_modulate_bwd_cpu<double>(mptr<const double>(grad_xs),
+                                                    mptr<const double>(x), mptr<const double>(s),
+                                                    mptr<double>(grad_x), mptr<double>(grad_s),
+                                                    rows, HW);
+        } else {
+          fe_fast::modconv_modulate_bwd_cpu<float>(mptr<const float>(grad_xs),
+                                                   mptr<const float>(x), mptr<const float>(s),
+                                                   mptr<float>(grad_x), mptr<float>(grad_s), rows,
+                                                   HW);
+        }
+      },
+      py::arg("grad_xs"), py::arg("x"), py::arg("s"), py::arg("grad_x"), py::arg("grad_s"),
+      py::arg("rows"), py::arg("HW"), py::arg("float64"),
+      "Input modulation backward: grad_x = grad_xs * s, grad_s = sum_p grad_xs * x, one pass.");
+  m.def(
+      "modconv_modulate_nhwc",
+      [](std::uintptr_t x, std::uintptr_t s, std::uintptr_t xs, int64_t B, int64_t I, int64_t HW,
+         bool float64) {
+        py::gil_scoped_release release;
+        if (float64) {
+          fe_fast::modconv_modulate_nhwc_cpu<double>(mptr<const double>(x), mptr<const double>(s),
+                                                     mptr<double>(xs), B, I, HW);
+        } else {
+          fe_fast::modconv_modulate_nhwc_cpu<float>(mptr<const float>(x), mptr<const float>(s),
+                                                    mptr<float>(xs), B, I, HW);
+        }
+      },
+      py::arg("x"), py::arg("s"), py::arg("xs"), py::arg("B"), py::arg("I"), py::arg("HW"),
+      py::arg("float64"), "Input modulation, NCHW x -> NHWC xs (csrc/modconv.h).");
+  m.def(
+      "modconv_epilogue_fwd_nhwc",
+      [](std::uintptr_t y, std::uintptr_t d, std::uintptr_t noise, int64_t noise_bstride,
+         std::uintptr_t bias, std::uintptr_t out, std::uintptr_t y_nchw, int64_t B, int64_t O,
+         int64_t HW, bool lrelu, double slope, double gain, bool float64) {
+        py::gil_scoped_release release;
+        if (float64) {
+          fe_fast::modconv_epilogue_fwd_nhwc_cpu<double>(
+              mptr<const double>(y), mptr<const double>(d), mptr<const double>(noise),
+              noise_bstride, mptr<const double>(bias), mptr<double>(out), mptr<double>(y_nchw), B,
+              O, HW, lrelu, slope, gain);
+        } else {
+          fe_fast::modconv_epilogue_fwd_nhwc_cpu<float>(
+              mptr<const float>(y), mptr<const float>(d), mptr<const float>(noise), noise_bstride,
+              mptr<const float>(bias), mptr<float>(out), mptr<float>(y_nchw), B, O, HW, lrelu,
+              static_cast<float>(slope), static_cast<float>(gain));
+        }
+      },
+      py::arg("y"), py::arg("d"), py::arg("noise"), py::arg("noise_bstride"), py::arg("bias"),
+      py::arg("out"), py::arg("y_nchw"), py::arg("B"), py::arg("O"), py::arg("HW"), py::arg("lrelu"),
+      py::arg("slope"), py::arg("gain"), py::arg("float64"),
+      "Forward epilogue reading NHWC y, writing NCHW out (and y_nchw) (csrc/modconv.h).");
 }

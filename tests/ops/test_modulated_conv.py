@@ -13,6 +13,17 @@ from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference
 BACKENDS = ["torch", "cpu"]
 
 
+@pytest.fixture(autouse=True, params=["nhwc-rule", "nhwc-always"])
+def _cpu_layout(request, monkeypatch):
+    """Every test twice: with the "cpu" backend's own NCHW/NHWC rule (the small shapes here take
+    the NCHW path) and with its NHWC up=1 path forced (csrc modulate_nhwc / epilogue_fwd_nhwc,
+    the custom backward)."""
+    if request.param == "nhwc-always":
+        import fe_fast.ops.modulated_conv as mc
+
+        monkeypatch.setattr(mc, "_NHWC_MIN_HW", 0)
+
+
 def make(B=2, I=3, O=4, H=5, k=3, up=1, noise="batch", bias=True, dtype=torch.float64, seed=0,
          requires_grad=False):
     g = torch.Generator().manual_seed(seed)
@@ -133,14 +144,18 @@ def test_cpp_path_equals_torch_path_float32(noise, demod, act):
     kw = dict(demodulate=demod, up=1, noise=n, bias=b, activation=act)
     ours = modulated_conv2d(x, w, s, backend="cpu", **kw)
     ref = modulated_conv2d(x, w, s, backend="torch", **kw)
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    # 1e-4 (as for the gradients): at H*W >= 1024 (here 33x33) the "cpu" backend runs oneDNN's
+    # NHWC convolution, whose float32 summation order differs from the NCHW one of the torch
+    # path (up to 1.5e-5 absolute on outputs of magnitude ~10 without demodulation); exactness
+    # of every path is checked in float64 above.
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
     ins = [t for t in (x, w, s, n, b) if t is not None]
     go = torch.randn_like(ref)
     for g1, g2 in zip(torch.autograd.grad(ours, ins, go), torch.autograd.grad(ref, ins, go)):
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
     with torch.no_grad():  # in-place epilogue on the conv temporary
         torch.testing.assert_close(modulated_conv2d(x, w, s, backend="cpu", **kw), ref.detach(),
-                                   rtol=1e-5, atol=1e-5)
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_inputs_not_modified_and_auto_backend():
