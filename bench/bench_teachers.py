@@ -11,6 +11,7 @@ trained in under 10 minutes).
 
 Usage (from the repository root):
     OMP_NUM_THREADS=2 python bench/bench_teachers.py --results bench/results/teachers.md
+    taskset -c 0 python bench/bench_teachers.py --throughput-only   # section 1 alone, pinned to one core
 This is a script, not a pytest-benchmark module (it trains networks); CI never runs it.
 """
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parser-epochs", type=int, default=8, help="face parser epochs")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--throughput-n", type=int, default=1000, help="faces rendered for the throughput number")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="measure and report the render throughput only (no teacher training)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training (default 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also save the trained teachers in this directory")
@@ -70,6 +73,13 @@ def main(argv=None) -> int:
     w, c = _since(t)
     n = args.throughput_n
     render_wall, render_cpu = n / w, n / c
+
+    if args.throughput_only:
+        _report_throughput_only(args, argv, render_wall, render_cpu, load0, log)
+        if args.results:
+            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.results).write_text("\n".join(lines) + "\n")
+        return 0
 
     # 2-4. data, attribute classifier, face parser (the same pipeline as `fe-fast teachers train`)
     r = train_toy_teachers(n=args.n, n_val=args.n_val, size=args.size, epochs=args.epochs, parser_n=args.parser_n,
@@ -130,6 +140,23 @@ def main(argv=None) -> int:
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text("\n".join(lines) + "\n")
     return 0
+
+
+def _report_throughput_only(args, argv, render_wall, render_cpu, load0, log) -> None:
+    """Section 1 of the report alone (``--throughput-only``)."""
+    omp = os.environ.get("OMP_NUM_THREADS")
+    cmd = (f"OMP_NUM_THREADS={omp} " if omp else "") + "python bench/bench_teachers.py " + \
+        " ".join(sys.argv[1:] if argv is None else argv)
+    load1 = os.getloadavg()
+    log(f"# Toy face render throughput (issue 5)\n\nCommand: `{cmd.strip()}`\n")
+    log(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; load average "
+        f"{load0[0]:.1f} at start, {load1[0]:.1f} at end.\n")
+    log(f"## Render throughput ({args.size}x{args.size}, image + mask + 68x3 landmarks, one process, "
+        f"{args.throughput_n} faces)\n")
+    log("| measure | value |")
+    log("| --- | --- |")
+    log(f"| images per wall-clock second | {render_wall:.0f} |")
+    log(f"| images per CPU second | {render_cpu:.0f} |")
 
 
 if __name__ == "__main__":
