@@ -1,0 +1,89 @@
+"""``fe-fast edit-image IMG``: edit a face photo end to end (thesis Figure 1-1): align (landmarks ->
+FFHQ crop), project the crop into S, edit the located channels (``--classifier C --attribute a``,
+or ``--channels`` by hand / from a ``fe-fast locate --json`` file), decode, paste back. Writes the
+edited photo (``--out``) and a before/after strip (``--grid``: photo, crop, reconstruction,
+edited crop, result)."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub):
+    from fe_fast.cli.locate import add_teacher_args
+
+    p = sub.add_parser("edit-image", help="align, invert, edit and paste back a face photo", description=__doc__)
+    p.add_argument("image", metavar="IMG", help="photo (any format Pillow reads)")
+    p.add_argument("--generator", required=True, help="generator checkpoint")
+    p.add_argument("--landmarks", metavar="FILE", help="68 landmarks (.npy .json .txt); default: 3D FAN")
+    p.add_argument("--channels", help="LAYER:CHANNEL[,...] or a JSON file from `fe-fast locate --json`")
+    p.add_argument("--strength", type=float, default=3.0, help="edit strength in units (default 3)")
+    p.add_argument("--mode", default="single", choices=("single", "multi"), help="eq. 6-3 or eq. 6-7")
+    p.add_argument("--steps", type=int, default=300, help="projection steps (default 300)")
+    p.add_argument("--space", default="s", choices=("s", "w+"), help="projection space (default s)")
+    p.add_argument("--vgg-weights", help="torchvision vgg16-397923af.pth (perceptual loss; else a stand-in)")
+    p.add_argument("--lpips-weights", help="lpips weights/v0.1/vgg.pth (LPIPS weighting of the VGG loss)")
+    p.add_argument("--out", default="edited.png", help="edited photo (default edited.png)")
+    p.add_argument("--grid", help="before/after strip (default: <out>_grid.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (pose, channels, projection)")
+    add_teacher_args(p, required=False)
+    p.set_defaults(func=run)
+
+
+def _channels(args, G):
+    from pathlib import Path
+
+    from fe_fast.editing.locate import parse_channels
+
+    teacher_given = bool(args.classifier or args.parser)
+    if bool(args.channels) == teacher_given:
+        raise ValueError("give either --channels (LAYER:CHANNEL,... or a locate JSON file) or a teacher "
+                         "(--classifier/--attribute or --parser/--region) to locate them")
+    if args.channels:
+        p = Path(args.channels)
+        if p.suffix == ".json":
+            if not p.is_file():
+                raise FileNotFoundError(f"channels file not found: {p}")
+            items = json.loads(p.read_text())
+            return parse_channels([(c["layer"], c["channel"]) for c in items], G)
+        return parse_channels(args.channels, G)
+    from fe_fast.cli.locate import locate_from_args
+
+    return locate_from_args(args, G)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from fe_fast.cli import UserError
+    from fe_fast.editing.pipeline import edit_photo
+    from fe_fast.stylegan.io import load_generator
+
+    src, out = Path(args.image), Path(args.out)
+    if not src.is_file():
+        raise FileNotFoundError(f"image not found: {src}")
+    grid = Path(args.grid) if args.grid else out.with_name(out.stem + "_grid.png")
+    if src.resolve() in (out.resolve(), grid.resolve()):
+        raise UserError("--out/--grid must not overwrite the input image")
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    G = load_generator(args.generator)
+    channels = _channels(args, G)
+    from PIL import Image
+
+    res = edit_photo(Image.open(src), G, channels, args.strength, landmarks=args.landmarks, mode=args.mode,
+                     space=args.space, steps=args.steps, vgg_weights=args.vgg_weights,
+                     lpips_weights=args.lpips_weights, progress=not args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res.result.save(out)
+    res.grid().save(grid)
+    info = {"image": str(src), "out": str(out), "grid": str(grid), "projection": res.projection.to_dict(),
+            "channels": [list(c) if isinstance(c, tuple) else c.as_dict() for c in channels],
+            "pose": None if res.pose is None else res.pose.to_dict()}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        pose = "" if res.pose is None else f"pose yaw {res.pose.yaw:+.1f} pitch {res.pose.pitch:+.1f} " \
+                                           f"roll {res.pose.roll:+.1f}; "
+        print(f"{pose}projection PSNR {res.projection.psnr:.1f} dB ({res.projection.perceptual}); "
+              f"wrote {out} and {grid}")
+    return 0
