@@ -15,8 +15,10 @@ which equals the grouped-conv ("fused_modconv") formulation of
 ``fe_fast.ops.reference.modulated_conv`` because the demodulation is a per-(b, o) scale and
 modulation a per-(b, i) scale, both commuting with the (linear, channel-mixing) convolution.
 
-Backends (``backend=``; automatic: CUDA -> "triton" where supported, CPU float32/float64 ->
-"cpu", anything else -> "torch"):
+Backends (``backend=``; automatic: CPU float32/float64 -> "cpu", anything else, CUDA included,
+-> "torch"). On an H200 (bench/results/gpu.md) the "torch" formulation was 1.2x-1.6x faster than
+our Triton kernel at all six benchmark shapes, forward and forward+backward, so CUDA tensors take
+"torch" until the Triton kernel wins a measurement; ``backend="triton"`` selects it explicitly:
 
 - "torch": the formulation above in eager torch; differentiable to any order.
 - "cpu": C++ input modulation (one pass; its backward gives grad_x and grad_s in one pass), torch's
@@ -490,8 +492,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         bias: [O] or None, added before the activation.
         activation: "lrelu" (rosinality FusedLeakyReLU: leaky ReLU slope 0.2 times sqrt(2)) or
             "linear" (bias only; ToRGB).
-        backend: None (automatic: CUDA -> "triton" where supported, CPU float32/float64 ->
-            "cpu", else "torch"), "torch" (the formulation above in eager torch), "cpu" (torch
+        backend: None (automatic: CPU float32/float64 -> "cpu", else "torch", CUDA included: the
+            measured ranking in the module docstring), "torch" (the formulation above in eager torch), "cpu" (torch
             conv + the fused C++ epilogue of csrc/modconv_cpu.cpp) or "triton" (the fused kernel
             of fe_fast.kernels.modulated_conv; runs on CPU tensors under TRITON_INTERPRET=1).
         check_finite: raise ValueError when an input contains NaN/Inf (a full pass; off by default).
@@ -503,10 +505,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     Ho, Wo = _validate(x, weight, styles, demodulate, up, noise, bias, activation, weight_gain,
                        backend, check_finite)
     s = styles if weight_gain == 1.0 else styles * weight_gain
-    if backend is None:
-        if x.device.type == "cuda" and _triton_supported(x, weight, up):
-            backend = "triton"
-        elif x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+    if backend is None:  # measured ranking: module docstring
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
             backend = "cpu"
         else:
             backend = "torch"
