@@ -82,7 +82,119 @@ def _clustering(out: Path) -> list:
     ]
 
 
-STAGES = {"kernels": _kernels, "registration": _registration, "clustering": _clustering}
+#: The shipped toy-face generator (``docs/stylegan.md`` gives the command that produced it).
+TOY_GENERATOR = Path(__file__).resolve().parent.parent / "data" / "toy_generator_32.safetensors"
+_STATE: dict = {}  # models shared by the later stages of one demo run
+
+
+def _teacher(out: Path):
+    """The toy attribute classifier at 32x32 (trained here, ~1 min)."""
+    if "classifier" not in _STATE:
+        import torch
+
+        from fe_fast.datasets.toyfaces import ToyFaces
+        from fe_fast.teachers.toy import AttributeClassifier, attribute_accuracy, save_teacher, \
+            train_attribute_classifier
+
+        train, val = ToyFaces(4000, size=32, seed=0), ToyFaces(500, size=32, seed=1_000_003)
+        xi, _, _ = train.arrays()
+        vi, _, _ = val.arrays()
+        torch.manual_seed(0)
+        clf, _ = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=16), epochs=6, seed=0)
+        acc = attribute_accuracy(clf, vi, val.attributes)
+        save_teacher(clf, out / "faces" / "attribute_classifier.pt", {"accuracy": acc})
+        _STATE["classifier"], _STATE["accuracy"] = clf, acc
+    return _STATE["classifier"]
+
+
+def _generator(out: Path):
+    """The shipped toy-face generator, or (if the file is missing) a small one trained for 2 minutes."""
+    if "G" not in _STATE:
+        from fe_fast.stylegan.io import load_generator
+
+        if TOY_GENERATOR.exists():
+            _STATE["G"], _STATE["G_source"] = load_generator(TOY_GENERATOR), f"shipped {TOY_GENERATOR.name}"
+        else:
+            from fe_fast.stylegan.train import train
+
+            r = train(out_dir=str(out / "faces" / "gan"), resolution=32, toy_images=4000, z_dim=64, w_dim=64,
+                      n_mlp=2, channel_max=64, batch=16, total_img=10**9, max_seconds=120, progress=False,
+                      sample_every=0, checkpoint_every=0)
+            _STATE["G"] = r["G_ema_module"].eval()
+            _STATE["G_source"] = f"trained here for 2 min ({r['img_seen']} images; {TOY_GENERATOR} missing)"
+    return _STATE["G"]
+
+
+def _faces(out: Path) -> list:
+    """Toy attribute classifier, generator samples, channel localisation for two attributes
+    (thesis eq. 6-4..6-6) and an edit sweep for each (eq. 6-3)."""
+    import torch
+
+    from fe_fast.editing.edit import save_grid, sweep
+    from fe_fast.editing.locate import attribute_index, classify, locate, sample_styles
+
+    clf = _teacher(out)
+    G = _generator(out)
+    acc = _STATE["accuracy"]
+    folder = out / "faces"
+    folder.mkdir(parents=True, exist_ok=True)
+    imgs = G.sample(16, seed=1)
+    save_grid(imgs.reshape(2, 8, *imgs.shape[1:]), folder / "samples.png")
+    lines = [f"generator: {_STATE['G_source']} ({G.synthesis.resolution}x{G.synthesis.resolution}, "
+             f"{len(G.synthesis.s_layers)} style layers)",
+             f"attribute classifier (32x32, 4000 faces, 6 epochs): held-out accuracy smiling "
+             f"{acc['smiling']:.3f}, eyeglasses {acc['eyeglasses']:.3f}, mean {sum(acc.values()) / len(acc):.3f}",
+             "", "| attribute | channel (layer:channel) | score | target logit change at +3 units | sweep |",
+             "| --- | --- | --- | --- | --- |"]
+    _, s_eval = sample_styles(G, 32, seed=7)
+    for attr in ("smiling", "eyeglasses"):
+        ch = locate(G, clf, attr, n_samples=300, k=3, seed=0, progress=False)
+        _STATE[f"{attr}_channels"] = ch
+        top = ch.top(1)
+        i = attribute_index(clf, attr)
+        imgs = sweep(G, [t[:4] for t in s_eval], top, [-6, -3, 0, 3, 6])  # [alphas, samples, ...]
+        save_grid(imgs.transpose(0, 1), folder / f"sweep_{attr}.png")
+        from fe_fast.editing.edit import edit
+
+        before = classify(G, clf, s_eval)[:, i]
+        after = classify(G, clf, edit(G, s_eval, top, 3.0))[:, i]
+        c = top[0]
+        lines.append(f"| {attr} | {c.layer}:{c.channel} | {c.score:.3g} | {float((after - before).mean()):+.2f} | "
+                     f"{folder / f'sweep_{attr}.png'} |")
+    lines += ["", f"samples: {folder / 'samples.png'}"]
+    return lines
+
+
+def _photo(out: Path) -> list:
+    """A toy-face photo through the whole pipeline: landmarks -> pose -> FFHQ crop -> projection
+    into S -> edit (smiling) -> paste back."""
+    import numpy as np
+
+    from fe_fast.datasets.toyfaces import render_with_labels, sample_params
+    from fe_fast.editing.locate import locate
+    from fe_fast.editing.pipeline import edit_photo
+
+    clf, G = _teacher(out), _generator(out)
+    params, _ = sample_params(1, seed=21, attributes={"yaw": 20.0, "pitch": -5.0, "roll": 8.0, "smiling": 0})
+    r = render_with_labels(params[0], 160)
+    ch = _STATE.get("smiling_channels") or locate(G, clf, "smiling", n_samples=300, k=3, seed=0, progress=False)
+    res = edit_photo(r.image, G, ch.top(1), 4.0, landmarks=r.landmarks, steps=150, progress=False)
+    folder = out / "photo"
+    folder.mkdir(parents=True, exist_ok=True)
+    res.grid(height=160).save(folder / "pipeline.png")
+    res.result.save(folder / "edited.png")
+    truth = np.array([params[0]["yaw"], params[0]["pitch"], params[0]["roll"]])
+    est = np.array([res.pose.yaw, res.pose.pitch, res.pose.roll])
+    return ["| step | result |", "| --- | --- |",
+            f"| pose (yaw, pitch, roll), truth {truth.round(1).tolist()} | {est.round(1).tolist()} |",
+            f"| projection into S ({res.projection.perceptual}, 150 steps) | PSNR {res.projection.psnr:.1f} dB, "
+            f"{res.projection.seconds:.1f} s |",
+            "| edit | smiling, top channel, +4 units |",
+            "", f"strip (photo, crop, reconstruction, edited, result): {folder / 'pipeline.png'}"]
+
+
+STAGES = {"kernels": _kernels, "registration": _registration, "clustering": _clustering, "faces": _faces,
+          "photo": _photo}
 
 
 def run(args) -> int:
