@@ -50,6 +50,11 @@ def add_houv_arguments(p):
         help="coarse-to-fine point counts and iterations, e.g. '256:400,2048:100' (replaces --iters)",
     )
     p.add_argument("--early-stop", type=float, default=None, help="relative plateau tolerance (off by default)")
+    p.add_argument("--refine-iters", type=int, default=0,
+                   help="after the schedule: iterations of local-Chamfer-only refinement of the best groups "
+                        "(removes the projected terms' bias on partial pairs; 0 = off, the thesis's method)")
+    p.add_argument("--refine-groups", type=int, default=4, help="groups refined (default 4)")
+    p.add_argument("--refine-lr", type=float, default=None, help="refinement rate (default --lr)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
 
@@ -93,6 +98,9 @@ def houv_kwargs(args) -> dict:
         angle_bounds=parse_pairs_spec(args.angle_bounds, "--angle-bounds"),
         schedule=parse_pairs_spec(args.schedule, "--schedule", int),
         early_stop=args.early_stop,
+        refine_iters=args.refine_iters,
+        refine_groups=args.refine_groups,
+        refine_lr=args.refine_lr,
         seed=args.seed,
         device=device,
     )

@@ -46,6 +46,15 @@ def test_register_text_output(tiny, capsys):
     assert "transform" in text and "local Chamfer" in text
 
 
+def test_register_refinement_option(tiny, capsys):
+    _, src, _, _ = tiny
+    rc = main(["register", str(src), str(src), *FAST, "--json", "--refine-iters", "5", "--refine-groups", "1"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["iters"] == 15 + 5  # the refinement ran after the schedule
+    assert main(["register", str(src), str(src), *FAST, "--refine-iters", "-1"]) == 2
+
+
 @pytest.mark.parametrize(
     "content, msg",
     [
