@@ -76,21 +76,15 @@ def data():
             f.write("\n".join(lines) + "\n\n")
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("mask_name", list(FRACS))
-def test_ours(benchmark, data, device, mask_name):
-    grads, off, masks = data[device]
-    benchmark.group = f"{device}-{mask_name}"
-    fn = _timed(lambda: s_grad_reduce(grads, off, masks[mask_name], K), device)
-    benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
-    RESULTS.setdefault((device, mask_name), {})["ours"] = benchmark.stats.stats.median
+IMPLS = {"ours": s_grad_reduce, "eager": s_grad_reduce_eager}
 
 
+@pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mask_name", list(FRACS))
-def test_eager(benchmark, data, device, mask_name):
+def test_s_grad_reduce(benchmark, data, device, mask_name, impl):
     grads, off, masks = data[device]
     benchmark.group = f"{device}-{mask_name}"
-    fn = _timed(lambda: s_grad_reduce_eager(grads, off, masks[mask_name], K), device)
+    fn = _timed(lambda: IMPLS[impl](grads, off, masks[mask_name], K), device)
     benchmark.pedantic(fn, rounds=20, warmup_rounds=2)
-    RESULTS.setdefault((device, mask_name), {})["eager"] = benchmark.stats.stats.median
+    RESULTS.setdefault((device, mask_name), {})[impl] = benchmark.stats.stats.median
