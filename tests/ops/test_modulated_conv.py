@@ -152,7 +152,9 @@ def test_cpp_path_equals_torch_path_float32(noise, demod, act):
     ins = [t for t in (x, w, s, n, b) if t is not None]
     go = torch.randn_like(ref)
     for g1, g2 in zip(torch.autograd.grad(ours, ins, go), torch.autograd.grad(ref, ins, go)):
-        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
+        # grad_s sums ~26k float32 products per entry (O*H*W): 2.9e-4 (1.6e-4 relative) was seen
+        # on a loaded 2-core CI run, where oneDNN's reduction order differs between the paths
+        torch.testing.assert_close(g1, g2, rtol=1e-3, atol=1e-3)
     with torch.no_grad():  # in-place epilogue on the conv temporary
         torch.testing.assert_close(modulated_conv2d(x, w, s, backend="cpu", **kw), ref.detach(),
                                    rtol=1e-4, atol=1e-4)
