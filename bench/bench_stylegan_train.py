@@ -11,6 +11,10 @@ load changes on a shared machine hit both alike. Reports img/s (images shown to 
 second) and images per CPU-second of the process (robust to other jobs on a shared machine when
 run with one thread).
 
+``--preset toy32`` times the step of ``fe-fast train-gan --preset toy32`` instead (narrow networks,
+logistic loss with lazy R1 every 16 steps, one generator forward per step); use ``--steps 16`` so
+that one R1 step is in every timed block.
+
 Not in CI. Example (what bench/results/stylegan.md reports)::
 
     OMP_NUM_THREADS=2 python bench/bench_stylegan_train.py --resolution 32 --channel-max 128 --batch 4 \
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference  # noqa: E402
 from fe_fast.stylegan import Discriminator, Generator  # noqa: E402
 from fe_fast.stylegan.networks import modconv_impl  # noqa: E402
-from fe_fast.stylegan.train import _mix_ws, path_length_penalty, wgan_gp_d_loss  # noqa: E402
+from fe_fast.stylegan.train import PRESETS, _mix_ws, logistic_d_loss, path_length_penalty, wgan_gp_d_loss  # noqa: E402
 
 
 def make_step(G, D, opt_G, opt_D, real, args):
@@ -71,13 +75,44 @@ def make_step(G, D, opt_G, opt_D, real, args):
     return step
 
 
+def make_preset_step(G, D, opt_G, opt_D, real, p):
+    """The training step of ``fe_fast.stylegan.train`` under a preset with the logistic loss (e.g.
+    ``toy32``): one generator forward shared by the critic step (non-saturating logistic loss, lazy
+    R1 every ``r1_every`` steps) and the generator step; no path regulariser, no style mixing."""
+    state = {"step": 0}
+
+    def step():
+        b = real.shape[0]
+        G.requires_grad_(True)
+        gen = G.synthesis(_mix_ws(G, torch.randn(b, G.z_dim, device=real.device), p["style_mixing"]))
+        D.requires_grad_(True)
+        do_r1 = state["step"] % p["r1_every"] == 0
+        d_loss, _ = logistic_d_loss(D, real, gen.detach(), p["r1_gamma"] if do_r1 else 0.0, p["r1_every"])
+        opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_D.step()
+        D.requires_grad_(False)
+        g_loss = torch.nn.functional.softplus(-D(gen)).mean()
+        opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_G.step()
+        state["step"] += 1
+        if real.is_cuda:
+            torch.cuda.synchronize()
+
+    return step
+
+
 def run_variant(impl, args, device, real):
     torch.manual_seed(args.seed)
-    G = Generator(args.resolution, channel_max=args.channel_max, seed=args.seed).to(device)
-    D = Discriminator(args.resolution, channel_max=args.channel_max, seed=args.seed + 1).to(device)
+    p = PRESETS[args.preset] if args.preset else {}
+    widths = dict(channel_max=args.channel_max, channel_base=p.get("channel_base"))
+    G = Generator(args.resolution, z_dim=p.get("z_dim", 512), w_dim=p.get("w_dim", 512), n_mlp=p.get("n_mlp", 8),
+                  seed=args.seed, **widths).to(device)
+    D = Discriminator(args.resolution, seed=args.seed + 1, **widths).to(device)
     opt_G = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
     opt_D = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
-    step = make_step(G, D, opt_G, opt_D, real, args)
+    step = make_preset_step(G, D, opt_G, opt_D, real, p) if p else make_step(G, D, opt_G, opt_D, real, args)
     ctx = modconv_impl(impl) if impl is not None else modconv_impl(None)
     with ctx:
         step()  # warm-up (allocations, first-call costs); the path-length step is step 0
@@ -127,7 +162,13 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave torch's default)")
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                    help="time the step of `fe-fast train-gan --preset NAME` instead (its widths, batch and "
+                         "loss; --resolution/--channel-max/--batch/--path-every then come from the preset)")
     args = ap.parse_args()
+    if args.preset:
+        p = PRESETS[args.preset]
+        args.resolution, args.channel_max, args.batch = p["resolution"], p["channel_max"], p["batch"]
     device = torch.device(args.device)
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(1))
     real = (real * 2 - 1).to(device)
@@ -143,7 +184,7 @@ def main():
             print(f"repeat {r}: {name:18s} {ips:8.4f} img/s wall, {ipc:8.4f} img per CPU-second", flush=True)
     med = {k: statistics.median(v) for k, v in res.items()}
     med_cpu = {k: statistics.median(v) for k, v in res_cpu.items()}
-    out = {"resolution": args.resolution, "channel_max": args.channel_max, "batch": args.batch,
+    out = {"preset": args.preset, "resolution": args.resolution, "channel_max": args.channel_max, "batch": args.batch,
            "steps": args.steps, "repeats": args.repeats, "path_every": args.path_every, "device": str(device),
            "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
            "img_per_s": res, "img_per_cpu_s": res_cpu, "median_img_per_s": med, "median_img_per_cpu_s": med_cpu,

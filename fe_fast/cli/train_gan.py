@@ -19,6 +19,8 @@ def add_parser(sub):
     p.add_argument("--n-mlp", type=int, default=8)
     p.add_argument("--channel-multiplier", type=float, default=2)
     p.add_argument("--channel-max", type=int, default=512)
+    p.add_argument("--channel-base", type=int, default=None,
+                   help="channels at resolution r = min(channel_base // r, channel_max) (default 16384 x multiplier)")
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)
@@ -29,6 +31,7 @@ def add_parser(sub):
                    help="wgan-gp: thesis eq. 5-4 (default); logistic: non-saturating + lazy R1")
     p.add_argument("--gp-lambda", type=float, default=10.0)
     p.add_argument("--r1-gamma", type=float, default=10.0)
+    p.add_argument("--r1-every", type=int, default=16, help="lazy R1 interval in steps (--loss logistic)")
     p.add_argument("--path", choices=["pl", "vgg", "none"], default="pl",
                    help="pl: StyleGAN2 path-length regulariser (default stand-in); vgg: eq. 5-6 with VGG-16")
     p.add_argument("--vgg-weights", default=None, help="torchvision VGG-16 state dict (needed by --path vgg)")
@@ -49,7 +52,12 @@ def add_parser(sub):
                    help="pytorch-fid pt_inception-2015-12-05-6726825d.pth (else toy-face features, labelled fid_toy)")
     p.add_argument("--resume", default=None, help="checkpoint.pt to resume, or 'auto'")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
+    p.add_argument("--preset", choices=["toy32"], default=None,
+                   help="toy32: the CPU recipe for 32x32 toy faces (narrow nets, logistic + lazy R1; see "
+                        "docs/stylegan.md); options given explicitly still win")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
+    p.set_defaults(func=run, _cli_defaults={a.dest: a.default for a in p._actions})
 
 
 def run(args) -> int:
@@ -64,14 +72,28 @@ def run(args) -> int:
         v = getattr(args, name)
         if v is not None and not os.path.isfile(v):
             raise FileNotFoundError(f"--{name.replace('_', '-')}: file not found: {v}")
+    if args.preset is not None:
+        from fe_fast.stylegan.train import PRESETS
+
+        for k, v in PRESETS[args.preset].items():  # preset replaces only the options left at their default
+            dest, v = ("ema_kimg", v / 1000) if k == "ema_img" else (k, v)
+            if getattr(args, dest) == args._cli_defaults[dest]:
+                setattr(args, dest, v)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.resolution < 8 or args.resolution & (args.resolution - 1):
         raise UserError(f"--resolution must be a power of two >= 8, got {args.resolution}")
     cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
-                      channel_multiplier=args.channel_multiplier, channel_max=args.channel_max, batch=args.batch,
+                      channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
+                      channel_base=args.channel_base, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,
                       max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
-                      gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, path=args.path,
+                      gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
                       vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
                       path_every=args.path_every, style_mixing=args.style_mixing, ema_img=args.ema_kimg * 1000,
                       seed=args.seed, device=args.device, workers=args.workers, log_every=args.log_every,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fe_fast.stylegan.features import InceptionFeatures, ToyFaceFeatures
 
-__all__ = ["frechet_distance", "feature_statistics", "fid_feature_network", "compute_features", "fid"]
+__all__ = ["frechet_distance", "feature_statistics", "fid_feature_network", "compute_features", "fid",
+           "classifier_frequencies", "attribute_frequencies"]
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
@@ -68,3 +70,63 @@ def fid(net, real_images, fake_images, batch_size: int = 64) -> float:
     mu_r, s_r = feature_statistics(compute_features(net, real_images, batch_size))
     mu_g, s_g = feature_statistics(compute_features(net, fake_images, batch_size))
     return frechet_distance(mu_r, s_r, mu_g, s_g)
+
+
+def _classifier_size(classifier, size):
+    if size is not None:
+        return int(size)
+    return int(getattr(classifier, "metrics", {}).get("size", 64))
+
+
+@torch.no_grad()
+def classifier_frequencies(classifier, images, size: int | None = None, batch_size: int = 256) -> dict:
+    """Fraction of ``images`` ([N, 3, H, W] in [-1, 1], or an iterable of such batches) that a
+    multi-label attribute classifier (e.g. the toy attribute teacher of ``fe_fast.teachers.toy``)
+    labels positive (sigmoid > 0.5), per attribute. Images are resized (bicubic) to ``size``, the
+    size the classifier was trained at (default: its stored ``metrics["size"]``, else 64), and
+    clamped to [-1, 1]. Returns ``{attribute: frequency}`` in ``classifier.attributes`` order."""
+    if not hasattr(classifier, "attributes"):
+        raise ValueError("classifier must have an `attributes` list (one logit per attribute)")
+    size = _classifier_size(classifier, size)
+    was = classifier.training
+    classifier.eval()
+    dev = next(classifier.parameters()).device
+    pos, n = None, 0
+    batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    try:
+        for b in batches:
+            b = b.to(dev, torch.float32)
+            if b.shape[-1] != size or b.shape[-2] != size:
+                b = F.interpolate(b, size=(size, size), mode="bicubic", align_corners=False)
+            p = (classifier(b.clamp(-1, 1)) > 0).sum(0).double().cpu()
+            pos = p if pos is None else pos + p
+            n += b.shape[0]
+    finally:
+        classifier.train(was)
+    if not n:
+        raise ValueError("images is empty")
+    return {a: float(v) / n for a, v in zip(classifier.attributes, pos)}
+
+
+@torch.no_grad()
+def attribute_frequencies(G, classifier, n: int = 1000, seed: int = 0, truncation_psi: float = 1.0,
+                          noise_mode: str = "random", size: int | None = None, batch_size: int = 256) -> dict:
+    """Attribute frequencies of ``n`` images of generator ``G`` (z seeded by ``seed``) under the
+    attribute classifier, as :func:`classifier_frequencies` (compare with the same function on
+    real images). Returns ``{attribute: frequency}``."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    was = G.training
+    G.eval()
+    dev = next(G.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+
+    def batches():
+        for start in range(0, n, batch_size):
+            z = torch.randn(min(batch_size, n - start), G.z_dim, generator=g).to(dev)
+            yield G(z, truncation_psi=truncation_psi, noise_mode=noise_mode)
+
+    try:
+        return classifier_frequencies(classifier, batches(), size=size, batch_size=batch_size)
+    finally:
+        G.train(was)

@@ -109,6 +109,8 @@ class TrainConfig:
                              "state dict file (e.g. vgg16-397923af.pth); use path='pl' for the weight-free stand-in")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if self.r1_every < 1 or self.path_every < 1:
+            raise ValueError(f"r1_every and path_every must be >= 1, got {self.r1_every}, {self.path_every}")
         if self.batch < 1 or self.total_img < 1:
             raise ValueError("batch and total_img must be >= 1")
         if not 0 < self.path_epsilon < 1:
@@ -119,6 +121,19 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+#: Named recipes (``fe-fast train-gan --preset NAME``; options given explicitly still win).
+#: ``toy32``: the CPU recipe for 32x32 toy faces (bench/results/stylegan.md, issue 6): narrow
+#: networks (channels min(512 // r, 64): 64 at 4 and 8, 32 at 16, 16 at 32), z = w = 128, two mapping
+#: layers, the non-saturating logistic loss with lazy R1 instead of the thesis's WGAN-GP (two
+#: double-backward gradient penalties per step), no path regulariser and no style mixing, a short
+#: EMA, 10k pre-rendered faces. The thesis defaults of :class:`TrainConfig` are unchanged.
+PRESETS = {
+    "toy32": dict(resolution=32, z_dim=128, w_dim=128, n_mlp=2, channel_max=64, channel_base=512, batch=16,
+                  lr=0.002, loss="logistic", r1_gamma=1.0, r1_every=16, path="none", style_mixing=0.0,
+                  ema_img=2000.0, toy_images=10000),
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,30 +200,43 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 class ToyFaceImages(torch.utils.data.Dataset):
     """Images of ``fe_fast.datasets.toyfaces.ToyFaces`` (rendered at max(16, resolution), average
-    pooled below 16), rendered on first access and cached as uint8."""
+    pooled below 16). All ``n`` faces are rendered once, up front (``progress`` shows a bar), and kept
+    as one uint8 tensor ``images`` [n, 3, R, R]: rendering on first access cost about 1-15 ms per
+    face inside the timed training loop; :meth:`batch` gathers a whole minibatch with one index."""
 
-    def __init__(self, n: int, resolution: int, seed: int = 0):
+    def __init__(self, n: int, resolution: int, seed: int = 0, progress: bool = False):
         from fe_fast.datasets.toyfaces import ToyFaces  # lazy: another package, heavy import
 
         self.resolution = resolution
         self.faces = ToyFaces(n, size=max(16, resolution), seed=seed)
-        self.cache: dict[int, torch.Tensor] = {}
+        size = self.faces.size
+        images = torch.empty(len(self.faces), 3, size, size, dtype=torch.uint8)
+        it = range(len(self.faces))
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=f"rendering {len(self.faces)} toy faces", unit="img")
+        for i in it:
+            images[i] = torch.from_numpy(self.faces.render(i).image).permute(2, 0, 1)
+        if size != resolution:
+            pooled = F.adaptive_avg_pool2d(images.float(), resolution)
+            images = pooled.round().clamp(0, 255).to(torch.uint8)
+        self.images = images
 
     def __len__(self):
         return len(self.faces)
 
+    def batch(self, indices) -> torch.Tensor:
+        """Images ``indices`` as float [len, 3, R, R] in [-1, 1]."""
+        return self.images[torch.as_tensor(indices, dtype=torch.long)].float().div_(127.5).sub_(1.0)
+
     def __getitem__(self, i):
-        if i not in self.cache:
-            img = self.faces[i][0]
-            if img.shape[-1] != self.resolution:
-                img = F.adaptive_avg_pool2d(img[None], self.resolution)[0]
-            self.cache[i] = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return self.cache[i].float().div(127.5).sub(1.0)
+        return self.images[i].float().div(127.5).sub(1.0)
 
 
-def make_dataset(cfg: TrainConfig):
+def make_dataset(cfg: TrainConfig, progress: bool = False):
     if cfg.data == "toyfaces":
-        return ToyFaceImages(cfg.toy_images, cfg.resolution, seed=cfg.seed)
+        return ToyFaceImages(cfg.toy_images, cfg.resolution, seed=cfg.seed, progress=progress)
     return ImageFolderDataset(cfg.data, cfg.resolution)
 
 
@@ -251,7 +279,7 @@ def _grad_norm(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def wgan_gp_d_loss(D, real: torch.Tensor, fake: torch.Tensor, gp_lambda: float = 10.0):
     """Critic side of thesis eq. 5-4/5-5: minimise ``E D(G(z)) - E D(x) + lambda (E(||grad_x D(x)||-1)^2
-    + E(||grad D(x~)||-1)^2)``. Returns (loss, dict of parts)."""
+    + E(||grad D(x~)||-1)^2)``. Returns (loss, dict of parts as detached 0-d tensors: no host sync)."""
     real = real.detach().requires_grad_(True)
     fake = fake.detach().requires_grad_(True)
     d_real, d_fake = D(real), D(fake)
@@ -259,8 +287,8 @@ def wgan_gp_d_loss(D, real: torch.Tensor, fake: torch.Tensor, gp_lambda: float =
     gp_fake = (_grad_norm(d_fake, fake) - 1).square().mean()
     wdist = d_real.mean() - d_fake.mean()
     loss = -wdist + gp_lambda * (gp_real + gp_fake)
-    return loss, {"wdist": wdist.item(), "gp_real": gp_real.item(), "gp_fake": gp_fake.item(),
-                  "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+    parts = {"wdist": wdist, "gp_real": gp_real, "gp_fake": gp_fake, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
+    return loss, {k: v.detach() for k, v in parts.items()}
 
 
 def logistic_d_loss(D, real, fake, r1_gamma: float = 0.0, r1_scale: float = 1.0):
@@ -269,12 +297,12 @@ def logistic_d_loss(D, real, fake, r1_gamma: float = 0.0, r1_scale: float = 1.0)
     real = real.detach().requires_grad_(r1_gamma > 0)
     d_real, d_fake = D(real), D(fake.detach())
     loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
-    parts = {"d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+    parts = {"d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
     if r1_gamma > 0:
         (g,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
         r1 = g.square().flatten(1).sum(1).mean()
         loss = loss + r1 * (r1_gamma / 2) * r1_scale
-        parts["r1"] = r1.item()
+        parts["r1"] = r1.detach()
     return loss, parts
 
 
@@ -301,7 +329,7 @@ def path_length_penalty(G: Generator, batch: int, pl_mean: torch.Tensor, decay: 
                         all_reduce=None):
     """StyleGAN2 path-length regulariser (the weight-free stand-in for eq. 5-6):
     ``E(||J_w^T y||_2 - a)^2`` with y ~ N(0, I)/sqrt(HW) and a the moving mean of the lengths.
-    Returns (penalty, new pl_mean, mean length)."""
+    Returns (penalty, new pl_mean, mean length as a detached 0-d tensor)."""
     device = pl_mean.device
     z = torch.randn(batch, G.z_dim, device=device)
     ws = G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)
@@ -313,7 +341,7 @@ def path_length_penalty(G: Generator, batch: int, pl_mean: torch.Tensor, decay: 
     if all_reduce is not None:
         mean_len = all_reduce(mean_len)
     new_mean = pl_mean + decay * (mean_len - pl_mean)
-    return (lengths - new_mean).square().mean(), new_mean.detach(), mean_len.item()
+    return (lengths - new_mean).square().mean(), new_mean.detach(), mean_len
 
 
 # ------------------------------------------------------------------------------------------------
@@ -496,10 +524,19 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
             feature_net = VGG16Features(cfg.vgg_weights)
         feature_net_vgg = feature_net.to(device)
 
-    dataset = make_dataset(cfg)
+    dataset = make_dataset(cfg, progress=cfg.progress and dist.rank == 0)
     sampler = _ShardedInfiniteSampler(len(dataset), dist.rank, dist.world, cfg.seed, start=img_seen // cfg.batch * local_batch)
-    loader = iter(torch.utils.data.DataLoader(dataset, batch_size=local_batch, sampler=sampler,
-                                              num_workers=cfg.workers, drop_last=True))
+    if hasattr(dataset, "batch") and cfg.workers == 0:  # pre-rendered toy faces: one gather per batch
+        indices = iter(sampler)
+
+        def next_real():
+            return dataset.batch([next(indices) for _ in range(local_batch)])
+    else:
+        loader = iter(torch.utils.data.DataLoader(dataset, batch_size=local_batch, sampler=sampler,
+                                                  num_workers=cfg.workers, drop_last=True))
+
+        def next_real():
+            return next(loader)
     # per-rank RNG streams for z / noise (resume continues a fresh, still deterministic stream)
     torch.manual_seed(cfg.seed * 1000 + dist.rank + 7919 * step)
 
@@ -512,6 +549,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
 
         pbar = tqdm(total=cfg.total_img, initial=min(img_seen, cfg.total_img), unit="img", desc="train-gan")
     d_losses, g_losses = [], []
+    ema_params, g_params = list(G_ema.parameters()), list(G.parameters())
     t_start = time.perf_counter()
     img_at_start = img_seen
     last_sample = img_seen // cfg.sample_every if cfg.sample_every else 0
@@ -538,35 +576,35 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
 
     while img_seen < cfg.total_img and (cfg.max_steps is None or steps_run < cfg.max_steps) \
             and not out_of_time():
-        real = next(loader).to(device)
+        real = next_real().to(device)
         if cfg.xflip:
             flip = torch.rand(real.shape[0], device=device) < 0.5
             real = torch.where(flip.reshape(-1, 1, 1, 1), real.flip(3), real)
         rec = {}
 
+        # One generator forward per step: the critic step sees it detached, the generator step
+        # scores it with the updated critic (saves the second synthesis pass per step).
+        G.requires_grad_(True)
+        z = torch.randn(local_batch, cfg.z_dim, device=device)
+        ws = _mix_ws(G, z, cfg.style_mixing)
+        gen = G.synthesis(ws)
+
         # ---- D step (eq. 5-4, critic side) ----
-        G.requires_grad_(False)
         D.requires_grad_(True)
-        with torch.no_grad():
-            fake = G.synthesis(_mix_ws(G, torch.randn(local_batch, cfg.z_dim, device=device), cfg.style_mixing))
         if cfg.loss == "wgan-gp":
-            d_loss, parts = wgan_gp_d_loss(D, real, fake, cfg.gp_lambda)
+            d_loss, parts = wgan_gp_d_loss(D, real, gen.detach(), cfg.gp_lambda)
         else:
             do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
-            d_loss, parts = logistic_d_loss(D, real, fake, cfg.r1_gamma if do_r1 else 0.0, cfg.r1_every)
+            d_loss, parts = logistic_d_loss(D, real, gen.detach(), cfg.r1_gamma if do_r1 else 0.0, cfg.r1_every)
         opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
         dist.average_grads(D.parameters())
         opt_D.step()
         rec.update(parts)
-        rec["loss_D"] = d_loss.item()
+        rec["loss_D"] = d_loss.detach()
 
         # ---- G step (eq. 5-7: L_gan + alpha L_w) ----
-        G.requires_grad_(True)
         D.requires_grad_(False)
-        z = torch.randn(local_batch, cfg.z_dim, device=device)
-        ws = _mix_ws(G, z, cfg.style_mixing)
-        gen = G.synthesis(ws)
         d_gen = D(gen)
         g_gan = -d_gen.mean() if cfg.loss == "wgan-gp" else F.softplus(-d_gen).mean()
         g_loss = g_gan
@@ -578,7 +616,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
             else:
                 lw = path_loss(G, feature_net_vgg, pb, cfg.path_epsilon, device)
             g_loss = g_loss + cfg.path_alpha * lw * cfg.path_every
-            rec["loss_path"] = lw.item()
+            rec["loss_path"] = lw.detach()
         opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         dist.average_grads(G.parameters())
@@ -586,7 +624,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         with torch.no_grad():  # tracked average w (truncation), identical on every rank
             w_mean = dist.mean(ws[:, 0].detach().mean(0))
             G.mapping.w_avg.copy_(w_mean.lerp(G.mapping.w_avg, cfg.w_avg_beta))
-        rec["loss_G"] = g_gan.item()
+        rec["loss_G"] = g_gan.detach()
 
         # ---- EMA ----
         img_seen += cfg.batch
@@ -596,20 +634,23 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         if cfg.ema_rampup is not None:
             ema_nimg = min(ema_nimg, img_seen * cfg.ema_rampup)
         beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for pe, p in zip(G_ema.parameters(), G.parameters()):
-                pe.copy_(p.detach().lerp(pe, beta))
+        with torch.no_grad():  # p_ema <- p + beta (p_ema - p), all tensors in one foreach call
+            torch._foreach_lerp_(ema_params, g_params, 1.0 - beta)
             for be, b in zip(G_ema.buffers(), G.buffers()):
                 be.copy_(b)
+        # losses stay tensors (no host sync per step on GPU); read out at log steps and at the end
         d_losses.append(rec["loss_D"])
         g_losses.append(rec["loss_G"])
 
         # ---- bookkeeping (rank 0 writes) ----
+        log_now = step % cfg.log_every == 0 or step == 1
         if pbar is not None:
             pbar.update(cfg.batch)
-            pbar.set_postfix(D=f"{rec['loss_D']:.3f}", G=f"{rec['loss_G']:.3f}")
-        if dist.rank == 0 and (step % cfg.log_every == 0 or step == 1):
+            if log_now:
+                pbar.set_postfix(D=f"{float(rec['loss_D']):.3f}", G=f"{float(rec['loss_G']):.3f}")
+        if dist.rank == 0 and log_now:
             el = time.perf_counter() - t_start
+            rec = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in rec.items()}
             rec.update(step=step, img=img_seen, time_s=round(el, 3),
                        img_per_s=round((img_seen - img_at_start) / max(el, 1e-9), 3))
             log_f.write(json.dumps(rec) + "\n")
@@ -625,7 +666,8 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
             if dist.rank == 0:
                 fid_net, fid_real_stats, fid_label, value = _fid_now(cfg, G_ema, dataset, device, fid_net,
                                                                      fid_real_stats, fid_label)
-                log_f.write(json.dumps({"step": step, "img": img_seen, "metric": fid_label, "fid": value}) + "\n")
+                log_f.write(json.dumps({"step": step, "img": img_seen, "metric": fid_label, "fid": value,
+                                        "time_s": round(time.perf_counter() - t_start, 3)}) + "\n")
                 log_f.flush()
         if cfg.checkpoint_every and img_seen // cfg.checkpoint_every > last_ckpt:
             last_ckpt = img_seen // cfg.checkpoint_every
@@ -641,6 +683,8 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
     if log_f is not None:
         log_f.close()
     dist.barrier()
+    d_losses = torch.stack(d_losses).tolist() if d_losses else []
+    g_losses = torch.stack(g_losses).tolist() if g_losses else []
     return {"steps": step, "img_seen": img_seen, "d_losses": d_losses, "g_losses": g_losses,
             "img_per_s": (img_seen - img_at_start) / max(elapsed, 1e-9), "out_dir": str(out),
             "checkpoint": str(out / "checkpoint.pt"), "G_ema": str(out / "G_ema.safetensors"),

@@ -143,6 +143,54 @@ def test_cli_train_gan(tmp_path):
     assert main(["train-gan", "--resolution", "24"]) == 2
 
 
+def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
+    from fe_fast.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train-gan", "--preset", "toy32", "--out", str(out), "--toy-images", "16", "--batch", "8",
+               "--max-steps", "1", "--no-progress", "--sample-every", "0", "--threads", "1"])
+    assert rc == 0
+    G = load_generator(out / "G_ema.safetensors")
+    assert (G.z_dim, G.w_dim, G.config["n_mlp"], G.config["channel_base"]) == (128, 128, 2, 512)
+    assert G.synthesis.channels == {4: 64, 8: 64, 16: 32, 32: 16}
+    cfg = json.loads(torch.load(out / "checkpoint.pt", weights_only=True)["train_config"])
+    assert cfg["batch"] == 8 and cfg["loss"] == "logistic" and cfg["path"] == "none"  # explicit --batch wins
+    assert main(["train-gan", "--threads", "0"]) == 2
+
+
+def test_toy_face_images_are_prerendered_faces():
+    from fe_fast.datasets.toyfaces import ToyFaces
+    from fe_fast.stylegan.train import ToyFaceImages
+
+    ds = ToyFaceImages(6, 16, seed=3)
+    assert ds.images.shape == (6, 3, 16, 16) and ds.images.dtype == torch.uint8
+    ref = ToyFaces(6, size=16, seed=3)[4][0]
+    torch.testing.assert_close(ds[4], ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ds.batch([4, 1]), torch.stack([ds[4], ds[1]]))
+    small = ToyFaceImages(2, 8, seed=3)  # rendered at 16, average pooled
+    assert small.batch([0, 1]).shape == (2, 3, 8, 8)
+
+
+def test_attribute_frequencies_of_generated_and_real_images():
+    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies
+    from fe_fast.teachers.toy import AttributeClassifier
+
+    torch.manual_seed(0)
+    clf = AttributeClassifier(width=4).eval()
+    G = Generator(16, z_dim=8, w_dim=8, n_mlp=1, channel_max=8, seed=0)
+    f = attribute_frequencies(G, clf, n=10, seed=1, size=32, batch_size=4)
+    assert list(f) == list(clf.attributes) and all(0 <= v <= 1 for v in f.values())
+    assert f == attribute_frequencies(G, clf, n=10, seed=1, size=32, batch_size=4)  # seeded
+    imgs = G.sample(10, seed=1, noise_mode="none")
+    with torch.no_grad():
+        up = torch.nn.functional.interpolate(imgs, size=(32, 32), mode="bicubic", align_corners=False)
+        expect = (clf(up.clamp(-1, 1)) > 0).double().mean(0)
+    got = classifier_frequencies(clf, imgs, size=32, batch_size=3)
+    assert [got[a] for a in clf.attributes] == pytest.approx(expect.tolist())
+    with pytest.raises(ValueError, match="n must be"):
+        attribute_frequencies(G, clf, n=0)
+
+
 def test_image_folder_and_zip_data(tmp_path):
     import zipfile
 

@@ -1,0 +1,137 @@
+"""Issue 6 training goal on the CPU: train a 32x32 StyleGAN2 on toy faces for N minutes, log
+``fid_toy`` (thesis eq. 5-8 on the toy features) over time, then compare the attribute frequencies
+of generated and real toy faces under the toy attribute classifier (``fe-fast teachers train``).
+
+The training run is ``fe_fast.stylegan.train.train`` (what ``fe-fast train-gan`` runs) with the toy
+recipe below as defaults (every option can be changed); the wall-clock limit (``--minutes``)
+includes the periodic FID evaluations. Real frequencies come from ``--n-eval`` held-out toy faces
+rendered like the training data (another seed), generated ones from ``--n-eval`` samples of the
+EMA generator (truncation 1, random noise); both go through
+``fe_fast.stylegan.metrics.classifier_frequencies`` (bicubic resize to the classifier's size).
+
+Not in CI. Example (what bench/results/stylegan.md reports)::
+
+    flock /tmp/fe-fast-bench.lock python bench/bench_toy_gan.py --minutes 30 --out runs/toy32 \\
+        --classifier teachers/attribute_classifier.pt --results runs/toy32/result.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fe_fast.stylegan.train import PRESETS, TrainConfig, ToyFaceImages, train  # noqa: E402
+
+#: The toy recipe: ``fe-fast train-gan --preset toy32`` (fe_fast.stylegan.train.PRESETS).
+TOY_RECIPE = PRESETS["toy32"]
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every`` seconds in a background thread."""
+
+    def __init__(self, every: float = 15.0):
+        self.every, self.samples, self._stop = every, [], threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--out", default="runs/toy32")
+    ap.add_argument("--classifier", required=True, help="attribute_classifier.pt from `fe-fast teachers train`")
+    ap.add_argument("--n-eval", type=int, default=2000, help="real and generated images for the frequency table")
+    ap.add_argument("--fid-every", type=int, default=4800, help="images between fid_toy evaluations")
+    ap.add_argument("--fid-images", type=int, default=1000)
+    ap.add_argument("--sample-every", type=int, default=4800)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: on the shared 2-core box two threads ran 16x slower)")
+    ap.add_argument("--results", default=None, help="write a markdown report here")
+    ap.add_argument("--seed", type=int, default=0)
+    for k, v in TOY_RECIPE.items():
+        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, help=f"default {v} (preset toy32)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies
+    from fe_fast.teachers.toy import load_teacher
+
+    clf = load_teacher(args.classifier, kind="attribute_classifier")
+    recipe = {k: getattr(args, k) for k in TOY_RECIPE}
+    cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
+                      fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
+                      checkpoint_every=0, progress=False, log_every=20, **recipe)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    with LoadSampler() as loads:
+        r = train(cfg)
+    wall = time.perf_counter() - t0
+    load1 = os.getloadavg()
+    G = r["G_ema_module"]
+
+    recs = [json.loads(line) for line in open(Path(args.out) / "metrics.jsonl")]
+    fids = [(x["img"], x["fid"]) for x in recs if "fid" in x]
+    times = {x["img"]: x["time_s"] for x in recs if "time_s" in x}
+
+    real = ToyFaceImages(args.n_eval, args.resolution, seed=args.seed + 1_000_003)
+    f_real = classifier_frequencies(clf, real.batch(range(len(real))))
+    f_gen = attribute_frequencies(G, clf, n=args.n_eval, seed=args.seed + 99)
+    diffs = {a: 100 * (f_gen[a] - f_real[a]) for a in f_real}
+    worst = max(diffs, key=lambda a: abs(diffs[a]))
+
+    lines = [f"# toy-face StyleGAN2, {args.minutes:g} minutes on the CPU", "",
+             f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} logical CPUs, "
+             f"torch {torch.__version__} with {torch.get_num_threads()} thread(s).",
+             f"Load average (1 min): {load0[0]:.2f} at start, {load1[0]:.2f} at end; sampled every 15 s during "
+             f"training: mean {sum(loads.samples) / max(1, len(loads.samples)):.2f}, "
+             f"min {min(loads.samples):.2f}, max {max(loads.samples):.2f}.",
+             f"Recipe: {json.dumps(recipe)}",
+             f"Trained {r['steps']} steps, {r['img_seen']} real images in {wall:.0f} s wall "
+             f"({r['img_per_s']:.2f} img/s including the fid_toy evaluations).", "",
+             "## fid_toy over training (1000 generated vs 1000 real images, EMA generator)", "",
+             "| images | minutes | fid_toy |", "|---|---|---|"]
+    for img, v in fids:
+        t = times.get(img)
+        lines.append(f"| {img} | {'' if t is None else f'{t / 60:.1f}'} | {v:.2f} |")
+    lines += ["", f"## Attribute frequencies under the toy classifier ({args.n_eval} real held-out vs "
+              f"{args.n_eval} generated images)", "", "| attribute | real | generated | difference (points) |",
+              "|---|---|---|---|"]
+    for a in f_real:
+        lines.append(f"| {a} | {100 * f_real[a]:.1f} % | {100 * f_gen[a]:.1f} % | {diffs[a]:+.1f} |")
+    lines += ["", f"Largest difference: {worst} {diffs[worst]:+.1f} points "
+              f"({'within' if abs(diffs[worst]) <= 10 else 'NOT within'} 10 points)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(text)
+    with open(Path(args.out) / "bench_toy_gan.json", "w") as f:
+        json.dump({"recipe": recipe, "minutes": args.minutes, "steps": r["steps"], "img_seen": r["img_seen"],
+                   "img_per_s": r["img_per_s"], "fid": fids, "freq_real": f_real, "freq_gen": f_gen,
+                   "load_start": load0, "load_end": load1, "load_samples": loads.samples}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
