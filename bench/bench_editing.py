@@ -35,7 +35,8 @@ DEFAULT_ATTRS = "smiling,eyeglasses,goatee,black_hair,blond_hair,old,beard,bangs
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--generator", help="generator checkpoint (trained on toy faces)")
+    ap.add_argument("--generator", help="generator checkpoint (default: the shipped toy-face generator "
+                                        "fe_fast/data/toy_generator_32.safetensors)")
     ap.add_argument("--random-generator", type=int, metavar="RES",
                     help="no checkpoint: an untrained seeded generator of this resolution (pipeline run)")
     ap.add_argument("--channel-max", type=int, default=512, help="with --random-generator (default 512)")
@@ -62,8 +63,10 @@ def main(argv=None) -> int:
     from fe_fast.stylegan.io import describe_config, load_generator
     from fe_fast.teachers.toy import load_teacher
 
-    if bool(args.generator) == bool(args.random_generator):
-        ap.error("give exactly one of --generator and --random-generator")
+    if args.generator and args.random_generator:
+        ap.error("give at most one of --generator and --random-generator")
+    if not args.generator and not args.random_generator:  # the shipped toy-face generator
+        args.generator = str(Path(__file__).resolve().parents[1] / "fe_fast" / "data" / "toy_generator_32.safetensors")
     if args.generator:
         G = load_generator(args.generator)
         gdesc = f"{args.generator}: {describe_config(G)}"
