@@ -55,6 +55,19 @@ def add_houv_arguments(p):
                         "(removes the projected terms' bias on partial pairs; 0 = off, the thesis's method)")
     p.add_argument("--refine-groups", type=int, default=4, help="groups refined (default 4)")
     p.add_argument("--refine-lr", type=float, default=None, help="refinement rate (default --lr)")
+    p.add_argument("--init", choices=("random", "sfib"), default="random",
+                   help="initial rotations: 'random' (thesis) or 'sfib' (Super-Fibonacci, an even cover of SO(3) "
+                        "or of each --angle-bounds range)")
+    p.add_argument("--select", choices=("local_cd", "inlier"), default="local_cd",
+                   help="final choice: 'local_cd' (thesis, algorithm 3.1 line 10) or 'inlier' (truncated Chamfer "
+                        "within --inlier-factor x point spacing; holds at low overlap)")
+    p.add_argument("--inlier-factor", type=float, default=1.0, help="inlier threshold / point spacing (default 1)")
+    p.add_argument("--refine-alpha", type=float, default=None,
+                   help="local Chamfer fraction during the refinement (default --alpha; below the overlap helps)")
+    p.add_argument("--refine-objective", choices=("local_cd", "inlier"), default="local_cd",
+                   help="refinement loss: local Chamfer (default) or the truncated Chamfer of --select inlier")
+    p.add_argument("--prune-groups", type=int, default=None,
+                   help="with a --schedule: after its first stage keep only this many best groups")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
 
@@ -101,6 +114,12 @@ def houv_kwargs(args) -> dict:
         refine_iters=args.refine_iters,
         refine_groups=args.refine_groups,
         refine_lr=args.refine_lr,
+        init=args.init,
+        select=args.select,
+        inlier_factor=args.inlier_factor,
+        prune_groups=args.prune_groups,
+        refine_alpha=args.refine_alpha,
+        refine_objective=args.refine_objective,
         seed=args.seed,
         device=device,
     )

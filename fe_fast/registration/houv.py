@@ -39,7 +39,13 @@ annealed from ``lr`` to ``lr / 100`` over all iterations, so a large ``lr`` stil
 :func:`houv_batch` (B pairs x G groups in one optimisation), ``refine_iters`` (after the schedule, the
 ``refine_groups`` best groups by local Chamfer continue at full resolution on the local Chamfer alone,
 ``beta = 0``: the projected terms of eq. 3-10 match all points, so on partial pairs their optimum is
-biased away from the true pose; see :func:`houv_batch`).
+biased away from the true pose; see :func:`houv_batch`), ``prune_groups`` (after the schedule's first
+stage only the best groups continue), ``init="sfib"`` (initial rotations that cover SO(3) evenly, a
+Super-Fibonacci spiral with a seeded random offset, instead of the thesis's i.i.d. random ones) and
+``select="inlier"`` (the final choice, and the choice of the groups to refine or keep, by a truncated
+Chamfer with a threshold from the clouds' point spacing instead of the local Chamfer at the fixed
+``alpha`` of algorithm 3.1, line 10, which prefers wrong poses when the overlap is below ``alpha``);
+``refine_objective="inlier"`` refines on that truncated Chamfer. See :func:`houv_batch` (issue 3).
 
 Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
 eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
@@ -258,6 +264,53 @@ def _hybrid_terms(P, Q, R, t, alpha, beta, P_len=None, Q_len=None, G=1, with_pro
     return local, local + beta * proj.sum(1)
 
 
+def _spacing(x: torch.Tensor) -> float:
+    """Point spacing of a cloud [N, 3]: median nearest-neighbour distance from its odd-indexed to
+    its even-indexed points, divided by sqrt(2) (each half has half the density of a surface sample,
+    so spacings grow by sqrt(2))."""
+    from fe_fast import ops
+
+    if x.shape[0] < 4:
+        return float(_radius(x)) + 1e-12
+    d2 = ops.knn(x[1::2][None].contiguous(), x[0::2][None].contiguous()).dist2[0]
+    return float(d2.clamp_min(0).sqrt().median()) / math.sqrt(2)
+
+
+def _inlier_score(P, Q, R, t, tau2, P_len=None, Q_len=None, G=1):
+    """Selection score of ``select="inlier"`` for K = B*G hypotheses (lower is better): the
+    truncated Chamfer ``mean_p min(d(Rp + t, Q)^2, tau^2) / tau^2`` plus the same from Q to P, over
+    *all* points, i.e. 2 minus a soft count of the inlier fractions within ``tau`` in both directions.
+    ``tau2`` [K] (squared, normalised units). Unlike the local Chamfer at a fixed alpha it does not
+    require a share alpha of the points to match, so a low-overlap pair's true pose is not out-scored
+    by a wrong pose that matches alpha of the points loosely."""
+    from fe_fast import ops
+
+    B, N, _ = P.shape
+    M = Q.shape[1]
+    K = R.shape[0]
+    if B == 1:
+        Py, Qy, Xq, Qx = P[0], Q[0], P[0].unsqueeze(0), Q[0].unsqueeze(0)
+        xl = yl = None
+    else:
+        Py, Qy = P.repeat_interleave(G, 0), Q.repeat_interleave(G, 0)
+        Xq, Qx = Py, Qy
+        xl = None if P_len is None else P_len.repeat_interleave(G)
+        yl = None if Q_len is None else Q_len.repeat_interleave(G)
+    X = Xq @ R.transpose(1, 2) + t[:, None, :]
+    Y = (Qx - t[:, None, :]) @ R
+    d_pq = ops.knn(X, Qy, x_lengths=xl, y_lengths=yl).dist2
+    d_qp = ops.knn(Y, Py, x_lengths=yl, y_lengths=xl).dist2
+
+    def mean_trunc(d, n, lengths):
+        c = torch.minimum(d, tau2[:, None]) / tau2[:, None]
+        if lengths is None:
+            return c.mean(1)
+        m = (torch.arange(n, device=d.device)[None] < lengths[:, None]).to(c.dtype)
+        return (c * m).sum(1) / m.sum(1).clamp_min(1)
+
+    return mean_trunc(d_pq, N, xl) + mean_trunc(d_qp, M, yl)
+
+
 def _pad(clouds: List[torch.Tensor]):
     n = [c.shape[0] for c in clouds]
     if len(set(n)) == 1:
@@ -269,14 +322,130 @@ def _pad(clouds: List[torch.Tensor]):
     return out, torch.tensor(n, device=clouds[0].device)
 
 
-def _init_groups(G: int, seed: int, angle_bounds, mapping: str):
-    """Per-group initial variables. Group g draws from its own generator seeded with (seed, g), so
-    group g starts the same whatever the number of groups (a run with groups=1 reproduces group 0).
-    Axis v_pq and direction u_pq: standard normal (uniform directions); angle theta_pq: uniform on
-    [0, pi] (thesis: random), or with bounds the unconstrained value whose mapped angle is uniform
-    in the group's sub-range; distance d_pq: the value that maps to a fraction of d_max uniform in
-    [0.01, 0.25]. After centring the true translation is a small share of d_max; starting groups at
-    d_max/2 (a uniform d_pq) left them far from it and measurably hurt convergence."""
+_PSI = 1.533751168755204288118041  # Super-Fibonacci: the real root of psi^4 = psi + 4 (Alexa 2022)
+
+
+def super_fibonacci(n: int) -> torch.Tensor:
+    """``n`` unit quaternions [n, 4] (x, y, z, w) spread evenly over SO(3): the Super-Fibonacci
+    spiral (M. Alexa, "Super-Fibonacci Spirals: Fast, Low-Discrepancy Sampling of SO(3)", CVPR 2022),
+    ``s = i + 1/2, r = sqrt(s/n), R = sqrt(1 - s/n), a = 2 pi s / sqrt 2, b = 2 pi s / psi``,
+    ``q = (r sin a, r cos a, R sin b, R cos b)``."""
+    s = torch.arange(int(n), dtype=torch.float64) + 0.5
+    r = torch.sqrt(s / n)
+    R = torch.sqrt(1 - s / n)
+    a = 2 * math.pi * s / math.sqrt(2)
+    b = 2 * math.pi * s / _PSI
+    return torch.stack([r * torch.sin(a), r * torch.cos(a), R * torch.sin(b), R * torch.cos(b)], -1)
+
+
+def _quat_mul(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of (x, y, z, w) quaternions, broadcast over leading dimensions."""
+    px, py, pz, pw = p.unbind(-1)
+    qx, qy, qz, qw = q.unbind(-1)
+    return torch.stack([
+        pw * qx + px * qw + py * qz - pz * qy,
+        pw * qy - px * qz + py * qw + pz * qx,
+        pw * qz + px * qy - py * qx + pz * qw,
+        pw * qw - px * qx - py * qy - pz * qz,
+    ], -1)
+
+
+def _quat_axis_angle(q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Unit axis [n, 3] and angle in [0, pi] [n] of unit quaternions (x, y, z, w)."""
+    q = torch.where(q[..., 3:] < 0, -q, q)
+    xyz = q[..., :3]
+    n = xyz.norm(dim=-1)
+    ang = 2 * torch.atan2(n, q[..., 3])
+    axis = torch.where(n[..., None] > 1e-12, xyz / n.clamp_min(1e-12)[..., None],
+                       torch.tensor([0.0, 0.0, 1.0], dtype=q.dtype))
+    return axis, ang
+
+
+def _fibonacci_sphere(n: int) -> torch.Tensor:
+    """``n`` unit vectors on the spherical Fibonacci lattice (even cover of S^2)."""
+    i = torch.arange(int(n), dtype=torch.float64)
+    z = 1 - (2 * i + 1) / n
+    phi = 2 * math.pi * i * (2 - (1 + math.sqrt(5)) / 2)  # golden angle
+    rho = torch.sqrt((1 - z * z).clamp_min(0))
+    return torch.stack([rho * torch.cos(phi), rho * torch.sin(phi), z], -1)
+
+
+def _angle_quantile(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Angles in [low, high] with the density of the rotation angle of a uniform rotation,
+    ``(1 - cos theta) / pi`` (CDF ``(theta - sin theta) / pi``), at quantiles ``u`` in [0, 1]
+    (bisection; the CDF is monotone)."""
+    F = lambda x: x - math.sin(x)  # noqa: E731
+    out = torch.empty_like(u)
+    for i, ui in enumerate(u.tolist()):
+        target = F(low) + ui * (F(high) - F(low))
+        a, b = low, high
+        for _ in range(60):
+            m = 0.5 * (a + b)
+            if F(m) < target:
+                a = m
+            else:
+                b = m
+        out[i] = 0.5 * (a + b)
+    return out
+
+
+def _random_quat(gen: torch.Generator) -> torch.Tensor:
+    q = torch.randn(4, generator=gen, dtype=torch.float64)
+    return q / q.norm()
+
+
+def _even_rotations(G: int, seed: int, angle_bounds):
+    """Axes [G, 3] and angles [G] of G rotations that cover SO(3) evenly (``init="sfib"``).
+
+    Without bounds: the Super-Fibonacci set of G rotations, left-multiplied by one random rotation
+    drawn from ``seed`` (a random offset keeps the set even and makes runs with different seeds
+    differ). With HOUV_pri bounds (group g in range ``g mod K``): the m groups of range [l, r] get the
+    spherical Fibonacci axes (turned by one random rotation; conjugation keeps the angle) and angles
+    at the quantiles ``(j + 1/2) / m`` of the uniform-rotation angle density restricted to [l, r],
+    paired with the axes by a golden-ratio permutation so that near and far angles spread over all
+    axis directions; angles stay 2 % of the range inside its ends (where eq. 3-12's sine is flat)."""
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 999_983)
+    q0 = _random_quat(gen)
+    if angle_bounds is None:
+        return _quat_axis_angle(_quat_mul(q0[None], super_fibonacci(G)))
+    K = angle_bounds.shape[0]
+    axis = torch.empty(G, 3, dtype=torch.float64)
+    ang = torch.empty(G, dtype=torch.float64)
+    R0 = _quat_to_matrix(q0)
+    golden = (math.sqrt(5) - 1) / 2
+    for k in range(K):
+        idx = list(range(k, G, K))
+        m = len(idx)
+        if m == 0:
+            continue
+        l, r = float(angle_bounds[k, 0]), float(angle_bounds[k, 1])
+        l, r = l + 0.02 * (r - l), r - 0.02 * (r - l)
+        ax = _fibonacci_sphere(m) @ R0.T
+        frac = torch.tensor([((j * golden) % 1.0) for j in range(m)], dtype=torch.float64)
+        u = (torch.argsort(torch.argsort(frac)).to(torch.float64) + 0.5) / m  # strata (j + 1/2) / m, permuted
+        axis[idx] = ax
+        ang[idx] = _angle_quantile(u, l, r)
+    return axis, ang
+
+
+def _quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    axis, ang = _quat_axis_angle(q[None])
+    return rodrigues(axis, ang)[0]
+
+
+def _init_groups(G: int, seed: int, angle_bounds, mapping: str, init: str = "random"):
+    """Per-group initial variables.
+
+    ``init="random"`` (thesis: random initial hypotheses): group g draws from its own generator
+    seeded with (seed, g), so group g starts the same whatever the number of groups (a run with
+    groups=1 reproduces group 0). Axis v_pq and direction u_pq: standard normal (uniform
+    directions); angle theta_pq: uniform on [0, pi], or with bounds the unconstrained value whose
+    mapped angle is uniform in the group's sub-range. ``init="sfib"``: the G rotations of
+    :func:`_even_rotations` (an even cover of SO(3), or of each HOUV_pri angle range), mapped to
+    ``v_pq`` = the axis and ``theta_pq`` = the angle (unbounded) or its inverse of eq. 3-12.
+    Both: distance d_pq is the value that maps to a fraction of d_max uniform in [0.01, 0.25] and
+    u_pq is random, from the (seed, g) generator. After centring the true translation is a small
+    share of d_max; starting groups at d_max/2 (a uniform d_pq) measurably hurt convergence."""
     v = torch.empty(G, 3, dtype=torch.float64)
     th = torch.empty(G, dtype=torch.float64)
     u = torch.empty(G, 3, dtype=torch.float64)
@@ -292,6 +461,16 @@ def _init_groups(G: int, seed: int, angle_bounds, mapping: str):
             d[g] = math.asin(float(2 * f - 1))
         else:
             d[g] = math.log(float(f) / (1 - float(f)))
+    if init == "sfib":
+        axis, ang = _even_rotations(G, seed, angle_bounds)
+        v = axis.clone()
+        if angle_bounds is None:
+            th = ang.clone()
+        else:
+            gi = np.arange(G) % angle_bounds.shape[0]
+            lo = torch.tensor(angle_bounds[gi, 0], dtype=torch.float64)
+            hi = torch.tensor(angle_bounds[gi, 1], dtype=torch.float64)
+            th = unmap_bounded_angle(ang, lo, hi)
     return v, th, u, d
 
 
@@ -333,6 +512,17 @@ def _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, pat
                 raise ValueError("schedule must be a list of (n_points >= 1, iters >= 0) pairs")
 
 
+def _validate_choice(init, select, inlier_factor, refine_objective="local_cd"):
+    if refine_objective not in ("local_cd", "inlier"):
+        raise ValueError(f"refine_objective must be 'local_cd' or 'inlier', got {refine_objective!r}")
+    if init not in ("random", "sfib"):
+        raise ValueError(f"init must be 'random' or 'sfib', got {init!r}")
+    if select not in ("local_cd", "inlier"):
+        raise ValueError(f"select must be 'local_cd' or 'inlier', got {select!r}")
+    if not inlier_factor > 0:
+        raise ValueError(f"inlier_factor must be > 0, got {inlier_factor}")
+
+
 def _cosine(lr: float, step: int, total: int) -> float:
     """Cosine annealing from ``lr`` to ``lr / 100`` over ``total`` steps (closed form of
     ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=total, eta_min=lr / 100)``)."""
@@ -361,6 +551,12 @@ def houv_batch(
     refine_iters: int = 0,
     refine_groups: int = 4,
     refine_lr: Optional[float] = None,
+    prune_groups: Optional[int] = None,
+    init: str = "random",
+    select: str = "local_cd",
+    inlier_factor: float = 1.0,
+    refine_objective: str = "local_cd",
+    refine_alpha: Optional[float] = None,
     progress: bool = False,
 ) -> List[RegistrationResult]:
     """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
@@ -378,7 +574,32 @@ def houv_batch(
     pairs, the local Chamfer alone < 1.5): they help find the basin, the refinement removes their
     bias. ``group_local_cd`` / ``group_loss`` / ``all_R`` / ``all_t`` then hold the refined groups'
     values (other groups: their values before refinement) and ``history`` has NaN after the
-    schedule for groups that were not refined."""
+    schedule for groups that were not refined.
+
+    ``prune_groups=K`` (with a schedule of two or more stages): after the first (coarse) stage each
+    pair's K best groups (by the selection criterion, full resolution) run the remaining stages; the
+    others keep their first-stage values and do not compete. Many cheap coarse starts, few expensive
+    fine ones. The Adam state restarts for the kept groups; the cosine rate continues.
+
+    ``init``: ``"random"`` (thesis) draws each group's axis and angle i.i.d. from the (seed, g)
+    generator; ``"sfib"`` starts the G groups on a Super-Fibonacci set of rotations (Alexa, CVPR 2022)
+    turned by one random rotation from ``seed`` (32 such rotations are >= 43 degrees apart, 32 random
+    ones about 20); with ``angle_bounds`` each range's groups get spherical-Fibonacci axes and angles
+    at stratified quantiles of the uniform-rotation angle density inside the range (eq. 3-12 holds).
+
+    ``select``: ``"local_cd"`` (thesis, algorithm 3.1 line 10) or ``"inlier"``: the truncated Chamfer
+    ``sum over both directions of mean min(d^2, tau^2) / tau^2`` over all points (2 minus the soft
+    inlier fractions), ``tau = inlier_factor x`` the larger point spacing of the two clouds (median
+    nearest-neighbour distance, see :func:`_spacing`). At the true pose of a pair with overlap below
+    ``alpha`` the local Chamfer must count non-overlapping points, and a wrong pose that matches
+    ``alpha`` of the points loosely can score lower; the inlier score only rewards points matched
+    within ``tau``. It also picks the groups to refine and to keep when pruning.
+    ``result.extra["group_score"]`` holds every group's criterion, ``extra["tau"]`` the threshold
+    (input units). ``refine_objective="inlier"`` minimises the truncated Chamfer (squared units: the
+    score times tau^2) in the refinement instead of the local Chamfer: only points within tau pull,
+    so the result does not depend on alpha versus the overlap. ``refine_alpha`` (default ``alpha``):
+    the local Chamfer's fraction during the refinement (below the overlap, the trimmed set holds
+    only overlapping points at the true pose)."""
     _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
     if int(refine_iters) < 0:
         raise ValueError(f"refine_iters must be >= 0, got {refine_iters}")
@@ -386,6 +607,11 @@ def houv_batch(
         raise ValueError(f"refine_groups must be >= 1, got {refine_groups}")
     if refine_lr is not None and not refine_lr > 0:
         raise ValueError(f"refine_lr must be None or > 0, got {refine_lr}")
+    _validate_choice(init, select, inlier_factor, refine_objective)
+    if refine_alpha is not None and not (0 < refine_alpha <= 1):
+        raise ValueError(f"refine_alpha must be None or in (0, 1], got {refine_alpha}")
+    if prune_groups is not None and int(prune_groups) < 1:
+        raise ValueError(f"prune_groups must be None or >= 1, got {prune_groups}")
     if len(Ps) != len(Qs) or len(Ps) == 0:
         raise ValueError("Ps and Qs must be non-empty sequences of the same length")
     t0 = time.perf_counter()
@@ -412,7 +638,7 @@ def houv_batch(
     ).repeat_interleave(G)
 
     # variables [K = B*G]
-    v0, th0, u0, d0 = _init_groups(G, seed, bounds, mapping)
+    v0, th0, u0, d0 = _init_groups(G, seed, bounds, mapping, init)
     v = v0.repeat(B, 1).to(device=device, dtype=torch.float32).requires_grad_(True)
     th = th0.repeat(B).to(device=device, dtype=torch.float32).requires_grad_(True)
     u = u0.repeat(B, 1).to(device=device, dtype=torch.float32).requires_grad_(True)
@@ -438,8 +664,10 @@ def houv_batch(
 
         bar = tqdm(total=total + n_refine, desc="HOUV", unit="it", leave=False)
 
-    def optimise(params, tf, stage_list, rate, n_total, beta_, Gc, keep_idx):
-        """Adam on ``params`` over ``stage_list``; returns the number of iterations run."""
+    def optimise(params, tf, stage_list, rate, n_total, beta_, Gc, keep_idx, step0=0, tau2_=None, alpha_=alpha):
+        """Adam on ``params`` over ``stage_list`` (the cosine rate continues from ``step0``); returns
+        the number of iterations run. ``tau2_`` given: minimise the truncated Chamfer of
+        :func:`_inlier_score` instead of the hybrid loss."""
         opt = torch.optim.Adam(params, lr=rate)
         step = 0
         stopped = False
@@ -456,9 +684,13 @@ def houv_batch(
             for _ in range(k_iters):
                 if lr_schedule == "cosine":
                     for pg in opt.param_groups:
-                        pg["lr"] = _cosine(rate, step, n_total)
+                        pg["lr"] = _cosine(rate, step0 + step, n_total)
                 R, t = tf()
-                _, hyb = _hybrid_terms(P, Q, R, t, alpha, beta_, P_len, Q_len, Gc)
+                if tau2_ is None:
+                    _, hyb = _hybrid_terms(P, Q, R, t, alpha_, beta_, P_len, Q_len, Gc)
+                else:
+                    # truncated Chamfer in squared units (Adam does not depend on the scale)
+                    hyb = _inlier_score(P, Q, R, t, tau2_, P_len, Q_len, Gc) * tau2_
                 opt.zero_grad(set_to_none=True)
                 hyb.sum().backward()
                 opt.step()
@@ -484,26 +716,64 @@ def houv_batch(
         return step
 
     all_idx = torch.arange(G, device=device).expand(B, G)
-    done = optimise(
-        [v, th, u, d], lambda: transform(v, th, u, d, dmax, lo, hi), stages, lr, total, beta, G, all_idx
-    )
-
-    # final evaluation at full resolution, choose by local Chamfer (algorithm 3.1, line 10)
     Pf, Pf_len = _pad(Pn)
     Qf, Qf_len = _pad(Qn)
+    tau = tau2 = None
+    if select == "inlier" or refine_objective == "inlier":
+        # threshold from the clouds' point spacing (normalised units), one per pair
+        tau = torch.tensor([inlier_factor * max(_spacing(p), _spacing(q)) for p, q in zip(Pn, Qn)],
+                           dtype=torch.float32, device=device)
+        tau2 = (tau * tau).repeat_interleave(G)
+    sel2 = tau2 if select == "inlier" else None  # the selection score's threshold
+
+    def evaluate(R_, t_, Gc, tau2_):
+        """Full-resolution local Chamfer, hybrid loss and selection score of Gc groups per pair."""
+        with torch.no_grad():
+            loc, hy = _hybrid_terms(Pf, Qf, R_, t_, alpha, beta, Pf_len, Qf_len, Gc)
+            sc = _inlier_score(Pf, Qf, R_, t_, tau2_, Pf_len, Qf_len, Gc) if tau2_ is not None else loc
+        return loc, hy, sc
+
+    def subset(flat):
+        return [x.detach()[flat].clone().requires_grad_(True) for x in (v, th, u, d)]
+
+    alive = torch.ones(B * G, dtype=torch.bool, device=device)  # groups that ran every stage
+    Gp = G if prune_groups is None else min(int(prune_groups), G)
+    if Gp < G and len(stages) > 1:
+        # first stage with all G groups, the remaining stages with the Gp best of each pair
+        done = optimise([v, th, u, d], lambda: transform(v, th, u, d, dmax, lo, hi), stages[:1], lr, total,
+                        beta, G, all_idx)
+        R, t = transform(v.detach(), th.detach(), u.detach(), d.detach(), dmax, lo, hi)
+        _, _, sc = evaluate(R, t, G, sel2)
+        keep = torch.topk(sc.view(B, G), Gp, dim=1, largest=False).indices
+        flat = (keep + torch.arange(B, device=device)[:, None] * G).reshape(-1)
+        pv, pth, pu, pd = subset(flat)
+        plo, phi = (lo[flat], hi[flat]) if lo is not None else (None, None)
+        done += optimise([pv, pth, pu, pd], lambda: transform(pv, pth, pu, pd, dmax[flat], plo, phi), stages[1:],
+                         lr, total, beta, Gp, keep, step0=done)
+        v, th, u, d = (x.detach().clone() for x in (v, th, u, d))
+        for x, y in zip((v, th, u, d), (pv, pth, pu, pd)):
+            x[flat] = y.detach()
+        alive[:] = False
+        alive[flat] = True
+    else:
+        done = optimise(
+            [v, th, u, d], lambda: transform(v, th, u, d, dmax, lo, hi), stages, lr, total, beta, G, all_idx
+        )
+
+    # final evaluation at full resolution; choose by local Chamfer (algorithm 3.1, line 10) or, with
+    # select="inlier", by the truncated (inlier) score
     with torch.no_grad():
         R, t = transform(v, th, u, d, dmax, lo, hi)
-        local, hyb = _hybrid_terms(Pf, Qf, R, t, alpha, beta, Pf_len, Qf_len, G)
-    R, t, local, hyb = R.detach().clone(), t.detach().clone(), local.clone(), hyb.clone()
+    local, hyb, score = evaluate(R, t, G, sel2)
+    R, t, local, hyb, score = R.detach().clone(), t.detach().clone(), local.clone(), hyb.clone(), score.clone()
+    dead = torch.where(alive, 0.0, float("inf")).to(score.dtype)
 
     if n_refine > 0:
         Gr = min(int(refine_groups), G)
-        keep = torch.topk(local.view(B, G), Gr, dim=1, largest=False).indices  # [B, Gr]
+        Gr = min(Gr, Gp)
+        keep = torch.topk((score + dead).view(B, G), Gr, dim=1, largest=False).indices  # [B, Gr]
         flat = (keep + torch.arange(B, device=device)[:, None] * G).reshape(-1)
-        rv = v.detach()[flat].clone().requires_grad_(True)
-        rth = th.detach()[flat].clone().requires_grad_(True)
-        ru = u.detach()[flat].clone().requires_grad_(True)
-        rd = d.detach()[flat].clone().requires_grad_(True)
+        rv, rth, ru, rd = subset(flat)
         rdmax = dmax[flat]
         rlo = lo[flat] if lo is not None else None
         rhi = hi[flat] if hi is not None else None
@@ -516,17 +786,19 @@ def houv_batch(
             0.0,
             Gr,
             keep,
+            tau2_=tau2[flat] if refine_objective == "inlier" else None,
+            alpha_=alpha if refine_alpha is None else float(refine_alpha),
         )
         with torch.no_grad():
             Rr, tr = transform(rv, rth, ru, rd, rdmax, rlo, rhi)
-            lr_, hr_ = _hybrid_terms(Pf, Qf, Rr, tr, alpha, beta, Pf_len, Qf_len, Gr)
-        R[flat], t[flat], local[flat], hyb[flat] = Rr, tr, lr_, hr_
+        lr_, hr_, sr_ = evaluate(Rr, tr, Gr, sel2[flat] if sel2 is not None else None)
+        R[flat], t[flat], local[flat], hyb[flat], score[flat] = Rr, tr, lr_, hr_, sr_
         # only refined groups compete (the others kept the projected terms' bias)
         mask = torch.full((B * G,), float("inf"), dtype=local.dtype, device=local.device)
         mask[flat] = 0
-        choose = (local + mask).view(B, G)
+        choose = (score + mask).view(B, G)
     else:
-        choose = local.view(B, G)
+        choose = (score + dead).view(B, G)
     if bar is not None:
         bar.close()
 
@@ -560,6 +832,8 @@ def houv_batch(
                 iters=done,
                 seconds=seconds,
                 scale=s,
+                extra={"select": select, "group_score": score[sl].cpu().double(),  # the choice's criterion
+                       **({"tau": float(tau[b]) * s} if tau is not None else {})},
             )
         )
     return results
@@ -586,6 +860,12 @@ def houv(
     refine_iters: int = 0,
     refine_groups: int = 4,
     refine_lr: Optional[float] = None,
+    prune_groups: Optional[int] = None,
+    init: str = "random",
+    select: str = "local_cd",
+    inlier_factor: float = 1.0,
+    refine_objective: str = "local_cd",
+    refine_alpha: Optional[float] = None,
     progress: bool = False,
 ) -> RegistrationResult:
     """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
@@ -612,6 +892,12 @@ def houv(
         refine_iters=refine_iters,
         refine_groups=refine_groups,
         refine_lr=refine_lr,
+        prune_groups=prune_groups,
+        init=init,
+        select=select,
+        inlier_factor=inlier_factor,
+        refine_objective=refine_objective,
+        refine_alpha=refine_alpha,
         progress=progress,
     )[0]
 
@@ -640,10 +926,17 @@ class HOUV:
         refine_iters: int = 0,
         refine_groups: int = 4,
         refine_lr: Optional[float] = None,
+        prune_groups: Optional[int] = None,
+        init: str = "random",
+        select: str = "local_cd",
+        inlier_factor: float = 1.0,
+        refine_objective: str = "local_cd",
+        refine_alpha: Optional[float] = None,
         progress: bool = False,
     ):
         _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
         _parse_bounds(angle_bounds)
+        _validate_choice(init, select, inlier_factor, refine_objective)
         self.params = dict(
             alpha=alpha,
             beta=beta,
@@ -662,6 +955,12 @@ class HOUV:
             refine_iters=refine_iters,
             refine_groups=refine_groups,
             refine_lr=refine_lr,
+            prune_groups=prune_groups,
+            init=init,
+            select=select,
+            inlier_factor=inlier_factor,
+            refine_objective=refine_objective,
+            refine_alpha=refine_alpha,
             progress=progress,
         )
 

@@ -55,6 +55,18 @@ def test_register_refinement_option(tiny, capsys):
     assert main(["register", str(src), str(src), *FAST, "--refine-iters", "-1"]) == 2
 
 
+def test_register_even_init_inlier_selection_and_pruning(tiny, capsys):
+    _, src, _, _ = tiny
+    rc = main(["register", str(src), str(src), "--groups", "4", "--lr", "0.03", "--schedule", "60:8,120:4",
+               "--prune-groups", "2", "--init", "sfib", "--select", "inlier", "--inlier-factor", "3", "--json",
+               "--refine-iters", "2", "--refine-alpha", "0.3", "--refine-objective", "inlier"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["iters"] == 12 + 2
+    assert main(["register", str(src), str(src), *FAST, "--inlier-factor", "0"]) == 2
+    assert main(["register", str(src), str(src), *FAST, "--prune-groups", "0"]) == 2
+
+
 @pytest.mark.parametrize(
     "content, msg",
     [

@@ -244,6 +244,143 @@ def test_refine_options():
             houv(P, Q, groups=1, iters=1, **bad)
 
 
+def _pairwise_deg(R):
+    R = torch.as_tensor(R, dtype=torch.float64)
+    rel = R[:, None].transpose(-1, -2) @ R[None]
+    tr = rel[..., 0, 0] + rel[..., 1, 1] + rel[..., 2, 2]
+    d = torch.rad2deg(torch.arccos(((tr - 1) / 2).clamp(-1, 1)))
+    return d + torch.eye(len(R), dtype=torch.float64) * 1e3
+
+
+def test_super_fibonacci_init_covers_so3_evenly():
+    """init="sfib" (issue 3, too few good starts): 32 Super-Fibonacci rotations are at least 40 degrees
+    apart (32 i.i.d. uniform rotations: about 20); the seeded offset moves the set rigidly."""
+    from fe_fast.registration.houv import _init_groups, super_fibonacci
+
+    q = super_fibonacci(32)
+    assert torch.allclose(q.norm(dim=1), torch.ones(32, dtype=torch.float64))
+    sets = []
+    for seed in (0, 1):
+        v, th, _, _ = _init_groups(32, seed, None, "sin", init="sfib")
+        R = rodrigues(v, th)
+        assert float(_pairwise_deg(R).min()) > 40
+        sets.append(R)
+        v2, th2, _, _ = _init_groups(32, seed, None, "sin", init="sfib")
+        assert torch.equal(v, v2) and torch.equal(th, th2)  # deterministic for a seed
+    assert not torch.allclose(sets[0], sets[1])
+    assert torch.allclose(_pairwise_deg(sets[0]), _pairwise_deg(sets[1]), atol=1e-6)
+    v, th, _, _ = _init_groups(32, 0, None, "sin", init="random")
+    assert float(_pairwise_deg(rodrigues(v, th)).min()) < 40  # the thesis's random starts cluster
+
+
+def test_super_fibonacci_init_with_angle_bounds_eq_3_12():
+    """HOUV_pri with init="sfib": every group starts inside its eq. 3-12 range, the groups of one range
+    spread their axes and angles over the range."""
+    from fe_fast.registration.houv import _init_groups, _parse_bounds
+
+    bounds = [[0, 45], [45, 90], [90, 135], [135, 180]]
+    b = _parse_bounds(bounds)
+    v, th, _, _ = _init_groups(32, 3, b, "sin", init="sfib")
+    for k, (lo, hi) in enumerate(bounds):
+        idx = list(range(k, 32, 4))
+        ang = torch.rad2deg(map_bounded_angle(th[idx], math.radians(lo), math.radians(hi)))
+        assert bool(((ang > lo) & (ang < hi)).all())
+        assert float(ang.max() - ang.min()) > 0.5 * (hi - lo)  # uniform-rotation density: few near 0
+        axes = v[idx] / v[idx].norm(dim=1, keepdim=True)
+        cos = (axes @ axes.T - 2 * torch.eye(8, dtype=torch.float64)).max()
+        assert float(cos) < math.cos(math.radians(45))  # 8 axes at least 45 degrees apart
+
+
+@pytest.mark.parametrize("init", ["random", "sfib"])
+def test_angle_bounds_hold_for_both_inits(init):
+    P = _cloud(100)
+    Q = P @ _rot([0.2, 1, 0], 100).T
+    bounds = [[0, 45], [45, 90], [90, 135], [135, 180]]
+    res = houv(P, Q, groups=8, iters=20, seed=0, angle_bounds=bounds, lr=1e-2, init=init)
+    _, ang = axis_angle_from_rotation(res.all_R)
+    for g in range(8):
+        lo, hi = bounds[g % 4]
+        assert lo - 1e-3 <= float(torch.rad2deg(ang[g])) <= hi + 1e-3
+
+
+def test_prune_groups_continues_only_the_best():
+    P = _cloud(128, seed=4)
+    Q = P @ _rot([0, 1, 1], 60).T
+    kw = dict(groups=6, lr=3e-2, seed=2, init="sfib")  # constant rate: the first stage is the same
+    first = houv(P, Q, schedule=[(64, 20)], **kw)
+    pr = houv(P, Q, schedule=[(64, 20), (128, 10)], prune_groups=2, **kw)
+    assert pr.iters == 30 and pr.history.shape == (30,) and torch.isfinite(pr.history).all()
+    top = torch.topk(first.group_local_cd, 2, largest=False).indices.tolist()
+    assert pr.group in top
+    rest = [g for g in range(6) if g not in top]
+    assert torch.allclose(pr.all_R[rest], first.all_R[rest], atol=1e-6)  # left after the first stage
+    with pytest.raises(ValueError, match="prune_groups"):
+        houv(P, Q, groups=2, iters=1, prune_groups=0)
+
+
+def _low_overlap_plates(seed=0, n=1200):
+    """Schematic of issue 3's failure kind (2): Q is a unit plate (z = 0); P is 30 % of that plate
+    (x < 0.3, resampled) plus a wall at x = 0 that Q does not contain. At the truth (identity) only
+    30 % of P matches, fewer than alpha = 0.5, so the local Chamfer must count wall points; the wall
+    laid flat just above the plate (rotation 90 degrees about y, 3 cm up) matches 70 % loosely."""
+    rng = np.random.default_rng(seed)
+    Q = np.c_[rng.uniform(0, 1, (n, 2)), np.zeros(n)]
+    k = int(0.3 * n)
+    plate = np.c_[rng.uniform(0, 0.3, k), rng.uniform(0, 1, k), np.zeros(k)]
+    wall = np.c_[np.zeros(n - k), rng.uniform(0, 1, n - k), rng.uniform(0.02, 0.72, n - k)]
+    return np.r_[plate, wall], Q, _rot([0, 1, 0], 90), np.array([-0.02, 0.0, 0.03])
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0])
+def test_inlier_score_prefers_truth_below_alpha_overlap(factor):
+    from fe_fast.registration.houv import _hybrid_terms, _inlier_score, _spacing
+
+    P, Q, R_wrong, t_wrong = _low_overlap_plates()
+    P_ = torch.tensor(P, dtype=torch.float32)
+    Q_ = torch.tensor(Q, dtype=torch.float32)
+    tau = factor * max(_spacing(P_), _spacing(Q_))
+    assert 0.005 * factor < tau < 0.015 * factor  # spacing of 1200 random points on a unit plate
+
+    def scores(R, t):
+        R = torch.tensor(R, dtype=torch.float32)[None]
+        t = torch.tensor(t, dtype=torch.float32)[None]
+        local, _ = _hybrid_terms(P_[None], Q_[None], R, t, 0.5, 0.0)
+        return float(local), float(_inlier_score(P_[None], Q_[None], R, t, torch.tensor([tau * tau])))
+
+    local_true, inl_true = scores(np.eye(3), np.zeros(3))
+    local_wrong, inl_wrong = scores(R_wrong, t_wrong)
+    assert local_wrong < 0.5 * local_true  # algorithm 3.1's criterion picks the wrong pose
+    assert inl_true < inl_wrong - 0.1  # the inlier score does not (factor 1: 1.8 vs 2.0; 2: 1.6 vs 2.0)
+
+
+@pytest.mark.parametrize("select", ["local_cd", "inlier"])
+def test_select_chooses_by_its_criterion(select):
+    P = _cloud(128, seed=6)
+    Q = P[:100] @ _rot([1, 0, 1], 50).T
+    r = houv(P, Q, groups=6, iters=20, lr=3e-2, init="sfib", select=select, seed=1)
+    crit = r.group_local_cd if select == "local_cd" else r.extra["group_score"]
+    assert r.group == int(torch.argmin(crit))
+    assert ("tau" in r.extra) == (select == "inlier")
+    # without refinement or pruning the groups' optimisation does not depend on the criterion
+    other = houv(P, Q, groups=6, iters=20, lr=3e-2, init="sfib", seed=1,
+                 select="inlier" if select == "local_cd" else "local_cd")
+    assert torch.allclose(r.all_R, other.all_R)
+
+
+def test_inlier_refinement_objective_runs():
+    P = _cloud(128, seed=7)
+    Q = P @ _rot([0, 0, 1], 10).T
+    r = houv(P, Q, groups=2, iters=10, lr=1e-2, refine_iters=5, refine_groups=1, select="inlier",
+             refine_objective="inlier")
+    assert r.iters == 15 and torch.isfinite(r.history).all() and r.extra["tau"] > 0
+    with pytest.raises(ValueError, match="refine_objective"):
+        houv(P, Q, groups=1, iters=1, refine_objective="icp")
+    r = houv(P, Q, groups=2, iters=10, lr=1e-2, refine_iters=5, refine_groups=1, refine_alpha=0.3)
+    assert r.iters == 15
+    with pytest.raises(ValueError, match="refine_alpha"):
+        houv(P, Q, groups=1, iters=1, refine_alpha=1.5)
+
+
 @pytest.mark.parametrize(
     "kwargs, P, msg",
     [
@@ -256,6 +393,9 @@ def test_refine_options():
         ({"groups": 0}, None, "groups"),
         ({"d_max": -1.0}, None, "d_max"),
         ({"lr_schedule": "step"}, None, "lr_schedule"),
+        ({"init": "grid"}, None, "init"),
+        ({"select": "fitness"}, None, "select"),
+        ({"inlier_factor": 0.0}, None, "inlier_factor"),
     ],
 )
 def test_bad_input(kwargs, P, msg):
