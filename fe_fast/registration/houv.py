@@ -287,7 +287,6 @@ def _inlier_score(P, Q, R, t, tau2, P_len=None, Q_len=None, G=1):
 
     B, N, _ = P.shape
     M = Q.shape[1]
-    K = R.shape[0]
     if B == 1:
         Py, Qy, Xq, Qx = P[0], Q[0], P[0].unsqueeze(0), Q[0].unsqueeze(0)
         xl = yl = None
