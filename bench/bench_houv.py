@@ -46,7 +46,8 @@ PRESETS = {
                    refine_iters=100, refine_groups=4, refine_lr=3e-3),
     # refine with a wider reach (8 groups, 200 its at lr 1e-2 reach the truth from 10-20 degrees) and
     # the inlier (truncated Chamfer) selection, which holds below alpha overlap (issue 3): mvp 0..15 at
-    # N=1024 within 5 deg 0.69 (refine: 0.56), median 0.8 deg (3.2), mean 21.6 (16.6); ~1.5x the distance work
+    # N=1024 within 5 deg 0.69 (refine: 0.56), median 0.8 deg (3.2), mean 21.6 (16.6); ~1.5x the distance work.
+    # For arbitrary rotations add init="sfib" (so3 0..15: within 5 deg 0.56 vs 0.38); see docs/registration.md
     "robust": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine",
                    refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
 }

@@ -66,6 +66,8 @@ def add_houv_arguments(p):
                    help="local Chamfer fraction during the refinement (default --alpha; below the overlap helps)")
     p.add_argument("--refine-objective", choices=("local_cd", "inlier"), default="local_cd",
                    help="refinement loss: local Chamfer (default) or the truncated Chamfer of --select inlier")
+    p.add_argument("--refine-by", choices=("local_cd", "inlier"), default=None,
+                   help="criterion that picks the groups to refine (default: --select)")
     p.add_argument("--prune-groups", type=int, default=None,
                    help="with a --schedule: after its first stage keep only this many best groups")
     p.add_argument("--seed", type=int, default=0)
@@ -120,6 +122,7 @@ def houv_kwargs(args) -> dict:
         prune_groups=args.prune_groups,
         refine_alpha=args.refine_alpha,
         refine_objective=args.refine_objective,
+        refine_by=args.refine_by,
         seed=args.seed,
         device=device,
     )

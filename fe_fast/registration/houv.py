@@ -556,6 +556,7 @@ def houv_batch(
     inlier_factor: float = 1.0,
     refine_objective: str = "local_cd",
     refine_alpha: Optional[float] = None,
+    refine_by: Optional[str] = None,
     progress: bool = False,
 ) -> List[RegistrationResult]:
     """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
@@ -598,7 +599,8 @@ def houv_batch(
     score times tau^2) in the refinement instead of the local Chamfer: only points within tau pull,
     so the result does not depend on alpha versus the overlap. ``refine_alpha`` (default ``alpha``):
     the local Chamfer's fraction during the refinement (below the overlap, the trimmed set holds
-    only overlapping points at the true pose)."""
+    only overlapping points at the true pose). ``refine_by`` (default: the ``select`` criterion):
+    ``"local_cd"`` or ``"inlier"`` picks the groups to refine."""
     _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
     if int(refine_iters) < 0:
         raise ValueError(f"refine_iters must be >= 0, got {refine_iters}")
@@ -607,6 +609,8 @@ def houv_batch(
     if refine_lr is not None and not refine_lr > 0:
         raise ValueError(f"refine_lr must be None or > 0, got {refine_lr}")
     _validate_choice(init, select, inlier_factor, refine_objective)
+    if refine_by not in (None, "local_cd", "inlier"):
+        raise ValueError(f"refine_by must be None, 'local_cd' or 'inlier', got {refine_by!r}")
     if refine_alpha is not None and not (0 < refine_alpha <= 1):
         raise ValueError(f"refine_alpha must be None or in (0, 1], got {refine_alpha}")
     if prune_groups is not None and int(prune_groups) < 1:
@@ -718,7 +722,7 @@ def houv_batch(
     Pf, Pf_len = _pad(Pn)
     Qf, Qf_len = _pad(Qn)
     tau = tau2 = None
-    if select == "inlier" or refine_objective == "inlier":
+    if select == "inlier" or refine_objective == "inlier" or refine_by == "inlier":
         # threshold from the clouds' point spacing (normalised units), one per pair
         tau = torch.tensor([inlier_factor * max(_spacing(p), _spacing(q)) for p, q in zip(Pn, Qn)],
                            dtype=torch.float32, device=device)
@@ -770,7 +774,8 @@ def houv_batch(
     if n_refine > 0:
         Gr = min(int(refine_groups), G)
         Gr = min(Gr, Gp)
-        keep = torch.topk((score + dead).view(B, G), Gr, dim=1, largest=False).indices  # [B, Gr]
+        pick = local if refine_by == "local_cd" else score if refine_by is None else evaluate(R, t, G, tau2)[2]
+        keep = torch.topk((pick + dead).view(B, G), Gr, dim=1, largest=False).indices  # [B, Gr]
         flat = (keep + torch.arange(B, device=device)[:, None] * G).reshape(-1)
         rv, rth, ru, rd = subset(flat)
         rdmax = dmax[flat]
@@ -865,6 +870,7 @@ def houv(
     inlier_factor: float = 1.0,
     refine_objective: str = "local_cd",
     refine_alpha: Optional[float] = None,
+    refine_by: Optional[str] = None,
     progress: bool = False,
 ) -> RegistrationResult:
     """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
@@ -897,6 +903,7 @@ def houv(
         inlier_factor=inlier_factor,
         refine_objective=refine_objective,
         refine_alpha=refine_alpha,
+        refine_by=refine_by,
         progress=progress,
     )[0]
 
@@ -931,6 +938,7 @@ class HOUV:
         inlier_factor: float = 1.0,
         refine_objective: str = "local_cd",
         refine_alpha: Optional[float] = None,
+        refine_by: Optional[str] = None,
         progress: bool = False,
     ):
         _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
@@ -960,6 +968,7 @@ class HOUV:
             inlier_factor=inlier_factor,
             refine_objective=refine_objective,
             refine_alpha=refine_alpha,
+            refine_by=refine_by,
             progress=progress,
         )
 

@@ -59,7 +59,8 @@ def test_register_even_init_inlier_selection_and_pruning(tiny, capsys):
     _, src, _, _ = tiny
     rc = main(["register", str(src), str(src), "--groups", "4", "--lr", "0.03", "--schedule", "60:8,120:4",
                "--prune-groups", "2", "--init", "sfib", "--select", "inlier", "--inlier-factor", "3", "--json",
-               "--refine-iters", "2", "--refine-alpha", "0.3", "--refine-objective", "inlier"])
+               "--refine-iters", "2", "--refine-alpha", "0.3", "--refine-objective", "inlier",
+               "--refine-by", "local_cd"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["iters"] == 12 + 2

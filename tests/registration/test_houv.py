@@ -379,6 +379,13 @@ def test_inlier_refinement_objective_runs():
     assert r.iters == 15
     with pytest.raises(ValueError, match="refine_alpha"):
         houv(P, Q, groups=1, iters=1, refine_alpha=1.5)
+    # refine_by: which groups are refined (default: the select criterion)
+    base = dict(groups=4, iters=10, lr=1e-2, select="inlier", seed=3)
+    plain = houv(P, Q, **base)
+    r = houv(P, Q, refine_iters=3, refine_groups=1, refine_by="local_cd", **base)
+    assert r.group == int(torch.argmin(plain.group_local_cd))
+    with pytest.raises(ValueError, match="refine_by"):
+        houv(P, Q, groups=1, iters=1, refine_by="loss")
 
 
 @pytest.mark.parametrize(
