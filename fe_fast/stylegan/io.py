@@ -504,6 +504,9 @@ def save_generator(G: Generator, path) -> None:
     meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION), "fe_fast_config": json.dumps(G.config)}
     tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     save_file(tensors, os.fspath(path), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; a model file is shared like any other
 
 
 def _is_safetensors(path) -> bool:

@@ -140,7 +140,12 @@ def test_own_format_round_trip(tmp_path):
         for blk in G.synthesis.blocks:
             blk.conv1.noise_strength.fill_(0.3)
     path = tmp_path / "g.safetensors"
-    save_generator(G, path)
+    old = os.umask(0o022)
+    try:
+        save_generator(G, path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # the umask's mode, not safetensors' 0600
     H = load_generator(path)
     assert H.config == G.config
     for k, v in G.state_dict().items():
