@@ -5,12 +5,7 @@ import torch
 from fe_fast.editing import edit, sweep, sweep_grid, unit_delta
 from fe_fast.editing.locate import locate, render, sample_styles
 
-from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser, PlantedGenerator, tiny_generator
-
-
-@pytest.fixture(scope="module")
-def G():
-    return PlantedGenerator(tiny_generator())
+from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,7 @@ import torch
 from fe_fast.editing.baselines import ganspace, interfacegan, stylespace_attribute, stylespace_region
 from fe_fast.editing.locate import classify, sample_styles
 
-from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser, PlantedGenerator, centred_classifier, tiny_generator
-
-
-@pytest.fixture(scope="module")
-def G():
-    return PlantedGenerator(tiny_generator())
-
-
-@pytest.fixture(scope="module")
-def clf(G):
-    return centred_classifier(G, 48)
+from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser
 
 
 def test_stylespace_detectors_find_planted(G, clf):

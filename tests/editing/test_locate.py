@@ -5,20 +5,10 @@ import torch
 
 from fe_fast.editing.locate import flatten_s, locate, per_sample_grads, sample_styles
 
-from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser, PlantedGenerator, centred_classifier, tiny_generator
+from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser
 
 N_ATTR = 48  # small: CI budget
 KW = dict(n_samples=N_ATTR, k=3, max_positives=12, batch_size=12)
-
-
-@pytest.fixture(scope="module")
-def G():
-    return PlantedGenerator(tiny_generator())
-
-
-@pytest.fixture(scope="module")
-def clf(G):
-    return centred_classifier(G, 48)
 
 
 def test_region_detector_ranks_planted_first(G):
