@@ -90,18 +90,10 @@ def run(args) -> int:
         s = s_for_seeds(G, seeds)
     else:
         s = load_latent(args.latent, G)
-    teacher_given = bool(args.classifier or args.parser)
-    if bool(args.channels) == teacher_given:
-        raise ValueError("give either --channels LAYER:CHANNEL,... or a teacher (--classifier/--attribute or "
-                         "--parser/--region) to locate the channels")
-    if args.channels:
-        from fe_fast.editing.locate import parse_channels
+    from fe_fast.cli.locate import channels_from_args
 
-        channels = parse_channels(args.channels, G)
-    else:
-        from fe_fast.cli.locate import locate_from_args
-
-        channels = locate_from_args(args, G)
+    channels = channels_from_args(args, G)
+    if not args.channels:
         print(channels.table())
     sweep_grid(G, s, channels, alphas, args.out, mode=args.mode)
     print(f"wrote {args.out} ({s[0].shape[0]} sample(s) x {len(alphas)} alphas)")

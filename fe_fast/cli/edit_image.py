@@ -32,23 +32,15 @@ def add_parser(sub):
 def _channels(args, G):
     from pathlib import Path
 
+    from fe_fast.cli.locate import channels_from_args
     from fe_fast.editing.locate import parse_channels
 
-    teacher_given = bool(args.classifier or args.parser)
-    if bool(args.channels) == teacher_given:
-        raise ValueError("give either --channels (LAYER:CHANNEL,... or a locate JSON file) or a teacher "
-                         "(--classifier/--attribute or --parser/--region) to locate them")
-    if args.channels:
-        p = Path(args.channels)
-        if p.suffix == ".json":
-            if not p.is_file():
-                raise FileNotFoundError(f"channels file not found: {p}")
-            items = json.loads(p.read_text())
-            return parse_channels([(c["layer"], c["channel"]) for c in items], G)
-        return parse_channels(args.channels, G)
-    from fe_fast.cli.locate import locate_from_args
-
-    return locate_from_args(args, G)
+    p = Path(args.channels) if args.channels else None
+    if p is not None and p.suffix == ".json" and not (args.classifier or args.parser):
+        if not p.is_file():
+            raise FileNotFoundError(f"channels file not found: {p}")
+        return parse_channels([(c["layer"], c["channel"]) for c in json.loads(p.read_text())], G)
+    return channels_from_args(args, G, "(LAYER:CHANNEL,... or a locate JSON file)")
 
 
 def run(args) -> int:

@@ -65,6 +65,19 @@ def locate_from_args(args, G):
                   progress=not getattr(args, "no_progress", True))
 
 
+def channels_from_args(args, G, channels_form: str = "LAYER:CHANNEL,..."):
+    """The channels to edit: ``--channels`` parsed against G, or located with the teacher the
+    arguments name; exactly one of the two must be given."""
+    if bool(args.channels) == bool(args.classifier or args.parser):
+        raise ValueError(f"give either --channels {channels_form} or a teacher (--classifier/--attribute or "
+                         "--parser/--region) to locate the channels")
+    if args.channels:
+        from fe_fast.editing.locate import parse_channels
+
+        return parse_channels(args.channels, G)
+    return locate_from_args(args, G)
+
+
 def run(args) -> int:
     import json
 
