@@ -128,9 +128,7 @@ def _generator(out: Path):
 def _faces(out: Path) -> list:
     """Toy attribute classifier, generator samples, channel localisation for two attributes
     (thesis eq. 6-4..6-6) and an edit sweep for each (eq. 6-3)."""
-    import torch
-
-    from fe_fast.editing.edit import save_grid, sweep
+    from fe_fast.editing.edit import edit, save_grid, sweep
     from fe_fast.editing.locate import attribute_index, classify, locate, sample_styles
 
     clf = _teacher(out)
@@ -147,6 +145,7 @@ def _faces(out: Path) -> list:
              "", "| attribute | channel (layer:channel) | score | target logit change at +3 units | sweep |",
              "| --- | --- | --- | --- | --- |"]
     _, s_eval = sample_styles(G, 32, seed=7)
+    logits_before = classify(G, clf, s_eval)  # every attribute, once
     for attr in ("smiling", "eyeglasses"):
         ch = locate(G, clf, attr, n_samples=300, k=3, seed=0, progress=False)
         _STATE[f"{attr}_channels"] = ch
@@ -154,12 +153,9 @@ def _faces(out: Path) -> list:
         i = attribute_index(clf, attr)
         imgs = sweep(G, [t[:4] for t in s_eval], top, [-6, -3, 0, 3, 6])  # [alphas, samples, ...]
         save_grid(imgs.transpose(0, 1), folder / f"sweep_{attr}.png")
-        from fe_fast.editing.edit import edit
-
-        before = classify(G, clf, s_eval)[:, i]
         after = classify(G, clf, edit(G, s_eval, top, 3.0))[:, i]
-        c = top[0]
-        lines.append(f"| {attr} | {c.layer}:{c.channel} | {c.score:.3g} | {float((after - before).mean()):+.2f} | "
+        c, change = top[0], float((after - logits_before[:, i]).mean())
+        lines.append(f"| {attr} | {c.layer}:{c.channel} | {c.score:.3g} | {change:+.2f} | "
                      f"{folder / f'sweep_{attr}.png'} |")
     lines += ["", f"samples: {folder / 'samples.png'}"]
     return lines
