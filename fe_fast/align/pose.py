@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -34,13 +33,9 @@ N_LANDMARKS = 68
 def frontal_template() -> np.ndarray:
     """The 68-point 3D mean face shipped with fe-fast (OpenFace's in-the-wild PDM mean, iBUG order,
     millimetres; x right, y down, z away from the camera), float64 (68, 3)."""
-    path = Path(__file__).resolve().parent.parent / "data" / "mean_face_68_3d.txt"
-    if not path.exists():
-        raise FileNotFoundError(f"fe-fast data file missing: {path} (reinstall fe-fast)")
-    T = np.loadtxt(path, dtype=np.float64)
-    if T.shape != (N_LANDMARKS, 3):
-        raise ValueError(f"{path}: expected 68 rows of x y z, got shape {T.shape}")
-    return T
+    from fe_fast.datasets.toyfaces import mean_face_68
+
+    return mean_face_68(symmetric=False)
 
 
 def check_landmarks(landmarks, name: str = "landmarks") -> np.ndarray:

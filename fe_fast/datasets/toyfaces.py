@@ -198,19 +198,25 @@ _FRAME_RGB = ((20, 20, 24), (120, 72, 30), (150, 150, 162), (150, 24, 24))
 _SS = 2  # supersampling factor of the image and of the class map
 
 
-def mean_face_68() -> np.ndarray:
+def mean_face_68(symmetric: bool = True) -> np.ndarray:
     """The 68-point 3D mean face (iBUG order, millimetres) shipped in ``fe_fast/data``:
-    array (68, 3), x to image right, y down, z away from the camera."""
-    return _MEAN.copy()
+    array (68, 3), x to image right, y down, z away from the camera. ``symmetric=True`` (what the
+    toy faces are drawn from) averages each point with its mirrored partner; ``False`` gives the
+    file's values (the template of ``fe_fast.align``)."""
+    return (_MEAN if symmetric else _RAW_MEAN).copy()
 
 
-def _load_mean() -> np.ndarray:
+def _read_mean() -> np.ndarray:
     path = Path(__file__).resolve().parent.parent / "data" / "mean_face_68_3d.txt"
     if not path.exists():
         raise FileNotFoundError(f"fe-fast data file missing: {path} (reinstall fe-fast)")
     P = np.loadtxt(path, dtype=np.float64)
     if P.shape != (68, 3):
         raise ValueError(f"{path}: expected 68 rows of x y z, got shape {P.shape}")
+    return P
+
+
+def _symmetrize(P: np.ndarray) -> np.ndarray:
     # Make the mean exactly left/right symmetric (it is to 2.6 mm): average each point with the
     # mirror of its partner so that attributes never depend on which side faces the camera.
     mirror = np.array(
@@ -222,7 +228,8 @@ def _load_mean() -> np.ndarray:
     return 0.5 * (P + Q)
 
 
-_MEAN = _load_mean()
+_RAW_MEAN = _read_mean()
+_MEAN = _symmetrize(_RAW_MEAN)
 _BROW_R = np.arange(17, 22)
 _BROW_L = np.arange(22, 27)
 # Geometry of the head (millimetres, head frame = mean-shape frame).
