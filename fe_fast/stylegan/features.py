@@ -86,13 +86,18 @@ class VGG16Features(nn.Module):
         return out
 
     @staticmethod
-    def distance(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
-        """sum over layers of the mean over positions of ||f_a/|f_a| - f_b/|f_b|||^2, per sample."""
+    def distance(fa: list[torch.Tensor], fb: list[torch.Tensor], weights=None) -> torch.Tensor:
+        """sum over layers of the mean over positions of ||f_a/|f_a| - f_b/|f_b|||^2, per sample;
+        ``weights`` (one [1, C, 1, 1] tensor per layer, e.g. LPIPS's linear layers) weight the
+        channels of the squared difference."""
         d = 0
-        for a, b in zip(fa, fb):
+        for i, (a, b) in enumerate(zip(fa, fb)):
             a = a * torch.rsqrt(a.square().sum(1, keepdim=True) + 1e-10)
             b = b * torch.rsqrt(b.square().sum(1, keepdim=True) + 1e-10)
-            d = d + (a - b).square().sum(1).mean(dim=[1, 2])
+            sq = (a - b).square()
+            if weights is not None:
+                sq = sq * weights[i].to(sq.device, sq.dtype)
+            d = d + sq.sum(1).mean(dim=[1, 2])
         return d
 
 

@@ -83,15 +83,7 @@ class VGGPerceptual(torch.nn.Module):
         if a.shape[-1] > self.size:
             a = F.interpolate(a, size=(self.size, self.size), mode="area")
             b = F.interpolate(b, size=(self.size, self.size), mode="area")
-        fa, fb = self.vgg(a), self.vgg(b)
-        if self.lin is None:
-            return self.vgg.distance(fa, fb)
-        d = 0
-        for x, y, w in zip(fa, fb, self.lin):
-            x = x * torch.rsqrt(x.square().sum(1, keepdim=True) + 1e-10)
-            y = y * torch.rsqrt(y.square().sum(1, keepdim=True) + 1e-10)
-            d = d + ((x - y).square() * w.to(x.device, x.dtype)).sum(1).mean(dim=[1, 2])
-        return d
+        return self.vgg.distance(self.vgg(a), self.vgg(b), self.lin)
 
 
 @dataclass

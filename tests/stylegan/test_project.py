@@ -47,3 +47,17 @@ def test_distances_and_bad_input(small, tmp_path):
         project(G, bad, steps=1, progress=False)
     with pytest.raises(ValueError, match="space"):
         project(G, target, space="z", steps=1, progress=False)
+
+
+def test_vgg_feature_distance_channel_weights():
+    # the LPIPS weighting of VGGPerceptual: per-layer channel weights on the normalised difference
+    from fe_fast.stylegan.features import VGG16Features
+
+    g = torch.Generator().manual_seed(0)
+    fa = [torch.randn(2, c, 4, 4, generator=g) for c in (3, 5)]
+    fb = [torch.randn(2, c, 4, 4, generator=g) for c in (3, 5)]
+    plain = VGG16Features.distance(fa, fb)
+    ones = [torch.ones(1, c, 1, 1) for c in (3, 5)]
+    torch.testing.assert_close(VGG16Features.distance(fa, fb, ones), plain)
+    only_first = [torch.ones(1, 3, 1, 1), torch.zeros(1, 5, 1, 1)]
+    torch.testing.assert_close(VGG16Features.distance(fa, fb, only_first), VGG16Features.distance(fa[:1], fb[:1]))
