@@ -29,8 +29,7 @@ def run(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from fe_fast.align import align_crop, estimate_pose
-    from fe_fast.align.landmarks import get_landmarks
+    from fe_fast.align import align_face
     from fe_fast.cli import UserError
 
     src = Path(args.image)
@@ -42,11 +41,7 @@ def run(args) -> int:
     if out.resolve() == src.resolve():
         raise UserError("--out must not overwrite the input image")
     photo = np.asarray(Image.open(src).convert("RGB"))
-    L = get_landmarks(photo, args.landmarks, device=args.device)
-    pose = None
-    if L.shape[1] == 3:
-        pose = estimate_pose(L, args.pose_method)
-    crop = align_crop(photo, L, size=args.size)
+    L, pose, crop = align_face(photo, args.landmarks, args.size, args.pose_method, args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     crop.image.save(out)
     info = {"image": str(src), "crop": str(out), **crop.to_dict(), "landmarks": L.tolist()}

@@ -60,18 +60,15 @@ def edit_photo(photo, G, channels, strength: float, *, landmarks=None, mode: str
     ``space`` with ``steps`` Adam steps, edited, decoded with the projected noise maps and pasted back."""
     from PIL import Image
 
-    from fe_fast.align import align_crop, estimate_pose
-    from fe_fast.align.landmarks import get_landmarks
+    from fe_fast.align import align_face
     from fe_fast.editing.edit import edit
     from fe_fast.stylegan.project import project
 
     img = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo))
     img = img.convert("RGB")
     arr = np.asarray(img)
-    L = get_landmarks(arr, landmarks)
-    pose = estimate_pose(L, pose_method) if L.shape[1] == 3 else None
     size = int(crop_size or G.synthesis.resolution)
-    aligned = align_crop(arr, L, size=size)
+    _, pose, aligned = align_face(arr, landmarks, size, pose_method)
     target = torch.from_numpy(np.array(aligned.image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
     proj = project(G, target, space=space, steps=steps, lr=lr, vgg_weights=vgg_weights,
                    lpips_weights=lpips_weights, seed=seed, progress=progress, device=device)
