@@ -15,7 +15,9 @@ smaller than 5 pixels (so that 8x8 images still give a 1x1 map); the fully conne
 Decoder: the mirror image, a fully connected layer ``latent_dim -> 32*h6*w6`` then six 3x3
 convolutions in reverse channel order, each stride-2 encoder layer mirrored by a nearest
 up-sampling to the exact encoder size followed by a convolution ("up-sampling convolutions"), with
-ReLU between layers and a linear last layer producing the image. No skip connections (the thesis
+ReLU between layers and a linear last layer producing the image. Hidden decoder layers are at least
+``DECODER_MIN_WIDTH`` = 16 channels wide, so the mirror of the 2-channel conv1 has 16 channels (see
+the constant for why). No skip connections (the thesis
 forbids them so that ``z`` alone must represent the image).
 """
 from __future__ import annotations
@@ -25,11 +27,15 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "encoder_geometry", "ENCODER_CHANNELS", "ENCODER_STRIDES"]
+__all__ = ["ConvAutoencoder", "encoder_geometry", "ENCODER_CHANNELS", "ENCODER_STRIDES", "DECODER_MIN_WIDTH"]
 
 ENCODER_CHANNELS: Tuple[int, ...] = (2, 16, 32, 128, 256, 32)
 ENCODER_STRIDES: Tuple[int, ...] = (1, 2, 1, 2, 2, 1)
 _BASE_PADDINGS: Tuple[int, ...] = (1, 1, 1, 1, 0, 1)
+# Narrowest hidden layer of the decoder. A literal mirror of conv1 puts a 2-channel ReLU layer just
+# before the output; on USPS both channels die within ten Adam steps and the decoder emits a constant
+# image (loss stuck above the mean-image baseline). The thesis asks only for a "similar" mirror.
+DECODER_MIN_WIDTH = 16
 
 
 def _out(size: int, stride: int, pad: int) -> int:
@@ -101,8 +107,8 @@ class ConvAutoencoder(nn.Module):
         n = len(channels)
         for j in range(n):
             i = n - 1 - j
-            cin = channels[i]
-            cout = channels[i - 1] if i > 0 else in_channels
+            cin = channels[i] if j == 0 else max(channels[i], DECODER_MIN_WIDTH)
+            cout = max(channels[i - 1], DECODER_MIN_WIDTH) if i > 0 else in_channels
             target = sizes[i]
             if strides[i] > 1:
                 dec.append(nn.Upsample(size=target, mode="nearest"))

@@ -33,6 +33,39 @@ def test_encoder_geometry_matches_table_4_2():
         encoder_geometry(3, 10)
 
 
+def _upsampled_digits_16(digits):
+    X, _ = digits
+    x = torch.from_numpy(np.asarray(X, dtype=np.float32).reshape(-1, 1, 8, 8) / 16.0)
+    return torch.nn.functional.interpolate(x[:256], size=(16, 16), mode="bilinear", align_corners=False)
+
+
+def test_decoder_learns_below_mean_image(digits):
+    """A literal mirror of the 2-channel conv1 put a 2-channel ReLU layer before the output; on USPS
+    it died within ten Adam steps and the decoder emitted a constant image. The decoder's hidden
+    layers are now >= 16 channels, and a short training must beat the mean image by far."""
+    from fe_fast.clustering import autoencoder
+
+    x = _upsampled_digits_16(digits)
+    baseline = float(((x - x.mean(0)) ** 2).flatten(1).sum(1).mean())
+    torch.manual_seed(0)
+    ae = autoencoder.ConvAutoencoder(1, 16, 16, latent_dim=32)
+    widths = [l.out_channels for l in ae.decoder_conv if isinstance(l, torch.nn.Conv2d)]
+    assert widths[-2] == 16 and min(widths[:-1]) >= 16 and widths[-1] == 1
+    opt = torch.optim.Adam(ae.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 32):
+            xb = x[perm[i : i + 32]]
+            loss = ((ae(xb)[1] - xb) ** 2).flatten(1).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        final = float(((ae(x)[1] - x) ** 2).flatten(1).sum(1).mean())
+    assert final < 0.6 * baseline, (final, baseline)
+
+
 def test_triplet_loss_hinge_and_weights():
     za = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
     zp = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
