@@ -20,7 +20,7 @@ def add_parser(sub):
     p.add_argument("--clusterer", choices=("gmm", "dbscan"), default="gmm")
     p.add_argument("--alpha", type=float, default=0.1, help="triplet weight of eq. 4-10 (default 0.1)")
     p.add_argument("--margin", type=float, default=0.5, help="margin of eq. 4-7 (default 0.5)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=64, help="images per Adam step (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--out", default="derc_out", help="output folder (default ./derc_out)")
