@@ -289,7 +289,7 @@ class DERC:
         # L_p of eq. 4-8 with the squared distance of eq. 4-11, averaged over pixels as well as
         # images (MSE). The per-pixel mean sets the balance with alpha * L_c in eq. 4-10: with the
         # per-image sum (256x larger on 16x16 USPS) alpha = 0.1 left L_c flat and the clusters
-        # unchanged; Adam makes stage 1 indifferent to the constant factor.
+        # unchanged. Adam is invariant to the constant factor except through its eps.
         return ((x_rec - x) ** 2).mean()
 
     # ------------------------------------------------------------------ API
