@@ -1,0 +1,100 @@
+"""Why DERC's seeds differ: quality of the first t-SNE map of the stage-1 codes (thesis ch. 4).
+
+Not part of CI (minutes). Trains stage 1 (eq. 4-8) exactly as ``DERC.fit`` does for one seed and,
+at the given epochs, embeds the data, runs t-SNE + the K-component mixture (the clustering that
+stage 2's first round trains on) and prints ACC, NMI and the confusion matrix (rows: classes,
+columns: mixture components). ``--tsne-seeds`` and ``--variants`` repeat the map of the last
+checkpoint with other t-SNE seeds / settings, to tell the codes' fault from t-SNE's randomness.
+
+    OMP_NUM_THREADS=2 python bench/derc_diag.py usps --seed 1 --checks 10 20 30 \\
+        --tsne-seeds 0 1 2 --variants cosine:30 euclidean:100
+
+Variants are ``metric:perplexity`` (openTSNE metrics, e.g. euclidean, cosine).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fe_fast.clustering import DERC, clustering_accuracy, nmi  # noqa: E402
+from fe_fast.clustering.derc import prepare_images  # noqa: E402
+from fe_fast.datasets.images import load_clustering_data  # noqa: E402
+
+
+def tsne_map(Z, seed, metric="euclidean", perplexity=30.0, n_jobs=2):
+    from openTSNE import TSNE
+
+    return np.asarray(
+        TSNE(n_components=2, perplexity=perplexity, metric=metric, initialization="pca",
+             random_state=seed, n_jobs=n_jobs).fit(Z),
+        dtype=np.float64,
+    )
+
+
+def report(tag, model, R, y):
+    labels, _ = model._cluster(R)
+    cm = np.zeros((int(y.max()) + 1, model.n_clusters), dtype=np.int64)
+    np.add.at(cm, (y, labels), 1)
+    print(f"== {tag}: ACC {clustering_accuracy(y, labels):.4f} NMI {nmi(y, labels):.4f}", flush=True)
+    print(cm, flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", help="usps, mnist-test, digits or a path (see fe_fast.datasets)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checks", type=int, nargs="+", default=[10, 20, 30], help="epochs at which to map")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--tsne-seeds", type=int, nargs="*", default=[])
+    ap.add_argument("--variants", nargs="*", default=[], help="metric:perplexity, e.g. cosine:30")
+    ap.add_argument("--tsne-jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    X, y = load_clustering_data(args.dataset)
+    y = np.unique(np.asarray(y), return_inverse=True)[1]
+    k = int(y.max()) + 1
+    # a DERC object only for its settings, autoencoder and mixture (same code path as fit)
+    d = DERC(k, seed=args.seed, batch_size=args.batch_size)
+    Xt = torch.from_numpy(prepare_images(X))
+    n = Xt.shape[0]
+    torch.manual_seed(args.seed)  # same order of random draws as DERC.fit's stage 1
+    gen = torch.Generator().manual_seed(args.seed)
+    from fe_fast.clustering.autoencoder import ConvAutoencoder
+
+    d._dev = torch.device("cpu")
+    d.model_ = ConvAutoencoder(*Xt.shape[1:], d.latent_dim, channels=d.channels)
+    opt = torch.optim.Adam(d.model_.parameters(), lr=d.lr, betas=tuple(d.betas))
+    t0 = time.perf_counter()
+    Z = None
+    for epoch in range(1, max(args.checks) + 1):
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, d.batch_size):
+            xb = Xt[perm[i : i + d.batch_size]]
+            _, xr = d.model_(xb)
+            loss = d._rec_loss(xr, xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * xb.shape[0]
+        print(f"epoch {epoch}: loss {total / n:.5f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if epoch in args.checks:
+            Z = d._embed(Xt)
+            report(f"epoch {epoch}, t-SNE seed {args.seed}", d, tsne_map(Z, args.seed, n_jobs=args.tsne_jobs), y)
+    for s in args.tsne_seeds:
+        report(f"epoch {max(args.checks)}, t-SNE seed {s}", d, tsne_map(Z, s, n_jobs=args.tsne_jobs), y)
+    for v in args.variants:
+        metric, perp = v.split(":")
+        R = tsne_map(Z, args.seed, metric=metric, perplexity=float(perp), n_jobs=args.tsne_jobs)
+        report(f"epoch {max(args.checks)}, t-SNE {metric} perplexity {perp}", d, R, y)
+
+
+if __name__ == "__main__":
+    main()
