@@ -63,7 +63,6 @@ def main(argv=None):
     # a DERC object only for its settings, autoencoder and mixture (same code path as fit)
     d = DERC(k, seed=args.seed, batch_size=args.batch_size)
     Xt = torch.from_numpy(prepare_images(X))
-    n = Xt.shape[0]
     torch.manual_seed(args.seed)  # same order of random draws as DERC.fit's stage 1
     gen = torch.Generator().manual_seed(args.seed)
     from fe_fast.clustering.autoencoder import ConvAutoencoder
@@ -74,17 +73,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     Z = None
     for epoch in range(1, max(args.checks) + 1):
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, d.batch_size):
-            xb = Xt[perm[i : i + d.batch_size]]
-            _, xr = d.model_(xb)
-            loss = d._rec_loss(xr, xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * xb.shape[0]
-        print(f"epoch {epoch}: loss {total / n:.5f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        loss = d._reconstruction_epoch(Xt, opt, gen, d.batch_size)
+        print(f"epoch {epoch}: loss {loss:.5f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         if epoch in args.checks:
             Z = d._embed(Xt)
             report(f"epoch {epoch}, t-SNE seed {args.seed}", d, tsne_map(Z, args.seed, n_jobs=args.tsne_jobs), y)

@@ -292,6 +292,21 @@ class DERC:
         # unchanged. Adam is invariant to the constant factor except through its eps.
         return ((x_rec - x) ** 2).mean()
 
+    def _reconstruction_epoch(self, Xt: torch.Tensor, opt, gen: torch.Generator, bs: int) -> float:
+        """One stage-1 epoch (eq. 4-8) over ``Xt`` in a shuffled order; returns the mean loss."""
+        n = Xt.shape[0]
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, bs):
+            xb = Xt[perm[i : i + bs]].to(self._dev)
+            _, xr = self.model_(xb)
+            loss = self._rec_loss(xr, xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * xb.shape[0]
+        return total / n
+
     # ------------------------------------------------------------------ API
     def fit(self, X, y=None, init_from: Optional["DERC"] = None):
         """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score history_.
@@ -334,17 +349,7 @@ class DERC:
             epochs1 = 0
         bar = tqdm(range(epochs1), desc="DERC stage 1 (autoencoder)", disable=not self.progress)
         for epoch in bar:
-            perm = torch.randperm(n, generator=gen)
-            total = 0.0
-            for i in range(0, n, bs):
-                xb = Xt[perm[i : i + bs]].to(self._dev)
-                _, xr = self.model_(xb)
-                loss = self._rec_loss(xr, xb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * xb.shape[0]
-            total /= n
+            total = self._reconstruction_epoch(Xt, opt, gen, bs)
             hist["stage1_loss"].append(total)
             bar.set_postfix(loss=f"{total:.4f}")
             if total < best * (1.0 - self.tol):
