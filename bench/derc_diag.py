@@ -3,7 +3,7 @@
 Not part of CI (minutes). Trains stage 1 (eq. 4-8) exactly as ``DERC.fit`` does for one seed and,
 at the given epochs, embeds the data, runs t-SNE + the K-component mixture (the clustering that
 stage 2's first round trains on) and prints ACC, NMI and the confusion matrix (rows: classes,
-columns: mixture components). ``--tsne-seeds`` and ``--variants`` repeat the map of the last
+columns: the non-empty mixture components). ``--tsne-seeds`` and ``--variants`` repeat the map of the last
 checkpoint with other t-SNE seeds / settings, to tell the codes' fault from t-SNE's randomness.
 
     OMP_NUM_THREADS=2 python bench/derc_diag.py usps --seed 1 --checks 10 20 30 \\
@@ -24,26 +24,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.clustering import DERC, clustering_accuracy, nmi  # noqa: E402
-from fe_fast.clustering.derc import prepare_images  # noqa: E402
+from fe_fast.clustering.derc import prepare_images, reduce_tsne  # noqa: E402
+from fe_fast.clustering.metrics import contingency  # noqa: E402
 from fe_fast.datasets.images import load_clustering_data  # noqa: E402
-
-
-def tsne_map(Z, seed, metric="euclidean", perplexity=30.0, n_jobs=2):
-    from openTSNE import TSNE
-
-    return np.asarray(
-        TSNE(n_components=2, perplexity=perplexity, metric=metric, initialization="pca",
-             random_state=seed, n_jobs=n_jobs).fit(Z),
-        dtype=np.float64,
-    )
 
 
 def report(tag, model, R, y):
     labels, _ = model._cluster(R)
-    cm = np.zeros((int(y.max()) + 1, model.n_clusters), dtype=np.int64)
-    np.add.at(cm, (y, labels), 1)
     print(f"== {tag}: ACC {clustering_accuracy(y, labels):.4f} NMI {nmi(y, labels):.4f}", flush=True)
-    print(cm, flush=True)
+    print(contingency(y, labels), flush=True)
 
 
 def main(argv=None):
@@ -58,8 +47,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     X, y = load_clustering_data(args.dataset)
-    y = np.unique(np.asarray(y), return_inverse=True)[1]
-    k = int(y.max()) + 1
+    k = int(np.unique(y).size)
     # a DERC object only for its settings, autoencoder and mixture (same code path as fit)
     d = DERC(k, seed=args.seed, batch_size=args.batch_size)
     Xt = torch.from_numpy(prepare_images(X))
@@ -77,12 +65,12 @@ def main(argv=None):
         print(f"epoch {epoch}: loss {loss:.5f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         if epoch in args.checks:
             Z = d._embed(Xt)
-            report(f"epoch {epoch}, t-SNE seed {args.seed}", d, tsne_map(Z, args.seed, n_jobs=args.tsne_jobs), y)
+            report(f"epoch {epoch}, t-SNE seed {args.seed}", d, reduce_tsne(Z, seed=args.seed, n_jobs=args.tsne_jobs), y)
     for s in args.tsne_seeds:
-        report(f"epoch {max(args.checks)}, t-SNE seed {s}", d, tsne_map(Z, s, n_jobs=args.tsne_jobs), y)
+        report(f"epoch {max(args.checks)}, t-SNE seed {s}", d, reduce_tsne(Z, seed=s, n_jobs=args.tsne_jobs), y)
     for v in args.variants:
         metric, perp = v.split(":")
-        R = tsne_map(Z, args.seed, metric=metric, perplexity=float(perp), n_jobs=args.tsne_jobs)
+        R = reduce_tsne(Z, seed=args.seed, perplexity=float(perp), n_jobs=args.tsne_jobs, metric=metric)
         report(f"epoch {max(args.checks)}, t-SNE {metric} perplexity {perp}", d, R, y)
 
 

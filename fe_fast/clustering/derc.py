@@ -78,8 +78,13 @@ def prepare_images(X, name: str = "X") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def reduce_tsne(Z: np.ndarray, seed: int = 0, perplexity: float = 30.0, n_jobs: int = 1) -> np.ndarray:
-    """2-D t-SNE of the codes (thesis eq. 4-2/4-3). openTSNE when importable, else scikit-learn."""
+def reduce_tsne(
+    Z: np.ndarray, seed: int = 0, perplexity: float = 30.0, n_jobs: int = 1, metric: str = "euclidean"
+) -> np.ndarray:
+    """2-D t-SNE of the codes (thesis eq. 4-2/4-3). openTSNE when importable, else scikit-learn.
+
+    ``metric``: distance between codes for the input affinities (DERC uses the default, euclidean).
+    """
     Z = np.asarray(Z, dtype=np.float64)
     perp = float(min(perplexity, max(2.0, (Z.shape[0] - 1) / 3.0)))
     try:
@@ -88,6 +93,7 @@ def reduce_tsne(Z: np.ndarray, seed: int = 0, perplexity: float = 30.0, n_jobs: 
         emb = TSNE(
             n_components=2,
             perplexity=perp,
+            metric=metric,
             initialization="pca",
             random_state=seed,
             n_jobs=n_jobs,
@@ -97,7 +103,7 @@ def reduce_tsne(Z: np.ndarray, seed: int = 0, perplexity: float = 30.0, n_jobs: 
     except ImportError:  # pragma: no cover - openTSNE is a pinned dependency
         from sklearn.manifold import TSNE as SKTSNE
 
-        return SKTSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(Z)
+        return SKTSNE(n_components=2, perplexity=perp, metric=metric, init="pca", random_state=seed).fit_transform(Z)
 
 
 class DERC:
