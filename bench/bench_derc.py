@@ -40,7 +40,7 @@ def run_one(name, X, y, seed, args, log):
     common = dict(
         stage1_epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha, margin=args.margin,
         triplets_per_round=args.triplets, seed=seed, progress=args.progress, tsne_n_jobs=args.tsne_jobs,
-        patience=args.patience,
+        patience=args.patience, augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
     )
     Xf = prepare_images(X).reshape(len(X), -1)
     t = time.perf_counter()
@@ -51,7 +51,9 @@ def run_one(name, X, y, seed, args, log):
         rows["k-means"] = (clustering_accuracy(y, pred), nmi(y, pred), (time.perf_counter() - t) / 60)
         log(name, seed, "k-means", rows["k-means"])
     t = time.perf_counter()
-    cache = Path(args.stage1_cache) / f"dae_{name}_seed{seed}_e{args.epochs}_b{args.batch_size}.pt" if args.stage1_cache else None
+    cache = Path(args.stage1_cache) / (
+        f"dae_{name}_seed{seed}_e{args.epochs}_b{args.batch_size}_aug{args.augment_shift}-{args.augment_rotation}.pt"
+    ) if args.stage1_cache else None
     if cache is not None and cache.is_file():
         import torch
 
@@ -94,6 +96,8 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default="bench/results/derc_runs.json")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--augment-shift", type=float, default=0.0, help="opt-in jitter (DERC augment_shift)")
+    ap.add_argument("--augment-rotation", type=float, default=0.0, help="opt-in jitter (DERC augment_rotation)")
     ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
     args = ap.parse_args(argv)
 

@@ -44,12 +44,17 @@ def main(argv=None):
     ap.add_argument("--tsne-seeds", type=int, nargs="*", default=[])
     ap.add_argument("--variants", nargs="*", default=[], help="metric:perplexity, e.g. cosine:30")
     ap.add_argument("--tsne-jobs", type=int, default=2)
+    ap.add_argument("--augment-shift", type=float, default=0.0, help="DERC augment_shift (fraction of side)")
+    ap.add_argument("--augment-rotation", type=float, default=0.0, help="DERC augment_rotation (degrees)")
     args = ap.parse_args(argv)
 
     X, y = load_clustering_data(args.dataset)
     k = int(np.unique(y).size)
     # a DERC object only for its settings, autoencoder and mixture (same code path as fit)
-    d = DERC(k, seed=args.seed, batch_size=args.batch_size)
+    d = DERC(
+        k, seed=args.seed, batch_size=args.batch_size,
+        augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
+    )
     Xt = torch.from_numpy(prepare_images(X))
     torch.manual_seed(args.seed)  # same order of random draws as DERC.fit's stage 1
     gen = torch.Generator().manual_seed(args.seed)

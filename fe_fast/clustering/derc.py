@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .augment import random_affine
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
 from .metrics import clustering_accuracy, nmi
 from .triplets import probabilistic_triplet_loss, sample_triplets
@@ -137,6 +138,10 @@ class DERC:
         codes from shrinking to a collapse).
     negative_weight: ``"complement"`` (default: ``1 - p_{n,k}`` weights the negative distance) or
         ``"printed"`` (eq. 4-7 as printed, ``p_{n,k}``); see :mod:`.triplets`.
+    augment_shift, augment_rotation: opt-in jitter, not in the thesis (default 0 = off): the
+        encoder sees each training image shifted by up to ``augment_shift`` of its side and rotated
+        by up to ``augment_rotation`` degrees, and the decoder reconstructs the clean image, in
+        both stages (:mod:`.augment`). Codes and clustering always use the clean images.
     progress: show tqdm progress bars.
 
     Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
@@ -172,6 +177,8 @@ class DERC:
         channels=ENCODER_CHANNELS,
         normalize_codes: bool = True,
         negative_weight: str = "complement",
+        augment_shift: float = 0.0,
+        augment_rotation: float = 0.0,
         progress: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -198,6 +205,8 @@ class DERC:
         self.channels = tuple(channels)
         self.normalize_codes = normalize_codes
         self.negative_weight = negative_weight
+        self.augment_shift = augment_shift
+        self.augment_rotation = augment_rotation
         self.progress = progress
 
     # ------------------------------------------------------------------ validation
@@ -227,6 +236,11 @@ class DERC:
             raise ValueError("alpha and margin must be non-negative")
         if self.latent_dim < 2:
             raise ValueError(f"latent_dim must be >= 2, got {self.latent_dim}")
+        if not 0 <= self.augment_shift < 0.5 or not 0 <= self.augment_rotation <= 180:
+            raise ValueError(
+                "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
+                f"[0, 180] degrees, got {self.augment_shift} and {self.augment_rotation}"
+            )
 
     def _device(self) -> torch.device:
         if self.device is None:
@@ -298,6 +312,10 @@ class DERC:
         # unchanged. Adam is invariant to the constant factor except through its eps.
         return ((x_rec - x) ** 2).mean()
 
+    def _jitter(self, xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        # the opt-in augmentation (no random draws when it is off, so default runs are unchanged)
+        return random_affine(xb, gen, self.augment_shift, self.augment_rotation)
+
     def _reconstruction_epoch(self, Xt: torch.Tensor, opt, gen: torch.Generator, bs: int) -> float:
         """One stage-1 epoch (eq. 4-8) over ``Xt`` in a shuffled order; returns the mean loss."""
         n = Xt.shape[0]
@@ -305,7 +323,7 @@ class DERC:
         total = 0.0
         for i in range(0, n, bs):
             xb = Xt[perm[i : i + bs]].to(self._dev)
-            _, xr = self.model_(xb)
+            _, xr = self.model_(self._jitter(xb, gen))
             loss = self._rec_loss(xr, xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -387,7 +405,7 @@ class DERC:
                         break
                     idx = torch.from_numpy(np.concatenate([a[sl], p[sl], ng[sl]]))
                     xb = Xt[idx].to(self._dev)
-                    z, xr = self.model_(xb)
+                    z, xr = self.model_(self._jitter(xb, gen))
                     b = sl.stop - sl.start
                     lp = self._rec_loss(xr, xb)
                     lc = probabilistic_triplet_loss(

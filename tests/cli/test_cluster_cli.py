@@ -43,13 +43,16 @@ def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     out = tmp_path / "o"
-    rc = main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--rounds", "0", "--out", str(out), "--json"])
+    rc = main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--rounds", "0", "--out", str(out), "--json",
+               "--augment-shift", "0.1", "--augment-rotation", "10"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["acc"] is None and res["nmi"] is None
     assert not (out / "metrics.json").exists() and (out / "labels.npy").exists()
     assert main(["cluster", str(folder), "--k", "1", "--out", str(out)]) == 2
     assert "--k must be >= 2" in capsys.readouterr().err
+    assert main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--augment-shift", "0.9", "--out", str(out)]) == 2
+    assert "augment_shift" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "nope"), "--k", "2"]) == 2
     assert main(["cluster", "usps", "--k", "2", "--data-dir", str(tmp_path)]) == 2
     assert "FE_FAST_DATA" in capsys.readouterr().err

@@ -115,7 +115,10 @@ def _tiny(digits, n=150):
     return X[:n], y[:n]
 
 
-@pytest.mark.parametrize("kwargs", [dict(reducer="tsne"), dict(reducer="none", clusterer="dbscan")])
+@pytest.mark.parametrize("kwargs", [
+    dict(reducer="tsne"), dict(reducer="none", clusterer="dbscan"),
+    dict(reducer="none", augment_shift=0.1, augment_rotation=10.0),
+])
 def test_deterministic_with_seed(digits, kwargs):
     X, y = _tiny(digits)
     cfg = dict(stage1_epochs=1, stage2_rounds=1, batch_size=64, latent_dim=16, **kwargs)
@@ -151,6 +154,8 @@ def test_bad_input(digits):
         DERC(2).fit(np.zeros((10, 7)))
     with pytest.raises(ValueError, match="reducer"):
         DERC(2, reducer="umap").fit(X)
+    with pytest.raises(ValueError, match="augment_shift"):
+        DERC(2, augment_shift=0.7).fit(X)
     with pytest.raises(ValueError, match="not fitted"):
         DERC(2).transform(X)
     m = DERC(2, stage1_epochs=1, stage2_rounds=0, latent_dim=4, reducer="none").fit(X)
