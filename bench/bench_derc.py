@@ -41,7 +41,6 @@ def run_one(name, X, y, seed, args, log):
         stage1_epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha, margin=args.margin,
         triplets_per_round=args.triplets, seed=seed, progress=args.progress, tsne_n_jobs=args.tsne_jobs,
         patience=args.patience, augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
-        map_n_init=args.map_n_init,
     )
     Xf = prepare_images(X).reshape(len(X), -1)
     t = time.perf_counter()
@@ -77,11 +76,7 @@ def run_one(name, X, y, seed, args, log):
         m = DERC(k, stage2_rounds=args.rounds, reducer=reducer, **common).fit(X, y, init_from=dae)
         per_round = [(round(r["acc"], 4), round(r["nmi"], 4)) for r in m.history_["rounds"]]
         rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1) / 60)
-        extra = f"per-round (acc, nmi) before training: {per_round}"
-        if args.map_n_init > 1 and reducer == "tsne":
-            chosen = [r["map_chosen"] for r in m.history_["rounds"]] + [m.history_["final"]["map_chosen"]]
-            extra += f"; t-SNE map chosen per round and final: {chosen}"
-        log(name, seed, label, rows[label], extra)
+        log(name, seed, label, rows[label], f"per-round (acc, nmi) before training: {per_round}")
     return rows
 
 
@@ -103,7 +98,6 @@ def main(argv=None):
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--augment-shift", type=float, default=0.0, help="opt-in jitter (DERC augment_shift)")
     ap.add_argument("--augment-rotation", type=float, default=0.0, help="opt-in jitter (DERC augment_rotation)")
-    ap.add_argument("--map-n-init", type=int, default=1, help="t-SNE maps per clustering (DERC map_n_init)")
     ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
     args = ap.parse_args(argv)
 

@@ -30,7 +30,7 @@ from fe_fast.datasets.images import load_clustering_data  # noqa: E402
 
 
 def report(tag, model, R, y):
-    labels, _, _ = model._cluster(R)
+    labels, _ = model._cluster(R)
     print(f"== {tag}: ACC {clustering_accuracy(y, labels):.4f} NMI {nmi(y, labels):.4f}", flush=True)
     print(contingency(y, labels), flush=True)
 

@@ -26,9 +26,6 @@ def add_parser(sub):
                         "their side (default 0 = off; 0.1 measured on USPS/MNIST, see bench/results/derc.md)")
     p.add_argument("--augment-rotation", type=float, default=0.0,
                    help="opt-in jitter: rotate training images by up to this many degrees (default 0 = off)")
-    p.add_argument("--map-n-init", type=int, default=1,
-                   help="t-SNE maps per clustering, the best-fitting mixture kept (default 1 = thesis; "
-                        "not in the thesis, see bench/results/derc.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--out", default="derc_out", help="output folder (default ./derc_out)")
@@ -119,7 +116,6 @@ def run(args) -> int:
         batch_size=args.batch_size,
         augment_shift=args.augment_shift,
         augment_rotation=args.augment_rotation,
-        map_n_init=args.map_n_init,
         seed=args.seed,
         device=args.device,
         progress=not args.json,

@@ -142,10 +142,6 @@ class DERC:
         encoder sees each training image shifted by up to ``augment_shift`` of its side and rotated
         by up to ``augment_rotation`` degrees, and the decoder reconstructs the clean image, in
         both stages (:mod:`.augment`). Codes and clustering always use the clean images.
-    map_n_init: t-SNE maps per clustering, not in the thesis (default 1 = thesis). t-SNE runs
-        with seeds ``seed, seed + 1, ...`` and the map whose Gaussian mixture has the highest mean
-        log-likelihood is kept, like scikit-learn's ``n_init`` for k-means and mixtures. Costs one
-        t-SNE + mixture fit per extra map in every round (``history_`` records the scores).
     progress: show tqdm progress bars.
 
     Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
@@ -183,7 +179,6 @@ class DERC:
         negative_weight: str = "complement",
         augment_shift: float = 0.0,
         augment_rotation: float = 0.0,
-        map_n_init: int = 1,
         progress: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -212,7 +207,6 @@ class DERC:
         self.negative_weight = negative_weight
         self.augment_shift = augment_shift
         self.augment_rotation = augment_rotation
-        self.map_n_init = map_n_init
         self.progress = progress
 
     # ------------------------------------------------------------------ validation
@@ -242,10 +236,6 @@ class DERC:
             raise ValueError("alpha and margin must be non-negative")
         if self.latent_dim < 2:
             raise ValueError(f"latent_dim must be >= 2, got {self.latent_dim}")
-        if isinstance(self.map_n_init, bool) or not isinstance(self.map_n_init, (int, np.integer)) or self.map_n_init < 1:
-            raise ValueError(f"map_n_init must be an integer >= 1, got {self.map_n_init!r}")
-        if self.map_n_init > 1 and self.clusterer != "gmm":
-            raise ValueError("map_n_init > 1 chooses maps by the mixture's likelihood: it needs clusterer='gmm'")
         if not 0 <= self.augment_shift < 0.5 or not 0 <= self.augment_rotation <= 180:
             raise ValueError(
                 "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
@@ -267,19 +257,18 @@ class DERC:
         self.model_.train()
         return torch.cat(out).numpy().astype(np.float64)
 
-    def _reduce(self, Z: np.ndarray, seed: int) -> np.ndarray:
+    def _reduce(self, Z: np.ndarray) -> np.ndarray:
         if not np.isfinite(Z).all() or float(Z.std(0).max()) == 0.0:
             raise RuntimeError(
                 "DERC: the encoder produced constant or non-finite codes (collapsed training); "
                 "try another seed, a lower learning rate or more varied images"
             )
         if self.reducer == "tsne":
-            return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
+            return reduce_tsne(Z, seed=self.seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
         return Z
 
     def _cluster(self, R: np.ndarray):
-        """Cluster the reduced codes; returns (labels, responsibilities (N, K'), score): the score is
-        the mixture's mean log-likelihood per point on the standardised map (None for DBSCAN)."""
+        """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
         if self.clusterer == "gmm":
             from sklearn.mixture import GaussianMixture
 
@@ -293,7 +282,7 @@ class DERC:
                 random_state=self.seed,
             ).fit(Rs)
             proba = gmm.predict_proba(Rs)
-            return proba.argmax(1), proba, float(gmm.score(Rs))
+            return proba.argmax(1), proba
         from sklearn.cluster import DBSCAN
         from sklearn.neighbors import NearestNeighbors
 
@@ -308,25 +297,7 @@ class DERC:
         lab = np.array([remap.get(c, -1) for c in labels], dtype=np.int64)
         proba = np.zeros((R.shape[0], max(1, ids.size)))
         proba[lab >= 0, lab[lab >= 0]] = 1.0
-        return lab, proba, None
-
-    def _map_and_cluster(self, Z: np.ndarray, rec: dict):
-        """Reduce the codes and cluster them (eq. 4-2..4-5). With ``map_n_init > 1`` t-SNE runs with
-        seeds ``seed, seed + 1, ...`` and the map whose mixture fits best (highest mean
-        log-likelihood per point, maps standardised alike) is kept. The scores and the chosen index go to
-        ``rec`` (mixture only)."""
-        tries = self.map_n_init if self.reducer == "tsne" else 1
-        best, scores = None, []
-        for i in range(tries):
-            R = self._reduce(Z, self.seed + i)
-            labels, proba, score = self._cluster(R)
-            scores.append(score)
-            if best is None or score > best[3]:
-                best = (R, labels, proba, score, i)
-        if best[3] is not None:
-            rec["map_scores"] = scores
-            rec["map_chosen"] = best[4]
-        return best[:3]
+        return lab, proba
 
     def _score(self, rec: dict, labels, y) -> None:
         if y is not None:
@@ -421,9 +392,9 @@ class DERC:
         for rnd in bar:
             t1 = time.perf_counter()
             Z = self._embed(Xt)
-            rec = {"round": rnd}
-            R, labels, proba = self._map_and_cluster(Z, rec)
-            rec["n_clusters_found"] = int(np.unique(labels[labels >= 0]).size)
+            R = self._reduce(Z)
+            labels, proba = self._cluster(R)
+            rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(rec, labels, y)
             a, p, ng, pp, pn = sample_triplets(proba, n_trip, rng, valid=labels >= 0)
             lr_sum = lc_sum = 0.0
@@ -459,9 +430,9 @@ class DERC:
         # ---------------- final clustering
         t2 = time.perf_counter()
         Z = self._embed(Xt)
-        final = {}
-        R, labels, proba = self._map_and_cluster(Z, final)
-        final.update(n_clusters_found=int(np.unique(labels[labels >= 0]).size), seconds=time.perf_counter() - t2)
+        R = self._reduce(Z)
+        labels, proba = self._cluster(R)
+        final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size), "seconds": time.perf_counter() - t2}
         self._score(final, labels, y)
         hist["final"] = final
         hist["seconds"] = time.perf_counter() - t0

@@ -44,7 +44,7 @@ def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     out = tmp_path / "o"
     rc = main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--rounds", "0", "--out", str(out), "--json",
-               "--augment-shift", "0.1", "--augment-rotation", "10", "--map-n-init", "2"])
+               "--augment-shift", "0.1", "--augment-rotation", "10"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["acc"] is None and res["nmi"] is None

@@ -129,20 +129,6 @@ def test_deterministic_with_seed(digits, kwargs):
     assert a.history_["stage1_loss"] == b.history_["stage1_loss"]
 
 
-def test_map_n_init_keeps_the_best_fitting_map(digits):
-    X, y = _tiny(digits, 200)
-    cfg = dict(stage1_epochs=1, stage2_rounds=1, batch_size=64, latent_dim=16, seed=3)
-    one = DERC(4, **cfg).fit(X)
-    three = DERC(4, map_n_init=3, **cfg).fit(X)
-    for rec in (three.history_["rounds"][0], three.history_["final"]):
-        scores = rec["map_scores"]
-        assert len(scores) == 3 and rec["map_chosen"] == int(np.argmax(scores))
-    # same stage 1, and map 0 of three tries is the single map of map_n_init=1 (same t-SNE seed)
-    assert np.array_equal(one.history_["stage1_loss"], three.history_["stage1_loss"])
-    assert one.history_["rounds"][0]["map_scores"] == [three.history_["rounds"][0]["map_scores"][0]]
-    assert len(set(three.history_["rounds"][0]["map_scores"])) == 3  # other seeds, other maps
-
-
 def test_dae_is_stage_one_only(digits):
     X, y = _tiny(digits, 100)
     m = DAE(3, stage1_epochs=1, batch_size=64, latent_dim=8, stage2_rounds=7).fit(X, y)
@@ -168,10 +154,6 @@ def test_bad_input(digits):
         DERC(2).fit(np.zeros((10, 7)))
     with pytest.raises(ValueError, match="reducer"):
         DERC(2, reducer="umap").fit(X)
-    with pytest.raises(ValueError, match="map_n_init"):
-        DERC(2, map_n_init=0).fit(X)
-    with pytest.raises(ValueError, match="likelihood"):
-        DERC(2, map_n_init=2, clusterer="dbscan").fit(X)
     with pytest.raises(ValueError, match="augment_shift"):
         DERC(2, augment_shift=0.7).fit(X)
     with pytest.raises(ValueError, match="not fitted"):
