@@ -20,6 +20,8 @@ def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float, max_r
     ``max_rotation`` degrees, drawn uniformly and independently per image from ``gen``.
 
     ``x``: (B, C, H, W). Bilinear resampling, zeros outside the image (the digit backgrounds are 0).
+    The rotation acts in coordinates normalised per axis, so on non-square images it also shears a
+    little.
     Returns a new tensor; ``x`` is not modified. Zero ranges return ``x`` unchanged.
     """
     if max_shift < 0 or max_rotation < 0:

@@ -131,7 +131,8 @@ class DERC:
     dbscan_eps, dbscan_min_samples: DBSCAN settings (eps None: 2x the median distance to the
         ``min_samples``-th neighbour in the reduced space).
     seed: every random choice (weights, shuffles, triplets, t-SNE, mixture) follows it; runs with
-        the same seed on CPU give the same labels.
+        the same seed and ``tsne_n_jobs`` on CPU give the same labels (openTSNE's map depends on
+        its thread count).
     device: torch device for the autoencoder (default: CUDA when available, else CPU).
     normalize_codes: triplet distances between unit-length codes (see
         :func:`.triplets.probabilistic_triplet_loss`; a documented deviation that prevents the
