@@ -56,13 +56,8 @@ def main(argv=None):
         augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
     )
     Xt = torch.from_numpy(prepare_images(X))
-    torch.manual_seed(args.seed)  # same order of random draws as DERC.fit's stage 1
-    gen = torch.Generator().manual_seed(args.seed)
-    from fe_fast.clustering.autoencoder import ConvAutoencoder
-
     d._dev = torch.device("cpu")
-    d.model_ = ConvAutoencoder(*Xt.shape[1:], d.latent_dim, channels=d.channels)
-    opt = torch.optim.Adam(d.model_.parameters(), lr=d.lr, betas=tuple(d.betas))
+    opt, gen = d._new_autoencoder(tuple(Xt.shape[1:]))  # the start of DERC.fit's stage 1
     t0 = time.perf_counter()
     Z = None
     for epoch in range(1, max(args.checks) + 1):

@@ -313,6 +313,15 @@ class DERC:
         # unchanged. Adam is invariant to the constant factor except through its eps.
         return ((x_rec - x) ** 2).mean()
 
+    def _new_autoencoder(self, image_shape):
+        """Seed torch, build the autoencoder on ``self._dev`` and its Adam, as stage 1 starts.
+        Returns ``(optimizer, generator)``; the generator draws the shuffles and the jitter."""
+        torch.manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.model_ = ConvAutoencoder(*image_shape, self.latent_dim, channels=self.channels).to(self._dev)
+        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, betas=tuple(self.betas))
+        return opt, gen
+
     def _jitter(self, xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         # the opt-in augmentation (no random draws when it is off, so default runs are unchanged)
         return random_affine(xb, gen, self.augment_shift, self.augment_rotation)
@@ -351,12 +360,8 @@ class DERC:
         self._check_params(n)
         self._dev = self._device()
         self.image_shape_ = tuple(Xn.shape[1:])
-        torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
-        C, H, W = self.image_shape_
-        self.model_ = ConvAutoencoder(C, H, W, self.latent_dim, channels=self.channels).to(self._dev)
-        opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, betas=tuple(self.betas))
+        opt, gen = self._new_autoencoder(self.image_shape_)
         Xt = torch.from_numpy(Xn)
         hist = {"stage1_loss": [], "rounds": [], "n_samples": n}
         bs = min(self.batch_size, n)
