@@ -69,11 +69,12 @@ def run_one(name, X, y, seed, args, log):
     s1 = dae.history_["stage1_seconds"]
     rows["DAE"] = (clustering_accuracy(y, dae.labels_), nmi(y, dae.labels_), (time.perf_counter() - t) / 60)
     log(name, seed, "DAE", rows["DAE"], f"stage 1: {dae.history_['stage1_epochs']} epochs, {s1 / 60:.1f} min")
-    for label, reducer in (("DERC-R", "none"), ("DERC", "tsne")):
+    for label, reducer in (("DERC-R", "none"), ("DERC", args.reducer)):
         if label not in args.methods:
             continue
         t = time.perf_counter()
-        m = DERC(k, stage2_rounds=args.rounds, reducer=reducer, **common).fit(X, y, init_from=dae)
+        n_maps = args.n_maps if label == "DERC" else 1
+        m = DERC(k, stage2_rounds=args.rounds, reducer=reducer, n_maps=n_maps, **common).fit(X, y, init_from=dae)
         per_round = [(round(r["acc"], 4), round(r["nmi"], 4)) for r in m.history_["rounds"]]
         rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1) / 60)
         log(name, seed, label, rows[label], f"per-round (acc, nmi) before training: {per_round}")
@@ -98,6 +99,8 @@ def main(argv=None):
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--augment-shift", type=float, default=0.0, help="opt-in jitter (DERC augment_shift)")
     ap.add_argument("--augment-rotation", type=float, default=0.0, help="opt-in jitter (DERC augment_rotation)")
+    ap.add_argument("--reducer", choices=("tsne", "umap"), default="tsne", help="DERC row's map (DERC reducer)")
+    ap.add_argument("--n-maps", type=int, default=1, help="DERC row: maps combined per clustering (DERC n_maps)")
     ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
     args = ap.parse_args(argv)
 

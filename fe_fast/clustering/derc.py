@@ -10,6 +10,11 @@ triplet sampling, then train the autoencoder on ``L_p + alpha * L_c`` (eq. 4-10;
 the hinged eq. 4-7, see :mod:`.triplets`). The final labels come from one more
 embed / reduce / cluster pass.
 
+Options beyond the thesis (defaults keep the thesis's algorithm): ``reducer="umap"`` maps with UMAP
+instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``seed``,
+``seed + 1``, ...) and combines their mixtures (:mod:`.consensus`), so that one map's merge of two
+close classes does not decide the clustering.
+
 Ablations of Table 4-3: ``reducer="none"`` is DERC-R (the mixture is fitted on the codes ``Z``
 directly) and :class:`DAE` is stage 1 only followed by a mixture on the codes. ``clusterer="dbscan"``
 replaces the mixture by DBSCAN (the thesis's YTF setting); DBSCAN gives hard labels, used as
@@ -26,10 +31,13 @@ import torch
 
 from .augment import random_affine
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
+from .consensus import consensus_responsibilities
 from .metrics import clustering_accuracy, nmi
 from .triplets import probabilistic_triplet_loss, sample_triplets
 
-__all__ = ["DERC", "DAE", "prepare_images", "reduce_tsne"]
+__all__ = ["DERC", "DAE", "prepare_images", "reduce_tsne", "reduce_umap"]
+
+REDUCERS = ("tsne", "umap", "none")
 
 
 def prepare_images(X, name: str = "X") -> np.ndarray:
@@ -107,6 +115,26 @@ def reduce_tsne(
         return SKTSNE(n_components=2, perplexity=perp, metric=metric, init="pca", random_state=seed).fit_transform(Z)
 
 
+def reduce_umap(Z: np.ndarray, seed: int = 0, n_neighbors: int = 20, min_dist: float = 0.0) -> np.ndarray:
+    """2-D UMAP of the codes (an option of DERC in place of t-SNE's eq. 4-2/4-3; not in the thesis).
+
+    ``min_dist=0`` packs each cluster tightly, the setting used for clustering on UMAP maps. With a
+    seed, umap-learn runs single-threaded and is deterministic.
+    """
+    try:
+        import umap
+    except ImportError as e:  # pragma: no cover - umap-learn is a pinned dependency
+        raise ImportError("reducer='umap' needs umap-learn: pip install 'fe-fast[clustering]'") from e
+    import warnings
+
+    Z = np.asarray(Z, dtype=np.float64)
+    nn = int(min(n_neighbors, Z.shape[0] - 1))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        emb = umap.UMAP(n_components=2, n_neighbors=nn, min_dist=min_dist, random_state=seed).fit_transform(Z)
+    return np.asarray(emb, dtype=np.float64)
+
+
 class DERC:
     """Deep embedded dimensionality-reduction clustering, scikit-learn style (thesis algorithm 4.1).
 
@@ -119,7 +147,11 @@ class DERC:
     stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau).
     stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only).
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
-    reducer: ``"tsne"`` (DERC) or ``"none"`` (DERC-R: cluster the codes directly).
+    reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
+        ``"none"`` (DERC-R: cluster the codes directly).
+    n_maps: maps per clustering (default 1, the thesis). With M > 1 every clustering fits the
+        mixture on M maps of the codes (seeds ``seed .. seed + M - 1``) and combines them
+        (:func:`.consensus.consensus_responsibilities`); needs a reducer and ``clusterer="gmm"``.
     clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
     batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99). The
         thesis gives no batch size; 64 is the size our USPS/MNIST measurements used
@@ -163,6 +195,7 @@ class DERC:
         triplets_per_round: Optional[int] = None,
         reducer: str = "tsne",
         clusterer: str = "gmm",
+        n_maps: int = 1,
         seed: int = 0,
         device=None,
         batch_size: int = 64,
@@ -191,6 +224,7 @@ class DERC:
         self.triplets_per_round = triplets_per_round
         self.reducer = reducer
         self.clusterer = clusterer
+        self.n_maps = n_maps
         self.seed = seed
         self.device = device
         self.batch_size = batch_size
@@ -219,8 +253,13 @@ class DERC:
             raise ValueError(f"n_clusters must be >= 2, got {k}")
         if k > n_samples:
             raise ValueError(f"n_clusters ({k}) must not exceed the number of samples ({n_samples})")
-        if self.reducer not in ("tsne", "none"):
-            raise ValueError(f"reducer must be 'tsne' or 'none', got {self.reducer!r}")
+        if self.reducer not in REDUCERS:
+            raise ValueError(f"reducer must be one of {REDUCERS}, got {self.reducer!r}")
+        if isinstance(self.n_maps, bool) or not isinstance(self.n_maps, (int, np.integer)) or self.n_maps < 1:
+            raise ValueError(f"n_maps must be a positive integer, got {self.n_maps!r}")
+        if self.n_maps > 1 and (self.reducer == "none" or self.clusterer != "gmm"):
+            raise ValueError("n_maps > 1 combines mixtures fitted on several maps: it needs reducer 'tsne' or "
+                             f"'umap' and clusterer 'gmm' (got reducer={self.reducer!r}, clusterer={self.clusterer!r})")
         if self.negative_weight not in ("printed", "complement"):
             raise ValueError(f"negative_weight must be 'printed' or 'complement', got {self.negative_weight!r}")
         if self.clusterer not in ("gmm", "dbscan"):
@@ -258,15 +297,29 @@ class DERC:
         self.model_.train()
         return torch.cat(out).numpy().astype(np.float64)
 
-    def _reduce(self, Z: np.ndarray) -> np.ndarray:
+    def _reduce(self, Z: np.ndarray, seed: Optional[int] = None) -> np.ndarray:
+        seed = self.seed if seed is None else seed
         if not np.isfinite(Z).all() or float(Z.std(0).max()) == 0.0:
             raise RuntimeError(
                 "DERC: the encoder produced constant or non-finite codes (collapsed training); "
                 "try another seed, a lower learning rate or more varied images"
             )
         if self.reducer == "tsne":
-            return reduce_tsne(Z, seed=self.seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
+            return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
+        if self.reducer == "umap":
+            return reduce_umap(Z, seed=seed)
         return Z
+
+    def _reduce_and_cluster(self, Z: np.ndarray):
+        """Map the codes and cluster the map; with ``n_maps`` > 1, combine the mixtures of several
+        maps (:mod:`.consensus`). Returns (first map, labels, responsibilities)."""
+        R = self._reduce(Z)
+        labels, proba = self._cluster(R)
+        if self.n_maps > 1:
+            probas = [proba] + [self._cluster(self._reduce(Z, seed=self.seed + m))[1] for m in range(1, self.n_maps)]
+            proba = consensus_responsibilities(probas, self.n_clusters, seed=self.seed)
+            labels = proba.argmax(1)
+        return R, labels, proba
 
     def _cluster(self, R: np.ndarray):
         """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
@@ -398,8 +451,7 @@ class DERC:
         for rnd in bar:
             t1 = time.perf_counter()
             Z = self._embed(Xt)
-            R = self._reduce(Z)
-            labels, proba = self._cluster(R)
+            R, labels, proba = self._reduce_and_cluster(Z)
             rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(rec, labels, y)
             a, p, ng, pp, pn = sample_triplets(proba, n_trip, rng, valid=labels >= 0)
@@ -436,8 +488,7 @@ class DERC:
         # ---------------- final clustering
         t2 = time.perf_counter()
         Z = self._embed(Xt)
-        R = self._reduce(Z)
-        labels, proba = self._cluster(R)
+        R, labels, proba = self._reduce_and_cluster(Z)
         final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size), "seconds": time.perf_counter() - t2}
         self._score(final, labels, y)
         hist["final"] = final
