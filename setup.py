@@ -98,9 +98,9 @@ setup(
     ],
     extras_require={
         "registration": ["open3d>=0.17"],
-        "clustering": ["openTSNE>=1.0"],
+        "clustering": ["openTSNE>=1.0", "umap-learn>=0.5"],
         "gpu": ["triton>=3.0"],
-        "all": ["open3d>=0.17", "openTSNE>=1.0", "triton>=3.0"],
+        "all": ["open3d>=0.17", "openTSNE>=1.0", "umap-learn>=0.5", "triton>=3.0"],
     },
     entry_points={"console_scripts": ["fe-fast=fe_fast.cli:main"]},
     zip_safe=False,

@@ -16,7 +16,10 @@ def add_parser(sub):
     p.add_argument("--epochs", type=int, default=100, help="maximum stage-1 (autoencoder) epochs (default 100)")
     p.add_argument("--rounds", type=int, default=5, help="stage-2 triplet rounds (default 5; 0 = autoencoder only)")
     p.add_argument("--triplets", type=int, default=None, help="triplets per round (default: number of images)")
-    p.add_argument("--reducer", choices=("tsne", "none"), default="tsne", help="t-SNE (DERC) or none (DERC-R)")
+    p.add_argument("--reducer", choices=("tsne", "umap", "none"), default="tsne",
+                   help="t-SNE (DERC, default), UMAP (not in the thesis) or none (DERC-R)")
+    p.add_argument("--n-maps", type=int, default=1,
+                   help="maps combined per clustering (default 1, the thesis; e.g. 5 with --reducer umap)")
     p.add_argument("--clusterer", choices=("gmm", "dbscan"), default="gmm")
     p.add_argument("--alpha", type=float, default=0.1, help="triplet weight of eq. 4-10 (default 0.1)")
     p.add_argument("--margin", type=float, default=0.5, help="margin of eq. 4-7 (default 0.5)")
@@ -110,6 +113,7 @@ def run(args) -> int:
         stage2_rounds=args.rounds,
         triplets_per_round=args.triplets,
         reducer=args.reducer,
+        n_maps=args.n_maps,
         clusterer=args.clusterer,
         alpha=args.alpha,
         margin=args.margin,

@@ -53,6 +53,9 @@ def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
     assert "--k must be >= 2" in capsys.readouterr().err
     assert main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--augment-shift", "0.9", "--out", str(out)]) == 2
     assert "augment_shift" in capsys.readouterr().err
+    assert main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--reducer", "none", "--n-maps", "3",
+                 "--out", str(out)]) == 2
+    assert "n_maps > 1" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "nope"), "--k", "2"]) == 2
     assert main(["cluster", "usps", "--k", "2", "--data-dir", str(tmp_path)]) == 2
     assert "FE_FAST_DATA" in capsys.readouterr().err

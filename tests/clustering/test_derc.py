@@ -116,7 +116,7 @@ def _tiny(digits, n=150):
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(reducer="tsne"), dict(reducer="none", clusterer="dbscan"),
+    dict(reducer="tsne"), dict(reducer="none", clusterer="dbscan"), dict(reducer="umap", n_maps=2),
     dict(reducer="none", augment_shift=0.1, augment_rotation=10.0),
 ])
 def test_deterministic_with_seed(digits, kwargs):
@@ -153,7 +153,12 @@ def test_bad_input(digits):
     with pytest.raises(ValueError, match="not square"):
         DERC(2).fit(np.zeros((10, 7)))
     with pytest.raises(ValueError, match="reducer"):
-        DERC(2, reducer="umap").fit(X)
+        DERC(2, reducer="pca").fit(X)
+    for bad_maps in (0, 1.5, True):
+        with pytest.raises(ValueError, match="n_maps"):
+            DERC(2, n_maps=bad_maps).fit(X)
+    with pytest.raises(ValueError, match="n_maps > 1"):
+        DERC(2, n_maps=2, clusterer="dbscan").fit(X)
     with pytest.raises(ValueError, match="augment_shift"):
         DERC(2, augment_shift=0.7).fit(X)
     with pytest.raises(ValueError, match="not fitted"):
