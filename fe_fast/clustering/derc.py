@@ -115,23 +115,37 @@ def reduce_tsne(
         return SKTSNE(n_components=2, perplexity=perp, metric=metric, init="pca", random_state=seed).fit_transform(Z)
 
 
+def _import_umap():
+    try:
+        import umap
+    except ImportError as e:  # pragma: no cover - umap-learn is a pinned dependency
+        raise ImportError("reducer='umap' needs umap-learn: pip install 'fe-fast[clustering]'") from e
+    return umap
+
+
 def reduce_umap(Z: np.ndarray, seed: int = 0, n_neighbors: int = 20, min_dist: float = 0.0) -> np.ndarray:
     """2-D UMAP of the codes (an option of DERC in place of t-SNE's eq. 4-2/4-3; not in the thesis).
 
     ``min_dist=0`` packs each cluster tightly, the setting used for clustering on UMAP maps. With a
     seed, umap-learn runs single-threaded and is deterministic.
     """
-    try:
-        import umap
-    except ImportError as e:  # pragma: no cover - umap-learn is a pinned dependency
-        raise ImportError("reducer='umap' needs umap-learn: pip install 'fe-fast[clustering]'") from e
     import warnings
+
+    umap = _import_umap()
 
     Z = np.asarray(Z, dtype=np.float64)
     nn = int(min(n_neighbors, Z.shape[0] - 1))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-        emb = umap.UMAP(n_components=2, n_neighbors=nn, min_dist=min_dist, random_state=seed).fit_transform(Z)
+    torch_threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            # numba falls back from an old system TBB to its own threading layer; nothing to do
+            warnings.filterwarnings("ignore", message="The TBB threading layer")
+            emb = umap.UMAP(n_components=2, n_neighbors=nn, min_dist=min_dist, random_state=seed).fit_transform(Z)
+    finally:
+        # numba's OpenMP layer resets the process-wide thread count (torch went from 1 to 2 threads
+        # here), which changed later codes in their last bits and so broke same-seed determinism
+        torch.set_num_threads(torch_threads)
     return np.asarray(emb, dtype=np.float64)
 
 

@@ -169,3 +169,19 @@ def test_bad_input(digits):
     Xc = X.copy()
     DERC(2, stage1_epochs=1, stage2_rounds=0, latent_dim=4, reducer="none").fit(X)
     assert np.array_equal(X, Xc)  # never modified in place
+
+
+def test_umap_map_keeps_torch_thread_count():
+    """numba's OpenMP layer resets the process's thread count; reduce_umap restores torch's, so a
+    later fit computes the same codes (same-seed determinism)."""
+    from fe_fast.clustering.derc import reduce_umap
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        R = reduce_umap(np.random.default_rng(0).normal(size=(60, 5)), seed=3)
+        assert torch.get_num_threads() == 1
+        assert R.shape == (60, 2) and np.isfinite(R).all()
+        np.testing.assert_array_equal(R, reduce_umap(np.random.default_rng(0).normal(size=(60, 5)), seed=3))
+    finally:
+        torch.set_num_threads(before)
