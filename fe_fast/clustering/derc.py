@@ -115,14 +115,6 @@ def reduce_tsne(
         return SKTSNE(n_components=2, perplexity=perp, metric=metric, init="pca", random_state=seed).fit_transform(Z)
 
 
-def _import_umap():
-    try:
-        import umap
-    except ImportError as e:  # pragma: no cover - umap-learn is a pinned dependency
-        raise ImportError("reducer='umap' needs umap-learn: pip install 'fe-fast[clustering]'") from e
-    return umap
-
-
 def reduce_umap(Z: np.ndarray, seed: int = 0, n_neighbors: int = 20, min_dist: float = 0.0) -> np.ndarray:
     """2-D UMAP of the codes (an option of DERC in place of t-SNE's eq. 4-2/4-3; not in the thesis).
 
@@ -131,8 +123,10 @@ def reduce_umap(Z: np.ndarray, seed: int = 0, n_neighbors: int = 20, min_dist: f
     """
     import warnings
 
-    umap = _import_umap()
-
+    try:
+        import umap
+    except ImportError as e:  # pragma: no cover - umap-learn is a pinned dependency
+        raise ImportError("reducer='umap' needs umap-learn: pip install 'fe-fast[clustering]'") from e
     Z = np.asarray(Z, dtype=np.float64)
     nn = int(min(n_neighbors, Z.shape[0] - 1))
     torch_threads = torch.get_num_threads()
