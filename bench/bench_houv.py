@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -182,7 +183,8 @@ def main(argv=None):
         rows[set_name] = {m: summarize(per[m][0], per[m][1]) for m in methods}
 
     lines = [
-        f"Command: `OMP_NUM_THREADS=1 python bench/bench_houv.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} python bench/bench_houv.py "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"Conditions: N={args.n_points}, {args.groups} groups, HOUV preset `{args.preset}` = {PRESETS[args.preset]}, "
         f"{args.pairs} generated pairs per protocol (seed {args.seed}); torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, total {time.time() - t_start:.0f} s; "

@@ -16,18 +16,18 @@ def _reverse(c: _Clouds) -> _Clouds:
     """Swap roles: y becomes the query cloud (a shared y is expanded), x the reference."""
     B, _, D = c.x.shape
     yq = c.y.unsqueeze(0).expand(B, -1, -1).contiguous() if c.shared else c.y
-    return _Clouds(yq, c.x, False, c.y_len, c.x_len)
+    return _Clouds(yq, c.x, False, c.y_len, c.x_len, c.padded)
 
 
 def _mean_nn(c: _Clouds, alpha: Optional[float], backend) -> torch.Tensor:
     """Mean over (selected) valid query points of the squared NN distance, per batch element."""
     if alpha is None:
         idx, _ = _search(c, None, backend)
-        d = gather_dist2(c.x, c.y, idx, c.shared)
+        d = gather_dist2(c.x, c.y, idx, c.shared, c.padded)
         return d.sum(1) / c.x_len.to(d.dtype)
     k = select_counts(c.x_len, alpha)
     idx, sel = _search(c, k, backend)
-    d = gather_dist2(c.x, c.y, idx, c.shared)
+    d = gather_dist2(c.x, c.y, idx, c.shared, c.padded)
     return (d * sel).sum(1) / k.to(d.dtype)
 
 
@@ -71,7 +71,7 @@ def projected_chamfer(x, y, planes: Sequence[str] = ("xy", "yz", "xz"), x_length
     out = []
     for p in planes:
         cols = list(PLANES[p])
-        cp = _Clouds(c.x[..., cols].contiguous(), c.y[..., cols].contiguous(), c.shared, c.x_len, c.y_len)
+        cp = _Clouds(c.x[..., cols].contiguous(), c.y[..., cols].contiguous(), c.shared, c.x_len, c.y_len, c.padded)
         out.append(_chamfer(cp, None, backend))
     return torch.stack(out, dim=1)
 

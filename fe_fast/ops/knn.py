@@ -49,6 +49,7 @@ class _Clouds(NamedTuple):
     shared: bool
     x_len: torch.Tensor  # int64 [B]
     y_len: torch.Tensor  # int64 [B]
+    padded: bool = True  # False: no lengths were given, so every point is valid (no masking needed)
 
 
 def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
@@ -86,7 +87,8 @@ def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
     y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
     check_finite("x", x, None if x_lengths is None else valid_mask(x_len, N))
     check_finite("y", y, None if y_lengths is None else valid_mask(y_len, M))
-    return _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len)
+    padded = x_lengths is not None or y_lengths is not None
+    return _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
 
 
 def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
@@ -116,12 +118,18 @@ def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
 
         idx, _, sel = knn_cuda(x, y, c.x_len, c.y_len, k)
     if k is not None and sel is None:
-        sel = select_smallest(gather_dist2(x, y, idx, c.shared), c.x_len, k)
+        sel = select_smallest(gather_dist2(x, y, idx, c.shared, c.padded), c.x_len, k)
     return idx, sel
 
 
-def gather_dist2(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, shared: bool) -> torch.Tensor:
-    """|x_i - y_idx(i)|^2 recomputed in torch (differentiable); 0 where idx is -1 (padding)."""
+def gather_dist2(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, shared: bool, padded: bool = True) -> torch.Tensor:
+    """|x_i - y_idx(i)|^2 recomputed in torch (differentiable); 0 where idx is -1 (padding).
+
+    ``padded=False`` promises that no point is padding (every idx >= 0) and skips the masking,
+    which halves the cost of this gather in HOUV's inner loop."""
+    if not padded:
+        yg = y[idx] if shared else torch.gather(y, 1, idx.unsqueeze(-1).expand(-1, -1, y.shape[-1]))
+        return ((x - yg) ** 2).sum(-1)
     valid = idx >= 0
     safe = idx.clamp_min(0)
     if shared:
@@ -162,7 +170,7 @@ def knn(x, y, x_lengths=None, y_lengths=None, *, backend: Optional[str] = None) 
     """
     c = prepare(x, y, x_lengths, y_lengths)
     idx, _ = _search(c, None, backend)
-    return KNN(gather_dist2(c.x, c.y, idx, c.shared), idx)
+    return KNN(gather_dist2(c.x, c.y, idx, c.shared, c.padded), idx)
 
 
 def knn_select(x, y, alpha: float, x_lengths=None, y_lengths=None, *, backend: Optional[str] = None) -> KNNSelect:
@@ -175,7 +183,7 @@ def knn_select(x, y, alpha: float, x_lengths=None, y_lengths=None, *, backend: O
     c = prepare(x, y, x_lengths, y_lengths)
     k = select_counts(c.x_len, alpha)
     idx, sel = _search(c, k, backend)
-    return KNNSelect(gather_dist2(c.x, c.y, idx, c.shared), idx, sel)
+    return KNNSelect(gather_dist2(c.x, c.y, idx, c.shared, c.padded), idx, sel)
 
 
 
