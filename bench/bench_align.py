@@ -12,7 +12,9 @@ Prints mean / max absolute error of yaw, pitch, roll (degrees) and median second
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -60,7 +62,8 @@ def main(argv=None):
         for m in errs:
             e = np.array(errs[m])
             rows.append((cond, m, e.mean(0), e.max(0), float(np.median(secs[m]))))
-    lines = [f"Command: `python bench/bench_align.py {' '.join(argv) if argv else ''}`".replace(" `", "`"),
+    cmd = " ".join(["python bench/bench_align.py", *(sys.argv[1:] if argv is None else argv)])
+    lines = [f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} {cmd}`",
              f"{args.n} toy faces per condition (seed {args.seed}), yaw U(-60, 60), pitch and roll U(-15, 15); "
              f"HOUV: {args.groups} groups, {args.iters} iterations, lr {args.lr}; "
              f"{platform.machine()}, total {time.time() - t_all:.0f} s.", "",
