@@ -1,8 +1,10 @@
 """Thesis Table 3-1 on generated MVP-style partial pairs and on the real bunny ring scans:
 HOUV, HOUV_pri and the Open3D baselines (ICP, FGR, RANSAC+ICP) in one run. Not part of CI.
 
-    OMP_NUM_THREADS=1 python bench/bench_houv.py --pairs 200            # the full issue protocol
-    OMP_NUM_THREADS=1 python bench/bench_houv.py --pairs 20 --out bench/results/houv.md
+    OMP_NUM_THREADS=2 python bench/bench_houv.py --pairs 200 --preset robust   # the full issue protocol (~3 h on 2 cores)
+    OMP_NUM_THREADS=2 python bench/bench_houv.py --pairs 32 --preset robust --pairs-dir .gpudata/pairs \\
+        --out bench/results/houv.md                                         # bench/results/houv.md (30 min)
+    OMP_NUM_THREADS=1 ...   # on a machine shared with other jobs (see docs/registration.md)
 
 Columns: mean rotation error (deg, eq. 3-13), mean translation error (L2), mean MSE (eq. 3-14),
 recall (rot < 5 deg and trans < 5 % of the target's bbox diagonal), median seconds per pair.
@@ -51,6 +53,13 @@ PRESETS = {
     # For arbitrary rotations add init="sfib" (so3 0..15: within 5 deg 0.56 vs 0.38); see docs/registration.md
     "robust": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine",
                    refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
+    # robust, but only the 8 groups best by the inlier score after the 256-point stage go on to the
+    # 1024-point stage and the refinement (about 1 s less per pair on 2 cores)
+    "robust-pruned": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine", prune_groups=8,
+                          refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
+    # robust with even (Super-Fibonacci) initial rotations, for arbitrary rotations (so3)
+    "robust-sfib": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine", init="sfib",
+                        refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
 }
 
 
