@@ -1,9 +1,11 @@
 """Thesis Table 3-1 on generated MVP-style partial pairs and on the real bunny ring scans:
 HOUV, HOUV_pri and the Open3D baselines (ICP, FGR, RANSAC+ICP) in one run. Not part of CI.
 
-    OMP_NUM_THREADS=2 python bench/bench_houv.py --pairs 200 --preset robust   # the full issue protocol (~3 h on 2 cores)
+    OMP_NUM_THREADS=2 python bench/bench_houv.py --pairs 200 --preset robust   # the full issue protocol (~1.5-3 h on 2 cores)
     OMP_NUM_THREADS=2 python bench/bench_houv.py --pairs 32 --preset robust --pairs-dir .gpudata/pairs \\
-        --out bench/results/houv.md                                         # bench/results/houv.md (30 min)
+        --out bench/results/houv.md                                         # bench/results/houv.md (17 min)
+    OMP_NUM_THREADS=2 python bench/bench_houv.py --pairs 32 --preset robust-wide \\
+        --methods HOUV HOUV_pri --pairs-dir .gpudata/pairs    # the most accurate HOUV rows (results/houv.md)
     OMP_NUM_THREADS=1 ...   # on a machine shared with other jobs (see docs/registration.md)
 
 Columns: mean rotation error (deg, eq. 3-13), mean translation error (L2), mean MSE (eq. 3-14),
@@ -31,40 +33,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fe_fast.cli.register import parse_pairs_spec
 from fe_fast.datasets import bunny
 from fe_fast.datasets import partial_pairs as pp
 from fe_fast.registration import baselines, houv, houv_batch
 from fe_fast.registration.metrics import evaluate, summarize
+from fe_fast.registration.presets import PRESETS, preset
 
 PRI_BOUNDS = [[0, 45], [45, 90], [90, 135], [135, 180]]  # thesis §3.3.2: 180 degrees in 4 ranges
 
-PRESETS = {
-    # thesis settings (§3.3.2): 500 Adam iterations, lr 1e-3, all points
-    "thesis": dict(iters=500, lr=1e-3),
-    # coarse-to-fine + cosine-annealed larger rate (options beyond the thesis)
-    "fast": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine"),
-    # fast + local refinement without the projected terms (their optimum is biased on partial pairs):
-    # the 4 best groups, 100 more iterations at full resolution, lr 3e-3 cosine (issue 3 diagnosis)
-    "refine": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine",
-                   refine_iters=100, refine_groups=4, refine_lr=3e-3),
-    # refine with a wider reach (8 groups, 200 its at lr 1e-2 reach the truth from 10-20 degrees) and
-    # the inlier (truncated Chamfer) selection, which holds below alpha overlap (issue 3): mvp 0..15 at
-    # N=1024 within 5 deg 0.69 (refine: 0.56), median 0.8 deg (3.2), mean 21.6 (16.6); ~1.5x the distance work.
-    # For arbitrary rotations add init="sfib" (so3 0..15: within 5 deg 0.56 vs 0.38); see docs/registration.md
-    "robust": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine",
-                   refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
-    # robust, but only the 8 groups best by the inlier score after the 256-point stage go on to the
-    # 1024-point stage and the refinement (about 1 s less per pair on 2 cores)
-    "robust-pruned": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine", prune_groups=8,
-                          refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
-    # robust with even (Super-Fibonacci) initial rotations, for arbitrary rotations (so3)
-    "robust-sfib": dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine", init="sfib",
-                        refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier"),
-}
-
-
-def houv_method(preset, groups, pri, device=None):
-    kw = dict(PRESETS[preset], groups=groups, device=device)
+def houv_method(name, groups, pri, device=None, schedule=None):
+    kw = dict(preset(name), device=device)
+    if groups is not None:
+        kw["groups"] = groups
+    if schedule is not None:
+        kw["schedule"] = schedule
     if pri:
         kw["angle_bounds"] = PRI_BOUNDS
 
@@ -132,8 +115,9 @@ def main(argv=None):
     ap.add_argument("--no-real", action="store_true", help="skip the bunny ring scans")
     ap.add_argument("--real-limit", type=int, default=None, help="use only the first K real pairs")
     ap.add_argument("--n-points", type=int, default=2048)
-    ap.add_argument("--groups", type=int, default=32)
+    ap.add_argument("--groups", type=int, default=None, help="hypotheses per pair (default: the preset's, else 32)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="refine")
+    ap.add_argument("--schedule", default=None, help="replaces the preset's schedule, e.g. '256:100,1024:50'")
     ap.add_argument("--methods", nargs="*", default=["HOUV", "HOUV_pri", "ICP", "FGR", "RANSAC+ICP"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
@@ -144,13 +128,14 @@ def main(argv=None):
                          "(lets a machine without Open3D or the bunny scans run the same pairs)")
     ap.add_argument("--out", default=None, help="markdown file for the table (and <out>.jsonl per pair)")
     args = ap.parse_args(argv)
+    schedule = parse_pairs_spec(args.schedule, "--schedule", int)
 
     methods = {}
     for m in args.methods:
         if m == "HOUV":
-            methods[m] = houv_method(args.preset, args.groups, False, args.device)
+            methods[m] = houv_method(args.preset, args.groups, False, args.device, schedule)
         elif m == "HOUV_pri":
-            methods[m] = houv_method(args.preset, args.groups, True, args.device)
+            methods[m] = houv_method(args.preset, args.groups, True, args.device, schedule)
         else:
             methods[m] = o3d_method(m)
 
@@ -194,7 +179,8 @@ def main(argv=None):
     lines = [
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} python bench/bench_houv.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"Conditions: N={args.n_points}, {args.groups} groups, HOUV preset `{args.preset}` = {PRESETS[args.preset]}, "
+        f"Conditions: N={args.n_points}, {args.groups or PRESETS[args.preset].get('groups', 32)} groups, HOUV preset `{args.preset}` = {PRESETS[args.preset]}"
+        f"{f' with schedule {schedule}' if schedule else ''}, "
         f"{args.pairs} generated pairs per protocol (seed {args.seed}); torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, total {time.time() - t_start:.0f} s; "
         f"HOUV on {_device_name(args.device)}"

@@ -32,6 +32,11 @@ def add_parser(sub):
 
 def add_houv_arguments(p):
     """HOUV options shared by ``register`` and ``register-batch``."""
+    p.add_argument("--preset", metavar="NAME", default=None,
+                   help="named settings that fill the options left at their default: thesis, fast, refine, "
+                        "robust, robust-pruned, robust-sfib, robust-wide (fe_fast.registration.presets, measured in "
+                        "bench/results/houv.md; robust-wide was the most accurate on generated pairs, robust-sfib "
+                        "suits arbitrary rotations); default: the thesis's settings")
     p.add_argument("--alpha", type=float, default=0.5, help="local Chamfer fraction, eq. 3-9 (default 0.5)")
     p.add_argument("--beta", type=float, default=0.1, help="projected Chamfer weight, eq. 3-11 (default 0.1)")
     p.add_argument("--groups", type=int, default=32, help="random initialisations optimised together (default 32)")
@@ -49,6 +54,8 @@ def add_houv_arguments(p):
         default=None,
         help="coarse-to-fine point counts and iterations, e.g. '256:400,2048:100' (replaces --iters)",
     )
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="Adam rate over each schedule stage (default constant, the thesis)")
     p.add_argument("--early-stop", type=float, default=None, help="relative plateau tolerance (off by default)")
     p.add_argument("--refine-iters", type=int, default=0,
                    help="after the schedule: iterations of local-Chamfer-only refinement of the best groups "
@@ -72,6 +79,7 @@ def add_houv_arguments(p):
                    help="with a --schedule: after its first stage keep only this many best groups")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.set_defaults(_houv_defaults={a.dest: a.default for a in p._actions})
 
 
 def parse_pairs_spec(text, name, cast=float):
@@ -102,12 +110,13 @@ def houv_kwargs(args) -> dict:
             raise ValueError(f"--device: not a device: {args.device!r}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda: CUDA is not available")
-    return dict(
+    kw = dict(
         alpha=args.alpha,
         beta=args.beta,
         groups=args.groups,
         iters=args.iters,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         mapping=args.mapping,
         d_max=args.d_max,
         angle_bounds=parse_pairs_spec(args.angle_bounds, "--angle-bounds"),
@@ -126,6 +135,13 @@ def houv_kwargs(args) -> dict:
         seed=args.seed,
         device=device,
     )
+    if args.preset is not None:
+        from fe_fast.registration.presets import preset
+
+        for k, v in preset(args.preset).items():  # the preset fills only the options left at their default
+            if getattr(args, k) == args._houv_defaults[k]:
+                kw[k] = v
+    return kw
 
 
 def read_cloud(path):
@@ -224,5 +240,5 @@ def run(args) -> int:
             print("  " + " ".join(f"{v: .8f}" for v in row))
         print(f"local Chamfer (eq. 3-9): {out['local_cd']:.6g}")
         print(f"hybrid loss (eq. 3-11): {out['loss']:.6g}")
-        print(f"group {out['group']} of {args.groups}, {out['iters']} iterations, {out['seconds']:.2f} s")
+        print(f"group {out['group']} of {kw['groups']}, {out['iters']} iterations, {out['seconds']:.2f} s")
     return 0

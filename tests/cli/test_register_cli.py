@@ -111,3 +111,33 @@ def test_register_batch(tiny, capsys):
     assert np.array(rows[0]["transform"]).shape == (4, 4)
     (tmp / "nocols.csv").write_text("a,b\nx,y\n")
     assert main(["register-batch", str(tmp / "nocols.csv"), "--out", str(out)]) == 2
+
+
+def test_register_preset_fills_only_options_left_at_default(tiny, capsys):
+    from fe_fast.cli import build_parser
+    from fe_fast.cli.register import houv_kwargs
+
+    _, src, _, _ = tiny
+    args = build_parser().parse_args(["register", str(src), str(src), "--preset", "robust-wide", "--refine-iters", "7"])
+    kw = houv_kwargs(args)
+    assert kw["groups"] == 64 and kw["prune_groups"] == 8 and kw["select"] == "inlier"
+    assert kw["lr_schedule"] == "cosine" and kw["schedule"] == [(256, 150), (1024, 50)]
+    assert kw["refine_iters"] == 7  # given explicitly: the preset does not replace it
+    thesis = houv_kwargs(build_parser().parse_args(["register", str(src), str(src)]))
+    assert thesis["groups"] == 32 and thesis["iters"] == 500 and thesis["lr_schedule"] == "constant"
+    rc = main(["register", str(src), str(src), "--preset", "robust", "--schedule", "60:6,120:3", "--groups", "4",
+               "--refine-iters", "2", "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["iters"] == 9 + 2
+    assert main(["register", str(src), str(src), "--preset", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "robust-wide" in err and len(err.splitlines()) == 1
+
+
+def test_register_help_names_every_preset(capsys):
+    from fe_fast.registration.presets import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["register", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in PRESETS)
