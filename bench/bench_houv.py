@@ -23,6 +23,7 @@ as seconds per pair.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -42,12 +43,18 @@ from fe_fast.registration.presets import PRESETS, preset
 
 PRI_BOUNDS = [[0, 45], [45, 90], [90, 135], [135, 180]]  # thesis §3.3.2: 180 degrees in 4 ranges
 
-def houv_method(name, groups, pri, device=None, schedule=None):
-    kw = dict(preset(name), device=device)
+def houv_settings(name, groups=None, schedule=None):
+    """The preset's houv() arguments with the command line's --groups / --schedule on top."""
+    kw = {"groups": inspect.signature(houv).parameters["groups"].default, **preset(name)}
     if groups is not None:
         kw["groups"] = groups
     if schedule is not None:
         kw["schedule"] = schedule
+    return kw
+
+
+def houv_method(settings, pri, device=None):
+    kw = dict(settings, device=device)
     if pri:
         kw["angle_bounds"] = PRI_BOUNDS
 
@@ -128,14 +135,14 @@ def main(argv=None):
                          "(lets a machine without Open3D or the bunny scans run the same pairs)")
     ap.add_argument("--out", default=None, help="markdown file for the table (and <out>.jsonl per pair)")
     args = ap.parse_args(argv)
-    schedule = parse_pairs_spec(args.schedule, "--schedule", int)
+    settings = houv_settings(args.preset, args.groups, parse_pairs_spec(args.schedule, "--schedule", int))
 
     methods = {}
     for m in args.methods:
         if m == "HOUV":
-            methods[m] = houv_method(args.preset, args.groups, False, args.device, schedule)
+            methods[m] = houv_method(settings, False, args.device)
         elif m == "HOUV_pri":
-            methods[m] = houv_method(args.preset, args.groups, True, args.device, schedule)
+            methods[m] = houv_method(settings, True, args.device)
         else:
             methods[m] = o3d_method(m)
 
@@ -179,8 +186,7 @@ def main(argv=None):
     lines = [
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} python bench/bench_houv.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"Conditions: N={args.n_points}, {args.groups or PRESETS[args.preset].get('groups', 32)} groups, HOUV preset `{args.preset}` = {PRESETS[args.preset]}"
-        f"{f' with schedule {schedule}' if schedule else ''}, "
+        f"Conditions: N={args.n_points}, {settings['groups']} groups, HOUV preset `{args.preset}` -> {settings}, "
         f"{args.pairs} generated pairs per protocol (seed {args.seed}); torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, total {time.time() - t_start:.0f} s; "
         f"HOUV on {_device_name(args.device)}"

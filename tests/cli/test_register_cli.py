@@ -141,3 +141,14 @@ def test_register_help_names_every_preset(capsys):
         main(["register", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(name in text for name in PRESETS)
+
+
+def test_register_accepts_every_preset(tiny):
+    from fe_fast.cli import build_parser
+    from fe_fast.cli.register import houv_kwargs
+    from fe_fast.registration.presets import PRESETS, preset
+
+    _, src, _, _ = tiny
+    for name in PRESETS:  # every preset key must be a register option, or --preset NAME fails
+        kw = houv_kwargs(build_parser().parse_args(["register", str(src), str(src), "--preset", name]))
+        assert {k: kw[k] for k in preset(name)} == preset(name)
