@@ -34,6 +34,23 @@ THESIS = {  # Table 4-3 (ACC, NMI)
 }
 
 
+def stage1(name, X, y, k, seed, common, args):
+    """The stage-1 model (a fitted DAE) of one seed, trained or loaded from ``--stage1-cache``."""
+    import torch
+
+    cache = Path(args.stage1_cache) / (
+        f"dae_{name}_seed{seed}_e{args.epochs}_b{args.batch_size}_aug{args.augment_shift}-{args.augment_rotation}.pt"
+    ) if args.stage1_cache else None
+    if cache is not None and cache.is_file():
+        print(f"[{name} seed {seed}] stage 1 loaded from {cache}", flush=True)
+        return torch.load(cache, weights_only=False)  # our own file, written below
+    dae = DAE(k, **dict(common, seed=seed)).fit(X, y)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dae, cache)
+    return dae
+
+
 def run_one(name, X, y, seed, args, log):
     k = int(np.unique(y).size)
     rows = {}
@@ -51,21 +68,7 @@ def run_one(name, X, y, seed, args, log):
         rows["k-means"] = (clustering_accuracy(y, pred), nmi(y, pred), (time.perf_counter() - t) / 60)
         log(name, seed, "k-means", rows["k-means"])
     t = time.perf_counter()
-    cache = Path(args.stage1_cache) / (
-        f"dae_{name}_seed{seed}_e{args.epochs}_b{args.batch_size}_aug{args.augment_shift}-{args.augment_rotation}.pt"
-    ) if args.stage1_cache else None
-    if cache is not None and cache.is_file():
-        import torch
-
-        dae = torch.load(cache, weights_only=False)  # our own file, written below
-        print(f"[{name} seed {seed}] stage 1 loaded from {cache}", flush=True)
-    else:
-        dae = DAE(k, **common).fit(X, y)
-        if cache is not None:
-            import torch
-
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(dae, cache)
+    dae = stage1(name, X, y, k, seed, common, args)
     s1 = dae.history_["stage1_seconds"]
     rows["DAE"] = (clustering_accuracy(y, dae.labels_), nmi(y, dae.labels_), (time.perf_counter() - t) / 60)
     log(name, seed, "DAE", rows["DAE"], f"stage 1: {dae.history_['stage1_epochs']} epochs, {s1 / 60:.1f} min")
@@ -74,9 +77,16 @@ def run_one(name, X, y, seed, args, log):
             continue
         t = time.perf_counter()
         n_maps = args.n_maps if label == "DERC" else 1
-        m = DERC(k, stage2_rounds=args.rounds, reducer=reducer, n_maps=n_maps, **common).fit(X, y, init_from=dae)
+        # DERC's n_autoencoders option: the extra stage-1 models (seeds seed + 1000 m, as DERC.fit
+        # seeds them) are trained here like the first, and their stage-1 time counts in the minutes
+        daes = [dae] + [stage1(name, X, y, k, seed + 1000 * j, common, args) for j in range(1, args.n_autoencoders)]
+        s1_all = sum(d.history_["stage1_seconds"] for d in daes)
+        t = time.perf_counter()
+        m = DERC(
+            k, stage2_rounds=args.rounds, reducer=reducer, n_maps=n_maps, n_autoencoders=len(daes), **common
+        ).fit(X, y, init_from=daes if len(daes) > 1 else dae)
         per_round = [(round(r["acc"], 4), round(r["nmi"], 4)) for r in m.history_["rounds"]]
-        rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1) / 60)
+        rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1_all) / 60)
         log(name, seed, label, rows[label], f"per-round (acc, nmi) before training: {per_round}")
     return rows
 
@@ -101,6 +111,8 @@ def main(argv=None):
     ap.add_argument("--augment-rotation", type=float, default=0.0, help="opt-in jitter (DERC augment_rotation)")
     ap.add_argument("--reducer", choices=("tsne", "umap"), default="tsne", help="DERC row's map (DERC reducer)")
     ap.add_argument("--n-maps", type=int, default=1, help="DERC row: maps combined per clustering (DERC n_maps)")
+    ap.add_argument("--n-autoencoders", type=int, default=1,
+                    help="DERC row: stage-1 autoencoders whose clusterings vote in the first round (DERC n_autoencoders)")
     ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
     args = ap.parse_args(argv)
 

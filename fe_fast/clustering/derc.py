@@ -204,6 +204,7 @@ class DERC:
         reducer: str = "tsne",
         clusterer: str = "gmm",
         n_maps: int = 1,
+        n_autoencoders: int = 1,
         seed: int = 0,
         device=None,
         batch_size: int = 64,
@@ -233,6 +234,7 @@ class DERC:
         self.reducer = reducer
         self.clusterer = clusterer
         self.n_maps = n_maps
+        self.n_autoencoders = n_autoencoders
         self.seed = seed
         self.device = device
         self.batch_size = batch_size
@@ -268,6 +270,12 @@ class DERC:
         if self.n_maps > 1 and (self.reducer == "none" or self.clusterer != "gmm"):
             raise ValueError("n_maps > 1 combines mixtures fitted on several maps: it needs reducer 'tsne' or "
                              f"'umap' and clusterer 'gmm' (got reducer={self.reducer!r}, clusterer={self.clusterer!r})")
+        if (isinstance(self.n_autoencoders, bool) or not isinstance(self.n_autoencoders, (int, np.integer))
+                or self.n_autoencoders < 1):
+            raise ValueError(f"n_autoencoders must be a positive integer, got {self.n_autoencoders!r}")
+        if self.n_autoencoders > 1 and self.clusterer != "gmm":
+            raise ValueError("n_autoencoders > 1 combines the mixtures of several autoencoders' codes: it needs "
+                             f"clusterer 'gmm' (got {self.clusterer!r})")
         if self.negative_weight not in ("printed", "complement"):
             raise ValueError(f"negative_weight must be 'printed' or 'complement', got {self.negative_weight!r}")
         if self.clusterer not in ("gmm", "dbscan"):
@@ -318,13 +326,15 @@ class DERC:
             return reduce_umap(Z, seed=seed)
         return Z
 
-    def _reduce_and_cluster(self, Z: np.ndarray):
+    def _reduce_and_cluster(self, Z: np.ndarray, seed: Optional[int] = None):
         """Map the codes and cluster the map; with ``n_maps`` > 1, combine the mixtures of several
-        maps (:mod:`.consensus`). Returns (first map, labels, responsibilities)."""
-        R = self._reduce(Z)
+        maps (seeds ``seed``, ``seed + 1``, ...; :mod:`.consensus`). Returns (first map, labels,
+        responsibilities)."""
+        seed = self.seed if seed is None else seed
+        R = self._reduce(Z, seed=seed)
         labels, proba = self._cluster(R)
         if self.n_maps > 1:
-            probas = [proba] + [self._cluster(self._reduce(Z, seed=self.seed + m))[1] for m in range(1, self.n_maps)]
+            probas = [proba] + [self._cluster(self._reduce(Z, seed=seed + m))[1] for m in range(1, self.n_maps)]
             proba = consensus_responsibilities(probas, self.n_clusters, seed=self.seed)
             labels = proba.argmax(1)
         return R, labels, proba
@@ -374,11 +384,12 @@ class DERC:
         # unchanged. Adam is invariant to the constant factor except through its eps.
         return ((x_rec - x) ** 2).mean()
 
-    def _new_autoencoder(self, image_shape):
+    def _new_autoencoder(self, image_shape, seed: Optional[int] = None):
         """Seed torch, build the autoencoder on ``self._dev`` and its Adam, as stage 1 starts.
         Returns ``(optimizer, generator)``; the generator draws the shuffles and the jitter."""
-        torch.manual_seed(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
+        seed = self.seed if seed is None else seed
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
         self.model_ = ConvAutoencoder(*image_shape, self.latent_dim, channels=self.channels).to(self._dev)
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, betas=tuple(self.betas))
         return opt, gen
@@ -402,13 +413,42 @@ class DERC:
             total += float(loss.detach()) * xb.shape[0]
         return total / n
 
+    def _stage1(self, Xt: torch.Tensor, seed: int, init_from, desc: str):
+        """Stage 1 (eq. 4-8) of one autoencoder seeded with ``seed``, or its weights copied from a
+        fitted ``init_from``. Leaves it in ``self.model_``; returns ``(optimizer, generator,
+        losses, epochs trained, seconds)``."""
+        from tqdm.auto import tqdm
+
+        opt, gen = self._new_autoencoder(self.image_shape_, seed)
+        bs = min(self.batch_size, Xt.shape[0])
+        t0 = time.perf_counter()
+        if init_from is not None:
+            if getattr(init_from, "image_shape_", None) != self.image_shape_:
+                raise ValueError("init_from was fitted on images of another shape")
+            self.model_.load_state_dict(init_from.model_.state_dict())
+            return opt, gen, list(init_from.history_["stage1_loss"]), 0, time.perf_counter() - t0
+        losses, best, stale = [], math.inf, 0
+        bar = tqdm(range(self.stage1_epochs), desc=desc, disable=not self.progress)
+        for _ in bar:
+            total = self._reconstruction_epoch(Xt, opt, gen, bs)
+            losses.append(total)
+            bar.set_postfix(loss=f"{total:.4f}")
+            if total < best * (1.0 - self.tol):
+                best, stale = total, 0
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        return opt, gen, losses, len(losses), time.perf_counter() - t0
+
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, init_from: Optional["DERC"] = None):
+    def fit(self, X, y=None, init_from=None):
         """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score history_.
 
-        ``init_from``: a fitted :class:`DERC`/:class:`DAE` on images of the same shape; its
-        autoencoder weights replace stage 1 (used by the benchmark so that DAE, DERC-R and DERC
-        share one stage-1 training, as in the thesis's ablation).
+        ``init_from``: a fitted :class:`DERC`/:class:`DAE` on images of the same shape (or, with
+        ``n_autoencoders`` > 1, a list of one per autoencoder); its autoencoder weights replace
+        stage 1 (used by the benchmark so that DAE, DERC-R and DERC share one stage-1 training, as
+        in the thesis's ablation); their stage-1 seconds add up in ``history_["stage1_init_seconds"]``.
         """
         from tqdm.auto import tqdm
 
@@ -419,38 +459,41 @@ class DERC:
             if y.shape[0] != n:
                 raise ValueError(f"y has {y.shape[0]} labels but X has {n} images")
         self._check_params(n)
+        inits = list(init_from) if isinstance(init_from, (list, tuple)) else [init_from] * (init_from is not None)
+        if inits and len(inits) != self.n_autoencoders:
+            raise ValueError(f"init_from: {len(inits)} fitted models given for n_autoencoders={self.n_autoencoders}")
+        inits = inits or [None] * self.n_autoencoders
         self._dev = self._device()
         self.image_shape_ = tuple(Xn.shape[1:])
         rng = np.random.default_rng(self.seed)
-        opt, gen = self._new_autoencoder(self.image_shape_)
         Xt = torch.from_numpy(Xn)
         hist = {"stage1_loss": [], "rounds": [], "n_samples": n}
         bs = min(self.batch_size, n)
 
         # ---------------- stage 1: reconstruction (eq. 4-8)
+        # The extra autoencoders of the ensemble option (seeds seed + 1000 m) only vote in the first
+        # clustering; they are trained first so that autoencoder 0 starts exactly as without them.
         t0 = time.perf_counter()
-        best, stale = math.inf, 0
-        epochs1 = self.stage1_epochs
-        if init_from is not None:
-            if getattr(init_from, "image_shape_", None) != self.image_shape_:
-                raise ValueError("init_from was fitted on images of another shape")
-            self.model_.load_state_dict(init_from.model_.state_dict())
-            hist["stage1_loss"] = list(init_from.history_["stage1_loss"])
-            hist["stage1_init_seconds"] = init_from.history_["stage1_seconds"]
-            epochs1 = 0
-        bar = tqdm(range(epochs1), desc="DERC stage 1 (autoencoder)", disable=not self.progress)
-        for epoch in bar:
-            total = self._reconstruction_epoch(Xt, opt, gen, bs)
-            hist["stage1_loss"].append(total)
-            bar.set_postfix(loss=f"{total:.4f}")
-            if total < best * (1.0 - self.tol):
-                best, stale = total, 0
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
-        hist["stage1_epochs"] = len(hist["stage1_loss"]) if init_from is None else 0
-        hist["stage1_seconds"] = time.perf_counter() - t0
+        extra_probas, seconds1 = [], 0.0
+        for m in range(1, self.n_autoencoders):
+            seed_m = self.seed + 1000 * m
+            *_, sec = self._stage1(Xt, seed_m, inits[m], f"DERC stage 1 (autoencoder {m + 1}/{self.n_autoencoders})")
+            seconds1 += sec
+            extra_probas.append(self._reduce_and_cluster(self._embed(Xt), seed=seed_m)[2])
+        opt, gen, losses, epochs1, sec = self._stage1(Xt, self.seed, inits[0], "DERC stage 1 (autoencoder)")
+        hist["stage1_loss"] = losses
+        hist["stage1_epochs"] = epochs1
+        hist["stage1_seconds"] = seconds1 + sec
+        if inits[0] is not None:
+            hist["stage1_init_seconds"] = sum(m.history_["stage1_seconds"] for m in inits)
+
+        def reduce_and_cluster(Z):
+            R, labels, proba = self._reduce_and_cluster(Z)
+            if extra_probas:  # the first clustering: the ensemble's vote (option n_autoencoders)
+                proba = consensus_responsibilities([proba] + extra_probas, self.n_clusters, seed=self.seed)
+                labels = proba.argmax(1)
+                extra_probas.clear()
+            return R, labels, proba
 
         # ---------------- stage 2: rounds of reduce / cluster / triplet training (eq. 4-9, 4-10)
         n_trip = int(self.triplets_per_round or n)
@@ -459,7 +502,7 @@ class DERC:
         for rnd in bar:
             t1 = time.perf_counter()
             Z = self._embed(Xt)
-            R, labels, proba = self._reduce_and_cluster(Z)
+            R, labels, proba = reduce_and_cluster(Z)
             rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(rec, labels, y)
             a, p, ng, pp, pn = sample_triplets(proba, n_trip, rng, valid=labels >= 0)
@@ -496,7 +539,7 @@ class DERC:
         # ---------------- final clustering
         t2 = time.perf_counter()
         Z = self._embed(Xt)
-        R, labels, proba = self._reduce_and_cluster(Z)
+        R, labels, proba = reduce_and_cluster(Z)
         final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size), "seconds": time.perf_counter() - t2}
         self._score(final, labels, y)
         hist["final"] = final
