@@ -20,6 +20,9 @@ def add_parser(sub):
                    help="t-SNE (DERC, default), UMAP (not in the thesis) or none (DERC-R)")
     p.add_argument("--n-maps", type=int, default=1,
                    help="maps combined per clustering (default 1, the thesis; e.g. 5 with --reducer umap)")
+    p.add_argument("--n-autoencoders", type=int, default=1,
+                   help="stage-1 autoencoders whose clusterings vote in the first clustering (default 1, the "
+                        "thesis; 3 measured on USPS/MNIST, see bench/results/derc.md)")
     p.add_argument("--clusterer", choices=("gmm", "dbscan"), default="gmm")
     p.add_argument("--alpha", type=float, default=0.1, help="triplet weight of eq. 4-10 (default 0.1)")
     p.add_argument("--margin", type=float, default=0.5, help="margin of eq. 4-7 (default 0.5)")
@@ -114,6 +117,7 @@ def run(args) -> int:
         triplets_per_round=args.triplets,
         reducer=args.reducer,
         n_maps=args.n_maps,
+        n_autoencoders=args.n_autoencoders,
         clusterer=args.clusterer,
         alpha=args.alpha,
         margin=args.margin,

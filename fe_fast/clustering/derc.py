@@ -13,7 +13,10 @@ embed / reduce / cluster pass.
 Options beyond the thesis (defaults keep the thesis's algorithm): ``reducer="umap"`` maps with UMAP
 instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``seed``,
 ``seed + 1``, ...) and combines their mixtures (:mod:`.consensus`), so that one map's merge of two
-close classes does not decide the clustering.
+close classes does not decide the clustering. ``n_autoencoders > 1`` trains several stage-1
+autoencoders (seeds ``seed``, ``seed + 1000``, ...) and lets all of them vote in the first
+clustering (the consensus of their mixtures); stage 2 then trains the first autoencoder on that
+clustering's triplets, so one autoencoder's merge of two classes does not decide it either.
 
 Ablations of Table 4-3: ``reducer="none"`` is DERC-R (the mixture is fitted on the codes ``Z``
 directly) and :class:`DAE` is stage 1 only followed by a mixture on the codes. ``clusterer="dbscan"``
@@ -160,6 +163,12 @@ class DERC:
     n_maps: maps per clustering (default 1, the thesis). With M > 1 every clustering fits the
         mixture on M maps of the codes (seeds ``seed .. seed + M - 1``) and combines them
         (:func:`.consensus.consensus_responsibilities`); needs a reducer and ``clusterer="gmm"``.
+    n_autoencoders: stage-1 autoencoders (default 1, the thesis). With A > 1, autoencoders
+        ``m = 1 .. A-1`` (seeds ``seed + 1000 m``) are trained as stage 1 trains the first, their
+        codes are mapped and clustered (``n_maps`` maps each) and only the first clustering is the
+        consensus of all A; stage 2 trains and the final labels use the first autoencoder (seed
+        ``seed``), which is trained exactly as with A = 1. Costs A - 1 extra stage-1 trainings;
+        needs ``clusterer="gmm"``.
     clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
     batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99). The
         thesis gives no batch size; 64 is the size our USPS/MNIST measurements used

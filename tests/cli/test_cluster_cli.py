@@ -34,6 +34,19 @@ def test_cluster_cli_writes_outputs(tmp_path, tiny_npz, capsys):
     assert (out / "clusters.png").stat().st_size > 1000
 
 
+def test_cluster_cli_autoencoder_ensemble(tmp_path, tiny_npz, capsys):
+    """--n-autoencoders 2 reaches DERC: the labels equal the API's with the same settings."""
+    from fe_fast.clustering import DERC
+    from fe_fast.datasets.images import load_clustering_data
+
+    out = tmp_path / "ens"
+    assert main(["cluster", str(tiny_npz), "--k", "3", "--epochs", "1", "--rounds", "0", "--reducer", "none",
+                 "--n-autoencoders", "2", "--out", str(out), "--json"]) == 0
+    X, _ = load_clustering_data(str(tiny_npz))
+    api = DERC(3, stage1_epochs=1, stage2_rounds=0, reducer="none", n_autoencoders=2).fit(X)
+    assert np.array_equal(np.load(out / "labels.npy"), api.labels_)
+
+
 def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
     from PIL import Image
 
@@ -56,6 +69,9 @@ def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
     assert main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--reducer", "none", "--n-maps", "3",
                  "--out", str(out)]) == 2
     assert "n_maps > 1" in capsys.readouterr().err
+    assert main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--n-autoencoders", "2", "--clusterer", "dbscan",
+                 "--out", str(out)]) == 2
+    assert "n_autoencoders > 1" in capsys.readouterr().err
     assert main(["cluster", str(tmp_path / "nope"), "--k", "2"]) == 2
     assert main(["cluster", "usps", "--k", "2", "--data-dir", str(tmp_path)]) == 2
     assert "FE_FAST_DATA" in capsys.readouterr().err

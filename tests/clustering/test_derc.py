@@ -117,7 +117,7 @@ def _tiny(digits, n=150):
 
 @pytest.mark.parametrize("kwargs", [
     dict(reducer="tsne"), dict(reducer="none", clusterer="dbscan"), dict(reducer="umap", n_maps=2),
-    dict(reducer="none", augment_shift=0.1, augment_rotation=10.0),
+    dict(reducer="none", augment_shift=0.1, augment_rotation=10.0), dict(reducer="none", n_autoencoders=2),
 ])
 def test_deterministic_with_seed(digits, kwargs):
     X, y = _tiny(digits)
@@ -127,6 +127,31 @@ def test_deterministic_with_seed(digits, kwargs):
     assert np.array_equal(a.labels_, b.labels_)
     assert np.array_equal(a.embedding_, b.embedding_)
     assert a.history_["stage1_loss"] == b.history_["stage1_loss"]
+
+
+def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
+    """n_autoencoders=3: autoencoder m is seeded with seed + 1000 m, and the first clustering is the
+    consensus (fe_fast.clustering.consensus) of the three autoencoders' mixtures; training it here
+    or passing the three stage-1 models as init_from gives the same labels."""
+    from fe_fast.clustering.consensus import consensus_responsibilities
+
+    X, y = _tiny(digits, 200)
+    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1)
+    daes = [DAE(4, seed=7 + 1000 * m, **cfg).fit(X) for m in range(3)]
+    ref = DERC(4, seed=7, **cfg)  # the mixture settings the ensemble clusters each model's codes with
+    probas = [ref._cluster(d.transform(X))[1] for d in daes]
+    expected = consensus_responsibilities(probas, 4, seed=7).argmax(1)
+    trained = DERC(4, seed=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y)
+    loaded = DERC(4, seed=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y, init_from=daes)
+    assert np.array_equal(trained.labels_, expected)
+    assert np.array_equal(loaded.labels_, expected)
+    # autoencoder 0 is the one kept, trained exactly as without the ensemble
+    assert np.allclose(trained.embedding_, daes[0].embedding_)
+    assert loaded.history_["stage1_init_seconds"] == pytest.approx(sum(d.history_["stage1_seconds"] for d in daes))
+    # on these 200 images the vote differs from model 0's own mixture, so the test sees it
+    assert clustering_accuracy(expected, probas[0].argmax(1)) < 0.9
+    with pytest.raises(ValueError, match="2 fitted models given for n_autoencoders=3"):
+        DERC(4, seed=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
 
 
 def test_dae_is_stage_one_only(digits):
@@ -159,6 +184,11 @@ def test_bad_input(digits):
             DERC(2, n_maps=bad_maps).fit(X)
     with pytest.raises(ValueError, match="n_maps > 1"):
         DERC(2, n_maps=2, clusterer="dbscan").fit(X)
+    for bad_n in (0, 2.0, False):
+        with pytest.raises(ValueError, match="n_autoencoders"):
+            DERC(2, n_autoencoders=bad_n).fit(X)
+    with pytest.raises(ValueError, match="n_autoencoders > 1"):
+        DERC(2, n_autoencoders=3, clusterer="dbscan").fit(X)
     with pytest.raises(ValueError, match="augment_shift"):
         DERC(2, augment_shift=0.7).fit(X)
     with pytest.raises(ValueError, match="not fitted"):
