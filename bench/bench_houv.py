@@ -70,6 +70,19 @@ def houv_method(settings, pri, device=None):
     return f
 
 
+def houv_ransac_method(settings, device=None):
+    """HOUV warm-started at RANSAC+ICP's answer (``init_transforms``; one of the groups starts there):
+    the time is both together."""
+    kw = dict(settings, device=device)
+
+    def f(P, Q, seed):
+        start = baselines.ransac_icp(P, Q, seed=seed)
+        r = houv(P, Q, seed=seed, init_transforms=start["transform"], **kw)
+        return r.transform.cpu().numpy(), start["seconds"] + r.seconds
+
+    return f
+
+
 def o3d_method(name):
     fn = baselines.BASELINES[name]
 
@@ -125,7 +138,8 @@ def main(argv=None):
     ap.add_argument("--groups", type=int, default=None, help="hypotheses per pair (default: the preset's, else 32)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="refine")
     ap.add_argument("--schedule", default=None, help="replaces the preset's schedule, e.g. '256:100,1024:50'")
-    ap.add_argument("--methods", nargs="*", default=["HOUV", "HOUV_pri", "ICP", "FGR", "RANSAC+ICP"])
+    ap.add_argument("--methods", nargs="*", default=["HOUV", "HOUV_pri", "ICP", "FGR", "RANSAC+ICP"],
+                    help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
     ap.add_argument("--batch-pairs", type=int, default=1,
@@ -143,6 +157,8 @@ def main(argv=None):
             methods[m] = houv_method(settings, False, args.device)
         elif m == "HOUV_pri":
             methods[m] = houv_method(settings, True, args.device)
+        elif m == "HOUV+RANSAC":
+            methods[m] = houv_ransac_method(settings, args.device)
         else:
             methods[m] = o3d_method(m)
 

@@ -23,6 +23,9 @@ def add_parser(sub):
     p.add_argument("src", metavar="SRC", help="source cloud (.ply .pcd .xyz .npy .txt)")
     p.add_argument("tgt", metavar="TGT", help="target cloud")
     add_houv_arguments(p)
+    p.add_argument("--init-transform", metavar="T.json", action="append", default=None,
+                   help="start one group at this 4x4 transform (JSON as --out-transform writes, or a plain 4x4 "
+                        "list), e.g. a feature matcher's answer or the previous frame's; repeatable")
     p.add_argument("--out-transform", metavar="T.json", help="write the 4x4 transform (JSON) here")
     p.add_argument("--out-aligned", metavar="aligned.ply", help="write the transformed source here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -205,6 +208,25 @@ def write_cloud(path, points):
         raise UserError(f"{path}: could not write point cloud")
 
 
+def read_transform(path):
+    """A 4x4 transform from JSON: ``{"transform": [[...] x 4]}`` (what --out-transform writes) or a
+    plain 4x4 list."""
+    import numpy as np
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read a transform ({e})") from None
+    T = data.get("transform") if isinstance(data, dict) else data
+    try:
+        T = np.asarray(T, dtype=np.float64)
+    except (TypeError, ValueError):
+        T = None
+    if T is None or T.shape != (4, 4):
+        raise ValueError(f"{path}: expected a 4x4 transform ({{\"transform\": [[...], ...]}} or a 4x4 list)")
+    return T
+
+
 def result_dict(res) -> dict:
     return {
         "transform": res.transform.tolist(),
@@ -226,6 +248,8 @@ def run(args) -> int:
     P = read_cloud(args.src)
     Q = read_cloud(args.tgt)
     kw = houv_kwargs(args)
+    if args.init_transform:
+        kw["init_transforms"] = np.stack([read_transform(f) for f in args.init_transform])
     res = houv(P, Q, progress=not args.no_progress and not args.json, **kw)
     out = result_dict(res)
     if args.out_transform:

@@ -473,6 +473,52 @@ def _init_groups(G: int, seed: int, angle_bounds, mapping: str, init: str = "ran
     return v, th, u, d
 
 
+def _parse_init_transforms(init_transforms, B: int, G: int, bounds) -> List[Optional[torch.Tensor]]:
+    """Validate ``init_transforms`` (one entry per pair: None, [4, 4] or [k, 4, 4]); returns one
+    float64 [k, 4, 4] tensor or None per pair."""
+    if init_transforms is None:
+        return [None] * B
+    if bounds is not None:
+        raise ValueError("init_transforms cannot be combined with angle_bounds (HOUV_pri): a starting "
+                         "rotation need not lie in its group's angle range")
+    if len(init_transforms) != B:
+        raise ValueError(f"init_transforms must have one entry per pair ({B}), got {len(init_transforms)}")
+    out = []
+    for b, T in enumerate(init_transforms):
+        if T is None:
+            out.append(None)
+            continue
+        T = torch.as_tensor(np.asarray(T, dtype=np.float64))
+        T = T[None] if T.ndim == 2 else T
+        if T.ndim != 3 or T.shape[1:] != (4, 4) or T.shape[0] == 0:
+            raise ValueError(f"init_transforms[{b}] must be a 4x4 transform or k x 4 x 4, got shape {tuple(T.shape)}")
+        if T.shape[0] > G:
+            raise ValueError(f"init_transforms[{b}] holds {T.shape[0]} starts for {G} groups")
+        if not torch.isfinite(T).all():
+            raise ValueError(f"init_transforms[{b}] contains NaN or infinite values")
+        R = T[:, :3, :3]
+        eye = torch.eye(3, dtype=R.dtype)
+        if (R @ R.transpose(1, 2) - eye).abs().max() > 1e-3 or (torch.linalg.det(R) - 1).abs().max() > 1e-3:
+            raise ValueError(f"init_transforms[{b}]: the upper-left 3x3 block is not a rotation (orthonormal, det 1)")
+        out.append(T)
+    return out
+
+
+def _start_variables(T: torch.Tensor, cP: torch.Tensor, cQ: torch.Tensor, s: float, dmax: float, mapping: str):
+    """Unconstrained variables (v, theta, u, d) of warm starts T [k, 4, 4] (input units) in the
+    normalised frame: ``t' = (R c_P + t - c_Q) / s``, inverted through eq. 3-3 and 3-7/3-8 (a
+    translation beyond ``d_max`` is clipped to it)."""
+    R, t = T[:, :3, :3], T[:, :3, 3]
+    axis, angle = axis_angle_from_rotation(R)
+    # the identity has no axis; any unit axis gives it at angle 0
+    axis = torch.where(axis.norm(dim=-1, keepdim=True) > 0.5, axis, torch.tensor([0.0, 0.0, 1.0], dtype=axis.dtype))
+    t_norm = (R @ cP + t - cQ) / s
+    u, d = unmap_translation(t_norm, dmax, mapping)
+    # a start with no translation still needs a direction for u / |u|
+    u = torch.where(t_norm.norm(dim=-1, keepdim=True) > 0, u, torch.tensor([1.0, 0.0, 0.0], dtype=u.dtype))
+    return axis, angle, u, d
+
+
 def _parse_bounds(angle_bounds):
     if angle_bounds is None:
         return None
@@ -557,6 +603,7 @@ def houv_batch(
     refine_objective: str = "local_cd",
     refine_alpha: Optional[float] = None,
     refine_by: Optional[str] = None,
+    init_transforms=None,
     progress: bool = False,
 ) -> List[RegistrationResult]:
     """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
@@ -600,7 +647,13 @@ def houv_batch(
     so the result does not depend on alpha versus the overlap. ``refine_alpha`` (default ``alpha``):
     the local Chamfer's fraction during the refinement (below the overlap, the trimmed set holds
     only overlapping points at the true pose). ``refine_by`` (default: the ``select`` criterion):
-    ``"local_cd"`` or ``"inlier"`` picks the groups to refine."""
+    ``"local_cd"`` or ``"inlier"`` picks the groups to refine.
+
+    ``init_transforms`` (warm starts, beyond the thesis): one entry per pair, each ``None``, a 4x4
+    transform or ``[k, 4, 4]`` transforms (P onto Q, input units, e.g. a feature matcher's answer or
+    the previous frame's pose); pair b's last k groups start there instead of at random starts
+    (groups ``0 .. G-k-1`` start as without them). They compete like every group. Not with
+    ``angle_bounds`` (a start need not lie in its group's angle range)."""
     _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
     if int(refine_iters) < 0:
         raise ValueError(f"refine_iters must be >= 0, got {refine_iters}")
@@ -642,10 +695,16 @@ def houv_batch(
 
     # variables [K = B*G]
     v0, th0, u0, d0 = _init_groups(G, seed, bounds, mapping, init)
-    v = v0.repeat(B, 1).to(device=device, dtype=torch.float32).requires_grad_(True)
-    th = th0.repeat(B).to(device=device, dtype=torch.float32).requires_grad_(True)
-    u = u0.repeat(B, 1).to(device=device, dtype=torch.float32).requires_grad_(True)
-    d = d0.repeat(B).to(device=device, dtype=torch.float32).requires_grad_(True)
+    v0, th0, u0, d0 = v0.repeat(B, 1), th0.repeat(B), u0.repeat(B, 1), d0.repeat(B)
+    for b, T in enumerate(_parse_init_transforms(init_transforms, B, G, bounds)):
+        if T is not None:  # warm starts: pair b's last groups, in the normalised frame
+            sl = slice(b * G + G - T.shape[0], (b + 1) * G)
+            v0[sl], th0[sl], u0[sl], d0[sl] = _start_variables(
+                T, cP[b].cpu().double(), cQ[b].cpu().double(), scale[b], float(dmax[b * G]), mapping)
+    v = v0.to(device=device, dtype=torch.float32).requires_grad_(True)
+    th = th0.to(device=device, dtype=torch.float32).requires_grad_(True)
+    u = u0.to(device=device, dtype=torch.float32).requires_grad_(True)
+    d = d0.to(device=device, dtype=torch.float32).requires_grad_(True)
     lo = hi = None
     if bounds is not None:
         gi = torch.arange(G) % bounds.shape[0]
@@ -871,12 +930,15 @@ def houv(
     refine_objective: str = "local_cd",
     refine_alpha: Optional[float] = None,
     refine_by: Optional[str] = None,
+    init_transforms=None,
     progress: bool = False,
 ) -> RegistrationResult:
     """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
     ``angle_bounds``, HOUV_pri, algorithm 3.2). Defaults are the thesis's settings (alpha 0.5,
     beta 0.1, 32 groups, 500 Adam iterations at lr 1e-3, sin mapping eq. 3-8). Returns a
-    :class:`RegistrationResult` with ``Q ~ R P + t``."""
+    :class:`RegistrationResult` with ``Q ~ R P + t``. ``init_transforms``: optional 4x4 starting
+    transforms (P onto Q, input units) that replace the last groups' random starts (see
+    :func:`houv_batch`)."""
     return houv_batch(
         [P],
         [Q],
@@ -904,6 +966,7 @@ def houv(
         refine_objective=refine_objective,
         refine_alpha=refine_alpha,
         refine_by=refine_by,
+        init_transforms=None if init_transforms is None else [init_transforms],
         progress=progress,
     )[0]
 
@@ -972,11 +1035,11 @@ class HOUV:
             progress=progress,
         )
 
-    def register(self, P, Q) -> RegistrationResult:
-        return houv(P, Q, **self.params)
+    def register(self, P, Q, init_transforms=None) -> RegistrationResult:
+        return houv(P, Q, init_transforms=init_transforms, **self.params)
 
-    def register_batch(self, Ps, Qs) -> List[RegistrationResult]:
-        return houv_batch(Ps, Qs, **self.params)
+    def register_batch(self, Ps, Qs, init_transforms=None) -> List[RegistrationResult]:
+        return houv_batch(Ps, Qs, init_transforms=init_transforms, **self.params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -152,3 +152,21 @@ def test_register_accepts_every_preset(tiny):
     for name in PRESETS:  # every preset key must be a register option, or --preset NAME fails
         kw = houv_kwargs(build_parser().parse_args(["register", str(src), str(src), "--preset", name]))
         assert {k: kw[k] for k in preset(name)} == preset(name)
+
+
+def test_register_init_transform(tiny, capsys):
+    """--init-transform starts the last group at the given transform: with no iterations the answer is
+    that transform (it matches SRC onto itself exactly); bad files exit 2."""
+    tmp, src, _, _ = tiny
+    T = np.eye(4)
+    (tmp / "start.json").write_text(json.dumps({"transform": T.tolist()}))
+    (tmp / "plain.json").write_text(json.dumps(T.tolist()))
+    rc = main(["register", str(src), str(src), "--groups", "3", "--iters", "0", "--json",
+               "--init-transform", str(tmp / "start.json"), "--init-transform", str(tmp / "plain.json")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["group"] in (1, 2) and np.allclose(out["transform"], T, atol=1e-5)
+    (tmp / "bad.json").write_text(json.dumps({"transform": [[1, 0], [0, 1]]}))
+    assert main(["register", str(src), str(src), *FAST, "--init-transform", str(tmp / "bad.json")]) == 2
+    assert "4x4" in capsys.readouterr().err
+    assert main(["register", str(src), str(src), *FAST, "--init-transform", str(tmp / "none.json")]) == 2

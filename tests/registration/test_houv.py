@@ -388,6 +388,46 @@ def test_inlier_refinement_objective_runs():
         houv(P, Q, groups=1, iters=1, refine_by="loss")
 
 
+def test_warm_start_is_the_last_group_and_reproduces_its_transform():
+    """init_transforms: the start maps back to the given transform exactly (eq. 3-3, 3-8 inverted in
+    the normalised frame); the other groups start as without it; the class passes it through."""
+    P = _cloud(150, seed=4)
+    R = _rot([0.2, 1.0, -0.5], 120)
+    t = np.array([0.3, 0.1, -0.2])
+    Q = P @ R.T + t
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    c = np.array([5.0, 1.0, -2.0])  # off-centre input: the start must survive the normalisation
+    Tc = np.eye(4)
+    Tc[:3, :3], Tc[:3, 3] = R, t + c - R @ c
+    zero = houv(P + c, Q + c, groups=4, iters=0, seed=3, init_transforms=Tc)
+    assert torch.allclose(zero.all_R[3], torch.tensor(R), atol=1e-5)
+    assert np.allclose(zero.all_t[3].numpy(), Tc[:3, 3], atol=1e-4)
+    plain = houv(P + c, Q + c, groups=4, iters=0, seed=3)
+    assert torch.allclose(zero.all_R[:3], plain.all_R[:3])
+    assert zero.group == 3 and zero.local_cd < 1e-8
+    # two starts, identity among them (no axis): the optimisation keeps the exact one
+    both = HOUV(groups=4, iters=20, seed=3, lr=1e-2).register(P, Q, init_transforms=np.stack([np.eye(4), T]))
+    assert both.group == 3 and rotation_error(both.R, R) < 0.5
+    batch = houv_batch([P, P], [Q, Q], groups=2, iters=0, seed=3, init_transforms=[None, T])
+    assert rotation_error(batch[1].all_R[1], R) < 1e-3 and rotation_error(batch[0].all_R[1], R) > 1.0
+
+
+@pytest.mark.parametrize("starts, kwargs, msg", [
+    (np.eye(3), {}, "4x4"),
+    (np.full((4, 4), np.nan), {}, "NaN"),
+    (np.diag([1.0, 1.0, -1.0, 1.0]), {}, "rotation"),
+    (np.stack([np.eye(4)] * 3), {}, "3 starts for 2 groups"),
+    (np.eye(4), {"angle_bounds": [[0, 90]]}, "angle_bounds"),
+])
+def test_warm_start_bad_input(starts, kwargs, msg):
+    P = _cloud(32)
+    with pytest.raises(ValueError, match=msg):
+        houv(P, P, groups=2, iters=1, init_transforms=starts, **kwargs)
+    with pytest.raises(ValueError, match="one entry per pair"):
+        houv_batch([P, P], [P, P], groups=2, iters=1, init_transforms=[np.eye(4)])
+
+
 @pytest.mark.parametrize(
     "kwargs, P, msg",
     [
