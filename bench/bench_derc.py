@@ -9,6 +9,15 @@ For each dataset and seed, one stage-1 autoencoder training is shared by DAE, DE
 (they differ only after stage 1, thesis section 4.4.2); each row's minutes include that shared
 stage-1 time. The mean and spread (min..max, std) over seeds are printed per row, and every run
 is appended to ``--out`` as JSON.
+
+The most accurate setting measured (options of ours, results/derc.md; MNIST-test with --rounds 3)::
+
+    OMP_NUM_THREADS=2 python bench/bench_derc.py --datasets usps --seeds 0 1 2 --epochs 10 --rounds 4 \
+        --methods k-means DAE DERC --augment-shift 0.1 --augment-rotation 10 --reducer umap --n-maps 5 \
+        --n-autoencoders 3 --out bench/results/derc_usps_ens3.json
+
+With ``--n-autoencoders A`` the DERC row also trains (or loads from ``--stage1-cache``) the extra
+stage-1 autoencoders (seeds seed + 1000 j), and its minutes include all A stage-1 trainings.
 """
 from __future__ import annotations
 

@@ -652,8 +652,10 @@ def houv_batch(
     ``init_transforms`` (warm starts, beyond the thesis): one entry per pair, each ``None``, a 4x4
     transform or ``[k, 4, 4]`` transforms (P onto Q, input units, e.g. a feature matcher's answer or
     the previous frame's pose); pair b's last k groups start there instead of at random starts
-    (groups ``0 .. G-k-1`` start as without them). They compete like every group. Not with
-    ``angle_bounds`` (a start need not lie in its group's angle range)."""
+    (groups ``0 .. G-k-1`` start as without them). They are held still during the schedule (on real
+    bunny scans the hybrid loss's coarse stages carried a 1-3 degree start 50-75 degrees away,
+    results/houv.md) and then compete like every group for the selection, pruning and refinement.
+    Not with ``angle_bounds`` (a start need not lie in its group's angle range)."""
     _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
     if int(refine_iters) < 0:
         raise ValueError(f"refine_iters must be >= 0, got {refine_iters}")
@@ -696,9 +698,11 @@ def houv_batch(
     # variables [K = B*G]
     v0, th0, u0, d0 = _init_groups(G, seed, bounds, mapping, init)
     v0, th0, u0, d0 = v0.repeat(B, 1), th0.repeat(B), u0.repeat(B, 1), d0.repeat(B)
+    held = torch.zeros(B * G, dtype=torch.bool, device=device)  # warm starts: held during the schedule
     for b, T in enumerate(_parse_init_transforms(init_transforms, B, G, bounds)):
         if T is not None:  # warm starts: pair b's last groups, in the normalised frame
             sl = slice(b * G + G - T.shape[0], (b + 1) * G)
+            held[sl] = True
             v0[sl], th0[sl], u0[sl], d0[sl] = _start_variables(
                 T, cP[b].cpu().double(), cQ[b].cpu().double(), scale[b], float(dmax[b * G]), mapping)
     v = v0.to(device=device, dtype=torch.float32).requires_grad_(True)
@@ -726,7 +730,8 @@ def houv_batch(
 
         bar = tqdm(total=total + n_refine, desc="HOUV", unit="it", leave=False)
 
-    def optimise(params, tf, stage_list, rate, n_total, beta_, Gc, keep_idx, step0=0, tau2_=None, alpha_=alpha):
+    def optimise(params, tf, stage_list, rate, n_total, beta_, Gc, keep_idx, step0=0, tau2_=None, alpha_=alpha,
+                 frozen=None):
         """Adam on ``params`` over ``stage_list`` (the cosine rate continues from ``step0``); returns
         the number of iterations run. ``tau2_`` given: minimise the truncated Chamfer of
         :func:`_inlier_score` instead of the hybrid loss."""
@@ -755,6 +760,9 @@ def houv_batch(
                     hyb = _inlier_score(P, Q, R, t, tau2_, P_len, Q_len, Gc) * tau2_
                 opt.zero_grad(set_to_none=True)
                 hyb.sum().backward()
+                if frozen is not None and bool(frozen.any()):
+                    for x in params:  # zero gradient from the start: Adam never moves these groups
+                        x.grad[frozen] = 0
                 opt.step()
                 step += 1
                 h = hyb.detach()
@@ -803,7 +811,7 @@ def houv_batch(
     if Gp < G and len(stages) > 1:
         # first stage with all G groups, the remaining stages with the Gp best of each pair
         done = optimise([v, th, u, d], lambda: transform(v, th, u, d, dmax, lo, hi), stages[:1], lr, total,
-                        beta, G, all_idx)
+                        beta, G, all_idx, frozen=held)
         R, t = transform(v.detach(), th.detach(), u.detach(), d.detach(), dmax, lo, hi)
         _, _, sc = evaluate(R, t, G, sel2)
         keep = torch.topk(sc.view(B, G), Gp, dim=1, largest=False).indices
@@ -811,7 +819,7 @@ def houv_batch(
         pv, pth, pu, pd = subset(flat)
         plo, phi = (lo[flat], hi[flat]) if lo is not None else (None, None)
         done += optimise([pv, pth, pu, pd], lambda: transform(pv, pth, pu, pd, dmax[flat], plo, phi), stages[1:],
-                         lr, total, beta, Gp, keep, step0=done)
+                         lr, total, beta, Gp, keep, step0=done, frozen=held[flat])
         v, th, u, d = (x.detach().clone() for x in (v, th, u, d))
         for x, y in zip((v, th, u, d), (pv, pth, pu, pd)):
             x[flat] = y.detach()
@@ -819,7 +827,8 @@ def houv_batch(
         alive[flat] = True
     else:
         done = optimise(
-            [v, th, u, d], lambda: transform(v, th, u, d, dmax, lo, hi), stages, lr, total, beta, G, all_idx
+            [v, th, u, d], lambda: transform(v, th, u, d, dmax, lo, hi), stages, lr, total, beta, G, all_idx,
+            frozen=held,
         )
 
     # final evaluation at full resolution; choose by local Chamfer (algorithm 3.1, line 10) or, with

@@ -408,7 +408,12 @@ def test_warm_start_is_the_last_group_and_reproduces_its_transform():
     assert zero.group == 3 and zero.local_cd < 1e-8
     # two starts, identity among them (no axis): the optimisation keeps the exact one
     both = HOUV(groups=4, iters=20, seed=3, lr=1e-2).register(P, Q, init_transforms=np.stack([np.eye(4), T]))
-    assert both.group == 3 and rotation_error(both.R, R) < 0.5
+    assert both.group == 3 and rotation_error(both.R, R) < 1e-3  # held during the schedule
+    assert rotation_error(both.all_R[2], np.eye(3)) < 1e-3
+    assert rotation_error(both.all_R[0], plain.all_R[0]) > 0  # the random groups moved
+    refined = houv(P, Q, groups=4, iters=20, seed=3, lr=1e-2, refine_iters=5, refine_groups=1, refine_lr=1e-2,
+                   init_transforms=np.stack([np.eye(4), T]))
+    assert refined.group == 3 and rotation_error(refined.R, R) < 1.0  # refined from the held start
     batch = houv_batch([P, P], [Q, Q], groups=2, iters=0, seed=3, init_transforms=[None, T])
     assert rotation_error(batch[1].all_R[1], R) < 1e-3 and rotation_error(batch[0].all_R[1], R) > 1.0
 
