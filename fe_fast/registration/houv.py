@@ -45,7 +45,9 @@ Super-Fibonacci spiral with a seeded random offset, instead of the thesis's i.i.
 ``select="inlier"`` (the final choice, and the choice of the groups to refine or keep, by a truncated
 Chamfer with a threshold from the clouds' point spacing instead of the local Chamfer at the fixed
 ``alpha`` of algorithm 3.1, line 10, which prefers wrong poses when the overlap is below ``alpha``);
-``refine_objective="inlier"`` refines on that truncated Chamfer. See :func:`houv_batch` (issue 3).
+``refine_objective="inlier"`` refines on that truncated Chamfer; ``init_transforms`` (warm starts:
+given transforms, e.g. RANSAC's, held during the schedule, then refined and selected like every
+group). See :func:`houv_batch` (issue 3).
 
 Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
 eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
