@@ -209,21 +209,27 @@ def write_cloud(path, points):
 
 
 def read_transform(path):
-    """A 4x4 transform from JSON: ``{"transform": [[...] x 4]}`` (what --out-transform writes) or a
-    plain 4x4 list."""
+    """A 4x4 transform (P onto Q) from ``.npy`` or JSON: ``{"transform": [[...] x 4]}`` (what
+    --out-transform writes) or a plain 4x4 list."""
     import numpy as np
 
+    from fe_fast.cli import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read a transform ({e})") from None
-    T = data.get("transform") if isinstance(data, dict) else data
-    try:
+        if p.suffix == ".npy":
+            T = np.load(p, allow_pickle=False)
+        else:
+            data = json.loads(p.read_text())
+            T = data.get("transform") if isinstance(data, dict) else data
         T = np.asarray(T, dtype=np.float64)
-    except (TypeError, ValueError):
-        T = None
-    if T is None or T.shape != (4, 4):
-        raise ValueError(f"{path}: expected a 4x4 transform ({{\"transform\": [[...], ...]}} or a 4x4 list)")
+    except (OSError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: cannot read a transform ({e})") from None
+    if T.shape != (4, 4):
+        raise UserError(f"{path}: expected a 4x4 transform (.npy, or JSON {{\"transform\": [[...], ...]}} or a 4x4 "
+                        f"list), got shape {T.shape}")
     return T
 
 

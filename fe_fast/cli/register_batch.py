@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from fe_fast.cli.register import add_houv_arguments, houv_kwargs, read_cloud
+from fe_fast.cli.register import add_houv_arguments, houv_kwargs, read_cloud, read_transform
 
 
 def add_parser(sub):
@@ -60,20 +60,6 @@ def read_pairs_csv(path):
             item["gt"] = str((base / r["gt"]) if not Path(r["gt"]).is_absolute() else Path(r["gt"]))
         out.append(item)
     return out
-
-
-def _read_gt(path):
-    import numpy as np
-
-    from fe_fast.cli import UserError
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    T = np.asarray(json.loads(p.read_text())["transform"]) if p.suffix == ".json" else np.load(p)
-    if T.shape != (4, 4):
-        raise UserError(f"{path}: ground truth must be 4x4, got {T.shape}")
-    return T
 
 
 def _dist_env():
@@ -124,7 +110,7 @@ def run(args) -> int:
             d = {"row": it["row"], "name": it["name"], "src": it["src"], "tgt": it["tgt"], **result_dict(r)}
             d["seconds"] = per_pair
             if "gt" in it:
-                ev = evaluate(r.transform.numpy(), _read_gt(it["gt"]), P, Q)
+                ev = evaluate(r.transform.numpy(), read_transform(it["gt"]), P, Q)
                 d.update({k: ev[k] for k in ("rot_err", "trans_err", "mse", "rmse", "success")})
             results.append(d)
         if bar is not None:

@@ -109,6 +109,8 @@ def axis_angle_from_rotation(R: torch.Tensor) -> Tuple[torch.Tensor, torch.Tenso
     theta = torch.arccos(((tr - 1) / 2).clamp(-1.0, 1.0))
     w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
     axis = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    # the identity has no axis; any unit axis gives it at angle 0
+    axis = torch.where(axis.norm(dim=-1, keepdim=True) > 0.5, axis, axis.new_tensor([0.0, 0.0, 1.0]))
     # near theta = pi the antisymmetric part vanishes: read the axis from (R + I) / 2 = v v^T
     near_pi = theta > math.pi - 1e-3
     if near_pi.any():
@@ -137,10 +139,11 @@ def map_translation(u_pq: torch.Tensor, d_pq: torch.Tensor, d_max, mapping: str 
 
 def unmap_translation(t: torch.Tensor, d_max, mapping: str = "sin") -> Tuple[torch.Tensor, torch.Tensor]:
     """Inverse of eq. 3-7 / 3-8: ``(u_pq, d_pq)`` with unit ``u_pq`` that reproduce ``t``
-    (``|t|`` must lie strictly inside ``(0, d_max)``)."""
+    (``|t|`` is clipped into ``(0, d_max)``; ``t = 0`` gets the direction x)."""
     t = torch.as_tensor(t)
     n = t.norm(dim=-1)
     u = t / n[..., None].clamp_min(1e-12)
+    u = torch.where(n[..., None] > 0, u, u.new_tensor([1.0, 0.0, 0.0]))  # t = 0: any direction
     ratio = (n / d_max).clamp(1e-7, 1 - 1e-7)
     if mapping == "sin":
         d = torch.asin(2 * ratio - 1)
@@ -512,12 +515,7 @@ def _start_variables(T: torch.Tensor, cP: torch.Tensor, cQ: torch.Tensor, s: flo
     translation beyond ``d_max`` is clipped to it)."""
     R, t = T[:, :3, :3], T[:, :3, 3]
     axis, angle = axis_angle_from_rotation(R)
-    # the identity has no axis; any unit axis gives it at angle 0
-    axis = torch.where(axis.norm(dim=-1, keepdim=True) > 0.5, axis, torch.tensor([0.0, 0.0, 1.0], dtype=axis.dtype))
-    t_norm = (R @ cP + t - cQ) / s
-    u, d = unmap_translation(t_norm, dmax, mapping)
-    # a start with no translation still needs a direction for u / |u|
-    u = torch.where(t_norm.norm(dim=-1, keepdim=True) > 0, u, torch.tensor([1.0, 0.0, 0.0], dtype=u.dtype))
+    u, d = unmap_translation((R @ cP + t - cQ) / s, dmax, mapping)
     return axis, angle, u, d
 
 
@@ -738,6 +736,8 @@ def houv_batch(
         the number of iterations run. ``tau2_`` given: minimise the truncated Chamfer of
         :func:`_inlier_score` instead of the hybrid loss."""
         opt = torch.optim.Adam(params, lr=rate)
+        if frozen is not None and not bool(frozen.any()):
+            frozen = None  # decided once, not per step (a device sync on GPU)
         step = 0
         stopped = False
         for n_pts, k_iters in stage_list:
@@ -762,7 +762,7 @@ def houv_batch(
                     hyb = _inlier_score(P, Q, R, t, tau2_, P_len, Q_len, Gc) * tau2_
                 opt.zero_grad(set_to_none=True)
                 hyb.sum().backward()
-                if frozen is not None and bool(frozen.any()):
+                if frozen is not None:
                     for x in params:  # zero gradient from the start: Adam never moves these groups
                         x.grad[frozen] = 0
                 opt.step()

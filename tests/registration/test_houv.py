@@ -388,6 +388,17 @@ def test_inlier_refinement_objective_runs():
         houv(P, Q, groups=1, iters=1, refine_by="loss")
 
 
+def test_inverse_mappings_give_unit_directions_at_identity_and_zero_translation():
+    """axis_angle_from_rotation(I) and unmap_translation(0) still return unit vectors (the warm start
+    at the identity needs them: a zero axis or direction has no gradient through v / |v|)."""
+    axis, ang = axis_angle_from_rotation(torch.eye(3, dtype=torch.float64)[None])
+    assert torch.allclose(axis.norm(dim=-1), torch.ones(1, dtype=torch.float64)) and float(ang) == 0.0
+    assert torch.allclose(rodrigues(axis, ang)[0], torch.eye(3, dtype=torch.float64))
+    u, d = unmap_translation(torch.zeros(2, 3, dtype=torch.float64), 1.0)
+    assert torch.allclose(u.norm(dim=-1), torch.ones(2, dtype=torch.float64))
+    assert map_translation(u, d, 1.0).abs().max() < 1e-6
+
+
 def test_warm_start_is_the_last_group_and_reproduces_its_transform():
     """init_transforms: the start maps back to the given transform exactly (eq. 3-3, 3-8 inverted in
     the normalised frame); the other groups start as without it; the class passes it through."""
