@@ -92,11 +92,16 @@ def run_one(name, X, y, seed, args, log):
         s1_all = sum(d.history_["stage1_seconds"] for d in daes)
         t = time.perf_counter()
         m = DERC(
-            k, stage2_rounds=args.rounds, reducer=reducer, n_maps=n_maps, n_autoencoders=len(daes), **common
+            k, stage2_rounds=args.rounds, stage2_tol=args.stage2_tol, reducer=reducer, n_maps=n_maps,
+            n_autoencoders=len(daes), **common
         ).fit(X, y, init_from=daes if len(daes) > 1 else dae)
-        per_round = [(round(r["acc"], 4), round(r["nmi"], 4)) for r in m.history_["rounds"]]
+        per_round = [(round(r["acc"], 4), round(r["nmi"], 4), round(r.get("changed", float("nan")), 4))
+                     for r in m.history_["rounds"]]
+        fin = m.history_["final"]
+        stop = (f"; converged at round {fin['converged_at_round']}" if "converged_at_round" in fin
+                else f"; final changed {fin.get('changed', float('nan')):.4f}")
         rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1_all) / 60)
-        log(name, seed, label, rows[label], f"per-round (acc, nmi) before training: {per_round}")
+        log(name, seed, label, rows[label], f"per-round (acc, nmi, changed) before training: {per_round}{stop}")
     return rows
 
 
@@ -108,6 +113,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=100, help="max stage-1 epochs (early stop on plateau)")
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--stage2-tol", type=float, default=0.0,
+                    help="DERC rows: stop stage 2 when fewer than this share of samples changed cluster (DERC stage2_tol)")
     ap.add_argument("--triplets", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--alpha", type=float, default=0.1)

@@ -15,6 +15,9 @@ def add_parser(sub):
     p.add_argument("--k", type=int, required=True, help="number of clusters K (>= 2)")
     p.add_argument("--epochs", type=int, default=100, help="maximum stage-1 (autoencoder) epochs (default 100)")
     p.add_argument("--rounds", type=int, default=5, help="stage-2 triplet rounds (default 5; 0 = autoencoder only)")
+    p.add_argument("--stage2-tol", type=float, default=0.0,
+                   help="stop stage 2 early once fewer than this share of images changed cluster since the "
+                        "previous round (default 0 = run all --rounds, the thesis)")
     p.add_argument("--triplets", type=int, default=None, help="triplets per round (default: number of images)")
     p.add_argument("--reducer", choices=("tsne", "umap", "none"), default="tsne",
                    help="t-SNE (DERC, default), UMAP (not in the thesis) or none (DERC-R)")
@@ -114,6 +117,7 @@ def run(args) -> int:
         args.k,
         stage1_epochs=args.epochs,
         stage2_rounds=args.rounds,
+        stage2_tol=args.stage2_tol,
         triplets_per_round=args.triplets,
         reducer=args.reducer,
         n_maps=args.n_maps,

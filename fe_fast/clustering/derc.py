@@ -17,6 +17,9 @@ close classes does not decide the clustering. ``n_autoencoders > 1`` trains seve
 autoencoders (seeds ``seed``, ``seed + 1000``, ...) and lets all of them vote in the first
 clustering (the consensus of their mixtures); stage 2 then trains the first autoencoder on that
 clustering's triplets, so one autoencoder's merge of two classes does not decide it either.
+``stage2_tol > 0`` ends stage 2 early once a round's clustering differs from the previous round's
+in fewer than that fraction of the samples (after matching cluster ids), the convergence test of
+DEC (Xie et al., 2016); that clustering is then the final one.
 
 Ablations of Table 4-3: ``reducer="none"`` is DERC-R (the mixture is fitted on the codes ``Z``
 directly) and :class:`DAE` is stage 1 only followed by a mixture on the codes. ``clusterer="dbscan"``
@@ -157,6 +160,11 @@ class DERC:
     margin: the margin of eq. 4-7 (distances between unit-length codes when ``normalize_codes``).
     stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau).
     stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only).
+    stage2_tol: label-free early stop of stage 2 (default 0 = always ``stage2_rounds`` rounds, the
+        thesis). From the second round on, when the fraction of samples whose cluster changed
+        since the previous round's clustering (cluster ids matched by the Hungarian assignment)
+        is below ``stage2_tol``, stage 2 stops without training on it and that clustering is
+        the final one. ``history_["rounds"][r]["changed"]`` records the fraction either way.
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
         ``"none"`` (DERC-R: cluster the codes directly).
@@ -209,6 +217,7 @@ class DERC:
         margin: float = 0.5,
         stage1_epochs: int = 100,
         stage2_rounds: int = 5,
+        stage2_tol: float = 0.0,
         triplets_per_round: Optional[int] = None,
         reducer: str = "tsne",
         clusterer: str = "gmm",
@@ -239,6 +248,7 @@ class DERC:
         self.margin = margin
         self.stage1_epochs = stage1_epochs
         self.stage2_rounds = stage2_rounds
+        self.stage2_tol = stage2_tol
         self.triplets_per_round = triplets_per_round
         self.reducer = reducer
         self.clusterer = clusterer
@@ -293,6 +303,9 @@ class DERC:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if isinstance(self.stage2_tol, bool) or not isinstance(self.stage2_tol, (int, float)) \
+                or not 0 <= self.stage2_tol < 1:
+            raise ValueError(f"stage2_tol must be a fraction in [0, 1), got {self.stage2_tol!r}")
         if self.triplets_per_round is not None and self.triplets_per_round < 1:
             raise ValueError(f"triplets_per_round must be >= 1, got {self.triplets_per_round}")
         if self.batch_size < 1:
@@ -508,12 +521,22 @@ class DERC:
         n_trip = int(self.triplets_per_round or n)
         steps = max(1, math.ceil(n_trip / bs))
         bar = tqdm(range(self.stage2_rounds), desc="DERC stage 2 (triplet rounds)", disable=not self.progress)
+        converged, prev_labels = None, None
         for rnd in bar:
             t1 = time.perf_counter()
             Z = self._embed(Xt)
             R, labels, proba = reduce_and_cluster(Z)
             rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(rec, labels, y)
+            if prev_labels is not None:
+                # share of samples whose (matched) cluster changed: DEC's convergence test
+                rec["changed"] = 1.0 - clustering_accuracy(prev_labels, labels)
+                if rec["changed"] < self.stage2_tol:
+                    rec["seconds"] = time.perf_counter() - t1
+                    hist["rounds"].append(rec)
+                    converged = (Z, R, labels, proba, rec)
+                    break
+            prev_labels = labels
             a, p, ng, pp, pn = sample_triplets(proba, n_trip, rng, valid=labels >= 0)
             lr_sum = lc_sum = 0.0
             if a.size:
@@ -545,12 +568,20 @@ class DERC:
             if "acc" in rec:
                 bar.set_postfix(acc=f"{rec['acc']:.3f}", lc=f"{rec.get('loss_triplet', 0):.3f}")
 
-        # ---------------- final clustering
+        # ---------------- final clustering (the converged round's, when stage2_tol stopped stage 2)
         t2 = time.perf_counter()
-        Z = self._embed(Xt)
-        R, labels, proba = reduce_and_cluster(Z)
-        final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size), "seconds": time.perf_counter() - t2}
-        self._score(final, labels, y)
+        if converged is None:
+            Z = self._embed(Xt)
+            R, labels, proba = reduce_and_cluster(Z)
+            final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
+            self._score(final, labels, y)
+            if prev_labels is not None:
+                final["changed"] = 1.0 - clustering_accuracy(prev_labels, labels)
+        else:
+            Z, R, labels, proba, rec = converged
+            final = {k: v for k, v in rec.items() if k not in ("round", "seconds")}
+            final["converged_at_round"] = rec["round"]
+        final["seconds"] = time.perf_counter() - t2
         hist["final"] = final
         hist["seconds"] = time.perf_counter() - t0
         self.embedding_, self.reduced_, self.proba_, self.labels_ = Z, R, proba, labels
