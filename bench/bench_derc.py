@@ -92,7 +92,8 @@ def run_one(name, X, y, seed, args, log):
         s1_all = sum(d.history_["stage1_seconds"] for d in daes)
         t = time.perf_counter()
         m = DERC(
-            k, stage2_rounds=args.rounds, stage2_tol=args.stage2_tol, reducer=reducer, n_maps=n_maps,
+            k, stage2_rounds=args.rounds, stage2_tol=args.stage2_tol, round_consensus=args.round_consensus,
+            reducer=reducer, n_maps=n_maps,
             n_autoencoders=len(daes), **common
         ).fit(X, y, init_from=daes if len(daes) > 1 else dae)
         per_round = [(round(r["acc"], 4), round(r["nmi"], 4), round(r.get("changed", float("nan")), 4))
@@ -100,6 +101,8 @@ def run_one(name, X, y, seed, args, log):
         fin = m.history_["final"]
         stop = (f"; converged at round {fin['converged_at_round']}" if "converged_at_round" in fin
                 else f"; final changed {fin.get('changed', float('nan')):.4f}")
+        if "acc_last" in fin:
+            stop += f"; last clustering alone ACC {fin['acc_last']:.4f} NMI {fin['nmi_last']:.4f}"
         rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1_all) / 60)
         log(name, seed, label, rows[label], f"per-round (acc, nmi, changed) before training: {per_round}{stop}")
     return rows
@@ -115,6 +118,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--stage2-tol", type=float, default=0.0,
                     help="DERC rows: stop stage 2 when fewer than this share of samples changed cluster (DERC stage2_tol)")
+    ap.add_argument("--round-consensus", action="store_true",
+                    help="DERC rows: final labels from the consensus of every round's clustering (DERC round_consensus)")
     ap.add_argument("--triplets", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--alpha", type=float, default=0.1)

@@ -18,6 +18,9 @@ def add_parser(sub):
     p.add_argument("--stage2-tol", type=float, default=0.0,
                    help="stop stage 2 early once fewer than this share of images changed cluster since the "
                         "previous round (default 0 = run all --rounds, the thesis)")
+    p.add_argument("--round-consensus", action="store_true",
+                   help="final labels from the consensus of every round's clustering, not the last one alone "
+                        "(off by default, the thesis)")
     p.add_argument("--triplets", type=int, default=None, help="triplets per round (default: number of images)")
     p.add_argument("--reducer", choices=("tsne", "umap", "none"), default="tsne",
                    help="t-SNE (DERC, default), UMAP (not in the thesis) or none (DERC-R)")
@@ -118,6 +121,7 @@ def run(args) -> int:
         stage1_epochs=args.epochs,
         stage2_rounds=args.rounds,
         stage2_tol=args.stage2_tol,
+        round_consensus=args.round_consensus,
         triplets_per_round=args.triplets,
         reducer=args.reducer,
         n_maps=args.n_maps,

@@ -19,7 +19,9 @@ clustering (the consensus of their mixtures); stage 2 then trains the first auto
 clustering's triplets, so one autoencoder's merge of two classes does not decide it either.
 ``stage2_tol > 0`` ends stage 2 early once a round's clustering differs from the previous round's
 in fewer than that fraction of the samples (after matching cluster ids), the convergence test of
-DEC (Xie et al., 2016); that clustering is then the final one.
+DEC (Xie et al., 2016); that clustering is then the final one. ``round_consensus=True`` makes the
+final labels the consensus of every clustering of the run (round 0 to the final one), a snapshot
+ensemble over the rounds instead of the last clustering alone.
 
 Ablations of Table 4-3: ``reducer="none"`` is DERC-R (the mixture is fitted on the codes ``Z``
 directly) and :class:`DAE` is stage 1 only followed by a mixture on the codes. ``clusterer="dbscan"``
@@ -165,6 +167,11 @@ class DERC:
         since the previous round's clustering (cluster ids matched by the Hungarian assignment)
         is below ``stage2_tol``, stage 2 stops without training on it and that clustering is
         the final one. ``history_["rounds"][r]["changed"]`` records the fraction either way.
+    round_consensus: final labels and ``proba_`` from the consensus (:mod:`.consensus`) of the
+        responsibilities of every clustering of the run, round 0 to the final one (default False:
+        the last clustering alone, the thesis). Costs one k-means on the stacked responsibilities;
+        ``history_["final"]`` keeps the last clustering's own scores as ``acc_last``/``nmi_last``.
+        Needs ``clusterer="gmm"``.
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
         ``"none"`` (DERC-R: cluster the codes directly).
@@ -218,6 +225,7 @@ class DERC:
         stage1_epochs: int = 100,
         stage2_rounds: int = 5,
         stage2_tol: float = 0.0,
+        round_consensus: bool = False,
         triplets_per_round: Optional[int] = None,
         reducer: str = "tsne",
         clusterer: str = "gmm",
@@ -249,6 +257,7 @@ class DERC:
         self.stage1_epochs = stage1_epochs
         self.stage2_rounds = stage2_rounds
         self.stage2_tol = stage2_tol
+        self.round_consensus = round_consensus
         self.triplets_per_round = triplets_per_round
         self.reducer = reducer
         self.clusterer = clusterer
@@ -306,6 +315,9 @@ class DERC:
         if isinstance(self.stage2_tol, bool) or not isinstance(self.stage2_tol, (int, float)) \
                 or not 0 <= self.stage2_tol < 1:
             raise ValueError(f"stage2_tol must be a fraction in [0, 1), got {self.stage2_tol!r}")
+        if self.round_consensus and self.clusterer != "gmm":
+            raise ValueError("round_consensus combines the mixtures of every round: it needs clusterer 'gmm' "
+                             f"(got {self.clusterer!r})")
         if self.triplets_per_round is not None and self.triplets_per_round < 1:
             raise ValueError(f"triplets_per_round must be >= 1, got {self.triplets_per_round}")
         if self.batch_size < 1:
@@ -521,11 +533,12 @@ class DERC:
         n_trip = int(self.triplets_per_round or n)
         steps = max(1, math.ceil(n_trip / bs))
         bar = tqdm(range(self.stage2_rounds), desc="DERC stage 2 (triplet rounds)", disable=not self.progress)
-        converged, prev_labels = None, None
+        converged, prev_labels, round_probas = None, None, []
         for rnd in bar:
             t1 = time.perf_counter()
             Z = self._embed(Xt)
             R, labels, proba = reduce_and_cluster(Z)
+            round_probas.append(proba)
             rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(rec, labels, y)
             if prev_labels is not None:
@@ -577,10 +590,19 @@ class DERC:
             self._score(final, labels, y)
             if prev_labels is not None:
                 final["changed"] = 1.0 - clustering_accuracy(prev_labels, labels)
+            round_probas.append(proba)
         else:
             Z, R, labels, proba, rec = converged
             final = {k: v for k, v in rec.items() if k not in ("round", "seconds")}
             final["converged_at_round"] = rec["round"]
+        if self.round_consensus and len(round_probas) > 1:
+            for key in ("acc", "nmi"):
+                if key in final:
+                    final[f"{key}_last"] = final[key]
+            proba = consensus_responsibilities(round_probas, self.n_clusters, seed=self.seed)
+            labels = proba.argmax(1)
+            self._score(final, labels, y)
+            final["n_clusters_found"] = int(np.unique(labels).size)
         final["seconds"] = time.perf_counter() - t2
         hist["final"] = final
         hist["seconds"] = time.perf_counter() - t0

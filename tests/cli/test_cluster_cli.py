@@ -47,6 +47,19 @@ def test_cluster_cli_autoencoder_ensemble(tmp_path, tiny_npz, capsys):
     assert np.array_equal(np.load(out / "labels.npy"), api.labels_)
 
 
+def test_cluster_cli_stage2_tol(tmp_path, tiny_npz, capsys):
+    """--stage2-tol reaches DERC: a tolerance every round meets stops stage 2 after one round."""
+    from fe_fast.clustering import DERC
+    from fe_fast.datasets.images import load_clustering_data
+
+    out = tmp_path / "tol"
+    assert main(["cluster", str(tiny_npz), "--k", "3", "--epochs", "1", "--rounds", "3", "--stage2-tol", "0.99",
+                 "--reducer", "none", "--out", str(out), "--json"]) == 0
+    X, _ = load_clustering_data(str(tiny_npz))
+    api = DERC(3, stage1_epochs=1, stage2_rounds=1, reducer="none").fit(X)
+    assert np.array_equal(np.load(out / "labels.npy"), api.labels_)
+
+
 def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
     from PIL import Image
 

@@ -154,6 +154,30 @@ def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
         DERC(4, seed=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
 
 
+def test_stage2_tol_stops_at_the_first_settled_round(digits):
+    """stage2_tol: from round 1 on, when fewer than that share of samples changed (matched) cluster
+    since the previous round, stage 2 stops and that clustering is final. With a tolerance every
+    round meets, 3 rounds stop after one round of training, so the labels equal a 1-round run's."""
+    X, y = _tiny(digits, 200)
+    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, seed=3)
+    one = DERC(4, stage2_rounds=1, **cfg).fit(X, y)
+    stopped = DERC(4, stage2_rounds=3, stage2_tol=0.99, **cfg).fit(X, y)
+    assert np.array_equal(stopped.labels_, one.labels_)
+    assert np.allclose(stopped.embedding_, one.embedding_)
+    rounds = stopped.history_["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and "loss_triplet" not in rounds[1]
+    final = stopped.history_["final"]
+    assert final["converged_at_round"] == 1 and final["acc"] == pytest.approx(one.history_["final"]["acc"])
+    # the recorded share is 1 - ACC of the new labels against the previous round's
+    prev = DERC(4, stage2_rounds=0, **cfg).fit(X).labels_
+    assert rounds[1]["changed"] == pytest.approx(1 - clustering_accuracy(prev, stopped.labels_))
+    assert 0 < rounds[1]["changed"] < 0.99
+    # tolerance 0 (default, the thesis) runs every round and still records the changes
+    full = DERC(4, stage2_rounds=2, **cfg).fit(X, y)
+    assert len(full.history_["rounds"]) == 2 and "converged_at_round" not in full.history_["final"]
+    assert "changed" not in full.history_["rounds"][0] and 0 <= full.history_["final"]["changed"] <= 1
+
+
 def test_dae_is_stage_one_only(digits):
     X, y = _tiny(digits, 100)
     m = DAE(3, stage1_epochs=1, batch_size=64, latent_dim=8, stage2_rounds=7).fit(X, y)
@@ -189,6 +213,9 @@ def test_bad_input(digits):
             DERC(2, n_autoencoders=bad_n).fit(X)
     with pytest.raises(ValueError, match="n_autoencoders > 1"):
         DERC(2, n_autoencoders=3, clusterer="dbscan").fit(X)
+    for bad_tol in (-0.1, 1.0, "0.1", True):
+        with pytest.raises(ValueError, match="stage2_tol"):
+            DERC(2, stage2_tol=bad_tol).fit(X)
     with pytest.raises(ValueError, match="augment_shift"):
         DERC(2, augment_shift=0.7).fit(X)
     with pytest.raises(ValueError, match="not fitted"):
