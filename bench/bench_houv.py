@@ -110,13 +110,20 @@ def real_pairs(n_points, seed):
     return out
 
 
-def _cached_pairs(pairs_dir, set_name, gen):
-    """The set's pairs, from ``<pairs_dir>/<set_name>.npz`` when present (arrays only, no pickle)."""
+def _cached_pairs(pairs_dir, set_name, gen, key):
+    """The set's pairs, from ``<pairs_dir>/<set_name>.npz`` when it was written with the same seed and
+    N and at least ``key["count"]`` pairs (None: the whole set); otherwise generated and written
+    there. Arrays only, no pickle."""
     path = Path(pairs_dir) / f"{set_name}.npz" if pairs_dir else None
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"], **m} for i, m in enumerate(meta)]
+            same = isinstance(meta, dict) and all(meta["key"].get(k) == key[k] for k in ("seed", "n_points"))
+            have, want = (meta["key"]["count"], key["count"]) if same else (0, 0)
+            if same and (have is None or (want is not None and have >= want)):
+                return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"], **m}
+                        for i, m in enumerate(meta["pairs"][:want])]
+        print(f"[pairs] {path} holds other pairs than seed/N/count {key}; regenerating", flush=True)
     pairs = list(gen())
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,8 @@ def _cached_pairs(pairs_dir, set_name, gen):
         for i, p in enumerate(pairs):
             arrays.update({f"P{i}": p["P"], f"Q{i}": p["Q"], f"T{i}": p["T_gt"]})
         meta = [{k: p[k] for k in ("mesh", "name", "overlap") if k in p and np.isscalar(p[k])} for p in pairs]
-        np.savez_compressed(path, meta=json.dumps(meta), **arrays)
+        key = key if key["count"] is None else {**key, "count": len(pairs)}
+        np.savez_compressed(path, meta=json.dumps({"key": key, "pairs": meta}), **arrays)
     return pairs
 
 
@@ -174,8 +182,9 @@ def main(argv=None):
     t_start = time.time()
     for set_name, gen in sets.items():
         per = {m: ([], []) for m in methods}
-        pairs = _cached_pairs(args.pairs_dir, set_name, gen)[: args.real_limit if set_name == "bunny-real"
-                                                               else args.pairs]
+        count = args.real_limit if set_name == "bunny-real" else args.pairs
+        key = {"seed": args.seed, "n_points": args.n_points, "count": count}
+        pairs = _cached_pairs(args.pairs_dir, set_name, gen, key)
         batched = {}
         if args.batch_pairs > 1:
             for m, f in methods.items():

@@ -178,6 +178,26 @@ def test_stage2_tol_stops_at_the_first_settled_round(digits):
     assert "changed" not in full.history_["rounds"][0] and 0 <= full.history_["final"]["changed"] <= 1
 
 
+def test_round_consensus_combines_every_round(digits):
+    """round_consensus: the final labels are the consensus of the clusterings of rounds 0..R-1 and
+    the final one; round r's clustering equals the final one of an r-round run (same seeds)."""
+    from fe_fast.clustering.consensus import consensus_responsibilities
+
+    X, y = _tiny(digits, 200)
+    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, seed=3)
+    runs = [DERC(4, stage2_rounds=r, **cfg).fit(X, y) for r in range(3)]
+    expected = consensus_responsibilities([m.proba_ for m in runs], 4, seed=3)
+    m = DERC(4, stage2_rounds=2, round_consensus=True, **cfg).fit(X, y)
+    assert np.allclose(m.proba_, expected) and np.array_equal(m.labels_, expected.argmax(1))
+    final = m.history_["final"]
+    assert final["acc_last"] == pytest.approx(runs[2].history_["final"]["acc"])
+    assert final["acc"] == pytest.approx(clustering_accuracy(y, m.labels_))
+    # the rounds disagree here, so the consensus is not just the last clustering
+    assert not np.array_equal(m.labels_, runs[2].labels_)
+    with pytest.raises(ValueError, match="round_consensus"):
+        DERC(4, round_consensus=True, clusterer="dbscan").fit(X)
+
+
 def test_dae_is_stage_one_only(digits):
     X, y = _tiny(digits, 100)
     m = DAE(3, stage1_epochs=1, batch_size=64, latent_dim=8, stage2_rounds=7).fit(X, y)
