@@ -96,8 +96,7 @@ def run_one(name, X, y, seed, args, log):
         t = time.perf_counter()
         m = DERC(
             k, stage2_rounds=args.rounds, stage2_tol=args.stage2_tol, round_consensus=args.round_consensus,
-            reducer=reducer, n_maps=n_maps,
-            n_autoencoders=len(daes), **common
+            reducer=reducer, n_maps=n_maps, n_autoencoders=len(daes), **common
         ).fit(X, y, init_from=daes if len(daes) > 1 else dae)
         per_round = [(round(r["acc"], 4), round(r["nmi"], 4), round(r.get("changed", float("nan")), 4))
                      for r in m.history_["rounds"]]
