@@ -192,8 +192,8 @@ def test_round_consensus_combines_every_round(digits):
     final = m.history_["final"]
     assert final["acc_last"] == pytest.approx(runs[2].history_["final"]["acc"])
     assert final["acc"] == pytest.approx(clustering_accuracy(y, m.labels_))
-    # the rounds disagree here, so the consensus is not just the last clustering
-    assert not np.array_equal(m.labels_, runs[2].labels_)
+    # the rounds disagree here, so the consensus is not just the last clustering (up to label ids)
+    assert clustering_accuracy(runs[2].labels_, m.labels_) < 1.0
     with pytest.raises(ValueError, match="round_consensus"):
         DERC(4, round_consensus=True, clusterer="dbscan").fit(X)
 
