@@ -118,11 +118,11 @@ def _cached_pairs(pairs_dir, set_name, gen, key):
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            same = isinstance(meta, dict) and all(meta["key"].get(k) == key[k] for k in ("seed", "n_points"))
-            have, want = (meta["key"]["count"], key["count"]) if same else (0, 0)
-            if same and (have is None or (want is not None and have >= want)):
-                return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"], **m}
-                        for i, m in enumerate(meta["pairs"][:want])]
+            if isinstance(meta, dict) and all(meta["key"].get(k) == key[k] for k in ("seed", "n_points")):
+                have, want = meta["key"]["count"], key["count"]
+                if have is None or (want is not None and have >= want):
+                    return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"], **m}
+                            for i, m in enumerate(meta["pairs"][:want])]
         print(f"[pairs] {path} holds other pairs than seed/N/count {key}; regenerating", flush=True)
     pairs = list(gen())
     if path is not None:
