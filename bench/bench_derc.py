@@ -101,12 +101,12 @@ def run_one(name, X, y, seed, args, log):
         per_round = [(round(r["acc"], 4), round(r["nmi"], 4), round(r.get("changed", float("nan")), 4))
                      for r in m.history_["rounds"]]
         fin = m.history_["final"]
-        stop = (f"; converged at round {fin['converged_at_round']}" if "converged_at_round" in fin
+        ending = (f"; converged at round {fin['converged_at_round']}" if "converged_at_round" in fin
                 else f"; final changed {fin.get('changed', float('nan')):.4f}")
         if "acc_last" in fin:
-            stop += f"; last clustering alone ACC {fin['acc_last']:.4f} NMI {fin['nmi_last']:.4f}"
+            ending += f"; last clustering alone ACC {fin['acc_last']:.4f} NMI {fin['nmi_last']:.4f}"
         rows[label] = (clustering_accuracy(y, m.labels_), nmi(y, m.labels_), (time.perf_counter() - t + s1_all) / 60)
-        log(name, seed, label, rows[label], f"per-round (acc, nmi, changed) before training: {per_round}{stop}")
+        log(name, seed, label, rows[label], f"per-round (acc, nmi, changed) before training: {per_round}{ending}")
     return rows
 
 

@@ -411,6 +411,12 @@ class DERC:
             rec["nmi"] = nmi(y, labels)
 
     @staticmethod
+    def _changed(prev_labels, labels) -> float:
+        # share of samples whose (matched) cluster changed since the previous clustering: DEC's
+        # convergence test, used by stage2_tol
+        return 1.0 - clustering_accuracy(prev_labels, labels)
+
+    @staticmethod
     def _rec_loss(x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # L_p of eq. 4-8 with the squared distance of eq. 4-11, averaged over pixels as well as
         # images (MSE). The per-pixel mean sets the balance with alpha * L_c in eq. 4-10: with the
@@ -542,8 +548,7 @@ class DERC:
             rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(rec, labels, y)
             if prev_labels is not None:
-                # share of samples whose (matched) cluster changed: DEC's convergence test
-                rec["changed"] = 1.0 - clustering_accuracy(prev_labels, labels)
+                rec["changed"] = self._changed(prev_labels, labels)
                 if rec["changed"] < self.stage2_tol:
                     rec["seconds"] = time.perf_counter() - t1
                     hist["rounds"].append(rec)
@@ -589,7 +594,7 @@ class DERC:
             final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(final, labels, y)
             if prev_labels is not None:
-                final["changed"] = 1.0 - clustering_accuracy(prev_labels, labels)
+                final["changed"] = self._changed(prev_labels, labels)
             round_probas.append(proba)
         else:
             Z, R, labels, proba, rec = converged
