@@ -37,9 +37,9 @@ def add_houv_arguments(p):
     """HOUV options shared by ``register`` and ``register-batch``."""
     p.add_argument("--preset", metavar="NAME", default=None,
                    help="named settings that fill the options left at their default: thesis, fast, refine, "
-                        "robust, robust-pruned, robust-sfib, robust-wide (fe_fast.registration.presets, measured in "
-                        "bench/results/houv.md; robust-wide was the most accurate on generated pairs, robust-sfib "
-                        "suits arbitrary rotations); default: the thesis's settings")
+                        "robust, robust-pruned, robust-sfib, robust-wide, robust-search (fe_fast.registration.presets, "
+                        "measured in bench/results/houv.md; robust-search was the most accurate on generated mvp pairs, "
+                        "robust-sfib suits arbitrary rotations); default: the thesis's settings")
     p.add_argument("--alpha", type=float, default=0.5, help="local Chamfer fraction, eq. 3-9 (default 0.5)")
     p.add_argument("--beta", type=float, default=0.1, help="projected Chamfer weight, eq. 3-11 (default 0.1)")
     p.add_argument("--groups", type=int, default=32, help="random initialisations optimised together (default 32)")
@@ -78,8 +78,12 @@ def add_houv_arguments(p):
                    help="refinement loss: local Chamfer (default) or the truncated Chamfer of --select inlier")
     p.add_argument("--refine-by", choices=("local_cd", "inlier"), default=None,
                    help="criterion that picks the groups to refine (default: --select)")
-    p.add_argument("--prune-groups", type=int, default=None,
-                   help="with a --schedule: after its first stage keep only this many best groups")
+    p.add_argument("--prune-groups", default=None,
+                   help="with a --schedule: after its first stage keep only this many best groups; a comma "
+                        "list prunes after each of the first stages in turn, e.g. '32,8'")
+    p.add_argument("--init-translation", choices=("random", "search"), default="random",
+                   help="start translations: 'random' (small random offsets) or 'search' (the best of 79 "
+                        "candidate offsets for each start rotation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     p.set_defaults(_houv_defaults={a.dest: a.default for a in p._actions})
@@ -99,6 +103,17 @@ def parse_pairs_spec(text, name, cast=float):
         except ValueError:
             raise ValueError(f"{name}: not numbers in {part!r}") from None
     return out
+
+
+def parse_prune_groups(text):
+    """'8' -> 8, '32,8' -> [32, 8] (a value already parsed passes through)."""
+    if text is None or not isinstance(text, str):
+        return text
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--prune-groups: expected an int or a comma list of ints, got {text!r}") from None
+    return counts[0] if len(counts) == 1 else counts
 
 
 def houv_kwargs(args) -> dict:
@@ -131,7 +146,8 @@ def houv_kwargs(args) -> dict:
         init=args.init,
         select=args.select,
         inlier_factor=args.inlier_factor,
-        prune_groups=args.prune_groups,
+        prune_groups=parse_prune_groups(args.prune_groups),
+        init_translation=args.init_translation,
         refine_alpha=args.refine_alpha,
         refine_objective=args.refine_objective,
         refine_by=args.refine_by,

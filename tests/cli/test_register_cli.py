@@ -68,6 +68,18 @@ def test_register_even_init_inlier_selection_and_pruning(tiny, capsys):
     assert main(["register", str(src), str(src), *FAST, "--prune-groups", "0"]) == 2
 
 
+def test_register_successive_pruning_and_translation_search(tiny, capsys):
+    _, src, _, _ = tiny
+    rc = main(["register", str(src), str(src), "--groups", "8", "--lr", "0.03", "--schedule", "40:4,60:4,120:2",
+               "--prune-groups", "4,2", "--init-translation", "search", "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["iters"] == 10
+    assert main(["register", str(src), str(src), *FAST, "--prune-groups", "4,x"]) == 2
+    with pytest.raises(SystemExit) as exc:  # argparse's choices
+        main(["register", str(src), str(src), *FAST, "--init-translation", "grid"])
+    assert exc.value.code == 2
+
+
 @pytest.mark.parametrize(
     "content, msg",
     [

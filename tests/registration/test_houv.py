@@ -318,6 +318,63 @@ def test_prune_groups_continues_only_the_best():
         houv(P, Q, groups=2, iters=1, prune_groups=0)
 
 
+def test_prune_groups_per_stage_counts():
+    """prune_groups=[4, 2]: after stage 0 the 4 best groups go on, after stage 1 the 2 best of those;
+    an int is the one-count list; groups that stop keep their values from when they stopped."""
+    P = _cloud(128, seed=4)
+    Q = P @ _rot([0, 1, 1], 60).T
+    kw = dict(groups=8, lr=3e-2, seed=2, init="sfib")  # constant rate: shorter runs are prefixes
+    sched = [(32, 10), (64, 10), (128, 5)]
+    first = houv(P, Q, schedule=sched[:1], **kw)
+    two = houv(P, Q, schedule=sched[:2], prune_groups=[4], **kw)
+    three = houv(P, Q, schedule=sched, prune_groups=[4, 2], **kw)
+    assert torch.equal(houv(P, Q, schedule=sched[:2], prune_groups=4, **kw).all_R, two.all_R)
+
+    def moved(a, b):
+        return {g for g in range(8) if not torch.allclose(a.all_R[g], b.all_R[g], atol=1e-7)}
+
+    went_on = moved(two, first)
+    last = moved(three, two)
+    assert len(went_on) == 4 and len(last) == 2 and last <= went_on and three.group in last
+    assert three.iters == 25 and three.history.shape == (25,) and torch.isfinite(three.history).all()
+    for bad, msg in (([4, 2, 1], "stage boundaries"), ([2, 4], "increase"), ([0], "prune_groups"),
+                     (2.5, "prune_groups")):
+        with pytest.raises(ValueError, match=msg):
+            houv(P, Q, groups=8, schedule=sched, prune_groups=bad)
+
+
+def test_translation_search_starts_near_the_true_offset():
+    """init_translation="search": with the right rotation, the chosen start translation is one of
+    the candidates and much nearer the true offset than a start near zero (on partial views the
+    centred clouds are offset by the distance between the two views' centroids)."""
+    from fe_fast.registration.houv import _search_translation, _translation_candidates
+
+    C = torch.tensor(_cloud(600, seed=6), dtype=torch.float32)
+    Pp, Qp = C[C[:, 0] < 0.2], C[C[:, 0] > -0.2]
+    Pn, Qn = Pp - Pp.mean(0), Qp - Qp.mean(0)
+    t_true = Pp.mean(0) - Qp.mean(0)  # Qn = Pn + t_true on the overlap
+    assert float(t_true.norm()) > 0.2  # a random start lies within 0.25 of zero, in a random direction
+    t = _search_translation([Pn], [Qn], torch.eye(3)[None], torch.ones(1), 0.5, 1, 128, seed=0)[0]
+    assert any(torch.allclose(t, c) for c in _translation_candidates())
+    assert float((t - t_true).norm()) < 0.7 * float(t_true.norm())
+
+
+def test_translation_search_registers_partial_pair_and_keeps_warm_starts():
+    P, Q, R, t = _partial_pair()
+    res = houv(P, Q, groups=8, iters=150, seed=0, refine_iters=150, refine_groups=4, refine_lr=1e-2,
+               init_translation="search", **FAST)
+    assert rotation_error(res.R, R) < 2.0 and translation_error(res.t, t) < 0.05
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t
+    held = houv(P, Q, groups=4, iters=0, seed=3, init_transforms=T, init_translation="search")
+    assert np.allclose(held.all_t[3].numpy(), t, atol=1e-4)  # the warm start's translation is kept
+    plain = houv(P, Q, groups=4, iters=0, seed=3)
+    assert torch.allclose(held.all_R[:3], plain.all_R[:3])  # the search moves translations only
+    assert not torch.allclose(held.all_t[:3], plain.all_t[:3])
+    with pytest.raises(ValueError, match="init_translation"):
+        HOUV(init_translation="grid")
+
+
 def _low_overlap_plates(seed=0, n=1200):
     """Schematic of issue 3's failure kind (2): Q is a unit plate (z = 0); P is 30 % of that plate
     (x < 0.3, resampled) plus a wall at x = 0 that Q does not contain. At the truth (identity) only
