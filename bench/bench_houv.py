@@ -43,13 +43,16 @@ from fe_fast.registration.presets import PRESETS, preset
 
 PRI_BOUNDS = [[0, 45], [45, 90], [90, 135], [135, 180]]  # thesis §3.3.2: 180 degrees in 4 ranges
 
-def houv_settings(name, groups=None, schedule=None):
-    """The preset's houv() arguments with the command line's --groups / --schedule on top."""
+def houv_settings(name, groups=None, schedule=None, init_translation=None):
+    """The preset's houv() arguments with the command line's --groups / --schedule /
+    --init-translation on top."""
     kw = {"groups": inspect.signature(houv).parameters["groups"].default, **preset(name)}
     if groups is not None:
         kw["groups"] = groups
     if schedule is not None:
         kw["schedule"] = schedule
+    if init_translation is not None:
+        kw["init_translation"] = init_translation
     return kw
 
 
@@ -146,6 +149,8 @@ def main(argv=None):
     ap.add_argument("--groups", type=int, default=None, help="hypotheses per pair (default: the preset's, else 32)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="refine")
     ap.add_argument("--schedule", default=None, help="replaces the preset's schedule, e.g. '256:100,1024:50'")
+    ap.add_argument("--init-translation", choices=("random", "search"), default=None,
+                    help="replaces the preset's start translations (houv's init_translation)")
     ap.add_argument("--methods", nargs="*", default=["HOUV", "HOUV_pri", "ICP", "FGR", "RANSAC+ICP"],
                     help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer")
     ap.add_argument("--seed", type=int, default=0)
@@ -157,7 +162,8 @@ def main(argv=None):
                          "(lets a machine without Open3D or the bunny scans run the same pairs)")
     ap.add_argument("--out", default=None, help="markdown file for the table (and <out>.jsonl per pair)")
     args = ap.parse_args(argv)
-    settings = houv_settings(args.preset, args.groups, parse_pairs_spec(args.schedule, "--schedule", int))
+    settings = houv_settings(args.preset, args.groups, parse_pairs_spec(args.schedule, "--schedule", int),
+                             args.init_translation)
 
     methods = {}
     for m in args.methods:

@@ -22,13 +22,14 @@ ap.add_argument('--groups', type=int, default=32); ap.add_argument('--tag', defa
 ap.add_argument('--pairs-dir', default='.gpudata/pairs'); ap.add_argument('--dump', default=None)
 a = ap.parse_args()
 kw = eval(a.kw)
-ps = _cached_pairs(a.pairs_dir, a.set, lambda: (_ for _ in ()).throw(RuntimeError))
+lo, hi = map(int, a.pairs.split(':'))
+ps = _cached_pairs(a.pairs_dir, a.set, lambda: (_ for _ in ()).throw(RuntimeError('pairs not cached')),
+                  {'seed': 0, 'n_points': 2048, 'count': hi})
 
 def sub(x, n, seed):
     if n is None or n >= len(x): return x
     r = np.random.default_rng(seed); return x[r.choice(len(x), n, replace=False)]
 
-lo, hi = map(int, a.pairs.split(':'))
 errs, secs, rows = [], [], []
 dump = {}
 for k in range(lo, min(hi, len(ps))):

@@ -41,8 +41,9 @@ annealed from ``lr`` to ``lr / 100`` over all iterations, so a large ``lr`` stil
 ``beta = 0``: the projected terms of eq. 3-10 match all points, so on partial pairs their optimum is
 biased away from the true pose; see :func:`houv_batch`), ``prune_groups`` (after the schedule's first
 stage, or after each of the first stages, only the best groups continue), ``init_translation="search"``
-(each group's start translation is the best of a set of candidate offsets for its start rotation), ``init="sfib"`` (initial rotations that cover SO(3) evenly, a
-Super-Fibonacci spiral with a seeded random offset, instead of the thesis's i.i.d. random ones) and
+(each group's start translation is the best of a set of candidate offsets for its start rotation),
+``init="sfib"`` (initial rotations that cover SO(3) evenly, a Super-Fibonacci spiral with a seeded
+random offset, instead of the thesis's i.i.d. random ones) and
 ``select="inlier"`` (the final choice, and the choice of the groups to refine or keep, by a truncated
 Chamfer with a threshold from the clouds' point spacing instead of the local Chamfer at the fixed
 ``alpha`` of algorithm 3.1, line 10, which prefers wrong poses when the overlap is below ``alpha``);
@@ -525,8 +526,8 @@ def _translation_candidates() -> torch.Tensor:
     translation sits where eq. 3-8's gradient vanishes) and the 26 directions of the 3x3x3 grid at
     0.15, 0.3 and 0.45 (on the generated MVP-style pairs the true centred translation has median 0.25
     and 90th percentile 0.39)."""
-    dirs = torch.tensor([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)],
-                        dtype=torch.float32)
+    grid = [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)]
+    dirs = torch.tensor(grid, dtype=torch.float32)
     dirs = dirs / dirs.norm(dim=1, keepdim=True)
     return torch.cat([torch.tensor([[0.02, 0.0, 0.0]]), *(r * dirs for r in (0.15, 0.3, 0.45))])
 
@@ -544,7 +545,8 @@ def _search_translation(Pn, Qn, R, dmax, alpha, G: int, n_points: int, seed: int
     for c in cands.split(chunk):
         C = c.shape[0]
         tk = (c[None] * dmax[:, None, None]).reshape(-1, 3)
-        local, _ = _hybrid_terms(P, Q, R.repeat_interleave(C, 0), tk, alpha, 0.0, P_len, Q_len, G * C, with_proj=False)
+        Rk = R.repeat_interleave(C, 0)
+        local, _ = _hybrid_terms(P, Q, Rk, tk, alpha, 0.0, P_len, Q_len, G * C, with_proj=False)
         scores.append(local.view(K, C))
     best = torch.cat(scores, 1).argmin(1)
     return cands[best] * dmax[:, None]
@@ -557,17 +559,18 @@ def _parse_prune(prune_groups, G: int, n_stages: int) -> List[Optional[int]]:
     if prune_groups is None:
         return []
     single = isinstance(prune_groups, (int, np.integer))
+    bad = f"prune_groups must be None, an int >= 1 or a sequence of them, got {prune_groups!r}"
     try:
         ks = [prune_groups] if single else list(prune_groups)
     except TypeError:
-        raise ValueError(f"prune_groups must be None, an int >= 1 or a sequence of them, got {prune_groups!r}") from None
+        raise ValueError(bad) from None
     if not single and len(ks) > n_stages - 1:
         raise ValueError(f"prune_groups has {len(ks)} counts but the schedule has only {n_stages - 1} "
                          "stage boundaries (one count per boundary)")
     out, cur = [], G
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"prune_groups must be None, an int >= 1 or a sequence of them, got {prune_groups!r}")
+            raise ValueError(bad)
         if k > cur and not single:
             raise ValueError(f"prune_groups must not increase from stage to stage, got {prune_groups!r}")
         out.append(int(k) if k < cur else None)

@@ -24,10 +24,12 @@ PRESETS = {
     "robust-sfib": dict(_ROBUST, init="sfib"),
     # 64 coarse starts pruned to 8: the most accurate on the generated sets at about robust's time
     "robust-wide": dict(_ROBUST, groups=64, prune_groups=8),
-    # 256 starts, each with the best of 79 start translations, pruned to 32 after 40 iterations at
-    # 128 points and to 8 after the 256-point stage (successive halving), at about robust-wide's time
-    "robust-search": dict(_ROBUST, groups=256, schedule=[(128, 40), (256, 110), (1024, 50)],
-                          prune_groups=[32, 8], init_translation="search"),
+    # robust-wide, each start translation the best of 79 offsets for its start rotation
+    "robust-search": dict(_ROBUST, groups=64, prune_groups=8, init_translation="search"),
+    # 256 starts with searched translations, pruned to 32 after 40 iterations at 128 points and to 8
+    # after the 256-point stage (successive halving): the best mvp row, not the best elsewhere
+    "robust-halving": dict(_ROBUST, groups=256, schedule=[(128, 40), (256, 110), (1024, 50)],
+                           prune_groups=[32, 8], init_translation="search"),
 }
 
 
