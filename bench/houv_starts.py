@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_houv import _cached_pairs  # noqa: E402
 from fe_fast.registration import houv  # noqa: E402
-from fe_fast.registration.houv import _start_variables  # noqa: E402
+from fe_fast.registration.houv import _radius, _start_variables, rodrigues  # noqa: E402
 from fe_fast.registration.metrics import rotation_error  # noqa: E402
 from fe_fast.registration.presets import preset  # noqa: E402
 
@@ -70,13 +70,6 @@ def truth_start(a, pairs, ref):
     print(f"truth start chosen (within 5 deg) on {won} of {len(flips)} flip pairs")
 
 
-def _rotvec(axis, deg):
-    axis = axis / np.linalg.norm(axis)
-    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    t = math.radians(deg)
-    return np.eye(3) + math.sin(t) * K + (1 - math.cos(t)) * K @ K
-
-
 def basin(a, pairs, ref):
     flips = [i for i, r in sorted(ref.items()) if r["rot_err"] > 90][: a.count]
     kw = dict(_settings(a), groups=16 * len(ANGLES), refine_iters=0, prune_groups=None)
@@ -92,7 +85,9 @@ def basin(a, pairs, ref):
         for deg in ANGLES:
             for _ in range(16):
                 S = np.eye(4)
-                S[:3, :3] = T[:3, :3] @ _rotvec(rng.normal(size=3), deg)
+                angle = torch.tensor(math.radians(deg), dtype=torch.float64)
+                turn = rodrigues(torch.as_tensor(rng.normal(size=3)), angle)
+                S[:3, :3] = T[:3, :3] @ turn.numpy()
                 S[:3, 3] = T[:3, 3] + (T[:3, :3] - S[:3, :3]) @ cP  # P's centroid lands where the truth puts it
                 starts.append(S)
         r = _free_starts(p["P"], p["Q"], np.stack(starts), i, kw, a.translation == "true")
@@ -116,7 +111,7 @@ def _free_starts(P, Q, starts, seed, kw, with_translation):
         v, th, u, d = original(G, seed_, bounds, mapping, init_)
         Pt, Qt = torch.as_tensor(P, dtype=torch.float64), torch.as_tensor(Q, dtype=torch.float64)
         cP, cQ = Pt.mean(0), Qt.mean(0)
-        s = float(torch.maximum((Pt - cP).norm(dim=1).max(), (Qt - cQ).norm(dim=1).max()))
+        s = float(torch.maximum(_radius(Pt), _radius(Qt)))  # houv's normalisation
         sv, sth, su, sd = _start_variables(torch.as_tensor(starts), cP, cQ, s, 1.0, mapping)
         return (sv, sth, su, sd) if with_translation else (sv, sth, u, d)
 

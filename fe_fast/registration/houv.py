@@ -740,8 +740,7 @@ def houv_batch(
         raise ValueError(f"refine_by must be None, 'local_cd' or 'inlier', got {refine_by!r}")
     if refine_alpha is not None and not (0 < refine_alpha <= 1):
         raise ValueError(f"refine_alpha must be None or in (0, 1], got {refine_alpha}")
-    n_stages = 1 if schedule is None else len(schedule)
-    _parse_prune(prune_groups, int(groups), n_stages)  # validate before any work
+    keeps = _parse_prune(prune_groups, int(groups), 1 if schedule is None else len(schedule))
     if len(Ps) != len(Qs) or len(Ps) == 0:
         raise ValueError("Ps and Qs must be non-empty sequences of the same length")
     t0 = time.perf_counter()
@@ -891,9 +890,7 @@ def houv_batch(
 
     # successive pruning: the stages between two prunes form one Adam run; after stage k (k < len(keeps))
     # each pair keeps its keeps[k] best groups by the selection criterion, the others stop there
-    keeps = _parse_prune(prune_groups, G, len(stages))
     bounds_at = [0] + [i + 1 for i, k in enumerate(keeps) if k is not None] + [len(stages)]
-    bounds_at = sorted(set(bounds_at))
     segments = [stages[a:b] for a, b in zip(bounds_at[:-1], bounds_at[1:])]
     keep_idx = all_idx  # [B, Gc]: the groups still running, per pair
     flat = torch.arange(B * G, device=device)
