@@ -155,6 +155,7 @@ def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
     assert G.synthesis.channels == {4: 64, 8: 64, 16: 32, 32: 16}
     cfg = json.loads(torch.load(out / "checkpoint.pt", weights_only=True)["train_config"])
     assert cfg["batch"] == 8 and cfg["loss"] == "logistic" and cfg["path"] == "none"  # explicit --batch wins
+    assert (cfg["lr"], cfg["ema_img"], cfg["r1_gamma"]) == (0.003, 10000.0, 1.0)  # the preset's values
     assert main(["train-gan", "--threads", "0"]) == 2
 
 
