@@ -45,10 +45,12 @@ def _reference(rows_path, method="HOUV", set_name="mvp"):
 
 
 def _settings(a):
-    kw = {**preset(a.preset), **json.loads(a.kw)}
-    if "schedule" in kw:
-        kw["schedule"] = [tuple(s) for s in kw["schedule"]]
-    return kw
+    return {**preset(a.preset), **json.loads(a.kw)}
+
+
+def _flips(ref):
+    """Pairs the reference run got more than 90 degrees wrong, in pair order."""
+    return [i for i, r in sorted(ref.items()) if r["rot_err"] > 90]
 
 
 def _err(R, T):
@@ -56,7 +58,7 @@ def _err(R, T):
 
 
 def truth_start(a, pairs, ref):
-    flips = [i for i, r in sorted(ref.items()) if r["rot_err"] > 90]
+    flips = _flips(ref)
     won = 0
     for i in flips:
         p = pairs[i]
@@ -71,7 +73,7 @@ def truth_start(a, pairs, ref):
 
 
 def basin(a, pairs, ref):
-    flips = [i for i, r in sorted(ref.items()) if r["rot_err"] > 90][: a.count]
+    flips = _flips(ref)[: a.count]
     kw = dict(_settings(a), groups=16 * len(ANGLES), refine_iters=0, prune_groups=None)
     kw["schedule"] = kw.get("schedule", [(256, 150)])[:1]
     total = np.zeros(len(ANGLES))
@@ -124,7 +126,7 @@ def _free_starts(P, Q, starts, seed, kw, with_translation):
 
 def subset(a, pairs, ref):
     kw = _settings(a)
-    chosen = sorted({i for i, r in ref.items() if r["rot_err"] > 90} | set(range(40)))
+    chosen = sorted(set(_flips(ref)) | set(range(40)))
     errs, base, secs = [], [], []
     for i in chosen:
         p = pairs[i]
