@@ -56,17 +56,18 @@ def houv_settings(name, groups=None, schedule=None, init_translation=None):
     return kw
 
 
-def houv_method(settings, pri, device=None):
+def houv_method(settings, pri, device=None, use_viewpoints=False):
+    """HOUV (``pri``: HOUV_pri); ``use_viewpoints``: with the pairs' sensor positions (free-space check)."""
     kw = dict(settings, device=device)
     if pri:
         kw["angle_bounds"] = PRI_BOUNDS
 
-    def f(P, Q, seed):
-        r = houv(P, Q, seed=seed, **kw)
+    def f(P, Q, seed, viewpoints=None):
+        r = houv(P, Q, seed=seed, viewpoints=viewpoints if use_viewpoints else None, **kw)
         return r.transform.cpu().numpy(), r.seconds
 
-    def batch(Ps, Qs, seed):
-        rs = houv_batch(Ps, Qs, seed=seed, **kw)
+    def batch(Ps, Qs, seed, viewpoints=None):
+        rs = houv_batch(Ps, Qs, seed=seed, viewpoints=viewpoints if use_viewpoints else None, **kw)
         return [(r.transform.cpu().numpy(), r.seconds / len(rs)) for r in rs]
 
     f.batch = batch
@@ -78,7 +79,7 @@ def houv_ransac_method(settings, device=None):
     the time is both together."""
     kw = dict(settings, device=device)
 
-    def f(P, Q, seed):
+    def f(P, Q, seed, viewpoints=None):
         start = baselines.ransac_icp(P, Q, seed=seed)
         r = houv(P, Q, seed=seed, init_transforms=start["transform"], **kw)
         return r.transform.cpu().numpy(), start["seconds"] + r.seconds
@@ -89,7 +90,7 @@ def houv_ransac_method(settings, device=None):
 def o3d_method(name):
     fn = baselines.BASELINES[name]
 
-    def f(P, Q, seed):
+    def f(P, Q, seed, viewpoints=None):  # the Open3D baselines do not use sensor positions
         r = fn(P, Q, seed=seed)
         return r["transform"], r["seconds"]
 
@@ -108,8 +109,9 @@ def real_pairs(n_points, seed):
     for p in bunny.ring_pairs(n_points=n_points, seed=seed):
         T = pp.random_transform("mvp", rng, max_translation=0.05)
         P = p["P"].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+        vp_P, vp_Q = p["viewpoints"]
         out.append({**p, "P": P.astype(np.float32), "T_gt": p["T_gt"] @ np.linalg.inv(T),
-                    "name": f"{p['src']}->{p['tgt']}"})
+                    "viewpoints": (T[:3, :3] @ vp_P + T[:3, 3], vp_Q), "name": f"{p['src']}->{p['tgt']}"})
     return out
 
 
@@ -121,18 +123,22 @@ def _cached_pairs(pairs_dir, set_name, gen, key):
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if isinstance(meta, dict) and all(meta["key"].get(k) == key[k] for k in ("seed", "n_points")):
+            if (isinstance(meta, dict) and all(meta["key"].get(k) == key[k] for k in ("seed", "n_points"))
+                    and "V0" in z.files):
                 have, want = meta["key"]["count"], key["count"]
                 if have is None or (want is not None and have >= want):
-                    return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"], **m}
+                    return [{"P": z[f"P{i}"], "Q": z[f"Q{i}"], "T_gt": z[f"T{i}"],
+                             "viewpoints": tuple(z[f"V{i}"]), **m}
                             for i, m in enumerate(meta["pairs"][:want])]
-        print(f"[pairs] {path} holds other pairs than seed/N/count {key}; regenerating", flush=True)
+        print(f"[pairs] {path} holds other pairs than seed/N/count {key} (or no viewpoints); regenerating",
+              flush=True)
     pairs = list(gen())
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {}
         for i, p in enumerate(pairs):
-            arrays.update({f"P{i}": p["P"], f"Q{i}": p["Q"], f"T{i}": p["T_gt"]})
+            arrays.update({f"P{i}": p["P"], f"Q{i}": p["Q"], f"T{i}": p["T_gt"],
+                           f"V{i}": np.stack([np.asarray(v, dtype=np.float64) for v in p["viewpoints"]])})
         meta = [{k: p[k] for k in ("mesh", "name", "overlap") if k in p and np.isscalar(p[k])} for p in pairs]
         key = key if key["count"] is None else {**key, "count": len(pairs)}
         np.savez_compressed(path, meta=json.dumps({"key": key, "pairs": meta}), **arrays)
@@ -152,7 +158,9 @@ def main(argv=None):
     ap.add_argument("--init-translation", choices=("random", "search"), default=None,
                     help="replaces the preset's start translations (houv's init_translation)")
     ap.add_argument("--methods", nargs="*", default=["HOUV", "HOUV_pri", "ICP", "FGR", "RANSAC+ICP"],
-                    help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer")
+                    help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer; HOUV+vis: HOUV "
+                         "with the free-space check (the pairs' sensor positions; the preset must select by "
+                         "'inlier')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
     ap.add_argument("--batch-pairs", type=int, default=1,
@@ -171,6 +179,8 @@ def main(argv=None):
             methods[m] = houv_method(settings, False, args.device)
         elif m == "HOUV_pri":
             methods[m] = houv_method(settings, True, args.device)
+        elif m == "HOUV+vis":
+            methods[m] = houv_method(settings, False, args.device, use_viewpoints=True)
         elif m == "HOUV+RANSAC":
             methods[m] = houv_ransac_method(settings, args.device)
         else:
@@ -198,10 +208,12 @@ def main(argv=None):
                     batched[m] = []
                     for i in range(0, len(pairs), args.batch_pairs):
                         chunk = pairs[i: i + args.batch_pairs]
-                        batched[m] += f.batch([p["P"] for p in chunk], [p["Q"] for p in chunk], args.seed)
+                        batched[m] += f.batch([p["P"] for p in chunk], [p["Q"] for p in chunk], args.seed,
+                                              [p["viewpoints"] for p in chunk])
         for k, pair in enumerate(pairs):
             for m, f in methods.items():
-                T, sec = batched[m][k] if m in batched else f(pair["P"], pair["Q"], args.seed + k)
+                T, sec = (batched[m][k] if m in batched
+                          else f(pair["P"], pair["Q"], args.seed + k, viewpoints=pair["viewpoints"]))
                 ev = evaluate(T, pair["T_gt"], pair["P"], pair["Q"])
                 per[m][0].append(ev)
                 per[m][1].append(sec)

@@ -26,6 +26,11 @@ def add_parser(sub):
     p.add_argument("--init-transform", metavar="T.json", action="append", default=None,
                    help="start one group at this 4x4 transform (JSON as --out-transform writes, or a plain 4x4 "
                         "list), e.g. a feature matcher's answer or the previous frame's; repeatable")
+    p.add_argument("--source-viewpoint", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
+                   help="the source scan's sensor position in SRC's frame (e.g. 0 0 0 for data in sensor "
+                        "coordinates): enables the free-space check (needs --select inlier, as the robust presets)")
+    p.add_argument("--target-viewpoint", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
+                   help="the target scan's sensor position in TGT's frame (see --source-viewpoint)")
     p.add_argument("--out-transform", metavar="T.json", help="write the 4x4 transform (JSON) here")
     p.add_argument("--out-aligned", metavar="aligned.ply", help="write the transformed source here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -85,6 +90,9 @@ def add_houv_arguments(p):
     p.add_argument("--init-translation", choices=("random", "search"), default="random",
                    help="start translations: 'random' (small random offsets) or 'search' (the best of 79 "
                         "candidate offsets for each start rotation)")
+    p.add_argument("--visibility-weight", type=float, default=4.0,
+                   help="weight of the free-space violation share in the selection when viewpoints are given "
+                        "(default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     p.set_defaults(_houv_defaults={a.dest: a.default for a in p._actions})
@@ -104,6 +112,19 @@ def parse_pairs_spec(text, name, cast=float):
         except ValueError:
             raise ValueError(f"{name}: not numbers in {part!r}") from None
     return out
+
+
+def parse_point(text, name):
+    """'x y z' -> [x, y, z] (None passes through)."""
+    if text is None:
+        return None
+    try:
+        xyz = [float(b) for b in text.split()]
+    except ValueError:
+        raise ValueError(f"{name}: expected three numbers 'x y z', got {text!r}") from None
+    if len(xyz) != 3:
+        raise ValueError(f"{name}: expected three numbers 'x y z', got {text!r}")
+    return xyz
 
 
 def parse_prune_groups(text):
@@ -152,6 +173,7 @@ def houv_kwargs(args) -> dict:
         refine_alpha=args.refine_alpha,
         refine_objective=args.refine_objective,
         refine_by=args.refine_by,
+        visibility_weight=args.visibility_weight,
         seed=args.seed,
         device=device,
     )
@@ -273,6 +295,8 @@ def run(args) -> int:
     kw = houv_kwargs(args)
     if args.init_transform:
         kw["init_transforms"] = np.stack([read_transform(f) for f in args.init_transform])
+    if args.source_viewpoint is not None or args.target_viewpoint is not None:
+        kw["viewpoints"] = (args.source_viewpoint, args.target_viewpoint)
     res = houv(P, Q, progress=not args.no_progress and not args.json, **kw)
     out = result_dict(res)
     if args.out_transform:

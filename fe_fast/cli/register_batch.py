@@ -1,8 +1,10 @@
 """``fe-fast register-batch PAIRS.csv --out results.jsonl``: register many pairs with HOUV.
 
 PAIRS.csv has a header with at least the columns ``src`` and ``tgt`` (paths, relative to the CSV's
-folder or absolute); optional ``name`` and ``gt`` (a .npy or .json 4x4 ground truth P -> Q, which
-adds rot_err / trans_err / mse / success to the output, thesis eq. 3-13, 3-14). This is the format
+folder or absolute); optional ``name``, ``gt`` (a .npy or .json 4x4 ground truth P -> Q, which
+adds rot_err / trans_err / mse / success to the output, thesis eq. 3-13, 3-14) and
+``src_viewpoint`` / ``tgt_viewpoint`` (each scan's sensor position in its own frame, 'x y z': the
+free-space check, with ``--select inlier``). This is the format
 ``fe_fast.datasets.partial_pairs.save_pairs`` writes.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank takes rows ``rank, rank + world, ...``
@@ -17,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from fe_fast.cli.register import add_houv_arguments, houv_kwargs, read_cloud, read_transform
+from fe_fast.cli.register import add_houv_arguments, houv_kwargs, parse_point, read_cloud, read_transform
 
 
 def add_parser(sub):
@@ -58,6 +60,13 @@ def read_pairs_csv(path):
         }
         if r.get("gt"):
             item["gt"] = str((base / r["gt"]) if not Path(r["gt"]).is_absolute() else Path(r["gt"]))
+        try:
+            vp = tuple(parse_point(r.get(k) or None, f"{path} row {i + 2} column {k}")
+                       for k in ("src_viewpoint", "tgt_viewpoint"))
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if vp != (None, None):
+            item["viewpoints"] = vp
         out.append(item)
     return out
 
@@ -104,7 +113,8 @@ def run(args) -> int:
         Ps = [read_cloud(it["src"]) for it in chunk]
         Qs = [read_cloud(it["tgt"]) for it in chunk]
         t0 = time.perf_counter()
-        res = houv_batch(Ps, Qs, **kw)
+        vps = [it.get("viewpoints") for it in chunk]
+        res = houv_batch(Ps, Qs, **kw, **({"viewpoints": vps} if any(v is not None for v in vps) else {}))
         per_pair = (time.perf_counter() - t0) / len(chunk)
         for it, P, Q, r in zip(chunk, Ps, Qs, res):
             d = {"row": it["row"], "name": it["name"], "src": it["src"], "tgt": it["tgt"], **result_dict(r)}

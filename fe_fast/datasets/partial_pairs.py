@@ -27,7 +27,8 @@ make the ground truth ambiguous (a correct alignment of a tetrahedron can be 120
 stored transform), which the rotation-error metric would count as failures.
 
 Each pair is a dict: ``P`` (source, float32 [N, 3], already moved), ``Q`` (target), ``T_gt``
-(float64 4x4 with ``Q ~ R P + t``), ``mesh``, ``views`` (i, j), ``overlap``, ``protocol``.
+(float64 4x4 with ``Q ~ R P + t``), ``viewpoints`` (the two cameras' centres, each in its own cloud's
+frame: the source's moved with P), ``mesh``, ``views`` (i, j), ``overlap``, ``protocol``.
 Everything is seeded: pair ``i`` of ``make_pairs(k, seed=s)`` depends only on (s, i).
 """
 from __future__ import annotations
@@ -276,10 +277,12 @@ def make_pair(
     T = random_transform(protocol, rng)
     P = P @ T[:3, :3].T + T[:3, 3]
     T_gt = np.linalg.inv(T)  # maps the moved P back onto Q's frame
+    cams = camera_positions(camera_distance)
     return {
         "P": P.astype(np.float32),
         "Q": Q.astype(np.float32),
         "T_gt": T_gt,
+        "viewpoints": (T[:3, :3] @ cams[i] + T[:3, 3], cams[j]),
         "mesh": name,
         "views": (int(i), int(j)),
         "overlap": float(ov),
@@ -301,8 +304,8 @@ def make_pairs(count: int, **kwargs) -> List[Dict]:
 
 def save_pairs(pairs: Sequence[Dict], out_dir) -> Path:
     """Write pairs under ``out_dir`` (pair k is named ``<k>_<protocol>``): ``<name>_src.npy``, ``<name>_tgt.npy``, ``<name>_gt.npy`` per
-    pair and ``pairs.csv`` (columns name, src, tgt, gt, mesh, overlap, protocol; paths relative to
-    the CSV), the input format of ``fe-fast register-batch``. Returns the CSV path."""
+    pair and ``pairs.csv`` (columns name, src, tgt, gt, mesh, overlap, protocol, src_viewpoint,
+    tgt_viewpoint; paths relative to the CSV), the input format of ``fe-fast register-batch``. Returns the CSV path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -319,6 +322,8 @@ def save_pairs(pairs: Sequence[Dict], out_dir) -> Path:
                 "mesh": p.get("mesh", ""),
                 "overlap": f"{p.get('overlap', float('nan')):.4f}",
                 "protocol": p.get("protocol", ""),
+                **{k: " ".join(f"{float(x):.9g}" for x in v) if v is not None else ""
+                   for k, v in zip(("src_viewpoint", "tgt_viewpoint"), p.get("viewpoints") or (None, None))},
             }
         )
     csv_path = out / "pairs.csv"
@@ -347,5 +352,8 @@ def load_pairs(csv_path) -> List[Dict]:
                 d["T_gt"] = np.load(base / row["gt"])
             if row.get("overlap"):
                 d["overlap"] = float(row["overlap"])
+            if row.get("src_viewpoint") or row.get("tgt_viewpoint"):
+                d["viewpoints"] = tuple(np.array(row[k].split(), dtype=np.float64) if row.get(k) else None
+                                        for k in ("src_viewpoint", "tgt_viewpoint"))
             out.append(d)
     return out

@@ -64,6 +64,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from fe_fast.registration.visibility import depth_maps, free_space_violation
+
 __all__ = [
     "HOUV",
     "RegistrationResult",
@@ -629,6 +631,30 @@ def _validate_choice(init, select, inlier_factor, refine_objective="local_cd", i
         raise ValueError(f"inlier_factor must be > 0, got {inlier_factor}")
 
 
+def _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale, tau):
+    """Depth maps of the normalised clouds from their scans' viewpoints (input frame -> normalised
+    like the clouds), with the depth tolerance ``tau`` [B] (normalised units) passed through."""
+    B = len(Pn)
+    device = Pn[0].device
+    if len(viewpoints) != B:
+        raise ValueError(f"viewpoints: need one entry per pair ({B}), got {len(viewpoints)}")
+    vp_P, vp_Q = [], []
+    for b, entry in enumerate(viewpoints):
+        if entry is None:
+            entry = (None, None)
+        if len(entry) != 2:
+            raise ValueError(f"viewpoints[{b}] must be (source_viewpoint, target_viewpoint), either None")
+        for v, c, out, name in ((entry[0], cP[b], vp_P, "source"), (entry[1], cQ[b], vp_Q, "target")):
+            if v is None:
+                out.append(None)
+                continue
+            v = torch.as_tensor(np.asarray(v, dtype=np.float64) if not torch.is_tensor(v) else v)
+            if v.shape != (3,) or not bool(torch.isfinite(v).all()):
+                raise ValueError(f"viewpoints[{b}]: the {name} viewpoint must be 3 finite numbers, got {v.tolist()}")
+            out.append((v.to(device=device, dtype=torch.float32) - c) / scale[b])
+    return depth_maps(Pn, vp_P), depth_maps(Qn, vp_Q), tau
+
+
 def _cosine(lr: float, step: int, total: int) -> float:
     """Cosine annealing from ``lr`` to ``lr / 100`` over ``total`` steps (closed form of
     ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=total, eta_min=lr / 100)``)."""
@@ -666,6 +692,8 @@ def houv_batch(
     refine_by: Optional[str] = None,
     init_transforms=None,
     init_translation: str = "random",
+    viewpoints=None,
+    visibility_weight: float = 4.0,
     progress: bool = False,
 ) -> List[RegistrationResult]:
     """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
@@ -727,8 +755,22 @@ def houv_batch(
     (groups ``0 .. G-k-1`` start as without them). They are held still during the schedule (on real
     bunny scans the hybrid loss's coarse stages carried a 1-3 degree start 50-75 degrees away,
     results/houv.md) and then compete like every group for the selection, pruning and refinement.
-    Not with ``angle_bounds`` (a start need not lie in its group's angle range)."""
+    Not with ``angle_bounds`` (a start need not lie in its group's angle range).
+
+    ``viewpoints`` (free-space check, beyond the thesis; needs ``select="inlier"``): one entry per
+    pair, each None or ``(source_viewpoint, target_viewpoint)``, the sensor position of each scan in
+    that scan's own frame (input units; either may be None), e.g. ``(0, 0, 0)`` for data in sensor
+    coordinates. The selection criterion (and so the pruning and the choice of groups to refine) gains
+    ``visibility_weight x`` the shares of points that each sensor would have seen in free space
+    (:func:`~fe_fast.registration.visibility.free_space_violation`, tolerance 3 point spacings):
+    the truth scores about 0 there, a pose that matches many points but puts others in front of a scanned
+    surface does not. ``extra["violation"]`` holds every group's summed share."""
     _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
+    if viewpoints is not None and select != "inlier":
+        raise ValueError("viewpoints (the free-space check) need select='inlier': the violation share is "
+                         "added to the inlier score, which is a share too")
+    if not visibility_weight >= 0:
+        raise ValueError(f"visibility_weight must be >= 0, got {visibility_weight}")
     if int(refine_iters) < 0:
         raise ValueError(f"refine_iters must be >= 0, got {refine_iters}")
     if int(refine_groups) < 1:
@@ -877,12 +919,27 @@ def houv_batch(
                            dtype=torch.float32, device=device)
         tau2 = (tau * tau).repeat_interleave(G)
     sel2 = tau2 if select == "inlier" else None  # the selection score's threshold
+    # free-space check: depth tolerance 3 point spacings (tau is inlier_factor spacings; select is "inlier")
+    vis = None if viewpoints is None else _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale, 3.0 * tau / inlier_factor)
+
+    def violation(R_, t_, Gc):
+        """Summed free-space violation shares of Gc groups per pair (both scans' sensors)."""
+        maps_P, maps_Q, tau_v = vis
+        index = torch.arange(B, device=device).repeat_interleave(Gc)
+        X = Pf[index] @ R_.transpose(1, 2) + t_[:, None, :]  # P in Q's frame
+        Y = (Qf[index] - t_[:, None, :]) @ R_  # Q in P's frame
+        P_len = None if Pf_len is None else Pf_len[index]
+        Q_len = None if Qf_len is None else Qf_len[index]
+        return (free_space_violation(X, maps_Q, index, tau_v[index], P_len)
+                + free_space_violation(Y, maps_P, index, tau_v[index], Q_len))
 
     def evaluate(R_, t_, Gc, tau2_):
         """Full-resolution local Chamfer, hybrid loss and selection score of Gc groups per pair."""
         with torch.no_grad():
             loc, hy = _hybrid_terms(Pf, Qf, R_, t_, alpha, beta, Pf_len, Qf_len, Gc)
             sc = _inlier_score(Pf, Qf, R_, t_, tau2_, Pf_len, Qf_len, Gc) if tau2_ is not None else loc
+            if vis is not None and tau2_ is not None:
+                sc = sc + visibility_weight * violation(R_, t_, Gc)
         return loc, hy, sc
 
     def subset(flat):
@@ -962,6 +1019,9 @@ def houv_batch(
     if bar is not None:
         bar.close()
 
+    if vis is not None:
+        with torch.no_grad():
+            group_violation = violation(R, t, G)
     hist = torch.stack(history).cpu() if history else torch.zeros(0, B, G)
     seconds = time.perf_counter() - t0
     results = []
@@ -993,7 +1053,8 @@ def houv_batch(
                 seconds=seconds,
                 scale=s,
                 extra={"select": select, "group_score": score[sl].cpu().double(),  # the choice's criterion
-                       **({"tau": float(tau[b]) * s} if tau is not None else {})},
+                       **({"tau": float(tau[b]) * s} if tau is not None else {}),
+                       **({"violation": group_violation[sl].cpu().double()} if vis is not None else {})},
             )
         )
     return results
@@ -1029,14 +1090,17 @@ def houv(
     refine_by: Optional[str] = None,
     init_transforms=None,
     init_translation: str = "random",
+    viewpoints=None,
+    visibility_weight: float = 4.0,
     progress: bool = False,
 ) -> RegistrationResult:
     """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
     ``angle_bounds``, HOUV_pri, algorithm 3.2). Defaults are the thesis's settings (alpha 0.5,
     beta 0.1, 32 groups, 500 Adam iterations at lr 1e-3, sin mapping eq. 3-8). Returns a
     :class:`RegistrationResult` with ``Q ~ R P + t``. ``init_transforms``: optional 4x4 starting
-    transforms (P onto Q, input units) that replace the last groups' random starts (see
-    :func:`houv_batch`)."""
+    transforms (P onto Q, input units) that replace the last groups' random starts; ``viewpoints``:
+    ``(source_viewpoint, target_viewpoint)``, each scan's sensor position in its own frame, for the
+    free-space check (see :func:`houv_batch`)."""
     return houv_batch(
         [P],
         [Q],
@@ -1066,6 +1130,8 @@ def houv(
         refine_by=refine_by,
         init_transforms=None if init_transforms is None else [init_transforms],
         init_translation=init_translation,
+        viewpoints=None if viewpoints is None else [viewpoints],
+        visibility_weight=visibility_weight,
         progress=progress,
     )[0]
 
@@ -1102,6 +1168,7 @@ class HOUV:
         refine_alpha: Optional[float] = None,
         refine_by: Optional[str] = None,
         init_translation: str = "random",
+        visibility_weight: float = 4.0,
         progress: bool = False,
     ):
         _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
@@ -1133,14 +1200,15 @@ class HOUV:
             refine_alpha=refine_alpha,
             refine_by=refine_by,
             init_translation=init_translation,
+            visibility_weight=visibility_weight,
             progress=progress,
         )
 
-    def register(self, P, Q, init_transforms=None) -> RegistrationResult:
-        return houv(P, Q, init_transforms=init_transforms, **self.params)
+    def register(self, P, Q, init_transforms=None, viewpoints=None) -> RegistrationResult:
+        return houv(P, Q, init_transforms=init_transforms, viewpoints=viewpoints, **self.params)
 
-    def register_batch(self, Ps, Qs, init_transforms=None) -> List[RegistrationResult]:
-        return houv_batch(Ps, Qs, init_transforms=init_transforms, **self.params)
+    def register_batch(self, Ps, Qs, init_transforms=None, viewpoints=None) -> List[RegistrationResult]:
+        return houv_batch(Ps, Qs, init_transforms=init_transforms, viewpoints=viewpoints, **self.params)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -182,3 +182,38 @@ def test_register_init_transform(tiny, capsys):
     assert main(["register", str(src), str(src), *FAST, "--init-transform", str(tmp / "bad.json")]) == 2
     assert "4x4" in capsys.readouterr().err
     assert main(["register", str(src), str(src), *FAST, "--init-transform", str(tmp / "none.json")]) == 2
+
+
+def test_register_viewpoints(tiny, capsys):
+    """--source-viewpoint / --target-viewpoint X Y Z: the free-space check (with the inlier selection);
+    two numbers are a usage error, a viewpoint without --select inlier a one-line error."""
+    tmp, src, _, d = tiny
+    vp = [str(x) for x in d["viewpoints"][0]]  # starts with a negative number
+    rc = main(["register", str(src), str(src), *FAST, "--select", "inlier", "--json",
+               "--source-viewpoint", *vp, "--target-viewpoint", *vp])
+    assert rc == 0
+    assert np.array(json.loads(capsys.readouterr().out)["transform"]).shape == (4, 4)
+    with pytest.raises(SystemExit):  # argparse: three numbers
+        main(["register", str(src), str(src), *FAST, "--select", "inlier", "--source-viewpoint", "1", "2"])
+    err = capsys.readouterr().err.strip()
+    assert "expected 3 arguments" in err
+    assert main(["register", str(src), str(src), *FAST, "--target-viewpoint", *vp]) == 2
+    assert "select='inlier'" in capsys.readouterr().err
+
+
+def test_register_batch_reads_viewpoint_columns(tiny, capsys):
+    from fe_fast.cli.register_batch import read_pairs_csv
+
+    tmp, src, _, d = tiny
+    vp = " ".join(str(x) for x in d["viewpoints"][0])
+    (tmp / "vp.csv").write_text(f"name,src,tgt,src_viewpoint,tgt_viewpoint\na,src.npy,src.npy,{vp},{vp}\n"
+                                "b,src.npy,src.npy,,\n")
+    items = read_pairs_csv(tmp / "vp.csv")
+    assert np.allclose(items[0]["viewpoints"][0], d["viewpoints"][0]) and "viewpoints" not in items[1]
+    out = tmp / "res.jsonl"
+    rc = main(["register-batch", str(tmp / "vp.csv"), "--out", str(out), *FAST, "--select", "inlier",
+               "--no-progress", "--pairs-per-call", "2"])
+    assert rc == 0 and len(out.read_text().splitlines()) == 2
+    (tmp / "badvp.csv").write_text("src,tgt,src_viewpoint\nsrc.npy,src.npy,1 2\n")
+    assert main(["register-batch", str(tmp / "badvp.csv"), "--out", str(out)]) == 2
+    assert "row 2" in capsys.readouterr().err

@@ -66,6 +66,23 @@ def test_noise_and_save_load(tmp_path):
     csv = pp.save_pairs([clean, noisy], tmp_path)
     back = pp.load_pairs(csv)
     assert len(back) == 2 and np.array_equal(back[1]["Q"], noisy["Q"]) and np.allclose(back[0]["T_gt"], clean["T_gt"])
+    for a, b in zip(back[1]["viewpoints"], noisy["viewpoints"]):
+        assert np.allclose(a, b, rtol=1e-8)
+
+
+def test_viewpoints_are_the_cameras_in_each_clouds_frame():
+    """Q's viewpoint is its camera; P's is its camera moved with P, so T_gt takes it back there; every
+    point of each view lies in front of its camera (positive depth towards the mesh centre)."""
+    p = pp.make_pair(1, protocol="so3", meshes=("compound1",), **SMALL)
+    cams = pp.camera_positions(3.0)
+    i, j = p["views"]
+    vp_P, vp_Q = p["viewpoints"]
+    assert np.allclose(vp_Q, cams[j])
+    T = p["T_gt"]
+    assert np.allclose(T[:3, :3] @ vp_P + T[:3, 3], cams[i], atol=1e-9)
+    Pm = p["P"].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+    for pts, cam in ((Pm, cams[i]), (p["Q"], cams[j])):
+        assert np.all((pts - cam) @ (-cam / np.linalg.norm(cam)) > 0)
 
 
 def test_bad_arguments():
