@@ -15,6 +15,10 @@ Real scans: every ordered bunny ring-scan pair with overlap > 0.3, subsampled to
 source moved by a random rigid transform (mvp protocol rotation, translation up to 5 cm).
 Per-pair rows go to ``<out>.jsonl`` next to the table.
 
+``--methods HOUV+vis`` (and ``HOUV+RANSAC+vis``) give HOUV each scan's sensor position (the generated
+pairs' camera centres, the bunny scanner's position; the source's moved with it) for the free-space check
+(``houv(..., viewpoints=...)``); the Open3D baselines do not use them.
+
 GPU: ``--device cuda`` runs HOUV/HOUV_pri on the GPU (the Open3D baselines stay on the CPU);
 ``--batch-pairs K`` registers K pairs in one :func:`~fe_fast.registration.houv_batch` call (K*32
 hypotheses at once, every pair seeded with ``--seed``) and reports the call's time divided by K
@@ -74,14 +78,15 @@ def houv_method(settings, pri, device=None, use_viewpoints=False):
     return f
 
 
-def houv_ransac_method(settings, device=None):
+def houv_ransac_method(settings, device=None, use_viewpoints=False):
     """HOUV warm-started at RANSAC+ICP's answer (``init_transforms``; one of the groups starts there):
-    the time is both together."""
+    the time is both together. ``use_viewpoints``: with the free-space check."""
     kw = dict(settings, device=device)
 
     def f(P, Q, seed, viewpoints=None):
         start = baselines.ransac_icp(P, Q, seed=seed)
-        r = houv(P, Q, seed=seed, init_transforms=start["transform"], **kw)
+        r = houv(P, Q, seed=seed, init_transforms=start["transform"],
+                 viewpoints=viewpoints if use_viewpoints else None, **kw)
         return r.transform.cpu().numpy(), start["seconds"] + r.seconds
 
     return f
@@ -158,9 +163,9 @@ def main(argv=None):
     ap.add_argument("--init-translation", choices=("random", "search"), default=None,
                     help="replaces the preset's start translations (houv's init_translation)")
     ap.add_argument("--methods", nargs="*", default=["HOUV", "HOUV_pri", "ICP", "FGR", "RANSAC+ICP"],
-                    help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer; HOUV+vis: HOUV "
-                         "with the free-space check (the pairs' sensor positions; the preset must select by "
-                         "'inlier')")
+                    help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer; HOUV+vis and "
+                         "HOUV+RANSAC+vis: the same with the free-space check (the pairs' sensor positions; the "
+                         "preset must select by 'inlier')")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
     ap.add_argument("--batch-pairs", type=int, default=1,
@@ -181,8 +186,8 @@ def main(argv=None):
             methods[m] = houv_method(settings, True, args.device)
         elif m == "HOUV+vis":
             methods[m] = houv_method(settings, False, args.device, use_viewpoints=True)
-        elif m == "HOUV+RANSAC":
-            methods[m] = houv_ransac_method(settings, args.device)
+        elif m in ("HOUV+RANSAC", "HOUV+RANSAC+vis"):
+            methods[m] = houv_ransac_method(settings, args.device, use_viewpoints=m.endswith("+vis"))
         else:
             methods[m] = o3d_method(m)
 

@@ -40,7 +40,7 @@ def _kernels(out: Path) -> list:
 
 
 def _registration(out: Path) -> list:
-    """HOUV, HOUV_pri and Open3D's ICP / FGR / RANSAC+ICP on the bundled real bunny scan pair."""
+    """HOUV, HOUV_pri, HOUV+vis and Open3D's ICP / FGR / RANSAC+ICP on the bundled real bunny scan pair."""
     from fe_fast.registration.demo import run_demo
 
     rows = run_demo(seed=0, progress=False)
