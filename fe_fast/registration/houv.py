@@ -631,9 +631,9 @@ def _validate_choice(init, select, inlier_factor, refine_objective="local_cd", i
         raise ValueError(f"inlier_factor must be > 0, got {inlier_factor}")
 
 
-def _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale, tau):
+def _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale):
     """Depth maps of the normalised clouds from their scans' viewpoints (input frame -> normalised
-    like the clouds), with the depth tolerance ``tau`` [B] (normalised units) passed through."""
+    like the clouds); validates the viewpoints."""
     B = len(Pn)
     device = Pn[0].device
     if len(viewpoints) != B:
@@ -652,7 +652,7 @@ def _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale, tau):
             if v.shape != (3,) or not bool(torch.isfinite(v).all()):
                 raise ValueError(f"viewpoints[{b}]: the {name} viewpoint must be 3 finite numbers, got {v.tolist()}")
             out.append((v.to(device=device, dtype=torch.float32) - c) / scale[b])
-    return depth_maps(Pn, vp_P), depth_maps(Qn, vp_Q), tau
+    return depth_maps(Pn, vp_P), depth_maps(Qn, vp_Q)
 
 
 def _cosine(lr: float, step: int, total: int) -> float:
@@ -804,6 +804,7 @@ def houv_batch(
     Qn = [(q - c) / s for q, c, s in zip(Qin, cQ, scale)]
     if d_max is not None and not d_max > 0:
         raise ValueError(f"d_max must be > 0, got {d_max}")
+    vis = None if viewpoints is None else _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale)
     dmax = torch.tensor(
         [1.0 if d_max is None else float(d_max) / s for s in scale], dtype=torch.float32, device=device
     ).repeat_interleave(G)
@@ -920,25 +921,25 @@ def houv_batch(
         tau2 = (tau * tau).repeat_interleave(G)
     sel2 = tau2 if select == "inlier" else None  # the selection score's threshold
     # free-space check: depth tolerance 3 point spacings (tau is inlier_factor spacings; select is "inlier")
-    vis = None if viewpoints is None else _visibility_maps(viewpoints, Pn, Qn, cP, cQ, scale, 3.0 * tau / inlier_factor)
+    vis_tau = None if vis is None else 3.0 * tau / inlier_factor
 
     def violation(R_, t_, Gc):
         """Summed free-space violation shares of Gc groups per pair (both scans' sensors)."""
-        maps_P, maps_Q, tau_v = vis
+        maps_P, maps_Q = vis
         index = torch.arange(B, device=device).repeat_interleave(Gc)
         X = Pf[index] @ R_.transpose(1, 2) + t_[:, None, :]  # P in Q's frame
         Y = (Qf[index] - t_[:, None, :]) @ R_  # Q in P's frame
         P_len = None if Pf_len is None else Pf_len[index]
         Q_len = None if Qf_len is None else Qf_len[index]
-        return (free_space_violation(X, maps_Q, index, tau_v[index], P_len)
-                + free_space_violation(Y, maps_P, index, tau_v[index], Q_len))
+        return (free_space_violation(X, maps_Q, index, vis_tau[index], P_len)
+                + free_space_violation(Y, maps_P, index, vis_tau[index], Q_len))
 
     def evaluate(R_, t_, Gc, tau2_):
         """Full-resolution local Chamfer, hybrid loss and selection score of Gc groups per pair."""
         with torch.no_grad():
             loc, hy = _hybrid_terms(Pf, Qf, R_, t_, alpha, beta, Pf_len, Qf_len, Gc)
             sc = _inlier_score(Pf, Qf, R_, t_, tau2_, Pf_len, Qf_len, Gc) if tau2_ is not None else loc
-            if vis is not None and tau2_ is not None:
+            if vis is not None:  # select is "inlier": sc is the inlier score
                 sc = sc + visibility_weight * violation(R_, t_, Gc)
         return loc, hy, sc
 
