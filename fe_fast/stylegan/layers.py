@@ -30,15 +30,40 @@ def fir_kernel(taps=(1, 3, 3, 1), gain: float = 1.0, device=None, dtype=torch.fl
     return k * (gain / k.sum())
 
 
-def _fir_1d(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
-    """Valid correlation of ``x`` with 1-D ``taps`` along ``dim`` as a sum of shifted slices (cheap
-    to differentiate twice, unlike a depthwise convolution on the CPU)."""
-    k = taps.shape[0]
-    n = x.shape[dim] - k + 1
-    out = x.narrow(dim, 0, n) * taps[0]
-    for i in range(1, k):
-        out = out + x.narrow(dim, i, n) * taps[i]
-    return out
+class _FIR1d(torch.autograd.Function):
+    """Valid correlation of ``x`` with constant 1-D ``taps`` along ``dim``, as a sum of shifted
+    slices accumulated in place. Its gradient is the full correlation with the reversed taps, i.e.
+    this same function on the gradient zero-padded by ``len(taps) - 1``, so derivatives of any order
+    (R1 and path-length penalties) cost one padded filter each; autograd through the slices would
+    allocate and zero-fill an input-sized tensor per slice (bench/bench_upfirdn.py)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
+        ctx.dim = dim
+        ctx.save_for_backward(taps)
+        k = taps.shape[0]
+        n = x.shape[dim] - k + 1
+        out = x.narrow(dim, 0, n) * taps[0]
+        for i in range(1, k):
+            out.addcmul_(x.narrow(dim, i, n), taps[i])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (taps,) = ctx.saved_tensors
+        k, dim = taps.shape[0], ctx.dim % grad.ndim
+        pad = [0, 0] * (grad.ndim - 1 - dim) + [k - 1, k - 1]
+        return _FIR1d.apply(F.pad(grad, pad), taps.flip(0), dim), None, None
+
+
+def _fir_2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid correlation of each channel of ``x`` [B, C, H, W] with the constant separable 2-D
+    ``kernel`` (= outer(a, b)), as two 1-D passes; no gradient w.r.t. ``kernel`` (every StyleGAN2
+    FIR filter is a fixed buffer)."""
+    kernel = kernel.detach().to(x.dtype)
+    col = kernel.sum(1)
+    row = kernel.sum(0) / kernel.sum()
+    return _FIR1d.apply(_FIR1d.apply(x, col, 2), row, 3)
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
@@ -47,8 +72,9 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
     Same semantics as the reference ``upfirdn2d`` of StyleGAN2 (padding ``pad`` = (before, after) on
     both axes) for separable kernels (``kernel = outer(a, b)``, as every StyleGAN2 FIR filter),
-    written with plain torch ops (shifted slices, no depthwise convolution) so that it runs
-    everywhere and its double backward (gradient penalties, path-length regulariser) is cheap.
+    written with plain torch ops (shifted slices with a custom gradient, no depthwise convolution) so
+    that it runs everywhere and its double backward (gradient penalties, path-length regulariser) is
+    cheap.
     """
     b, c, h, w = x.shape
     if up > 1:
@@ -58,11 +84,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     p0, p1 = pad
     if p0 or p1:
         x = F.pad(x, [p0, p1, p0, p1])
-    kernel = kernel.to(x.dtype)
-    total = kernel.sum()
-    col = kernel.sum(1).flip(0)           # true convolution: flipped taps
-    row = (kernel.sum(0) / total).flip(0)
-    x = _fir_1d(_fir_1d(x, col, 2), row, 3)
+    x = _fir_2d(x, kernel.flip(0, 1))  # true convolution = correlation with the flipped kernel
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
