@@ -15,12 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LRELU_SLOPE = 0.2
-LRELU_GAIN = math.sqrt(2.0)
-
-
-def lrelu(x: torch.Tensor) -> torch.Tensor:
-    """Leaky ReLU (slope 0.2) times sqrt(2), StyleGAN2's FusedLeakyReLU gain."""
-    return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+LRELU_GAIN = math.sqrt(2.0)  # leaky ReLU (slope 0.2) times sqrt(2): StyleGAN2's FusedLeakyReLU
 
 
 def fir_kernel(taps=(1, 3, 3, 1), gain: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -113,8 +108,10 @@ class EqualLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-        return lrelu(out) if self.activation == "lrelu" else out
+        # lrelu(z) * g == lrelu(z * g) for g > 0: the gain rides on the weight and bias
+        g = LRELU_GAIN if self.activation == "lrelu" else 1.0
+        out = F.linear(x, self.weight * (self.scale * g), self.bias * (self.lr_mul * g))
+        return F.leaky_relu(out, LRELU_SLOPE) if self.activation == "lrelu" else out
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, lr_mul={self.lr_mul}, act={self.activation}"
@@ -138,13 +135,15 @@ class EqualConv2d(nn.Module):
         self.register_buffer("blur_kernel", fir_kernel(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.scale
+        # lrelu(z) * g == lrelu(z * g) for g > 0: the gain rides on the weight and the bias is added
+        # by the convolution itself (two element-wise passes fewer, forward and backward)
+        g = LRELU_GAIN if self.activation == "lrelu" else 1.0
+        w = self.weight * (self.scale * g)
+        b = self.bias * g if self.bias is not None else None
         if self.down == 2:
             p = (4 - 2) + (self.kernel_size - 1)  # (filter taps - factor) + (k - 1)
             x = upfirdn2d(x, self.blur_kernel, pad=((p + 1) // 2, p // 2))
-            x = F.conv2d(x, w, stride=2)
+            x = F.conv2d(x, w, b, stride=2)
         else:
-            x = F.conv2d(x, w, padding=self.kernel_size // 2)
-        if self.bias is not None:
-            x = x + self.bias.reshape(1, -1, 1, 1)
-        return lrelu(x) if self.activation == "lrelu" else x
+            x = F.conv2d(x, w, b, padding=self.kernel_size // 2)
+        return F.leaky_relu(x, LRELU_SLOPE) if self.activation == "lrelu" else x
