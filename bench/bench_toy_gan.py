@@ -71,6 +71,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     for k, v in TOY_RECIPE.items():
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, help=f"default {v} (preset toy32)")
+    if "mbstd_group" not in TOY_RECIPE:
+        ap.add_argument("--mbstd-group", type=int, default=4, help="D's minibatch-stddev group size")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,6 +82,7 @@ def main(argv=None):
 
     clf = load_teacher(args.classifier, kind="attribute_classifier")
     recipe = {k: getattr(args, k) for k in TOY_RECIPE}
+    recipe["mbstd_group"] = args.mbstd_group
     cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
                       fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
                       checkpoint_every=0, progress=False, log_every=20, **recipe)

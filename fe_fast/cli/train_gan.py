@@ -21,6 +21,8 @@ def add_parser(sub):
     p.add_argument("--channel-max", type=int, default=512)
     p.add_argument("--channel-base", type=int, default=None,
                    help="channels at resolution r = min(channel_base // r, channel_max) (default 16384 x multiplier)")
+    p.add_argument("--mbstd-group", type=int, default=4,
+                   help="discriminator minibatch-stddev group size (images per group; StyleGAN2: 4)")
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)
@@ -90,7 +92,7 @@ def run(args) -> int:
     cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
                       channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
-                      channel_base=args.channel_base, batch=args.batch,
+                      channel_base=args.channel_base, mbstd_group=args.mbstd_group, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,
                       max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,

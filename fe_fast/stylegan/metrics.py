@@ -111,7 +111,8 @@ def classifier_frequencies(classifier, images, size: int | None = None, batch_si
 @torch.no_grad()
 def attribute_frequencies(G, classifier, n: int = 1000, seed: int = 0, truncation_psi: float = 1.0,
                           noise_mode: str = "random", size: int | None = None, batch_size: int = 256) -> dict:
-    """Attribute frequencies of ``n`` images of generator ``G`` (z seeded by ``seed``) under the
+    """Attribute frequencies of ``n`` images of generator ``G`` (z and, with ``noise_mode="random"``,
+    the noise inputs seeded by ``seed``; the caller's random state is left as it was) under the
     attribute classifier, as :func:`classifier_frequencies` (compare with the same function on
     real images). Returns ``{attribute: frequency}``."""
     if n < 1:
@@ -127,6 +128,8 @@ def attribute_frequencies(G, classifier, n: int = 1000, seed: int = 0, truncatio
             yield G(z, truncation_psi=truncation_psi, noise_mode=noise_mode)
 
     try:
-        return classifier_frequencies(classifier, batches(), size=size, batch_size=batch_size)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)  # the noise inputs
+            return classifier_frequencies(classifier, batches(), size=size, batch_size=batch_size)
     finally:
         G.train(was)

@@ -65,6 +65,7 @@ class TrainConfig:
     channel_multiplier: float = 2
     channel_base: int | None = None
     channel_max: int = 512
+    mbstd_group: int = 4              # D's minibatch-stddev group (StyleGAN2: 4)
     # optimisation
     batch: int = 32                   # global batch (split over processes)
     total_img: int = 100_000          # stop after this many real images shown to D
@@ -111,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.r1_every < 1 or self.path_every < 1:
             raise ValueError(f"r1_every and path_every must be >= 1, got {self.r1_every}, {self.path_every}")
+        if self.mbstd_group < 1:
+            raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
         if self.batch < 1 or self.total_img < 1:
             raise ValueError("batch and total_img must be >= 1")
         if not 0 < self.path_epsilon < 1:
@@ -453,7 +456,7 @@ def _build(cfg: TrainConfig, device):
                   channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
                   channel_max=cfg.channel_max, seed=cfg.seed).to(device)
     D = Discriminator(cfg.resolution, channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
-                      channel_max=cfg.channel_max, seed=cfg.seed + 1).to(device)
+                      channel_max=cfg.channel_max, mbstd_group=cfg.mbstd_group, seed=cfg.seed + 1).to(device)
     return G, D
 
 

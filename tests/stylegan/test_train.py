@@ -137,8 +137,12 @@ def test_cli_train_gan(tmp_path):
     out = tmp_path / "run"
     rc = main(["train-gan", "--out", str(out), "--resolution", "8", "--toy-images", "16", "--z-dim", "8",
                "--w-dim", "8", "--n-mlp", "1", "--channel-max", "8", "--batch", "4", "--max-steps", "2",
-               "--no-progress", "--sample-every", "4"])
+               "--no-progress", "--sample-every", "4", "--mbstd-group", "2"])
     assert rc == 0 and (out / "G_ema.safetensors").exists() and (out / "metrics.jsonl").exists()
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ck["D_config"]["mbstd_group"] == 2 and json.loads(ck["train_config"])["mbstd_group"] == 2
+    with pytest.raises(ValueError, match="mbstd_group"):
+        TrainConfig(mbstd_group=0).validate()
     assert main(["train-gan", "--data", str(tmp_path / "nope")]) == 2
     assert main(["train-gan", "--resolution", "24"]) == 2
 
@@ -190,6 +194,36 @@ def test_attribute_frequencies_of_generated_and_real_images():
     assert [got[a] for a in clf.attributes] == pytest.approx(expect.tolist())
     with pytest.raises(ValueError, match="n must be"):
         attribute_frequencies(G, clf, n=0)
+
+
+def test_attribute_frequencies_seed_the_noise_inputs_and_keep_the_callers_random_state():
+    from fe_fast.stylegan.metrics import attribute_frequencies
+
+    class PixelJudge(torch.nn.Module):
+        """One logit per pixel of the first row: sensitive to any change of the noise."""
+        attributes = [f"px{i}" for i in range(16)]
+
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x[:, 0, 0, :] - x[:, 0, 0, :].mean(1, keepdim=True) + self.bias
+
+    G = Generator(16, z_dim=8, w_dim=8, n_mlp=1, channel_max=8, seed=0)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(3.0)
+    judge = PixelJudge()
+    torch.manual_seed(1)
+    a = attribute_frequencies(G, judge, n=64, seed=5, size=16)
+    torch.manual_seed(2)
+    before = torch.get_rng_state()
+    b = attribute_frequencies(G, judge, n=64, seed=5, size=16)
+    assert a == b
+    assert torch.equal(torch.get_rng_state(), before)
+    assert a != attribute_frequencies(G, judge, n=64, seed=5, size=16, noise_mode="const")
 
 
 def test_image_folder_and_zip_data(tmp_path):
