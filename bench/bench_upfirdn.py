@@ -1,16 +1,18 @@
-"""FIR resampling (``fe_fast.stylegan.layers.upfirdn2d``): shifted-slice sums with a custom gradient
-against the same sums differentiated by autograd, timed where training spends it.
+"""FIR resampling with a custom gradient and the fused bias / gain of the equalised layers, against
+the previous version of both (shifted-slice sums differentiated by autograd; bias and gain as
+separate passes), timed where training spends them.
 
 Three steps of the ``--preset toy32`` networks at batch 16 (32x32 toy widths): the discriminator
 forward + backward, the same with the R1 penalty (double backward through every down-sampling
 blur), and the generator forward + backward (the ToRGB up-sampling). Each step runs with the
-custom gradient ("ours") and with ``_fir_2d`` swapped for the same two passes of shifted-slice
-sums whose gradient autograd derives ("slices", this function's previous version), interleaved
-``--repeats`` times; prints the median ms per step and the ratio.
+current code ("ours") and with ``_fir_2d``, ``EqualConv2d.forward`` and ``EqualLinear.forward``
+swapped for the previous version ("previous"), interleaved ``--repeats`` times; prints the median
+ms per step and the ratio. ``--train-images N`` also times whole toy32 training runs of N images,
+interleaved the same way.
 
 Not in CI. Example (bench/results/stylegan.md)::
 
-    python bench/bench_upfirdn.py --threads 2 --repeats 5
+    python bench/bench_upfirdn.py --threads 2 --repeats 5 --train-images 4800
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch.nn.functional as F  # noqa: E402
+
 import fe_fast.stylegan.layers as layers  # noqa: E402
 from fe_fast.stylegan import Discriminator, Generator  # noqa: E402
-from fe_fast.stylegan.train import PRESETS  # noqa: E402
+from fe_fast.stylegan.train import PRESETS, TrainConfig, train  # noqa: E402
 
 
 def fir_2d_slices(x, kernel):
@@ -44,12 +48,60 @@ def fir_2d_slices(x, kernel):
     return x
 
 
+def equal_conv2d_unfused(self, x):
+    """The peer of ``EqualConv2d.forward``: bias added and gain applied as separate passes."""
+    w = self.weight * self.scale
+    if self.down == 2:
+        p = (4 - 2) + (self.kernel_size - 1)
+        x = F.conv2d(layers.upfirdn2d(x, self.blur_kernel, pad=((p + 1) // 2, p // 2)), w, stride=2)
+    else:
+        x = F.conv2d(x, w, padding=self.kernel_size // 2)
+    if self.bias is not None:
+        x = x + self.bias.reshape(1, -1, 1, 1)
+    return F.leaky_relu(x, layers.LRELU_SLOPE) * layers.LRELU_GAIN if self.activation == "lrelu" else x
+
+
+def equal_linear_unfused(self, x):
+    """The peer of ``EqualLinear.forward``: gain applied as a separate pass."""
+    out = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+    return F.leaky_relu(out, layers.LRELU_SLOPE) * layers.LRELU_GAIN if self.activation == "lrelu" else out
+
+
+def use(variant, saved):
+    """Install "ours" (the saved current code) or the previous version ("slices": slice FIR through
+    autograd, unfused bias and gain)."""
+    if variant == "ours":
+        layers._fir_2d, layers.EqualConv2d.forward, layers.EqualLinear.forward = saved
+    else:
+        layers._fir_2d, layers.EqualConv2d.forward, layers.EqualLinear.forward = (
+            fir_2d_slices, equal_conv2d_unfused, equal_linear_unfused)
+
+
+def time_training(args, saved):
+    """Whole ``--preset toy32`` training runs of ``--train-images`` images (1000 pre-rendered faces, no
+    FID or samples), the two versions interleaved; img/s as ``train`` reports it."""
+    rates = {"ours": [], "slices": []}
+    for i in range(args.repeats):
+        for variant in ("slices", "ours"):
+            use(variant, saved)
+            cfg = TrainConfig(out_dir=f"{args.out}/{variant}{i}", total_img=args.train_images, seed=0, fid_every=0,
+                              sample_every=0, checkpoint_every=0, progress=False, log_every=50,
+                              **{**PRESETS["toy32"], "toy_images": 1000})
+            rates[variant].append(train(cfg)["img_per_s"])
+    a, b = statistics.median(rates["ours"]), statistics.median(rates["slices"])
+    print(f"| toy32 training, {args.train_images} images | {a:.1f} img/s | {b:.1f} img/s | {a / b:.2f}x |")
+    print("per repeat (ours / previous):", ", ".join(f"{x:.1f} / {y:.1f}" for x, y in zip(rates["ours"], rates["slices"])))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--iters", type=int, default=20, help="steps per timed block")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-images", type=int, default=0,
+                    help="also time whole toy32 training runs of this many images (e.g. 4800)")
+    ap.add_argument("--out", default="/tmp/bench_upfirdn", help="run folders of --train-images")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     p = PRESETS["toy32"]
@@ -72,27 +124,28 @@ def main(argv=None):
     def g_step():
         G(z).square().mean().backward()
 
-    ours = layers._fir_2d
+    saved = (layers._fir_2d, layers.EqualConv2d.forward, layers.EqualLinear.forward)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, toy32 widths")
-    print("| step | ours (ms) | slices (ms) | speed-up |")
+    print("| step | ours | previous | speed-up |")
     print("| --- | --- | --- | --- |")
     try:
         for name, step in [("D forward + backward", d_step), ("D + R1 (double backward)", d_r1_step),
                            ("G forward + backward", g_step)]:
             times = {"ours": [], "slices": []}
             for _ in range(args.repeats):
-                for variant, fn in (("slices", fir_2d_slices), ("ours", ours)):
-                    layers._fir_2d = fn
+                for variant in ("slices", "ours"):
+                    use(variant, saved)
                     step()  # warm-up
                     t0 = time.perf_counter()
                     for _ in range(args.iters):
                         step()
                     times[variant].append((time.perf_counter() - t0) / args.iters * 1e3)
             a, b = statistics.median(times["ours"]), statistics.median(times["slices"])
-            print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+            print(f"| {name} | {a:.1f} ms | {b:.1f} ms | {b / a:.2f}x |")
+        if args.train_images:
+            time_training(args, saved)
     finally:
-        layers._fir_2d = ours
-
+        use("ours", saved)
 
 if __name__ == "__main__":
     main()
