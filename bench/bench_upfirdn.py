@@ -68,7 +68,7 @@ def equal_linear_unfused(self, x):
 
 
 def use(variant, saved):
-    """Install "ours" (the saved current code) or the previous version ("slices": slice FIR through
+    """Install "ours" (the saved current code) or the previous version ("previous": slice FIR through
     autograd, unfused bias and gain)."""
     if variant == "ours":
         layers._fir_2d, layers.EqualConv2d.forward, layers.EqualLinear.forward = saved
@@ -80,17 +80,18 @@ def use(variant, saved):
 def time_training(args, saved):
     """Whole ``--preset toy32`` training runs of ``--train-images`` images (1000 pre-rendered faces, no
     FID or samples), the two versions interleaved; img/s as ``train`` reports it."""
-    rates = {"ours": [], "slices": []}
+    rates = {"ours": [], "previous": []}
     for i in range(args.repeats):
-        for variant in ("slices", "ours"):
+        for variant in ("previous", "ours"):
             use(variant, saved)
             cfg = TrainConfig(out_dir=f"{args.out}/{variant}{i}", total_img=args.train_images, seed=0, fid_every=0,
                               sample_every=0, checkpoint_every=0, progress=False, log_every=50,
                               **{**PRESETS["toy32"], "toy_images": 1000})
             rates[variant].append(train(cfg)["img_per_s"])
-    a, b = statistics.median(rates["ours"]), statistics.median(rates["slices"])
+    a, b = statistics.median(rates["ours"]), statistics.median(rates["previous"])
     print(f"| toy32 training, {args.train_images} images | {a:.1f} img/s | {b:.1f} img/s | {a / b:.2f}x |")
-    print("per repeat (ours / previous):", ", ".join(f"{x:.1f} / {y:.1f}" for x, y in zip(rates["ours"], rates["slices"])))
+    pairs = zip(rates["ours"], rates["previous"])
+    print("per repeat (ours / previous):", ", ".join(f"{x:.1f} / {y:.1f}" for x, y in pairs))
 
 
 def main(argv=None):
@@ -131,16 +132,16 @@ def main(argv=None):
     try:
         for name, step in [("D forward + backward", d_step), ("D + R1 (double backward)", d_r1_step),
                            ("G forward + backward", g_step)]:
-            times = {"ours": [], "slices": []}
+            times = {"ours": [], "previous": []}
             for _ in range(args.repeats):
-                for variant in ("slices", "ours"):
+                for variant in ("previous", "ours"):
                     use(variant, saved)
                     step()  # warm-up
                     t0 = time.perf_counter()
                     for _ in range(args.iters):
                         step()
                     times[variant].append((time.perf_counter() - t0) / args.iters * 1e3)
-            a, b = statistics.median(times["ours"]), statistics.median(times["slices"])
+            a, b = statistics.median(times["ours"]), statistics.median(times["previous"])
             print(f"| {name} | {a:.1f} ms | {b:.1f} ms | {b / a:.2f}x |")
         if args.train_images:
             time_training(args, saved)

@@ -1,5 +1,6 @@
 """Side-by-side demo on the bundled real bunny scan pair (bun000 -> bun045, 2048 points each):
-HOUV, HOUV_pri, HOUV with the free-space check and the three Open3D baselines, with their errors (thesis eq. 3-13, 3-14) and times.
+HOUV, HOUV_pri, HOUV with the free-space check and the three Open3D baselines, with their errors
+(thesis eq. 3-13, 3-14) and times.
 
 The source is first moved by a fixed random rigid transform (mvp protocol, translation up to 5 cm)
 so that no method starts at the answer. HOUV runs with the coarse-to-fine schedule

@@ -24,7 +24,8 @@ ASYM = torch.outer(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 3.0, 3
 
 
 @pytest.mark.parametrize("kernel", [fir_kernel(gain=4.0), ASYM], ids=["blur", "asymmetric"])
-@pytest.mark.parametrize("up,down,pad", [(1, 1, (2, 1)), (2, 1, (2, 1)), (1, 2, (2, 2)), (1, 2, (1, 1)), (2, 2, (1, 2))])
+@pytest.mark.parametrize("up,down,pad",
+                         [(1, 1, (2, 1)), (2, 1, (2, 1)), (1, 2, (2, 2)), (1, 2, (1, 1)), (2, 2, (1, 2))])
 def test_upfirdn2d_matches_depthwise_convolution(kernel, up, down, pad):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     got = upfirdn2d(x, kernel.double(), up=up, down=down, pad=pad)
