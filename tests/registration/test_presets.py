@@ -39,3 +39,23 @@ def test_robust_wide_recovers_a_known_transform():
     kw.update(schedule=[(128, 60), (400, 20)], refine_iters=40)  # smaller than the benchmark's
     res = houv(P, Q, seed=0, **kw)
     assert rotation_error(res.R.numpy(), R) < 1.0
+
+
+def test_halving_local_is_robust_halving_on_the_local_chamfer_alone():
+    local, halving = preset("halving-local"), preset("robust-halving")
+    assert (local.pop("alpha"), local.pop("beta")) == (0.3, 0.0)
+    assert local == halving
+
+
+def test_halving_local_recovers_a_known_transform_of_a_partial_pair():
+    from fe_fast.datasets.bunny import bundled_pair
+
+    Q = bundled_pair()["Q"][:600].astype(np.float32)
+    c, s = np.cos(np.radians(40)), np.sin(np.radians(40))
+    R = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=np.float32)
+    t = np.array([0.02, 0.0, -0.01], dtype=np.float32)
+    P = ((Q - t) @ R)[Q[:, 0] < np.median(Q[:, 0]) + 0.25 * Q[:, 0].std()]  # about 60 % of Q, moved
+    kw = preset("halving-local")
+    kw.update(groups=64, schedule=[(128, 30), (256, 40), (400, 20)], prune_groups=[16, 4], refine_iters=40)
+    res = houv(P, Q, seed=0, **kw)
+    assert rotation_error(res.R.numpy(), R) < 1.0
