@@ -42,6 +42,7 @@ from fe_fast.cli.register import parse_pairs_spec
 from fe_fast.datasets import bunny
 from fe_fast.datasets import partial_pairs as pp
 from fe_fast.registration import baselines, houv, houv_batch
+from fe_fast.registration.best_of import houv_best_of
 from fe_fast.registration.metrics import evaluate, summarize
 from fe_fast.registration.presets import PRESETS, preset
 
@@ -60,15 +61,26 @@ def houv_settings(name, groups=None, schedule=None, init_translation=None):
     return kw
 
 
-def houv_method(settings, pri, device=None, use_viewpoints=False):
-    """HOUV (``pri``: HOUV_pri); ``use_viewpoints``: with the pairs' sensor positions (free-space check)."""
+def _register(P, Q, kw, best_of, **run):
+    """houv() with ``kw``, or with ``best_of`` (several settings) houv_best_of()."""
+    if best_of:
+        return houv_best_of(P, Q, [dict(b, device=kw.get("device")) for b in best_of], **run)
+    return houv(P, Q, **kw, **run)
+
+
+def houv_method(settings, pri, device=None, use_viewpoints=False, best_of=None):
+    """HOUV (``pri``: HOUV_pri); ``use_viewpoints``: with the pairs' sensor positions (free-space check);
+    ``best_of``: several settings, the answer with the lowest selection score (one pair per call)."""
     kw = dict(settings, device=device)
     if pri:
         kw["angle_bounds"] = PRI_BOUNDS
 
     def f(P, Q, seed, viewpoints=None):
-        r = houv(P, Q, seed=seed, viewpoints=viewpoints if use_viewpoints else None, **kw)
+        r = _register(P, Q, kw, best_of, seed=seed, viewpoints=viewpoints if use_viewpoints else None)
         return r.transform.cpu().numpy(), r.seconds
+
+    if best_of:
+        return f
 
     def batch(Ps, Qs, seed, viewpoints=None):
         rs = houv_batch(Ps, Qs, seed=seed, viewpoints=viewpoints if use_viewpoints else None, **kw)
@@ -78,15 +90,16 @@ def houv_method(settings, pri, device=None, use_viewpoints=False):
     return f
 
 
-def houv_ransac_method(settings, device=None, use_viewpoints=False):
+def houv_ransac_method(settings, device=None, use_viewpoints=False, best_of=None):
     """HOUV warm-started at RANSAC+ICP's answer (``init_transforms``; one of the groups starts there):
-    the time is both together. ``use_viewpoints``: with the free-space check."""
+    the time is both together. ``use_viewpoints``: with the free-space check; ``best_of`` as
+    :func:`houv_method`."""
     kw = dict(settings, device=device)
 
     def f(P, Q, seed, viewpoints=None):
         start = baselines.ransac_icp(P, Q, seed=seed)
-        r = houv(P, Q, seed=seed, init_transforms=start["transform"],
-                 viewpoints=viewpoints if use_viewpoints else None, **kw)
+        r = _register(P, Q, kw, best_of, seed=seed, init_transforms=start["transform"],
+                      viewpoints=viewpoints if use_viewpoints else None)
         return r.transform.cpu().numpy(), start["seconds"] + r.seconds
 
     return f
@@ -166,6 +179,9 @@ def main(argv=None):
                     help="also HOUV+RANSAC: HOUV with one group started at RANSAC+ICP's answer; HOUV+vis and "
                          "HOUV+RANSAC+vis: the same with the free-space check (the pairs' sensor positions; the "
                          "preset must select by 'inlier')")
+    ap.add_argument("--best-of", nargs="*", choices=sorted(PRESETS), default=None, metavar="PRESET",
+                    help="HOUV methods run every named preset and keep the answer with the lowest selection "
+                         "score (fe_fast.registration.best_of; each must select by 'inlier'); replaces --preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
     ap.add_argument("--batch-pairs", type=int, default=1,
@@ -178,16 +194,18 @@ def main(argv=None):
     settings = houv_settings(args.preset, args.groups, parse_pairs_spec(args.schedule, "--schedule", int),
                              args.init_translation)
 
+    best_of = [preset(name) for name in args.best_of] if args.best_of else None
     methods = {}
     for m in args.methods:
         if m == "HOUV":
-            methods[m] = houv_method(settings, False, args.device)
+            methods[m] = houv_method(settings, False, args.device, best_of=best_of)
         elif m == "HOUV_pri":
-            methods[m] = houv_method(settings, True, args.device)
+            methods[m] = houv_method(settings, True, args.device, best_of=best_of)
         elif m == "HOUV+vis":
-            methods[m] = houv_method(settings, False, args.device, use_viewpoints=True)
+            methods[m] = houv_method(settings, False, args.device, use_viewpoints=True, best_of=best_of)
         elif m in ("HOUV+RANSAC", "HOUV+RANSAC+vis"):
-            methods[m] = houv_ransac_method(settings, args.device, use_viewpoints=m.endswith("+vis"))
+            methods[m] = houv_ransac_method(settings, args.device, use_viewpoints=m.endswith("+vis"),
+                                            best_of=best_of)
         else:
             methods[m] = o3d_method(m)
 
@@ -234,8 +252,10 @@ def main(argv=None):
     lines = [
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} python bench/bench_houv.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"Conditions: N={args.n_points}, {settings['groups']} groups, HOUV preset `{args.preset}` -> {settings}, "
-        f"{args.pairs} generated pairs per protocol (seed {args.seed}); torch {torch.__version__}, "
+        f"Conditions: N={args.n_points}, "
+        + (f"HOUV best of presets {', '.join(f'`{n}`' for n in args.best_of)}, " if best_of else
+           f"{settings['groups']} groups, HOUV preset `{args.preset}` -> {settings}, ")
+        + f"{args.pairs} generated pairs per protocol (seed {args.seed}); torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, total {time.time() - t_start:.0f} s; "
         f"HOUV on {_device_name(args.device)}"
         + (f", {args.batch_pairs} pairs per houv_batch call (s/pair = call time / pairs)"
