@@ -62,9 +62,11 @@ def houv_settings(name, groups=None, schedule=None, init_translation=None):
 
 
 def _register(P, Q, kw, best_of, **run):
-    """houv() with ``kw``, or with ``best_of`` (several settings) houv_best_of()."""
+    """houv() with ``kw``, or with ``best_of`` (several settings; ``kw``'s device and HOUV_pri bounds
+    apply to each) houv_best_of()."""
     if best_of:
-        return houv_best_of(P, Q, [dict(b, device=kw.get("device")) for b in best_of], **run)
+        extra = {k: kw[k] for k in ("device", "angle_bounds") if k in kw}
+        return houv_best_of(P, Q, [dict(b, **extra) for b in best_of], **run)
     return houv(P, Q, **kw, **run)
 
 

@@ -43,9 +43,9 @@ def add_houv_arguments(p):
     p.add_argument("--preset", metavar="NAME", default=None,
                    help="named settings that fill the options left at their default: thesis, fast, refine, "
                         "robust, robust-pruned, robust-sfib, robust-wide, robust-search, robust-halving, "
-                        "halving-local (fe_fast.registration.presets, measured in bench/results/houv.md: "
-                        "halving-local was the most accurate on generated mvp and modelnet pairs, robust-halving "
-                        "on so3); default: the thesis's settings")
+                        "halving-local (fe_fast.registration.presets, measured in bench/results/houv.md: with "
+                        "a RANSAC+ICP start and the sensor positions, halving-local was the most accurate on "
+                        "generated mvp and modelnet pairs, robust-halving on so3); default: the thesis's settings")
     p.add_argument("--alpha", type=float, default=0.5, help="local Chamfer fraction, eq. 3-9 (default 0.5)")
     p.add_argument("--beta", type=float, default=0.1, help="projected Chamfer weight, eq. 3-11 (default 0.1)")
     p.add_argument("--groups", type=int, default=32, help="random initialisations optimised together (default 32)")
