@@ -45,7 +45,8 @@ def add_houv_arguments(p):
                         "robust, robust-pruned, robust-sfib, robust-wide, robust-search, robust-halving, "
                         "halving-local (fe_fast.registration.presets, measured in bench/results/houv.md: with "
                         "a RANSAC+ICP start and the sensor positions, halving-local was the most accurate on "
-                        "generated mvp and modelnet pairs, robust-halving on so3); default: the thesis's settings")
+                        "generated mvp and modelnet pairs, robust-halving on so3); 'A+B' (register only): run both, keep "
+                        "the answer with the lower selection score; default: the thesis's settings")
     p.add_argument("--alpha", type=float, default=0.5, help="local Chamfer fraction, eq. 3-9 (default 0.5)")
     p.add_argument("--beta", type=float, default=0.1, help="projected Chamfer weight, eq. 3-11 (default 0.1)")
     p.add_argument("--groups", type=int, default=32, help="random initialisations optimised together (default 32)")
@@ -138,8 +139,14 @@ def parse_prune_groups(text):
     return counts[0] if len(counts) == 1 else counts
 
 
-def houv_kwargs(args) -> dict:
-    """houv() keyword arguments from parsed options."""
+def preset_names(args) -> list:
+    """``--preset``'s names: ``'A'`` -> ``['A']``; ``'A+B'`` -> ``['A', 'B']`` (``register`` runs each and
+    keeps the answer with the lowest selection score, :func:`fe_fast.registration.houv_best_of`)."""
+    return [] if args.preset is None else [n.strip() for n in args.preset.split("+")]
+
+
+def houv_kwargs(args, preset_name=None) -> dict:
+    """houv() keyword arguments from parsed options (``preset_name``: instead of ``--preset``)."""
     import torch
 
     device = args.device
@@ -177,10 +184,11 @@ def houv_kwargs(args) -> dict:
         seed=args.seed,
         device=device,
     )
-    if args.preset is not None:
+    name = args.preset if preset_name is None else preset_name
+    if name is not None:
         from fe_fast.registration.presets import preset
 
-        for k, v in preset(args.preset).items():  # the preset fills only the options left at their default
+        for k, v in preset(name).items():  # the preset fills only the options left at their default
             if getattr(args, k) == args._houv_defaults[k]:
                 kw[k] = v
     return kw
@@ -288,16 +296,18 @@ def result_dict(res) -> dict:
 def run(args) -> int:
     import numpy as np
 
-    from fe_fast.registration import houv
+    from fe_fast.registration import houv, houv_best_of
 
     P = read_cloud(args.src)
     Q = read_cloud(args.tgt)
-    kw = houv_kwargs(args)
+    names = preset_names(args)
+    settings = [houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)]
+    run_kw = {"progress": not args.no_progress and not args.json}
     if args.init_transform:
-        kw["init_transforms"] = np.stack([read_transform(f) for f in args.init_transform])
+        run_kw["init_transforms"] = np.stack([read_transform(f) for f in args.init_transform])
     if args.source_viewpoint is not None or args.target_viewpoint is not None:
-        kw["viewpoints"] = (args.source_viewpoint, args.target_viewpoint)
-    res = houv(P, Q, progress=not args.no_progress and not args.json, **kw)
+        run_kw["viewpoints"] = (args.source_viewpoint, args.target_viewpoint)
+    res = houv_best_of(P, Q, settings, **run_kw) if len(settings) > 1 else houv(P, Q, **settings[0], **run_kw)
     out = result_dict(res)
     if args.out_transform:
         Path(args.out_transform).write_text(json.dumps({"transform": out["transform"]}, indent=2) + "\n")
@@ -311,5 +321,7 @@ def run(args) -> int:
             print("  " + " ".join(f"{v: .8f}" for v in row))
         print(f"local Chamfer (eq. 3-9): {out['local_cd']:.6g}")
         print(f"hybrid loss (eq. 3-11): {out['loss']:.6g}")
-        print(f"group {out['group']} of {kw['groups']}, {out['iters']} iterations, {out['seconds']:.2f} s")
+        chosen = settings[res.extra.get("best_of_index", 0)]
+        print(f"group {out['group']} of {chosen['groups']}, {out['iters']} iterations, {out['seconds']:.2f} s"
+              + (f" (best of presets {args.preset}: {names[res.extra['best_of_index']]})" if len(names) > 1 else ""))
     return 0

@@ -87,6 +87,8 @@ def run(args) -> int:
 
     if args.pairs_per_call < 1:
         raise ValueError("--pairs-per-call must be >= 1")
+    if args.preset is not None and "+" in args.preset:
+        raise ValueError("register-batch takes one --preset; 'A+B' (the best of several) is for register")
     items = read_pairs_csv(args.pairs)
     world, rank = _dist_env()
     kw = houv_kwargs(args)

@@ -217,3 +217,21 @@ def test_register_batch_reads_viewpoint_columns(tiny, capsys):
     (tmp / "badvp.csv").write_text("src,tgt,src_viewpoint\nsrc.npy,src.npy,1 2\n")
     assert main(["register-batch", str(tmp / "badvp.csv"), "--out", str(out)]) == 2
     assert "row 2" in capsys.readouterr().err
+
+
+def test_register_best_of_two_presets(tiny, capsys):
+    from fe_fast.cli import build_parser
+    from fe_fast.cli.register import houv_kwargs, preset_names
+
+    _, src, _, _ = tiny
+    args = build_parser().parse_args(["register", str(src), str(src), "--preset", "robust-wide+halving-local"])
+    assert preset_names(args) == ["robust-wide", "halving-local"]
+    assert [houv_kwargs(args, n)["alpha"] for n in preset_names(args)] == [0.5, 0.3]
+    small = ["--schedule", "60:6,120:3", "--groups", "4", "--prune-groups", "2", "--refine-iters", "2"]
+    rc = main(["register", str(src), str(src), "--preset", "robust+halving-local", *small])
+    assert rc == 0
+    assert "best of presets robust+halving-local" in capsys.readouterr().out
+    assert main(["register", str(src), str(src), "--preset", "robust+nope", *small]) == 2
+    assert "unknown HOUV preset 'nope'" in capsys.readouterr().err
+    assert main(["register-batch", "pairs.csv", "--out", "x.jsonl", "--preset", "robust+halving-local"]) == 2
+    assert "takes one --preset" in capsys.readouterr().err
