@@ -27,7 +27,7 @@ PRESETS = {
     # robust-wide, each start translation the best of 79 offsets for its start rotation
     "robust-search": dict(_ROBUST, groups=64, prune_groups=8, init_translation="search"),
     # 256 starts with searched translations, pruned to 32 after 40 iterations at 128 points and to 8
-    # after the 256-point stage (successive halving): the best mvp row, not the best elsewhere
+    # after the 256-point stage (successive halving): the best mvp row without sensor positions
     "robust-halving": dict(_ROBUST, groups=256, schedule=[(128, 40), (256, 110), (1024, 50)],
                            prune_groups=[32, 8], init_translation="search"),
     # robust-halving on the local Chamfer alone (beta 0) at alpha 0.3: on pairs overlapping less than
