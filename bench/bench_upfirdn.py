@@ -148,5 +148,6 @@ def main(argv=None):
     finally:
         use("ours", saved)
 
+
 if __name__ == "__main__":
     main()

@@ -45,8 +45,8 @@ def add_houv_arguments(p):
                         "robust, robust-pruned, robust-sfib, robust-wide, robust-search, robust-halving, "
                         "halving-local (fe_fast.registration.presets, measured in bench/results/houv.md: with "
                         "a RANSAC+ICP start and the sensor positions, halving-local was the most accurate on "
-                        "generated mvp and modelnet pairs, robust-halving on so3); 'A+B' (register only): run both, keep "
-                        "the answer with the lower selection score; default: the thesis's settings")
+                        "generated mvp and modelnet pairs, robust-halving on so3); 'A+B' (register only): "
+                        "run both, keep the answer with the lower selection score; default: the thesis's settings")
     p.add_argument("--alpha", type=float, default=0.5, help="local Chamfer fraction, eq. 3-9 (default 0.5)")
     p.add_argument("--beta", type=float, default=0.1, help="projected Chamfer weight, eq. 3-11 (default 0.1)")
     p.add_argument("--groups", type=int, default=32, help="random initialisations optimised together (default 32)")
@@ -321,7 +321,7 @@ def run(args) -> int:
             print("  " + " ".join(f"{v: .8f}" for v in row))
         print(f"local Chamfer (eq. 3-9): {out['local_cd']:.6g}")
         print(f"hybrid loss (eq. 3-11): {out['loss']:.6g}")
-        chosen = settings[res.extra.get("best_of_index", 0)]
-        print(f"group {out['group']} of {chosen['groups']}, {out['iters']} iterations, {out['seconds']:.2f} s"
-              + (f" (best of presets {args.preset}: {names[res.extra['best_of_index']]})" if len(names) > 1 else ""))
+        best = res.extra.get("best_of_index", 0)
+        print(f"group {out['group']} of {settings[best]['groups']}, {out['iters']} iterations, {out['seconds']:.2f} s"
+              + (f" (best of presets {args.preset}: {names[best]})" if len(names) > 1 else ""))
     return 0

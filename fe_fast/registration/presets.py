@@ -6,6 +6,8 @@ from __future__ import annotations
 
 _COARSE_TO_FINE = dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine")
 _ROBUST = dict(_COARSE_TO_FINE, refine_iters=200, refine_groups=8, refine_lr=1e-2, select="inlier")
+_HALVING = dict(_ROBUST, groups=256, schedule=[(128, 40), (256, 110), (1024, 50)], prune_groups=[32, 8],
+                init_translation="search")
 
 PRESETS = {
     # thesis §3.3.2: 32 groups, 500 Adam iterations at lr 1e-3, all points
@@ -28,15 +30,13 @@ PRESETS = {
     "robust-search": dict(_ROBUST, groups=64, prune_groups=8, init_translation="search"),
     # 256 starts with searched translations, pruned to 32 after 40 iterations at 128 points and to 8
     # after the 256-point stage (successive halving): the best mvp row without sensor positions
-    "robust-halving": dict(_ROBUST, groups=256, schedule=[(128, 40), (256, 110), (1024, 50)],
-                           prune_groups=[32, 8], init_translation="search"),
+    "robust-halving": dict(_HALVING),
     # robust-halving on the local Chamfer alone (beta 0) at alpha 0.3: on pairs overlapping less than
     # alpha = 0.5 the top-alpha set and the projected terms hold non-overlapping points, and their
     # optimum drifts from the truth (on the 8 worst mvp pairs, free starts 15 degrees from the truth
     # ended a median 29-87 degrees away after the schedule, 2-22 with these settings); about half the
     # time per pair without the projected terms
-    "halving-local": dict(_ROBUST, groups=256, schedule=[(128, 40), (256, 110), (1024, 50)],
-                          prune_groups=[32, 8], init_translation="search", alpha=0.3, beta=0.0),
+    "halving-local": dict(_HALVING, alpha=0.3, beta=0.0),
 }
 
 

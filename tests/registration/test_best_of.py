@@ -19,17 +19,27 @@ def _pair():
     return P, Q
 
 
-def test_best_of_returns_the_run_with_the_lowest_selection_score():
+def test_best_of_returns_the_run_with_the_lowest_selection_score(monkeypatch):
+    import fe_fast.registration.best_of as best_of_module
+
     P, Q = _pair()
     settings = [dict(SMALL, alpha=0.5, beta=0.1), dict(SMALL, alpha=0.3, beta=0.0), dict(SMALL, groups=4)]
     alone = [houv(P, Q, seed=3, **s) for s in settings]
     scores = [float(r.extra["group_score"][r.group]) for r in alone]
+    run_seconds = []
+
+    def recording_houv(*args, **kwargs):
+        res = houv(*args, **kwargs)
+        run_seconds.append(res.seconds)
+        return res
+
+    monkeypatch.setattr(best_of_module, "houv", recording_houv)
     best = houv_best_of(P, Q, settings, seed=3)
     k = int(np.argmin(scores))
     assert best.extra["best_of"] == pytest.approx(scores)
     assert best.extra["best_of_index"] == k
     assert torch.allclose(best.transform, alone[k].transform)
-    assert best.seconds > 0
+    assert len(run_seconds) == 3 and best.seconds == pytest.approx(sum(run_seconds))  # the runs' total
 
 
 def test_best_of_needs_comparable_scores():
