@@ -62,12 +62,18 @@ def houv_settings(name, groups=None, schedule=None, init_translation=None):
 
 
 def _register(P, Q, kw, best_of, **run):
-    """houv() with ``kw``, or with ``best_of`` (several settings; ``kw``'s device and HOUV_pri bounds
-    apply to each) houv_best_of()."""
+    """houv() with ``kw``, or with ``best_of`` (several settings, plus ``accept_score``; ``kw``'s device
+    and HOUV_pri bounds apply to each) houv_best_of()."""
     if best_of:
         extra = {k: kw[k] for k in ("device", "angle_bounds") if k in kw}
-        return houv_best_of(P, Q, [dict(b, **extra) for b in best_of], **run)
+        return houv_best_of(P, Q, [dict(b, **extra) for b in best_of["settings"]],
+                            accept_score=best_of["accept_score"], **run)
     return houv(P, Q, **kw, **run)
+
+
+def _best_of_record(r):
+    """The jsonl fields of a best-of run: each run's selection score and the chosen run."""
+    return {"best_of": r.extra["best_of"], "best_of_index": r.extra["best_of_index"]} if "best_of" in r.extra else {}
 
 
 def houv_method(settings, pri, device=None, use_viewpoints=False, best_of=None):
@@ -79,14 +85,14 @@ def houv_method(settings, pri, device=None, use_viewpoints=False, best_of=None):
 
     def f(P, Q, seed, viewpoints=None):
         r = _register(P, Q, kw, best_of, seed=seed, viewpoints=viewpoints if use_viewpoints else None)
-        return r.transform.cpu().numpy(), r.seconds
+        return r.transform.cpu().numpy(), r.seconds, _best_of_record(r)
 
     if best_of:
         return f
 
     def batch(Ps, Qs, seed, viewpoints=None):
         rs = houv_batch(Ps, Qs, seed=seed, viewpoints=viewpoints if use_viewpoints else None, **kw)
-        return [(r.transform.cpu().numpy(), r.seconds / len(rs)) for r in rs]
+        return [(r.transform.cpu().numpy(), r.seconds / len(rs), {}) for r in rs]
 
     f.batch = batch
     return f
@@ -102,7 +108,7 @@ def houv_ransac_method(settings, device=None, use_viewpoints=False, best_of=None
         start = baselines.ransac_icp(P, Q, seed=seed)
         r = _register(P, Q, kw, best_of, seed=seed, init_transforms=start["transform"],
                       viewpoints=viewpoints if use_viewpoints else None)
-        return r.transform.cpu().numpy(), start["seconds"] + r.seconds
+        return r.transform.cpu().numpy(), start["seconds"] + r.seconds, _best_of_record(r)
 
     return f
 
@@ -112,7 +118,7 @@ def o3d_method(name):
 
     def f(P, Q, seed, viewpoints=None):  # the Open3D baselines do not use sensor positions
         r = fn(P, Q, seed=seed)
-        return r["transform"], r["seconds"]
+        return r["transform"], r["seconds"], {}
 
     return f
 
@@ -184,6 +190,8 @@ def main(argv=None):
     ap.add_argument("--best-of", nargs="*", choices=sorted(PRESETS), default=None, metavar="PRESET",
                     help="HOUV methods run every named preset and keep the answer with the lowest selection "
                          "score (fe_fast.registration.best_of; each must select by 'inlier'); replaces --preset")
+    ap.add_argument("--accept-score", type=float, default=None,
+                    help="with --best-of: stop at the first preset whose selection score is at most this")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="HOUV's device (cpu, cuda); default: cpu")
     ap.add_argument("--batch-pairs", type=int, default=1,
@@ -196,7 +204,10 @@ def main(argv=None):
     settings = houv_settings(args.preset, args.groups, parse_pairs_spec(args.schedule, "--schedule", int),
                              args.init_translation)
 
-    best_of = [preset(name) for name in args.best_of] if args.best_of else None
+    if args.accept_score is not None and not args.best_of:
+        ap.error("--accept-score needs --best-of")
+    best_of = ({"settings": [preset(name) for name in args.best_of], "accept_score": args.accept_score}
+               if args.best_of else None)
     methods = {}
     for m in args.methods:
         if m == "HOUV":
@@ -237,13 +248,13 @@ def main(argv=None):
                                               [p["viewpoints"] for p in chunk])
         for k, pair in enumerate(pairs):
             for m, f in methods.items():
-                T, sec = (batched[m][k] if m in batched
+                T, sec, info = (batched[m][k] if m in batched
                           else f(pair["P"], pair["Q"], args.seed + k, viewpoints=pair["viewpoints"]))
                 ev = evaluate(T, pair["T_gt"], pair["P"], pair["Q"])
                 per[m][0].append(ev)
                 per[m][1].append(sec)
                 rec = {"set": set_name, "pair": k, "method": m, "seconds": sec, **ev,
-                       "mesh": pair.get("mesh", pair.get("name")), "overlap": pair.get("overlap")}
+                       "mesh": pair.get("mesh", pair.get("name")), "overlap": pair.get("overlap"), **info}
                 if jsonl:
                     jsonl.write(json.dumps(rec) + "\n")
                     jsonl.flush()
@@ -255,7 +266,9 @@ def main(argv=None):
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} python bench/bench_houv.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"Conditions: N={args.n_points}, "
-        + (f"HOUV best of presets {', '.join(f'`{n}`' for n in args.best_of)}, " if best_of else
+        + (f"HOUV best of presets {', '.join(f'`{n}`' for n in args.best_of)}"
+           + (f" (stop at selection score <= {args.accept_score})" if args.accept_score is not None else "")
+           + ", " if best_of else
            f"{settings['groups']} groups, HOUV preset `{args.preset}` -> {settings}, ")
         + f"{args.pairs} generated pairs per protocol (seed {args.seed}); torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, total {time.time() - t_start:.0f} s; "

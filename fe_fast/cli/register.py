@@ -31,6 +31,9 @@ def add_parser(sub):
                         "coordinates): enables the free-space check (needs --select inlier, as the robust presets)")
     p.add_argument("--target-viewpoint", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
                    help="the target scan's sensor position in TGT's frame (see --source-viewpoint)")
+    p.add_argument("--accept-score", type=float, default=None, metavar="S",
+                   help="with --preset A+B: run the presets in order and stop at the first answer whose selection "
+                        "score is at most S (0 = every point has a partner; see fe_fast.registration.houv_best_of)")
     p.add_argument("--out-transform", metavar="T.json", help="write the 4x4 transform (JSON) here")
     p.add_argument("--out-aligned", metavar="aligned.ply", help="write the transformed source here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -298,16 +301,19 @@ def run(args) -> int:
 
     from fe_fast.registration import houv, houv_best_of
 
+    names = preset_names(args)
+    if args.accept_score is not None and len(names) < 2:
+        raise ValueError("--accept-score needs several presets, e.g. --preset halving-local+robust-halving")
     P = read_cloud(args.src)
     Q = read_cloud(args.tgt)
-    names = preset_names(args)
     settings = [houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)]
     run_kw = {"progress": not args.no_progress and not args.json}
     if args.init_transform:
         run_kw["init_transforms"] = np.stack([read_transform(f) for f in args.init_transform])
     if args.source_viewpoint is not None or args.target_viewpoint is not None:
         run_kw["viewpoints"] = (args.source_viewpoint, args.target_viewpoint)
-    res = houv_best_of(P, Q, settings, **run_kw) if len(settings) > 1 else houv(P, Q, **settings[0], **run_kw)
+    res = (houv_best_of(P, Q, settings, accept_score=args.accept_score, **run_kw) if len(settings) > 1
+           else houv(P, Q, **settings[0], **run_kw))
     out = result_dict(res)
     if args.out_transform:
         Path(args.out_transform).write_text(json.dumps({"transform": out["transform"]}, indent=2) + "\n")
@@ -323,5 +329,6 @@ def run(args) -> int:
         print(f"hybrid loss (eq. 3-11): {out['loss']:.6g}")
         best = res.extra.get("best_of_index", 0)
         print(f"group {out['group']} of {settings[best]['groups']}, {out['iters']} iterations, {out['seconds']:.2f} s"
-              + (f" (best of presets {args.preset}: {names[best]})" if len(names) > 1 else ""))
+              + (f" (best of presets {args.preset}: {names[best]}; {len(res.extra['best_of'])} of {len(names)} run)"
+                 if len(names) > 1 else ""))
     return 0

@@ -231,6 +231,11 @@ def test_register_best_of_two_presets(tiny, capsys):
     rc = main(["register", str(src), str(src), "--preset", "robust+halving-local", *small])
     assert rc == 0
     assert "best of presets robust+halving-local" in capsys.readouterr().out
+    # without sensor positions the score is at most 2, so the cascade stops after the first preset
+    rc = main(["register", str(src), str(src), "--preset", "robust+halving-local", "--accept-score", "2", *small])
+    assert rc == 0 and "robust; 1 of 2 run" in capsys.readouterr().out
+    assert main(["register", str(src), str(src), "--preset", "robust", "--accept-score", "0.5", *small]) == 2
+    assert "--accept-score needs several presets" in capsys.readouterr().err
     assert main(["register", str(src), str(src), "--preset", "robust+nope", *small]) == 2
     assert "unknown HOUV preset 'nope'" in capsys.readouterr().err
     assert main(["register-batch", "pairs.csv", "--out", "x.jsonl", "--preset", "robust+halving-local"]) == 2

@@ -42,6 +42,29 @@ def test_best_of_returns_the_run_with_the_lowest_selection_score(monkeypatch):
     assert len(run_seconds) == 3 and best.seconds == pytest.approx(sum(run_seconds))  # the runs' total
 
 
+def test_accept_score_stops_at_the_first_good_enough_run(monkeypatch):
+    import fe_fast.registration.best_of as best_of_module
+
+    P, Q = _pair()
+    settings = [dict(SMALL, alpha=0.3, beta=0.0), dict(SMALL, alpha=0.5, beta=0.1)]
+    first = houv(P, Q, seed=3, **settings[0])
+    s0 = float(first.extra["group_score"][first.group])
+    calls = []
+
+    def counting_houv(*args, **kwargs):
+        calls.append(kwargs["alpha"])
+        return houv(*args, **kwargs)
+
+    monkeypatch.setattr(best_of_module, "houv", counting_houv)
+    accepted = houv_best_of(P, Q, settings, accept_score=s0, seed=3)  # score <= threshold: stop
+    assert calls == [0.3] and accepted.extra["best_of"] == pytest.approx([s0])
+    assert accepted.extra["best_of_index"] == 0 and torch.allclose(accepted.transform, first.transform)
+    calls.clear()
+    both = houv_best_of(P, Q, settings, accept_score=s0 - 1e-3, seed=3)  # just above: the second runs
+    assert calls == [0.3, 0.5] and len(both.extra["best_of"]) == 2
+    assert both.extra["best_of_index"] == int(np.argmin(both.extra["best_of"]))
+
+
 def test_best_of_needs_comparable_scores():
     P, Q = _pair()
     with pytest.raises(ValueError, match="select='inlier'"):
@@ -50,3 +73,5 @@ def test_best_of_needs_comparable_scores():
         houv_best_of(P, Q, [SMALL, dict(SMALL, inlier_factor=2.0)])
     with pytest.raises(ValueError, match="at least one"):
         houv_best_of(P, Q, [])
+    with pytest.raises(ValueError, match="accept_score"):
+        houv_best_of(P, Q, [SMALL, SMALL], accept_score=float("nan"))
