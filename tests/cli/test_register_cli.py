@@ -184,6 +184,18 @@ def test_register_init_transform(tiny, capsys):
     assert main(["register", str(src), str(src), *FAST, "--init-transform", str(tmp / "none.json")]) == 2
 
 
+def test_register_ransac_start(tiny, capsys):
+    """--ransac-start adds a group started at RANSAC+ICP's answer: SRC onto itself with no iterations
+    returns that group's (near-identity) transform, and the RANSAC time is part of 'seconds'."""
+    pytest.importorskip("open3d", reason="RANSAC+ICP is Open3D's")
+    _, src, _, _ = tiny
+    rc = main(["register", str(src), str(src), "--groups", "3", "--iters", "0", "--json", "--ransac-start"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["group"] == 2 and np.allclose(out["transform"], np.eye(4), atol=1e-3)
+    assert 0 < out["ransac_seconds"] <= out["seconds"]
+
+
 def test_register_viewpoints(tiny, capsys):
     """--source-viewpoint / --target-viewpoint X Y Z: the free-space check (with the inlier selection);
     two numbers are a usage error, a viewpoint without --select inlier a one-line error."""
