@@ -4,7 +4,7 @@ algorithm 3.1; ``--angle-bounds`` gives HOUV_pri, algorithm 3.2).
 Reads .ply .pcd .xyz .pts (Open3D), .npy (numpy [N, 3]) and .txt/.csv (numpy text, 3 columns).
 Prints the 4x4 matrix mapping SRC onto TGT and the losses, or with ``--json`` one JSON object with
 keys ``transform`` (4x4 list), ``rotation`` (3x3), ``translation`` (3), ``local_cd``, ``loss``,
-``seconds`` (plus ``group`` and ``iters``)."""
+``seconds`` (plus ``group`` and ``iters``, and ``ransac_seconds`` with ``--ransac-start``)."""
 from __future__ import annotations
 
 import json
