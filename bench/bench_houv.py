@@ -249,7 +249,7 @@ def main(argv=None):
         for k, pair in enumerate(pairs):
             for m, f in methods.items():
                 T, sec, info = (batched[m][k] if m in batched
-                          else f(pair["P"], pair["Q"], args.seed + k, viewpoints=pair["viewpoints"]))
+                                else f(pair["P"], pair["Q"], args.seed + k, viewpoints=pair["viewpoints"]))
                 ev = evaluate(T, pair["T_gt"], pair["P"], pair["Q"])
                 per[m][0].append(ev)
                 per[m][1].append(sec)
