@@ -26,17 +26,11 @@ def add_parser(sub):
     p.add_argument("--init-transform", metavar="T.json", action="append", default=None,
                    help="start one group at this 4x4 transform (JSON as --out-transform writes, or a plain 4x4 "
                         "list), e.g. a feature matcher's answer or the previous frame's; repeatable")
-    p.add_argument("--ransac-start", action="store_true",
-                   help="also start one group at Open3D RANSAC+ICP's answer on FPFH features (about 0.1 s for 2048 "
-                        "points; its time is included in 'seconds' and given as 'ransac_seconds')")
     p.add_argument("--source-viewpoint", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
                    help="the source scan's sensor position in SRC's frame (e.g. 0 0 0 for data in sensor "
                         "coordinates): enables the free-space check (needs --select inlier, as the robust presets)")
     p.add_argument("--target-viewpoint", nargs=3, type=float, metavar=("X", "Y", "Z"), default=None,
                    help="the target scan's sensor position in TGT's frame (see --source-viewpoint)")
-    p.add_argument("--accept-score", type=float, default=None, metavar="S",
-                   help="with --preset A+B: run the presets in order and stop at the first answer whose selection "
-                        "score is at most S (0 = every point has a partner; see fe_fast.registration.houv_best_of)")
     p.add_argument("--out-transform", metavar="T.json", help="write the 4x4 transform (JSON) here")
     p.add_argument("--out-aligned", metavar="aligned.ply", help="write the transformed source here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -51,8 +45,14 @@ def add_houv_arguments(p):
                         "robust, robust-pruned, robust-sfib, robust-wide, robust-search, robust-halving, "
                         "halving-local (fe_fast.registration.presets, measured in bench/results/houv.md: with "
                         "a RANSAC+ICP start and the sensor positions, halving-local was the most accurate on "
-                        "generated mvp and modelnet pairs, robust-halving on so3); 'A+B' (register only): "
-                        "run both, keep the answer with the lower selection score; default: the thesis's settings")
+                        "generated mvp and modelnet pairs, robust-halving on so3); 'A+B': run both, keep the "
+                        "answer with the lower selection score (see --accept-score); default: the thesis's settings")
+    p.add_argument("--accept-score", type=float, default=None, metavar="S",
+                   help="with --preset A+B: run the presets in order and stop at the first answer whose selection "
+                        "score is at most S (0 = every point has a partner; see fe_fast.registration.houv_best_of)")
+    p.add_argument("--ransac-start", action="store_true",
+                   help="also start one group (per pair) at Open3D RANSAC+ICP's answer on FPFH features (about "
+                        "0.1 s for 2048 points; its time is included in 'seconds' and given as 'ransac_seconds')")
     p.add_argument("--alpha", type=float, default=0.5, help="local Chamfer fraction, eq. 3-9 (default 0.5)")
     p.add_argument("--beta", type=float, default=0.1, help="projected Chamfer weight, eq. 3-11 (default 0.1)")
     p.add_argument("--groups", type=int, default=32, help="random initialisations optimised together (default 32)")

@@ -10,7 +10,9 @@ free-space check, with ``--select inlier``). This is the format
 Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank takes rows ``rank, rank + world, ...``
 (torch.distributed, gloo on CPU / nccl with ``--device cuda``: each rank uses GPU ``LOCAL_RANK``),
 and rank 0 gathers all results and writes one JSONL in the CSV's row order. ``--pairs-per-call K``
-registers K pairs at once (B pairs x G groups in one batched optimisation)."""
+registers K pairs at once (B pairs x G groups in one batched optimisation). ``--preset A+B`` (with
+``--accept-score``: the cascade, :func:`fe_fast.registration.houv_best_of`) registers one pair per call
+and adds each run's selection score (``best_of``) to the pair's line."""
 from __future__ import annotations
 
 import csv
@@ -19,7 +21,8 @@ import os
 import time
 from pathlib import Path
 
-from fe_fast.cli.register import add_houv_arguments, houv_kwargs, parse_point, read_cloud, read_transform
+from fe_fast.cli.register import (add_houv_arguments, houv_kwargs, parse_point, preset_names, read_cloud,
+                                  read_transform)
 
 
 def add_parser(sub):
@@ -82,16 +85,21 @@ def run(args) -> int:
     import torch
 
     from fe_fast.cli.register import result_dict
-    from fe_fast.registration import houv_batch
+    from fe_fast.registration import baselines, houv_batch, houv_best_of
     from fe_fast.registration.metrics import evaluate
 
     if args.pairs_per_call < 1:
         raise ValueError("--pairs-per-call must be >= 1")
-    if args.preset is not None and "+" in args.preset:
-        raise ValueError("register-batch takes one --preset; 'A+B' (the best of several) is for register")
+    names = preset_names(args)
+    if args.accept_score is not None and len(names) < 2:
+        raise ValueError("--accept-score needs several presets, e.g. --preset halving-local+robust-halving")
+    if len(names) > 1 and args.pairs_per_call != 1:
+        raise ValueError("--preset A+B registers one pair per call (each pair may stop after a different "
+                         "preset); leave --pairs-per-call at 1")
     items = read_pairs_csv(args.pairs)
     world, rank = _dist_env()
-    kw = houv_kwargs(args)
+    settings = [houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)]
+    kw = settings[0]
     dist = None
     if world > 1:
         import torch.distributed as dist
@@ -100,7 +108,8 @@ def run(args) -> int:
         if use_cuda:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
-            kw["device"] = torch.device("cuda", local)
+            for kw_ in settings:
+                kw_["device"] = torch.device("cuda", local)
         dist.init_process_group("nccl" if use_cuda else "gloo")
     mine = items[rank::world]
     results = []
@@ -116,11 +125,23 @@ def run(args) -> int:
         Qs = [read_cloud(it["tgt"]) for it in chunk]
         t0 = time.perf_counter()
         vps = [it.get("viewpoints") for it in chunk]
-        res = houv_batch(Ps, Qs, **kw, **({"viewpoints": vps} if any(v is not None for v in vps) else {}))
+        run_kw = {"viewpoints": vps} if any(v is not None for v in vps) else {}
+        ransac = [baselines.ransac_icp(P, Q, seed=args.seed) for P, Q in zip(Ps, Qs)] if args.ransac_start else None
+        if ransac is not None:
+            run_kw["init_transforms"] = [r["transform"] for r in ransac]
+        if len(settings) > 1:  # one pair
+            one = {k: v[0] for k, v in run_kw.items()}
+            res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=args.accept_score, **one)]
+        else:
+            res = houv_batch(Ps, Qs, **kw, **run_kw)
         per_pair = (time.perf_counter() - t0) / len(chunk)
-        for it, P, Q, r in zip(chunk, Ps, Qs, res):
+        for i, (it, P, Q, r) in enumerate(zip(chunk, Ps, Qs, res)):
             d = {"row": it["row"], "name": it["name"], "src": it["src"], "tgt": it["tgt"], **result_dict(r)}
             d["seconds"] = per_pair
+            if ransac is not None:
+                d["ransac_seconds"] = ransac[i]["seconds"]
+            if "best_of" in r.extra:
+                d.update(best_of=r.extra["best_of"], preset=names[r.extra["best_of_index"]])
             if "gt" in it:
                 ev = evaluate(r.transform.numpy(), read_transform(it["gt"]), P, Q)
                 d.update({k: ev[k] for k in ("rot_err", "trans_err", "mse", "rmse", "success")})

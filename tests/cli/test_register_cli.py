@@ -250,5 +250,22 @@ def test_register_best_of_two_presets(tiny, capsys):
     assert "--accept-score needs several presets" in capsys.readouterr().err
     assert main(["register", str(src), str(src), "--preset", "robust+nope", *small]) == 2
     assert "unknown HOUV preset 'nope'" in capsys.readouterr().err
-    assert main(["register-batch", "pairs.csv", "--out", "x.jsonl", "--preset", "robust+halving-local"]) == 2
-    assert "takes one --preset" in capsys.readouterr().err
+    assert main(["register-batch", "pairs.csv", "--out", "x.jsonl", "--preset", "robust+halving-local",
+                 "--pairs-per-call", "2"]) == 2
+    assert "one pair per call" in capsys.readouterr().err
+
+
+def test_register_batch_cascade_with_ransac_start(tiny, capsys):
+    """register-batch --preset A+B --accept-score S --ransac-start: one pair per call; each line names
+    the preset kept, its runs' scores and the RANSAC+ICP time (included in 'seconds')."""
+    pytest.importorskip("open3d", reason="RANSAC+ICP is Open3D's")
+    tmp, _, _, _ = tiny
+    (tmp / "pairs.csv").write_text("name,src,tgt\na,src.npy,src.npy\nb,src.npy,src.npy\n")
+    out = tmp / "res.jsonl"
+    small = ["--schedule", "60:6,120:3", "--groups", "4", "--prune-groups", "2", "--refine-iters", "2"]
+    rc = main(["register-batch", str(tmp / "pairs.csv"), "--out", str(out), "--no-progress", "--ransac-start",
+               "--preset", "robust+halving-local", "--accept-score", "2", *small])  # score <= 2: stop after one
+    assert rc == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["preset"] for r in rows] == ["robust", "robust"] and all(len(r["best_of"]) == 1 for r in rows)
+    assert all(0 < r["ransac_seconds"] <= r["seconds"] for r in rows)
