@@ -151,6 +151,15 @@ def preset_names(args) -> list:
     return [] if args.preset is None else [n.strip() for n in args.preset.split("+")]
 
 
+def houv_settings(args):
+    """``(preset names, one houv() kwargs dict per run)`` from parsed options: one dict, or one per
+    ``--preset A+B`` name (for :func:`fe_fast.registration.houv_best_of`); checks ``--accept-score``."""
+    names = preset_names(args)
+    if args.accept_score is not None and len(names) < 2:
+        raise ValueError("--accept-score needs several presets, e.g. --preset halving-local+robust-halving")
+    return names, ([houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)])
+
+
 def houv_kwargs(args, preset_name=None) -> dict:
     """houv() keyword arguments from parsed options (``preset_name``: instead of ``--preset``)."""
     import torch
@@ -304,12 +313,9 @@ def run(args) -> int:
 
     from fe_fast.registration import houv, houv_best_of
 
-    names = preset_names(args)
-    if args.accept_score is not None and len(names) < 2:
-        raise ValueError("--accept-score needs several presets, e.g. --preset halving-local+robust-halving")
+    names, settings = houv_settings(args)
     P = read_cloud(args.src)
     Q = read_cloud(args.tgt)
-    settings = [houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)]
     run_kw = {"progress": not args.no_progress and not args.json}
     starts = [read_transform(f) for f in args.init_transform or []]
     ransac = None

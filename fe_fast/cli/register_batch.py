@@ -21,8 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from fe_fast.cli.register import (add_houv_arguments, houv_kwargs, parse_point, preset_names, read_cloud,
-                                  read_transform)
+from fe_fast.cli.register import add_houv_arguments, houv_settings, parse_point, read_cloud, read_transform
 
 
 def add_parser(sub):
@@ -90,15 +89,12 @@ def run(args) -> int:
 
     if args.pairs_per_call < 1:
         raise ValueError("--pairs-per-call must be >= 1")
-    names = preset_names(args)
-    if args.accept_score is not None and len(names) < 2:
-        raise ValueError("--accept-score needs several presets, e.g. --preset halving-local+robust-halving")
+    names, settings = houv_settings(args)
     if len(names) > 1 and args.pairs_per_call != 1:
         raise ValueError("--preset A+B registers one pair per call (each pair may stop after a different "
                          "preset); leave --pairs-per-call at 1")
     items = read_pairs_csv(args.pairs)
     world, rank = _dist_env()
-    settings = [houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)]
     kw = settings[0]
     dist = None
     if world > 1:
