@@ -11,12 +11,16 @@ gave the same successes on those 200 pairs as running both, at a median of 2.59 
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Mapping, Optional, Sequence
 
 from fe_fast.registration.houv import RegistrationResult, houv
 
 __all__ = ["houv_best_of"]
+
+# houv's own defaults for the arguments the selection score depends on
+_SCORE_DEFAULTS = {k: inspect.signature(houv).parameters[k].default for k in ("inlier_factor", "visibility_weight")}
 
 
 def houv_best_of(P, Q, settings: Sequence[Mapping], accept_score: Optional[float] = None,
@@ -40,8 +44,8 @@ def houv_best_of(P, Q, settings: Sequence[Mapping], accept_score: Optional[float
     if len(settings) == 0:
         raise ValueError("settings must hold at least one dict of houv() arguments")
     runs = [{**dict(s), **kwargs} for s in settings]
-    for key in ("inlier_factor", "visibility_weight"):
-        values = {r.get(key) for r in runs}
+    for key, default in _SCORE_DEFAULTS.items():
+        values = {float(r.get(key, default)) for r in runs}  # an explicit default equals an omitted one
         if len(values) > 1:
             raise ValueError(f"every setting must use the same {key} (the scores must be comparable), got {values}")
     for i, r in enumerate(runs):

@@ -65,12 +65,24 @@ def test_accept_score_stops_at_the_first_good_enough_run(monkeypatch):
     assert both.extra["best_of_index"] == int(np.argmin(both.extra["best_of"]))
 
 
+def test_best_of_treats_an_explicit_default_as_omitted(monkeypatch):
+    import fe_fast.registration.best_of as best_of_module
+
+    calls = []
+    monkeypatch.setattr(best_of_module, "houv", lambda *a, **k: calls.append(k) or houv(*a, **k))
+    P, Q = _pair()
+    res = houv_best_of(P, Q, [SMALL, dict(SMALL, inlier_factor=1.0, visibility_weight=4.0)], seed=3)
+    assert len(calls) == 2 and len(res.extra["best_of"]) == 2
+
+
 def test_best_of_needs_comparable_scores():
     P, Q = _pair()
     with pytest.raises(ValueError, match="select='inlier'"):
         houv_best_of(P, Q, [SMALL, dict(SMALL, select="local_cd")])
     with pytest.raises(ValueError, match="inlier_factor"):
         houv_best_of(P, Q, [SMALL, dict(SMALL, inlier_factor=2.0)])
+    with pytest.raises(ValueError, match="visibility_weight"):
+        houv_best_of(P, Q, [SMALL, dict(SMALL, visibility_weight=1.0)])
     with pytest.raises(ValueError, match="at least one"):
         houv_best_of(P, Q, [])
     with pytest.raises(ValueError, match="accept_score"):
