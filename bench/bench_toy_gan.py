@@ -73,6 +73,9 @@ def main(argv=None):
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, help=f"default {v} (preset toy32)")
     if "mbstd_group" not in TOY_RECIPE:
         ap.add_argument("--mbstd-group", type=int, default=4, help="D's minibatch-stddev group size")
+    ap.add_argument("--d-channel-base", type=int, default=None, help="D's channel_base (default: as G's)")
+    ap.add_argument("--snapshot-every", type=int, default=0,
+                    help="images between kept G_ema copies (OUT/snapshots), e.g. for toy_gan_judges.py")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,10 +85,10 @@ def main(argv=None):
 
     clf = load_teacher(args.classifier, kind="attribute_classifier")
     recipe = {k: getattr(args, k) for k in TOY_RECIPE}
-    recipe["mbstd_group"] = args.mbstd_group
+    recipe.update(mbstd_group=args.mbstd_group, d_channel_base=args.d_channel_base)
     cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
                       fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
-                      checkpoint_every=0, progress=False, log_every=20, **recipe)
+                      checkpoint_every=0, snapshot_every=args.snapshot_every, progress=False, log_every=20, **recipe)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     with LoadSampler() as loads:

@@ -21,6 +21,8 @@ def add_parser(sub):
     p.add_argument("--channel-max", type=int, default=512)
     p.add_argument("--channel-base", type=int, default=None,
                    help="channels at resolution r = min(channel_base // r, channel_max) (default 16384 x multiplier)")
+    p.add_argument("--d-channel-base", type=int, default=None,
+                   help="the discriminator's channel_base, when it should differ from the generator's")
     p.add_argument("--mbstd-group", type=int, default=4,
                    help="discriminator minibatch-stddev group size (images per group; StyleGAN2: 4)")
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
@@ -48,6 +50,8 @@ def add_parser(sub):
     p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl records")
     p.add_argument("--sample-every", type=int, default=5000, help="images between sample grids (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=10000, help="images between checkpoints")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="images between kept copies of G_ema (snapshots/G_ema_<images>.safetensors; 0: none)")
     p.add_argument("--fid-every", type=int, default=0, help="images between FID evaluations (0: never)")
     p.add_argument("--fid-images", type=int, default=1000)
     p.add_argument("--inception-weights", default=None,
@@ -92,7 +96,8 @@ def run(args) -> int:
     cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
                       channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
-                      channel_base=args.channel_base, mbstd_group=args.mbstd_group, batch=args.batch,
+                      channel_base=args.channel_base, d_channel_base=args.d_channel_base,
+                      mbstd_group=args.mbstd_group, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,
                       max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
@@ -100,6 +105,7 @@ def run(args) -> int:
                       path_every=args.path_every, style_mixing=args.style_mixing, ema_img=args.ema_kimg * 1000,
                       seed=args.seed, device=args.device, workers=args.workers, log_every=args.log_every,
                       sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+                      snapshot_every=args.snapshot_every,
                       fid_every=args.fid_every, fid_images=args.fid_images,
                       inception_weights=args.inception_weights, resume=args.resume,
                       progress=not args.no_progress)

@@ -65,6 +65,7 @@ class TrainConfig:
     channel_multiplier: float = 2
     channel_base: int | None = None
     channel_max: int = 512
+    d_channel_base: int | None = None  # D's channel_base when it differs from G's (None: the same)
     mbstd_group: int = 4              # D's minibatch-stddev group (StyleGAN2: 4)
     # optimisation
     batch: int = 32                   # global batch (split over processes)
@@ -92,6 +93,7 @@ class TrainConfig:
     log_every: int = 10               # steps
     sample_every: int = 5_000         # images; 0 = never
     checkpoint_every: int = 10_000    # images; 0 = only at the end
+    snapshot_every: int = 0           # images between kept G_ema copies (snapshots/G_ema_<img>.safetensors); 0 = none
     fid_every: int = 0                # images; 0 = never
     fid_images: int = 1000
     inception_weights: str | None = None
@@ -112,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
         if self.r1_every < 1 or self.path_every < 1:
             raise ValueError(f"r1_every and path_every must be >= 1, got {self.r1_every}, {self.path_every}")
+        if self.d_channel_base is not None and self.d_channel_base < 1:
+            raise ValueError(f"d_channel_base must be >= 1 or None, got {self.d_channel_base}")
         if self.mbstd_group < 1:
             raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
         if self.batch < 1 or self.total_img < 1:
@@ -455,7 +459,8 @@ def _build(cfg: TrainConfig, device):
     G = Generator(cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, n_mlp=cfg.n_mlp,
                   channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
                   channel_max=cfg.channel_max, seed=cfg.seed).to(device)
-    D = Discriminator(cfg.resolution, channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
+    d_base = cfg.channel_base if cfg.d_channel_base is None else cfg.d_channel_base
+    D = Discriminator(cfg.resolution, channel_multiplier=cfg.channel_multiplier, channel_base=d_base,
                       channel_max=cfg.channel_max, mbstd_group=cfg.mbstd_group, seed=cfg.seed + 1).to(device)
     return G, D
 
@@ -559,6 +564,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
     last_sample = img_seen // cfg.sample_every if cfg.sample_every else 0
     last_ckpt = img_seen // cfg.checkpoint_every if cfg.checkpoint_every else 0
     last_fid = img_seen // cfg.fid_every if cfg.fid_every else 0
+    last_snapshot = img_seen // cfg.snapshot_every if cfg.snapshot_every else 0
     steps_run = 0
 
     def save_checkpoint():
@@ -673,6 +679,11 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
                 log_f.write(json.dumps({"step": step, "img": img_seen, "metric": fid_label, "fid": value,
                                         "time_s": round(time.perf_counter() - t_start, 3)}) + "\n")
                 log_f.flush()
+        if cfg.snapshot_every and img_seen // cfg.snapshot_every > last_snapshot:
+            last_snapshot = img_seen // cfg.snapshot_every
+            if dist.rank == 0:
+                (out / "snapshots").mkdir(exist_ok=True)
+                save_generator(G_ema, out / "snapshots" / f"G_ema_{img_seen:09d}.safetensors")
         if cfg.checkpoint_every and img_seen // cfg.checkpoint_every > last_ckpt:
             last_ckpt = img_seen // cfg.checkpoint_every
             save_checkpoint()

@@ -137,12 +137,20 @@ def test_cli_train_gan(tmp_path):
     out = tmp_path / "run"
     rc = main(["train-gan", "--out", str(out), "--resolution", "8", "--toy-images", "16", "--z-dim", "8",
                "--w-dim", "8", "--n-mlp", "1", "--channel-max", "8", "--batch", "4", "--max-steps", "2",
-               "--no-progress", "--sample-every", "4", "--mbstd-group", "2"])
+               "--no-progress", "--sample-every", "4", "--mbstd-group", "2", "--channel-base", "32",
+               "--d-channel-base", "64", "--snapshot-every", "4"])
     assert rc == 0 and (out / "G_ema.safetensors").exists() and (out / "metrics.jsonl").exists()
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["D_config"]["mbstd_group"] == 2 and json.loads(ck["train_config"])["mbstd_group"] == 2
+    assert (ck["G_config"]["channel_base"], ck["D_config"]["channel_base"]) == (32, 64)
+    assert ck["D"]["from_rgb.weight"].shape[0] == 8 and ck["G"]["synthesis.blocks.1.conv0.weight"].shape[0] == 4
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())  # one G_ema copy per 4 images
+    assert snaps == ["G_ema_000000004.safetensors", "G_ema_000000008.safetensors"]
+    assert load_generator(out / "snapshots" / snaps[0]).resolution == 8
     with pytest.raises(ValueError, match="mbstd_group"):
         TrainConfig(mbstd_group=0).validate()
+    with pytest.raises(ValueError, match="d_channel_base"):
+        TrainConfig(d_channel_base=0).validate()
     assert main(["train-gan", "--data", str(tmp_path / "nope")]) == 2
     assert main(["train-gan", "--resolution", "24"]) == 2
 
