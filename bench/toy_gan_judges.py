@@ -30,6 +30,14 @@ from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import load_teacher  # noqa: E402
 
 
+def _name(path) -> str:
+    """runs/lr30/G_ema.safetensors -> lr30; runs/dwide/snapshots/G_ema_000048000.safetensors -> dwide@48000."""
+    p = Path(path)
+    if p.parent.name == "snapshots":
+        return f"{p.parent.parent.name}@{int(p.stem.rsplit('_', 1)[-1])}"
+    return p.parent.name or str(p)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--generators", nargs="+", required=True, help="G_ema .safetensors files")
@@ -43,7 +51,7 @@ def main(argv=None):
 
     real = ToyFaceImages(args.n, args.resolution, seed=args.seed + 1_000_003)
     real_images = real.batch(range(len(real)))
-    generators = [(Path(g).parent.name or g, load_generator(g)) for g in args.generators]
+    generators = [(_name(g), load_generator(g)) for g in args.generators]
     header = None
     for ci, path in enumerate(args.classifiers):
         clf = load_teacher(path, kind="attribute_classifier")
