@@ -23,12 +23,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.stylegan.discriminator import Discriminator  # noqa: E402
-from fe_fast.stylegan.metrics import _classifier_size  # noqa: E402
+from fe_fast.stylegan.metrics import classifier_labels  # noqa: E402
 from fe_fast.stylegan.networks import Generator  # noqa: E402
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import load_teacher  # noqa: E402
@@ -37,12 +36,10 @@ from fe_fast.teachers.toy import load_teacher  # noqa: E402
 @torch.no_grad()
 def scores(D, clf, index: int, images: torch.Tensor, batch: int = 250):
     """D logits [N] and the classifier's label for attribute ``index`` [N] (bool) of ``images`` in [-1, 1]."""
-    size = _classifier_size(clf, None)
     d, lab = [], []
     for b in images.split(batch):
         d.append(D(b).flatten())
-        b = F.interpolate(b, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
-        lab.append(clf(b)[:, index] > 0)
+        lab.append(classifier_labels(clf, b)[:, index])
     return torch.cat(d), torch.cat(lab)
 
 

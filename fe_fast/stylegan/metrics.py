@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fe_fast.stylegan.features import InceptionFeatures, ToyFaceFeatures
 
 __all__ = ["frechet_distance", "feature_statistics", "fid_feature_network", "compute_features", "fid",
-           "classifier_frequencies", "attribute_frequencies"]
+           "classifier_labels", "classifier_frequencies", "attribute_frequencies"]
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
@@ -79,6 +79,23 @@ def _classifier_size(classifier, size):
 
 
 @torch.no_grad()
+def classifier_labels(classifier, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Per-image labels [N, A] (bool, logit > 0) of a multi-label attribute classifier for one batch
+    of ``images`` ([N, 3, H, W] in [-1, 1]), resized (bicubic) to ``size`` (default: the classifier's
+    stored ``metrics["size"]``, else 64) and clamped to [-1, 1], in eval mode."""
+    size = _classifier_size(classifier, size)
+    was = classifier.training
+    classifier.eval()
+    try:
+        b = images.to(next(classifier.parameters()).device, torch.float32)
+        if b.shape[-1] != size or b.shape[-2] != size:
+            b = F.interpolate(b, size=(size, size), mode="bicubic", align_corners=False)
+        return classifier(b.clamp(-1, 1)) > 0
+    finally:
+        classifier.train(was)
+
+
+@torch.no_grad()
 def classifier_frequencies(classifier, images, size: int | None = None, batch_size: int = 256) -> dict:
     """Fraction of ``images`` ([N, 3, H, W] in [-1, 1], or an iterable of such batches) that a
     multi-label attribute classifier (e.g. the toy attribute teacher of ``fe_fast.teachers.toy``)
@@ -88,21 +105,12 @@ def classifier_frequencies(classifier, images, size: int | None = None, batch_si
     if not hasattr(classifier, "attributes"):
         raise ValueError("classifier must have an `attributes` list (one logit per attribute)")
     size = _classifier_size(classifier, size)
-    was = classifier.training
-    classifier.eval()
-    dev = next(classifier.parameters()).device
     pos, n = None, 0
     batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
-    try:
-        for b in batches:
-            b = b.to(dev, torch.float32)
-            if b.shape[-1] != size or b.shape[-2] != size:
-                b = F.interpolate(b, size=(size, size), mode="bicubic", align_corners=False)
-            p = (classifier(b.clamp(-1, 1)) > 0).sum(0).double().cpu()
-            pos = p if pos is None else pos + p
-            n += b.shape[0]
-    finally:
-        classifier.train(was)
+    for b in batches:
+        p = classifier_labels(classifier, b, size=size).sum(0).double().cpu()
+        pos = p if pos is None else pos + p
+        n += b.shape[0]
     if not n:
         raise ValueError("images is empty")
     return {a: float(v) / n for a, v in zip(classifier.attributes, pos)}

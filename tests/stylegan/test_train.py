@@ -185,7 +185,7 @@ def test_toy_face_images_are_prerendered_faces():
 
 
 def test_attribute_frequencies_of_generated_and_real_images():
-    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies
+    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies, classifier_labels
     from fe_fast.teachers.toy import AttributeClassifier
 
     torch.manual_seed(0)
@@ -200,6 +200,10 @@ def test_attribute_frequencies_of_generated_and_real_images():
         expect = (clf(up.clamp(-1, 1)) > 0).double().mean(0)
     got = classifier_frequencies(clf, imgs, size=32, batch_size=3)
     assert [got[a] for a in clf.attributes] == pytest.approx(expect.tolist())
+    clf.train()
+    labels = classifier_labels(clf, imgs, size=32)  # per image, in eval mode, mode restored
+    assert labels.dtype == torch.bool and labels.shape == (10, len(clf.attributes)) and clf.training
+    assert labels.double().mean(0).tolist() == pytest.approx(expect.tolist())
     with pytest.raises(ValueError, match="n must be"):
         attribute_frequencies(G, clf, n=0)
 
