@@ -74,6 +74,8 @@ def main(argv=None):
     if "mbstd_group" not in TOY_RECIPE:
         ap.add_argument("--mbstd-group", type=int, default=4, help="D's minibatch-stddev group size")
     ap.add_argument("--d-channel-base", type=int, default=None, help="D's channel_base (default: as G's)")
+    if "d_scales" not in TOY_RECIPE:
+        ap.add_argument("--d-scales", type=int, default=1, help="critics at full, 1/2, 1/4 ... resolution")
     ap.add_argument("--snapshot-every", type=int, default=0,
                     help="images between kept G_ema copies (OUT/snapshots), e.g. for toy_gan_judges.py")
     args = ap.parse_args(argv)
@@ -85,7 +87,7 @@ def main(argv=None):
 
     clf = load_teacher(args.classifier, kind="attribute_classifier")
     recipe = {k: getattr(args, k) for k in TOY_RECIPE}
-    recipe.update(mbstd_group=args.mbstd_group, d_channel_base=args.d_channel_base)
+    recipe.update(mbstd_group=args.mbstd_group, d_channel_base=args.d_channel_base, d_scales=args.d_scales)
     cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
                       fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
                       checkpoint_every=0, snapshot_every=args.snapshot_every, progress=False, log_every=20, **recipe)

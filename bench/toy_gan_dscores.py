@@ -10,6 +10,12 @@ classifier. Read it as:
 * generated faces with the attribute scoring above those without, while real faces score alike:
   the non-saturating G loss rewards drawing the attribute, so G over-produces it.
 
+A multi-scale critic's scores are averaged over its scales (as the training losses do); the last
+column then gives the with-minus-without difference per scale, full resolution first. ``--probe``
+adds a linear probe: logistic regression from D's penultimate features of held-out real faces to
+the classifier's label (fit on one half, accuracy on the other, against always answering the
+majority label). A probe at the majority rate means D's features carry nothing about the attribute.
+
 Not in CI. Example (bench/results/stylegan.md)::
 
     python bench/toy_gan_dscores.py --checkpoint runs/data100k/checkpoint.pt \\
@@ -26,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fe_fast.stylegan.discriminator import Discriminator  # noqa: E402
+from fe_fast.stylegan.discriminator import build_discriminator  # noqa: E402
 from fe_fast.stylegan.metrics import classifier_labels  # noqa: E402
 from fe_fast.stylegan.networks import Generator  # noqa: E402
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
@@ -38,9 +44,22 @@ def scores(D, clf, index: int, images: torch.Tensor, batch: int = 250):
     """D logits [N] and the classifier's label for attribute ``index`` [N] (bool) of ``images`` in [-1, 1]."""
     d, lab = [], []
     for b in images.split(batch):
-        d.append(D(b).flatten())
+        d.append(D(b))
         lab.append(classifier_labels(clf, b)[:, index])
     return torch.cat(d), torch.cat(lab)
+
+
+@torch.no_grad()
+def probe_accuracy(D, images: torch.Tensor, labels: torch.Tensor, batch: int = 250):
+    """(held-out accuracy of a logistic-regression probe on D's features, majority-label rate)."""
+    from sklearn.linear_model import LogisticRegression
+
+    f = torch.cat([D.features(b) for b in images.split(batch)]).numpy()
+    y = labels.numpy()
+    half = len(y) // 2
+    probe = LogisticRegression(max_iter=5000).fit(f[:half], y[:half])
+    majority = max(y[half:].mean(), 1 - y[half:].mean())
+    return float(probe.score(f[half:], y[half:])), float(majority)
 
 
 def main(argv=None):
@@ -50,6 +69,7 @@ def main(argv=None):
     ap.add_argument("--attribute", default="bangs")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--probe", action="store_true", help="also fit a linear probe on D's features of real faces")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -57,7 +77,7 @@ def main(argv=None):
     cfg = json.loads(ck["train_config"])
     if cfg.get("data") != "toyfaces":
         raise SystemExit(f"{args.checkpoint}: a toy-face run is needed (data={cfg.get('data')!r})")
-    D = Discriminator(**ck["D_config"]).eval()
+    D = build_discriminator(ck["D_config"]).eval()
     D.load_state_dict(ck["D"])
     nets = {}
     for key in ("G", "G_ema"):
@@ -82,14 +102,25 @@ def main(argv=None):
 
     a = args.attribute
     print(f"{args.checkpoint}: {ck['img_seen']} images seen; D logits (higher = more real)\n")
-    print(f"| images | D mean | {a} | D, {a} | D, no {a} | difference |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    scales = D.config.get("scales", 1)
+    per_scale = " | difference per scale" if scales > 1 else ""
+    print(f"| images | D mean | {a} | D, {a} | D, no {a} | difference{per_scale} |")
+    print("| --- | --- | --- | --- | --- | --- |" + (" --- |" if scales > 1 else ""))
     for name, images in sets.items():
         d, lab = scores(D, clf, index, images)
+        gap = d[lab].mean(0) - d[~lab].mean(0) if lab.any() and (~lab).any() else torch.full([scales], float("nan"))
+        d = d.mean(1)
         with_a = d[lab].mean().item() if lab.any() else float("nan")
         without = d[~lab].mean().item() if (~lab).any() else float("nan")
+        extra = " | " + " / ".join(f"{g:+.3f}" for g in gap.tolist()) if scales > 1 else ""
         print(f"| {name} | {d.mean():+.3f} | {100 * lab.float().mean():.1f} % | {with_a:+.3f} | {without:+.3f} "
-              f"| {with_a - without:+.3f} |")
+              f"| {with_a - without:+.3f}{extra} |")
+    if args.probe:
+        images = sets["held-out faces"]
+        _, lab = scores(D, clf, index, images)
+        acc, majority = probe_accuracy(D, images, lab)
+        print(f"\nLinear probe for {a} on D's features of held-out faces: {100 * acc:.1f} % "
+              f"(majority label: {100 * majority:.1f} %)")
 
 
 if __name__ == "__main__":

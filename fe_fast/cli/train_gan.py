@@ -25,6 +25,8 @@ def add_parser(sub):
                    help="the discriminator's channel_base, when it should differ from the generator's")
     p.add_argument("--mbstd-group", type=int, default=4,
                    help="discriminator minibatch-stddev group size (images per group; StyleGAN2: 4)")
+    p.add_argument("--d-scales", type=int, default=1,
+                   help="critics at full, 1/2, 1/4 ... resolution (multi-scale discriminator; 1 = StyleGAN2's single critic)")
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)
@@ -97,7 +99,7 @@ def run(args) -> int:
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
                       channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
                       channel_base=args.channel_base, d_channel_base=args.d_channel_base,
-                      mbstd_group=args.mbstd_group, batch=args.batch,
+                      mbstd_group=args.mbstd_group, d_scales=args.d_scales, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,
                       max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,

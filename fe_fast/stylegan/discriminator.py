@@ -2,19 +2,24 @@
 eq. 5-4/5-5). Layout follows StyleGAN2 config-f: FromRGB 1x1 conv, one residual block per
 resolution (two 3x3 convs, the second down-sampling with the [1,3,3,1] FIR blur + stride 2, and a
 blurred 1x1 stride-2 skip; the sum is scaled by 1/sqrt(2)), minibatch stddev (group 4, 1 feature),
-a 3x3 conv and two equalised-lr linear layers at 4x4."""
+a 3x3 conv and two equalised-lr linear layers at 4x4.
+
+``MultiScaleDiscriminator`` adds critics of the same layout on 2x, 4x, ... box-downsampled copies of
+the image (the multi-scale discriminator of pix2pixHD, Wang et al. 2018): the coarse critics cannot
+see pixel-level artefacts, so they judge layout, e.g. how often hair covers the forehead."""
 from __future__ import annotations
 
 import contextlib
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fe_fast.stylegan.layers import EqualConv2d, EqualLinear
 from fe_fast.stylegan.networks import _check_resolution, channels_for
 
-__all__ = ["Discriminator", "ResBlock", "minibatch_stddev"]
+__all__ = ["Discriminator", "MultiScaleDiscriminator", "ResBlock", "build_discriminator", "minibatch_stddev"]
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_features: int = 1) -> torch.Tensor:
@@ -70,6 +75,10 @@ class Discriminator(nn.Module):
             self.out = EqualLinear(ch[4], 1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(img))
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        """The penultimate activations [B, C4] (``D(img) = D.out(D.features(img))``), e.g. for feature matching."""
         if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.resolution or img.shape[3] != self.resolution:
             raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(img.shape)}")
         x = self.from_rgb(img)
@@ -77,5 +86,43 @@ class Discriminator(nn.Module):
             x = block(x)
         x = minibatch_stddev(x, self.mbstd_group)
         x = self.final_conv(x)
-        x = self.final_fc(x.flatten(1))
-        return self.out(x)
+        return self.final_fc(x.flatten(1))
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """``MultiScaleDiscriminator(resolution, scales=2, **Discriminator kwargs)``; ``D(images) -> [B, scales]``.
+
+    Column k is a :class:`Discriminator` at ``resolution / 2**k`` scoring the image box-downsampled
+    by ``2**k`` (same channel widths per resolution as the full-scale critic). The training losses
+    average over the columns, i.e. each scale's critic loss counts equally (pix2pixHD); R1 and the
+    WGAN-GP penalties act on the gradient of the per-sample mean score."""
+
+    def __init__(self, resolution: int, scales: int = 2, channel_multiplier: float = 2,
+                 channel_base: int | None = None, channel_max: int = 512, mbstd_group: int = 4,
+                 seed: int | None = None):
+        super().__init__()
+        self.resolution = _check_resolution(resolution)
+        if not isinstance(scales, int) or scales < 1 or resolution >> (scales - 1) < 8:
+            raise ValueError(f"scales must be an int >= 1 with resolution / 2**(scales-1) >= 8, got {scales!r} "
+                             f"at resolution {resolution}")
+        self.config = dict(resolution=resolution, scales=scales, channel_multiplier=channel_multiplier,
+                           channel_base=channel_base, channel_max=channel_max, mbstd_group=mbstd_group)
+        self.critics = nn.ModuleList(
+            Discriminator(resolution >> k, channel_multiplier, channel_base, channel_max, mbstd_group,
+                          seed=None if seed is None else seed + k)
+            for k in range(scales))
+
+    def _inputs(self, img: torch.Tensor):
+        return ((critic, img if k == 0 else F.avg_pool2d(img, 2 ** k)) for k, critic in enumerate(self.critics))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return torch.cat([critic(x) for critic, x in self._inputs(img)], dim=1)
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        """Every critic's penultimate activations, concatenated in scale order."""
+        return torch.cat([critic.features(x) for critic, x in self._inputs(img)], dim=1)
+
+
+def build_discriminator(config: dict) -> nn.Module:
+    """The critic described by a stored ``D.config`` (``scales`` present: multi-scale)."""
+    return MultiScaleDiscriminator(**config) if "scales" in config else Discriminator(**config)

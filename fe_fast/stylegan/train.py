@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fe_fast.stylegan.discriminator import Discriminator
+from fe_fast.stylegan.discriminator import Discriminator, MultiScaleDiscriminator
 from fe_fast.stylegan.networks import Generator
 
 __all__ = ["TrainConfig", "train", "slerp", "wgan_gp_d_loss", "logistic_d_loss", "path_loss",
@@ -67,6 +67,7 @@ class TrainConfig:
     channel_max: int = 512
     d_channel_base: int | None = None  # D's channel_base when it differs from G's (None: the same)
     mbstd_group: int = 4              # D's minibatch-stddev group (StyleGAN2: 4)
+    d_scales: int = 1                 # > 1: multi-scale critic (full, 1/2, 1/4 ... resolution; pix2pixHD)
     # optimisation
     batch: int = 32                   # global batch (split over processes)
     total_img: int = 100_000          # stop after this many real images shown to D
@@ -116,6 +117,9 @@ class TrainConfig:
             raise ValueError(f"r1_every and path_every must be >= 1, got {self.r1_every}, {self.path_every}")
         if self.d_channel_base is not None and self.d_channel_base < 1:
             raise ValueError(f"d_channel_base must be >= 1 or None, got {self.d_channel_base}")
+        if not isinstance(self.d_scales, int) or self.d_scales < 1 or self.resolution >> (self.d_scales - 1) < 8:
+            raise ValueError(f"d_scales must be an int >= 1 with resolution / 2**(d_scales-1) >= 8, got "
+                             f"{self.d_scales!r} at resolution {self.resolution}")
         if self.mbstd_group < 1:
             raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
         if self.batch < 1 or self.total_img < 1:
@@ -280,8 +284,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return wa * a + wb * b
 
 
+def _score_sum(d_out: torch.Tensor) -> torch.Tensor:
+    """Sum over the batch of each sample's score; a multi-scale critic's [B, K] scores are averaged
+    over the K scales first (the losses average them too), so penalties see the same critic."""
+    return d_out.flatten(1).mean(1).sum()
+
+
 def _grad_norm(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    (g,) = torch.autograd.grad(d_out.sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(_score_sum(d_out), x, create_graph=True)
     return g.flatten(1).norm(dim=1)
 
 
@@ -307,7 +317,7 @@ def logistic_d_loss(D, real, fake, r1_gamma: float = 0.0, r1_scale: float = 1.0)
     loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
     parts = {"d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
     if r1_gamma > 0:
-        (g,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+        (g,) = torch.autograd.grad(_score_sum(d_real), real, create_graph=True)
         r1 = g.square().flatten(1).sum(1).mean()
         loss = loss + r1 * (r1_gamma / 2) * r1_scale
         parts["r1"] = r1.detach()
@@ -460,8 +470,12 @@ def _build(cfg: TrainConfig, device):
                   channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
                   channel_max=cfg.channel_max, seed=cfg.seed).to(device)
     d_base = cfg.channel_base if cfg.d_channel_base is None else cfg.d_channel_base
-    D = Discriminator(cfg.resolution, channel_multiplier=cfg.channel_multiplier, channel_base=d_base,
-                      channel_max=cfg.channel_max, mbstd_group=cfg.mbstd_group, seed=cfg.seed + 1).to(device)
+    d_kwargs = dict(channel_multiplier=cfg.channel_multiplier, channel_base=d_base, channel_max=cfg.channel_max,
+                    mbstd_group=cfg.mbstd_group, seed=cfg.seed + 1)
+    if cfg.d_scales > 1:
+        D = MultiScaleDiscriminator(cfg.resolution, scales=cfg.d_scales, **d_kwargs).to(device)
+    else:
+        D = Discriminator(cfg.resolution, **d_kwargs).to(device)
     return G, D
 
 

@@ -103,6 +103,30 @@ def test_double_backward_through_generator():
     assert G.synthesis.blocks[1].conv0.weight.grad.abs().sum() > 0
 
 
+def test_multiscale_discriminator_scores_box_downsampled_copies():
+    import torch.nn.functional as F
+
+    from fe_fast.stylegan.discriminator import MultiScaleDiscriminator, build_discriminator
+
+    x = torch.randn(4, 3, 16, 16)
+    D = MultiScaleDiscriminator(16, scales=2, channel_max=16, mbstd_group=2, seed=3)
+    with torch.no_grad():
+        out = D(x)
+        assert out.shape == (4, 2)
+        # column 0: the single critic of the same seed on the image; column 1: a 8x8 critic (seed + 1)
+        # on the 2x2-averaged image
+        torch.testing.assert_close(out[:, :1], Discriminator(16, channel_max=16, mbstd_group=2, seed=3)(x))
+        torch.testing.assert_close(out[:, 1:], Discriminator(8, channel_max=16, mbstd_group=2, seed=4)(F.avg_pool2d(x, 2)))
+        D2 = build_discriminator(D.config)
+        D2.load_state_dict(D.state_dict())
+        assert isinstance(D2, MultiScaleDiscriminator)
+        torch.testing.assert_close(D2(x), out)
+        single = Discriminator(16, channel_max=16, seed=0)
+        assert type(build_discriminator(single.config)) is Discriminator
+    with pytest.raises(ValueError, match="scales"):
+        MultiScaleDiscriminator(16, scales=3)  # 16 / 4 = 4 < 8
+
+
 def test_bad_inputs_raise_value_error():
     with pytest.raises(ValueError, match="resolution"):
         Generator(24)

@@ -35,6 +35,23 @@ def test_logistic_with_lazy_r1_reduces_discriminator_loss(tmp_path):
     assert np.mean(d[-3:]) < np.mean(d[:2]), d
 
 
+@pytest.mark.parametrize("loss", ["logistic", "wgan-gp"])
+def test_multiscale_critic_trains_and_reloads_from_its_checkpoint(tmp_path, loss):
+    from fe_fast.stylegan.discriminator import MultiScaleDiscriminator, build_discriminator
+
+    r = train(out_dir=str(tmp_path), total_img=8 * 10, loss=loss, r1_every=2, path="none", d_scales=2, **TINY)
+    d = r["d_losses"]
+    assert len(d) == 10 and all(math.isfinite(x) for x in d)
+    assert np.mean(d[-4:]) < np.mean(d[:4]), d
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["D_config"]["scales"] == 2
+    D = build_discriminator(ck["D_config"])
+    D.load_state_dict(ck["D"])
+    assert isinstance(D, MultiScaleDiscriminator) and D(torch.zeros(2, 3, 16, 16)).shape == (2, 2)
+    with pytest.raises(ValueError, match="d_scales"):
+        TrainConfig(resolution=16, d_scales=3).validate()
+
+
 def test_checkpoint_resume_and_outputs(tmp_path):
     cfg = TrainConfig(out_dir=str(tmp_path), total_img=8 * 2, **{**TINY, "sample_every": 8})
     r1 = train(cfg)
@@ -153,6 +170,7 @@ def test_cli_train_gan(tmp_path):
         TrainConfig(d_channel_base=0).validate()
     assert main(["train-gan", "--data", str(tmp_path / "nope")]) == 2
     assert main(["train-gan", "--resolution", "24"]) == 2
+    assert main(["train-gan", "--resolution", "8", "--d-scales", "2", "--out", str(tmp_path / "x")]) == 2  # 8/2 < 8
 
 
 def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
