@@ -26,7 +26,8 @@ def add_parser(sub):
     p.add_argument("--mbstd-group", type=int, default=4,
                    help="discriminator minibatch-stddev group size (images per group; StyleGAN2: 4)")
     p.add_argument("--d-scales", type=int, default=1,
-                   help="critics at full, 1/2, 1/4 ... resolution (multi-scale discriminator; 1 = StyleGAN2's single critic)")
+                   help="critics at full, 1/2, 1/4 ... resolution (multi-scale discriminator; "
+                        "1 = StyleGAN2's single critic)")
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)

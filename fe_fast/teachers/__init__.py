@@ -20,6 +20,7 @@ from fe_fast.teachers.toy import (
     load_teacher,
     mean_iou,
     predict_masks,
+    resample_augment,
     save_teacher,
     train_attribute_classifier,
     train_face_parser,
@@ -27,7 +28,8 @@ from fe_fast.teachers.toy import (
 
 __all__ = [
     "ATTRIBUTE_CLASSIFIER_FILE", "FACE_PARSER_FILE", "AttributeClassifier", "FaceParser", "attribute_accuracy",
-    "load_teacher", "mean_iou", "predict_masks", "save_teacher", "train_attribute_classifier", "train_face_parser",
+    "load_teacher", "mean_iou", "predict_masks", "resample_augment", "save_teacher", "train_attribute_classifier",
+    "train_face_parser",
     "BISENET_CLASSES", "BISENET_TO_TOY", "BiSeNet", "BiSeNetParser", "load_bisenet",
     "CELEBA_ATTRIBUTES", "CelebAResNet50", "ResNet50", "load_celeba_resnet50",
 ]

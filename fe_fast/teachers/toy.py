@@ -42,6 +42,7 @@ __all__ = [
     "load_teacher",
     "mean_iou",
     "predict_masks",
+    "resample_augment",
     "save_teacher",
     "train_attribute_classifier",
     "train_face_parser",
@@ -154,6 +155,37 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t.square() / (2 * sigma * sigma))
+    k = (k / k.sum()).repeat(x.shape[1], 1, 1, 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.reshape(-1, 1, 1, 2 * r + 1), groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.reshape(-1, 1, 2 * r + 1, 1), groups=x.shape[1])
+
+
+def resample_augment(x: torch.Tensor, gen: torch.Generator, max_sigma: float = 1.0) -> torch.Tensor:
+    """Show the classifier images the way a half-resolution generator's images reach it.
+
+    Of a batch ``x`` (B, 3, S, S) in [-1, 1], each image independently: a third stays as rendered;
+    a third is area-downsampled to S/2 and resized back (bicubic, as
+    :func:`fe_fast.stylegan.metrics.classifier_labels` resizes a 32x32 generator's output for a
+    64x64 classifier); a third is also Gaussian-blurred at S/2 with one sigma per batch, uniform
+    in (0, ``max_sigma``] pixels. Draws from ``gen`` only; returns a new tensor."""
+    out = x.clone()
+    u = torch.rand(len(x), generator=gen)
+    low = u >= 1 / 3
+    if low.any():
+        size = x.shape[-1]
+        y = F.interpolate(x[low], size=size // 2, mode="area")
+        blurred = u[low] >= 2 / 3
+        if blurred.any():
+            sigma = float(torch.rand(1, generator=gen)) * max_sigma + 1e-3
+            y[blurred] = _gaussian_blur(y[blurred], sigma)
+        out[low] = F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Training and evaluation
 # ----------------------------------------------------------------------------------------------
@@ -178,22 +210,25 @@ def _check_arrays(images, *others):
 
 def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model: Optional[AttributeClassifier] = None,
                                epochs: int = 6, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
-                               progress: bool = False, max_steps: Optional[int] = None) -> Tuple[AttributeClassifier, list]:
+                               progress: bool = False, max_steps: Optional[int] = None,
+                               augment: bool = False) -> Tuple[AttributeClassifier, list]:
     """Train (or continue training) an :class:`AttributeClassifier` with binary cross-entropy on
     the logits, Adam and a one-cycle learning-rate schedule.
 
     ``images``: uint8 (n, H, W, 3); ``attributes``: (n, len(ATTRIBUTES)) toy attribute vectors
     (the columns named by ``model.attributes`` are used) or (n, len(model.attributes)) 0/1
     targets. A new model (``model=None``) is initialised after ``torch.manual_seed(seed)``; batch
-    order and updates are seeded by ``seed``, so CPU runs are reproducible. Returns
-    ``(model, losses)`` with the mean loss of every step."""
+    order and updates are seeded by ``seed``, so CPU runs are reproducible. ``augment=True`` passes
+    every batch through :func:`resample_augment` (robust labels for upsampled or slightly blurred
+    generator output). Returns ``(model, losses)`` with the mean loss of every step."""
     images = _check_arrays(images, attributes)
     if model is None:
         torch.manual_seed(seed)
         model = AttributeClassifier()
     targets = _select_targets(np.asarray(attributes, dtype=np.float32), model.attributes)
     return _fit(model, images, torch.from_numpy(targets), lambda out, y: F.binary_cross_entropy_with_logits(out, y),
-                epochs, batch_size, lr, seed, progress, max_steps, "attribute classifier")
+                epochs, batch_size, lr, seed, progress, max_steps, "attribute classifier",
+                resample_augment if augment else None)
 
 
 def train_face_parser(images: np.ndarray, masks: np.ndarray, model: Optional[FaceParser] = None, epochs: int = 8,
@@ -242,7 +277,7 @@ def _select_targets(attributes: np.ndarray, names: Sequence[str]) -> np.ndarray:
                      f"got {attributes.shape[1]}")
 
 
-def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress, max_steps, what):
+def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress, max_steps, what, augment=None):
     if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     torch.manual_seed(seed)
@@ -265,6 +300,8 @@ def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress
     while step < total:
         for idx in _batches(n, batch_size, gen):
             x = images_to_tensor(images[idx])
+            if augment is not None:
+                x = augment(x, gen)
             loss = loss_fn(model(x), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -290,12 +327,26 @@ def _predict(model, images: np.ndarray, batch_size: int, fn):
     return torch.cat(outs) if outs else torch.zeros(0)
 
 
+def _half_resolution(x: torch.Tensor) -> torch.Tensor:
+    size = x.shape[-1]
+    y = F.interpolate(x, size=size // 2, mode="area")
+    return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
 def attribute_accuracy(model: AttributeClassifier, images: np.ndarray, attributes: np.ndarray,
-                       batch_size: int = 256) -> Dict[str, float]:
-    """Accuracy per attribute of ``model`` (threshold 0.5 on the sigmoid) on held-out data."""
+                       batch_size: int = 256, half_resolution: bool = False) -> Dict[str, float]:
+    """Accuracy per attribute of ``model`` (threshold 0.5 on the sigmoid) on held-out data.
+    ``half_resolution=True``: the images pass through half their size first (area down, bicubic
+    up), as a half-resolution generator's output reaches the classifier."""
     images = _check_arrays(images, attributes)
     y = torch.from_numpy(_select_targets(np.asarray(attributes, dtype=np.float32), model.attributes))
-    pred = _predict(model, images, batch_size, lambda o: (o > 0).float())
+    if half_resolution:
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([(model(_half_resolution(images_to_tensor(images[i:i + batch_size]))) > 0).float()
+                              for i in range(0, len(images), batch_size)])
+    else:
+        pred = _predict(model, images, batch_size, lambda o: (o > 0).float())
     acc = (pred == y).float().mean(0)
     return {a: float(v) for a, v in zip(model.attributes, acc)}
 
@@ -378,6 +429,7 @@ class ToyTeachers:
     mean_iou: float
     parser_n: int
     seconds: Dict[str, Tuple[float, float]] = field(default_factory=dict)  # render / classifier / parser
+    accuracy_half: Dict[str, float] = field(default_factory=dict)  # held-out faces through half resolution
 
 
 def _clock() -> Tuple[float, float]:
@@ -390,11 +442,13 @@ def _since(t: Tuple[float, float]) -> Tuple[float, float]:
 
 
 def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs: int = 8, parser_n: int = 3000,
-                       parser_epochs: int = 8, width: int = 16, seed: int = 0, progress: bool = True) -> ToyTeachers:
+                       parser_epochs: int = 8, width: int = 16, seed: int = 0, progress: bool = True,
+                       augment: bool = False) -> ToyTeachers:
     """Render ``n`` training and ``n_val`` held-out toy faces, train the attribute classifier on all
     training faces and the face parser on the first ``parser_n``, and score both on the held-out
-    faces (accuracy per binary attribute, IoU per mask class). Each model is initialised right
-    after ``torch.manual_seed(seed)``, so the result is deterministic for a seed."""
+    faces (accuracy per binary attribute, as rendered and through half resolution; IoU per mask
+    class). ``augment``: train the classifier with :func:`resample_augment`. Each model is
+    initialised right after ``torch.manual_seed(seed)``, so the result is deterministic for a seed."""
     t = _clock()
     train = ToyFaces(n, size=size, seed=seed)
     val = ToyFaces(n_val, size=size, seed=seed + 1_000_003)
@@ -405,9 +459,10 @@ def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs:
     t = _clock()
     torch.manual_seed(seed)
     clf, _ = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=width),
-                                        epochs=epochs, seed=seed, progress=progress)
+                                        epochs=epochs, seed=seed, progress=progress, augment=augment)
     seconds["classifier"] = _since(t)
     acc = attribute_accuracy(clf, vi, val.attributes)
+    acc_half = attribute_accuracy(clf, vi, val.attributes, half_resolution=True)
 
     t = _clock()
     torch.manual_seed(seed)
@@ -416,4 +471,4 @@ def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs:
                                   seed=seed, progress=progress)
     seconds["parser"] = _since(t)
     miou, ious = mean_iou(predict_masks(parser, vi), vm)
-    return ToyTeachers(clf, parser, acc, ious, miou, k, seconds)
+    return ToyTeachers(clf, parser, acc, ious, miou, k, seconds, acc_half)

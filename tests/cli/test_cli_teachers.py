@@ -8,7 +8,8 @@ from fe_fast.teachers import AttributeClassifier, FaceParser, load_teacher
 def test_teachers_train_tiny(tmp_path, capsys):
     out = tmp_path / "teachers"
     rc = main(["teachers", "train", "--out", str(out), "--size", "24", "--n", "48", "--n-val", "16",
-               "--epochs", "1", "--parser-epochs", "1", "--width", "4", "--seed", "1", "--no-progress"])
+               "--epochs", "1", "--parser-epochs", "1", "--width", "4", "--seed", "1", "--no-progress",
+               "--augment"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "held-out accuracy" in text and "smiling" in text and "mean IoU" in text and "glasses" in text
@@ -16,6 +17,8 @@ def test_teachers_train_tiny(tmp_path, capsys):
     par = load_teacher(out, kind="face_parser")
     assert isinstance(clf, AttributeClassifier) and isinstance(par, FaceParser)
     assert clf.metrics["size"] == 24 and "accuracy" in clf.metrics and "mean_iou" in par.metrics
+    assert "through half resolution" in text and clf.metrics["augment"] is True
+    assert set(clf.metrics["accuracy_half"]) == set(clf.metrics["accuracy"])
 
 
 @pytest.mark.parametrize("args, msg", [(["--size", "8"], "--size"), (["--n", "0"], "--n")])

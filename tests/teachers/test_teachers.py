@@ -16,6 +16,7 @@ from fe_fast.teachers import (
     load_teacher,
     mean_iou,
     predict_masks,
+    resample_augment,
     save_teacher,
     train_attribute_classifier,
     train_face_parser,
@@ -69,6 +70,37 @@ def test_training_is_deterministic(small_faces):
     b = train_face_parser(images[:16], small_faces[2][:16], epochs=1, batch_size=8, seed=4)[0]
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+def test_resample_augment_thirds_and_half_resolution_accuracy(small_faces):
+    import torch.nn.functional as F
+
+    from fe_fast.teachers.toy import _half_resolution, _select_targets, images_to_tensor
+
+    ds, images, _ = small_faces
+    x = images_to_tensor(images[:60])
+    x0 = x.clone()
+    out = resample_augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x0) and out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    u = torch.rand(60, generator=torch.Generator().manual_seed(0))  # the draw that picks each image's third
+    kept, halved, blurred = u < 1 / 3, (u >= 1 / 3) & (u < 2 / 3), u >= 2 / 3
+    assert kept.any() and halved.any() and blurred.any()
+    assert torch.equal(out[kept], x[kept])
+    torch.testing.assert_close(out[halved], _half_resolution(x[halved]))
+    assert not torch.allclose(out[blurred], _half_resolution(x[blurred]), atol=1e-3)  # blurred on top
+    assert torch.equal(resample_augment(x, torch.Generator().manual_seed(0)), out)
+    assert F.mse_loss(_half_resolution(x), x) > 1e-3  # the half-resolution path changes the faces
+
+    torch.manual_seed(0)
+    model, losses = train_attribute_classifier(images, ds.attributes, AttributeClassifier(width=4), epochs=4,
+                                               batch_size=32, lr=1e-2, seed=0, augment=True)
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3])
+    acc = attribute_accuracy(model, images, ds.attributes, half_resolution=True)
+    y = torch.from_numpy(_select_targets(ds.attributes.astype(np.float32), model.attributes))
+    with torch.no_grad():
+        expected = ((model(_half_resolution(images_to_tensor(images))) > 0).float() == y).float().mean(0)
+    assert list(acc) == list(model.attributes)
+    np.testing.assert_allclose(list(acc.values()), expected.numpy(), atol=1e-6)
 
 
 def test_mean_iou():
