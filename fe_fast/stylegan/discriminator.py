@@ -78,7 +78,7 @@ class Discriminator(nn.Module):
         return self.out(self.features(img))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
-        """The penultimate activations [B, C4] (``D(img) = D.out(D.features(img))``), e.g. for feature matching."""
+        """The penultimate activations [B, C4]: ``D(img) = D.out(D.features(img))`` (a linear probe's input)."""
         if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.resolution or img.shape[3] != self.resolution:
             raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(img.shape)}")
         x = self.from_rgb(img)

@@ -164,6 +164,15 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.reshape(-1, 1, 2 * r + 1, 1), groups=x.shape[1])
 
 
+def _half_resolution(x: torch.Tensor, sigma: Optional[float] = None) -> torch.Tensor:
+    """Area down to half size, optionally Gaussian-blurred there, bicubic back up, clamped to [-1, 1]."""
+    size = x.shape[-1]
+    y = F.interpolate(x, size=size // 2, mode="area")
+    if sigma is not None:
+        y = _gaussian_blur(y, sigma)
+    return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
 def resample_augment(x: torch.Tensor, gen: torch.Generator, max_sigma: float = 1.0) -> torch.Tensor:
     """Show the classifier images the way a half-resolution generator's images reach it.
 
@@ -174,15 +183,11 @@ def resample_augment(x: torch.Tensor, gen: torch.Generator, max_sigma: float = 1
     in (0, ``max_sigma``] pixels. Draws from ``gen`` only; returns a new tensor."""
     out = x.clone()
     u = torch.rand(len(x), generator=gen)
-    low = u >= 1 / 3
-    if low.any():
-        size = x.shape[-1]
-        y = F.interpolate(x[low], size=size // 2, mode="area")
-        blurred = u[low] >= 2 / 3
-        if blurred.any():
-            sigma = float(torch.rand(1, generator=gen)) * max_sigma + 1e-3
-            y[blurred] = _gaussian_blur(y[blurred], sigma)
-        out[low] = F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+    halved, blurred = (u >= 1 / 3) & (u < 2 / 3), u >= 2 / 3
+    if halved.any():
+        out[halved] = _half_resolution(x[halved])
+    if blurred.any():
+        out[blurred] = _half_resolution(x[blurred], float(torch.rand(1, generator=gen)) * max_sigma + 1e-3)
     return out
 
 
@@ -321,16 +326,13 @@ def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress
 
 
 @torch.no_grad()
-def _predict(model, images: np.ndarray, batch_size: int, fn):
+def _predict(model, images: np.ndarray, batch_size: int, fn, transform=None):
     model.eval()
-    outs = [fn(model(images_to_tensor(images[i:i + batch_size]))) for i in range(0, len(images), batch_size)]
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = images_to_tensor(images[i:i + batch_size])
+        outs.append(fn(model(x if transform is None else transform(x))))
     return torch.cat(outs) if outs else torch.zeros(0)
-
-
-def _half_resolution(x: torch.Tensor) -> torch.Tensor:
-    size = x.shape[-1]
-    y = F.interpolate(x, size=size // 2, mode="area")
-    return F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
 def attribute_accuracy(model: AttributeClassifier, images: np.ndarray, attributes: np.ndarray,
@@ -340,13 +342,8 @@ def attribute_accuracy(model: AttributeClassifier, images: np.ndarray, attribute
     up), as a half-resolution generator's output reaches the classifier."""
     images = _check_arrays(images, attributes)
     y = torch.from_numpy(_select_targets(np.asarray(attributes, dtype=np.float32), model.attributes))
-    if half_resolution:
-        model.eval()
-        with torch.no_grad():
-            pred = torch.cat([(model(_half_resolution(images_to_tensor(images[i:i + batch_size]))) > 0).float()
-                              for i in range(0, len(images), batch_size)])
-    else:
-        pred = _predict(model, images, batch_size, lambda o: (o > 0).float())
+    pred = _predict(model, images, batch_size, lambda o: (o > 0).float(),
+                    _half_resolution if half_resolution else None)
     acc = (pred == y).float().mean(0)
     return {a: float(v) for a, v in zip(model.attributes, acc)}
 
