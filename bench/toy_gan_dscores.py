@@ -41,7 +41,8 @@ from fe_fast.teachers.toy import load_teacher  # noqa: E402
 
 @torch.no_grad()
 def scores(D, clf, index: int, images: torch.Tensor, batch: int = 250):
-    """D logits [N] and the classifier's label for attribute ``index`` [N] (bool) of ``images`` in [-1, 1]."""
+    """D logits [N, scales] and the classifier's label for attribute ``index`` [N] (bool) of ``images``
+    in [-1, 1]."""
     d, lab = [], []
     for b in images.split(batch):
         d.append(D(b))
@@ -88,12 +89,10 @@ def main(argv=None):
         raise SystemExit(f"--attribute {args.attribute!r} is not one of {clf.attributes}")
     index = clf.attributes.index(args.attribute)
 
-    def as_float(images):
-        return images.float() / 127.5 - 1
-
-    sets = {"training faces": as_float(ToyFaceImages(cfg["toy_images"], cfg["resolution"],
-                                                     seed=cfg["seed"]).images[:args.n]),
-            "held-out faces": as_float(ToyFaceImages(args.n, cfg["resolution"], seed=cfg["seed"] + 1_000_003).images)}
+    train = ToyFaceImages(cfg["toy_images"], cfg["resolution"], seed=cfg["seed"])
+    held_out = ToyFaceImages(args.n, cfg["resolution"], seed=cfg["seed"] + 1_000_003)
+    sets = {"training faces": train.batch(range(min(args.n, len(train)))),
+            "held-out faces": held_out.batch(range(len(held_out)))}
     z = torch.randn(args.n, nets["G"].z_dim, generator=torch.Generator().manual_seed(99))
     with torch.no_grad(), torch.random.fork_rng():
         for key, G in nets.items():
@@ -106,8 +105,10 @@ def main(argv=None):
     per_scale = " | difference per scale" if scales > 1 else ""
     print(f"| images | D mean | {a} | D, {a} | D, no {a} | difference{per_scale} |")
     print("| --- | --- | --- | --- | --- | --- |" + (" --- |" if scales > 1 else ""))
+    labels = {}
     for name, images in sets.items():
         d, lab = scores(D, clf, index, images)
+        labels[name] = lab
         gap = d[lab].mean(0) - d[~lab].mean(0) if lab.any() and (~lab).any() else torch.full([scales], float("nan"))
         d = d.mean(1)
         with_a = d[lab].mean().item() if lab.any() else float("nan")
@@ -116,9 +117,7 @@ def main(argv=None):
         print(f"| {name} | {d.mean():+.3f} | {100 * lab.float().mean():.1f} % | {with_a:+.3f} | {without:+.3f} "
               f"| {with_a - without:+.3f}{extra} |")
     if args.probe:
-        images = sets["held-out faces"]
-        _, lab = scores(D, clf, index, images)
-        acc, majority = probe_accuracy(D, images, lab)
+        acc, majority = probe_accuracy(D, sets["held-out faces"], labels["held-out faces"])
         print(f"\nLinear probe for {a} on D's features of held-out faces: {100 * acc:.1f} % "
               f"(majority label: {100 * majority:.1f} %)")
 
