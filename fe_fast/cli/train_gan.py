@@ -46,6 +46,11 @@ def add_parser(sub):
     p.add_argument("--path-epsilon", type=float, default=0.1, help="epsilon of eq. 5-6")
     p.add_argument("--path-every", type=int, default=4)
     p.add_argument("--style-mixing", type=float, default=0.9)
+    p.add_argument("--d-attr-weight", type=float, default=0.0,
+                   help="> 0: the discriminator also learns the toy faces' 13 attributes of real images "
+                        "(auxiliary BCE on its features; toy faces only)")
+    p.add_argument("--noise-mode", choices=["random", "none"], default="random",
+                   help="the generator's noise inputs while training: random (StyleGAN2) or none (off)")
     p.add_argument("--ema-kimg", type=float, default=10.0, help="G EMA half-life in thousands of images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -105,7 +110,8 @@ def run(args) -> int:
                       max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
                       vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
-                      path_every=args.path_every, style_mixing=args.style_mixing, ema_img=args.ema_kimg * 1000,
+                      path_every=args.path_every, style_mixing=args.style_mixing,
+                      noise_mode=args.noise_mode, d_attr_weight=args.d_attr_weight, ema_img=args.ema_kimg * 1000,
                       seed=args.seed, device=args.device, workers=args.workers, log_every=args.log_every,
                       sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
                       snapshot_every=args.snapshot_every,

@@ -49,14 +49,19 @@ class ResBlock(nn.Module):
 
 class Discriminator(nn.Module):
     """``Discriminator(resolution, channel_multiplier=2, channel_base=None, channel_max=512,
-    mbstd_group=4, seed=None)``; ``D(images [B, 3, R, R]) -> scores [B, 1]``."""
+    mbstd_group=4, n_attributes=0, seed=None)``; ``D(images [B, 3, R, R]) -> scores [B, 1]``.
+    ``n_attributes > 0`` adds a linear attribute head on the same features
+    (``D.attribute_logits(images) -> [B, n_attributes]``), trained on labelled real images only; the
+    generator's loss never sees it (``TrainConfig.d_attr_weight``)."""
 
     def __init__(self, resolution: int, channel_multiplier: float = 2, channel_base: int | None = None,
-                 channel_max: int = 512, mbstd_group: int = 4, seed: int | None = None):
+                 channel_max: int = 512, mbstd_group: int = 4, n_attributes: int = 0, seed: int | None = None):
         super().__init__()
         self.resolution = _check_resolution(resolution)
         self.config = dict(resolution=resolution, channel_multiplier=channel_multiplier,
                            channel_base=channel_base, channel_max=channel_max, mbstd_group=mbstd_group)
+        if n_attributes:
+            self.config["n_attributes"] = n_attributes
         ch = channels_for(resolution, channel_multiplier, channel_base, channel_max)
         self.mbstd_group = mbstd_group
         ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
@@ -73,9 +78,16 @@ class Discriminator(nn.Module):
             self.final_conv = EqualConv2d(ch[4] + 1, ch[4], 3)
             self.final_fc = EqualLinear(ch[4] * 16, ch[4], activation="lrelu")
             self.out = EqualLinear(ch[4], 1)
+            self.attr_head = EqualLinear(ch[4], n_attributes) if n_attributes else None
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(img))
+
+    def attribute_logits(self, img: torch.Tensor) -> torch.Tensor:
+        """Logits [B, n_attributes] of the auxiliary attribute head (built with ``n_attributes > 0``)."""
+        if self.attr_head is None:
+            raise RuntimeError("this discriminator has no attribute head (build it with n_attributes > 0)")
+        return self.attr_head(self.features(img))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         """The penultimate activations [B, C4]: ``D(img) = D.out(D.features(img))`` (a linear probe's input)."""

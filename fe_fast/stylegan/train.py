@@ -67,6 +67,7 @@ class TrainConfig:
     channel_max: int = 512
     d_channel_base: int | None = None  # D's channel_base when it differs from G's (None: the same)
     mbstd_group: int = 4              # D's minibatch-stddev group (StyleGAN2: 4)
+    d_attr_weight: float = 0.0        # > 0: D also predicts the toy faces' 13 attributes of real images (aux. BCE)
     d_scales: int = 1                 # > 1: multi-scale critic (full, 1/2, 1/4 ... resolution; pix2pixHD)
     # optimisation
     batch: int = 32                   # global batch (split over processes)
@@ -84,6 +85,7 @@ class TrainConfig:
     path_batch_shrink: int = 2
     vgg_weights: str | None = None
     style_mixing: float = 0.9
+    noise_mode: str = "random"        # G's noise inputs while training: "random" (StyleGAN2) or "none" (off)
     ema_img: float = 10_000.0         # G EMA half-life in images
     ema_rampup: float | None = 0.05   # half-life <= rampup * images seen (helps short runs)
     w_avg_beta: float = 0.995
@@ -113,6 +115,12 @@ class TrainConfig:
                              "state dict file (e.g. vgg16-397923af.pth); use path='pl' for the weight-free stand-in")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if not self.d_attr_weight >= 0:
+            raise ValueError(f"d_attr_weight must be >= 0, got {self.d_attr_weight}")
+        if self.d_attr_weight > 0 and (self.data != "toyfaces" or self.d_scales > 1):
+            raise ValueError("d_attr_weight > 0 needs labelled data (data='toyfaces') and a single-scale critic")
+        if self.noise_mode not in ("random", "none"):
+            raise ValueError(f"noise_mode must be 'random' or 'none', got {self.noise_mode!r}")
         if self.r1_every < 1 or self.path_every < 1:
             raise ValueError(f"r1_every and path_every must be >= 1, got {self.r1_every}, {self.path_every}")
         if self.d_channel_base is not None and self.d_channel_base < 1:
@@ -217,7 +225,7 @@ class ToyFaceImages(torch.utils.data.Dataset):
     face inside the timed training loop; :meth:`batch` gathers a whole minibatch with one index."""
 
     def __init__(self, n: int, resolution: int, seed: int = 0, progress: bool = False):
-        from fe_fast.datasets.toyfaces import ToyFaces  # lazy: another package, heavy import
+        from fe_fast.datasets.toyfaces import BINARY_ATTRIBUTES, ToyFaces  # lazy: another package, heavy import
 
         self.resolution = resolution
         self.faces = ToyFaces(n, size=max(16, resolution), seed=seed)
@@ -230,6 +238,8 @@ class ToyFaceImages(torch.utils.data.Dataset):
             it = tqdm(it, desc=f"rendering {len(self.faces)} toy faces", unit="img")
         for i in it:
             images[i] = torch.from_numpy(self.faces.render(i).image).permute(2, 0, 1)
+        #: the 13 binary attributes per face (float 0/1), for the critic's optional attribute head
+        self.labels = torch.from_numpy(self.faces.attributes[:, :len(BINARY_ATTRIBUTES)]).float()
         if size != resolution:
             pooled = F.adaptive_avg_pool2d(images.float(), resolution)
             images = pooled.round().clamp(0, 255).to(torch.uint8)
@@ -344,14 +354,14 @@ def path_loss(G: Generator, feature_net, batch: int, epsilon: float = 0.1, devic
 
 
 def path_length_penalty(G: Generator, batch: int, pl_mean: torch.Tensor, decay: float = 0.01,
-                        all_reduce=None):
+                        all_reduce=None, noise_mode: str = "random"):
     """StyleGAN2 path-length regulariser (the weight-free stand-in for eq. 5-6):
     ``E(||J_w^T y||_2 - a)^2`` with y ~ N(0, I)/sqrt(HW) and a the moving mean of the lengths.
     Returns (penalty, new pl_mean, mean length as a detached 0-d tensor)."""
     device = pl_mean.device
     z = torch.randn(batch, G.z_dim, device=device)
     ws = G.mapping(z).unsqueeze(1).repeat(1, G.num_ws, 1)
-    img = G.synthesis(ws)
+    img = G.synthesis(ws, noise_mode=noise_mode)
     y = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
     (g,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     lengths = g.square().sum(2).mean(1).sqrt()
@@ -472,6 +482,10 @@ def _build(cfg: TrainConfig, device):
     d_base = cfg.channel_base if cfg.d_channel_base is None else cfg.d_channel_base
     d_kwargs = dict(channel_multiplier=cfg.channel_multiplier, channel_base=d_base, channel_max=cfg.channel_max,
                     mbstd_group=cfg.mbstd_group, seed=cfg.seed + 1)
+    if cfg.d_attr_weight > 0:
+        from fe_fast.datasets.toyfaces import BINARY_ATTRIBUTES
+
+        d_kwargs["n_attributes"] = len(BINARY_ATTRIBUTES)
     if cfg.d_scales > 1:
         D = MultiScaleDiscriminator(cfg.resolution, scales=cfg.d_scales, **d_kwargs).to(device)
     else:
@@ -553,13 +567,14 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         indices = iter(sampler)
 
         def next_real():
-            return dataset.batch([next(indices) for _ in range(local_batch)])
+            idx = [next(indices) for _ in range(local_batch)]
+            return dataset.batch(idx), dataset.labels[idx]
     else:
         loader = iter(torch.utils.data.DataLoader(dataset, batch_size=local_batch, sampler=sampler,
                                                   num_workers=cfg.workers, drop_last=True))
 
         def next_real():
-            return next(loader)
+            return next(loader), None
     # per-rank RNG streams for z / noise (resume continues a fresh, still deterministic stream)
     torch.manual_seed(cfg.seed * 1000 + dist.rank + 7919 * step)
 
@@ -600,7 +615,8 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
 
     while img_seen < cfg.total_img and (cfg.max_steps is None or steps_run < cfg.max_steps) \
             and not out_of_time():
-        real = next_real().to(device)
+        real, real_attr = next_real()
+        real = real.to(device)
         if cfg.xflip:
             flip = torch.rand(real.shape[0], device=device) < 0.5
             real = torch.where(flip.reshape(-1, 1, 1, 1), real.flip(3), real)
@@ -611,7 +627,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         G.requires_grad_(True)
         z = torch.randn(local_batch, cfg.z_dim, device=device)
         ws = _mix_ws(G, z, cfg.style_mixing)
-        gen = G.synthesis(ws)
+        gen = G.synthesis(ws, noise_mode=cfg.noise_mode)
 
         # ---- D step (eq. 5-4, critic side) ----
         D.requires_grad_(True)
@@ -620,6 +636,10 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         else:
             do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
             d_loss, parts = logistic_d_loss(D, real, gen.detach(), cfg.r1_gamma if do_r1 else 0.0, cfg.r1_every)
+        if cfg.d_attr_weight > 0:  # auxiliary task: D's features must carry the real faces' attributes
+            attr_loss = F.binary_cross_entropy_with_logits(D.attribute_logits(real), real_attr.to(device))
+            d_loss = d_loss + cfg.d_attr_weight * attr_loss
+            parts["loss_D_attr"] = attr_loss.detach()
         opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
         dist.average_grads(D.parameters())
@@ -635,7 +655,8 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         if cfg.path != "none" and step % cfg.path_every == 0:
             pb = max(1, local_batch // cfg.path_batch_shrink)
             if cfg.path == "pl":
-                lw, pl_mean, mean_len = path_length_penalty(G, pb, pl_mean, all_reduce=dist.mean)
+                lw, pl_mean, mean_len = path_length_penalty(G, pb, pl_mean, all_reduce=dist.mean,
+                                                            noise_mode=cfg.noise_mode)
                 rec["pl_length"] = mean_len
             else:
                 lw = path_loss(G, feature_net_vgg, pb, cfg.path_epsilon, device)

@@ -52,6 +52,47 @@ def test_multiscale_critic_trains_and_reloads_from_its_checkpoint(tmp_path, loss
         TrainConfig(resolution=16, d_scales=3).validate()
 
 
+def test_training_without_noise_inputs_leaves_their_strengths_at_zero(tmp_path):
+    r = train(out_dir=str(tmp_path), total_img=8 * 4, loss="logistic", r1_every=2, path="pl", path_every=2,
+              noise_mode="none", **TINY)
+    G = r["G_ema_module"]
+    strengths = [m.noise_strength for m in G.synthesis._s_modules if m.kind == "conv"]
+    assert strengths and all(float(s) == 0.0 for s in strengths)  # no gradient ever reached them
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(G(z, noise_mode="random"), G(z, noise_mode="none"), rtol=0, atol=1e-5)
+    r = train(out_dir=str(tmp_path / "noisy"), total_img=8 * 4, loss="logistic", r1_every=2, path="none", **TINY)
+    assert any(float(m.noise_strength) != 0.0 for m in r["G_ema_module"].synthesis._s_modules if m.kind == "conv")
+    with pytest.raises(ValueError, match="noise_mode"):
+        TrainConfig(noise_mode="const").validate()
+
+
+def test_attribute_head_of_the_critic_learns_real_labels_and_reloads(tmp_path):
+    from fe_fast.stylegan.discriminator import build_discriminator
+    from fe_fast.stylegan.train import ToyFaceImages
+
+    r = train(out_dir=str(tmp_path), total_img=8 * 30, loss="logistic", r1_every=4, path="none",
+              d_attr_weight=1.0, **TINY)
+    recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    attr = [rec["loss_D_attr"] for rec in recs if "loss_D_attr" in rec]
+    assert len(attr) == 30 and np.mean(attr[-5:]) < np.mean(attr[:5]) - 0.02, attr
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["D_config"]["n_attributes"] == 13
+    D = build_discriminator(ck["D_config"])
+    D.load_state_dict(ck["D"])
+    faces = ToyFaceImages(8, 16, seed=0)
+    assert faces.labels.shape == (8, 13) and set(faces.labels.unique().tolist()) <= {0.0, 1.0}
+    assert D.attribute_logits(faces.batch(range(8))).shape == (8, 13)
+    assert r["G_ema_module"] is not None
+    with pytest.raises(RuntimeError, match="attribute head"):
+        build_discriminator({k: v for k, v in ck["D_config"].items() if k != "n_attributes"}).attribute_logits(
+            faces.batch(range(2)))
+    with pytest.raises(ValueError, match="d_attr_weight"):
+        TrainConfig(d_attr_weight=1.0, data=str(tmp_path)).validate()
+    with pytest.raises(ValueError, match="d_attr_weight"):
+        TrainConfig(d_attr_weight=-1.0).validate()
+
+
 def test_checkpoint_resume_and_outputs(tmp_path):
     cfg = TrainConfig(out_dir=str(tmp_path), total_img=8 * 2, **{**TINY, "sample_every": 8})
     r1 = train(cfg)
@@ -155,10 +196,11 @@ def test_cli_train_gan(tmp_path):
     rc = main(["train-gan", "--out", str(out), "--resolution", "8", "--toy-images", "16", "--z-dim", "8",
                "--w-dim", "8", "--n-mlp", "1", "--channel-max", "8", "--batch", "4", "--max-steps", "2",
                "--no-progress", "--sample-every", "4", "--mbstd-group", "2", "--channel-base", "32",
-               "--d-channel-base", "64", "--snapshot-every", "4"])
+               "--d-channel-base", "64", "--snapshot-every", "4", "--noise-mode", "none"])
     assert rc == 0 and (out / "G_ema.safetensors").exists() and (out / "metrics.jsonl").exists()
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["D_config"]["mbstd_group"] == 2 and json.loads(ck["train_config"])["mbstd_group"] == 2
+    assert json.loads(ck["train_config"])["noise_mode"] == "none"
     assert (ck["G_config"]["channel_base"], ck["D_config"]["channel_base"]) == (32, 64)
     assert ck["D"]["from_rgb.weight"].shape[0] == 8 and ck["G"]["synthesis.blocks.1.conv0.weight"].shape[0] == 4
     snaps = sorted(p.name for p in (out / "snapshots").iterdir())  # one G_ema copy per 4 images
