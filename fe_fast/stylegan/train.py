@@ -568,7 +568,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
 
         def next_real():
             idx = [next(indices) for _ in range(local_batch)]
-            return dataset.batch(idx), dataset.labels[idx]
+            return dataset.batch(idx), (dataset.labels[idx] if cfg.d_attr_weight > 0 else None)
     else:
         loader = iter(torch.utils.data.DataLoader(dataset, batch_size=local_batch, sampler=sampler,
                                                   num_workers=cfg.workers, drop_last=True))
