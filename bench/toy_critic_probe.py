@@ -6,6 +6,8 @@ against the majority rate:
 
 * ``critic``: the StyleGAN2 residual discriminator of the toy preset (``Discriminator`` with an attribute
   head on its penultimate features, Adam lr 0.003, betas (0, 0.99) as in GAN training);
+* ``plain critic``: :class:`PlainDiscriminator` (``--d-arch plain``) with its attribute head, Adam lr 0.001
+  (the ``--d-lr`` of its GAN runs), betas (0, 0.99);
 * ``judge``: the toy attribute classifier's architecture (conv-BN-ReLU, on the faces resized bicubic to
   64x64 as the judge reads them), Adam lr 0.003 default betas, and the same without BatchNorm.
 
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.datasets.toyfaces import BINARY_ATTRIBUTES  # noqa: E402
-from fe_fast.stylegan.discriminator import Discriminator, build_discriminator  # noqa: E402
+from fe_fast.stylegan.discriminator import Discriminator, PlainDiscriminator, build_discriminator  # noqa: E402
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import AttributeClassifier  # noqa: E402
 
@@ -38,6 +40,11 @@ from fe_fast.teachers.toy import AttributeClassifier  # noqa: E402
 def _critic(channel_base: int):
     D = Discriminator(32, channel_base=channel_base, channel_max=64, n_attributes=len(BINARY_ATTRIBUTES))
     return D, D.attribute_logits, (lambda x: x), dict(lr=0.003, betas=(0.0, 0.99))
+
+
+def _plain_critic(channel_base: int):
+    D = PlainDiscriminator(32, channel_base=channel_base, channel_max=64, n_attributes=len(BINARY_ATTRIBUTES))
+    return D, D.attribute_logits, (lambda x: x), dict(lr=0.001, betas=(0.0, 0.99))
 
 
 def _judge(batch_norm: bool):
@@ -99,6 +106,8 @@ def main(argv=None):
     for base in args.d_channel_bases:
         acc, sec = supervised_accuracy(lambda: _critic(base), train_faces, test_faces, args.steps)
         rows.append((f"critic, channel_base {base}", acc, sec))
+        acc, sec = supervised_accuracy(lambda: _plain_critic(base), train_faces, test_faces, args.steps)
+        rows.append((f"plain critic, channel_base {base}", acc, sec))
     for bn in (True, False):
         acc, sec = supervised_accuracy(lambda: _judge(bn), train_faces, test_faces, args.steps)
         rows.append(("judge's architecture" + ("" if bn else ", no BatchNorm"), acc, sec))

@@ -28,12 +28,16 @@ def add_parser(sub):
     p.add_argument("--d-scales", type=int, default=1,
                    help="critics at full, 1/2, 1/4 ... resolution (multi-scale discriminator; "
                         "1 = StyleGAN2's single critic)")
+    p.add_argument("--d-arch", choices=["resnet", "plain"], default="resnet",
+                   help="critic layout: resnet = StyleGAN2's residual critic; plain = plain stride-2 convs on the "
+                        "2x-upsampled image (sees the toy faces' 8-pixel fringe; bench/results/stylegan.md)")
     p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None,
                    help="stop after this many minutes of training (checkpoint and samples written)")
     p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--d-lr", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
     p.add_argument("--loss", choices=["wgan-gp", "logistic"], default="wgan-gp",
                    help="wgan-gp: thesis eq. 5-4 (default); logistic: non-saturating + lazy R1")
     p.add_argument("--gp-lambda", type=float, default=10.0)
@@ -105,9 +109,10 @@ def run(args) -> int:
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
                       channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
                       channel_base=args.channel_base, d_channel_base=args.d_channel_base,
-                      mbstd_group=args.mbstd_group, d_scales=args.d_scales, batch=args.batch,
+                      mbstd_group=args.mbstd_group, d_scales=args.d_scales, d_arch=args.d_arch, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,
-                      max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, loss=args.loss,
+                      max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, d_lr=args.d_lr,
+                      loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
                       vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
                       path_every=args.path_every, style_mixing=args.style_mixing,

@@ -6,7 +6,12 @@ a 3x3 conv and two equalised-lr linear layers at 4x4.
 
 ``MultiScaleDiscriminator`` adds critics of the same layout on 2x, 4x, ... box-downsampled copies of
 the image (the multi-scale discriminator of pix2pixHD, Wang et al. 2018): the coarse critics cannot
-see pixel-level artefacts, so they judge layout, e.g. how often hair covers the forehead."""
+see pixel-level artefacts, so they judge layout, e.g. how often hair covers the forehead.
+
+``PlainDiscriminator`` is a plain conv critic (no equalised learning rate, no residual blocks, no blur):
+it reads the image bicubic-upsampled 2x and halves it with stride-2 3x3 convs, as the toy attribute
+classifier does. On the toy faces it learns the 8-pixel bangs fringe that the StyleGAN2 layout never
+picks up (bench/toy_critic_probe.py, bench/results/stylegan.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +24,8 @@ from torch import nn
 from fe_fast.stylegan.layers import EqualConv2d, EqualLinear
 from fe_fast.stylegan.networks import _check_resolution, channels_for
 
-__all__ = ["Discriminator", "MultiScaleDiscriminator", "ResBlock", "build_discriminator", "minibatch_stddev"]
+__all__ = ["Discriminator", "MultiScaleDiscriminator", "PlainDiscriminator", "ResBlock", "build_discriminator",
+           "minibatch_stddev"]
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_features: int = 1) -> torch.Tensor:
@@ -135,6 +141,57 @@ class MultiScaleDiscriminator(nn.Module):
         return torch.cat([critic.features(x) for critic, x in self._inputs(img)], dim=1)
 
 
+class PlainDiscriminator(nn.Module):
+    """``PlainDiscriminator(resolution, channel_multiplier=2, channel_base=None, channel_max=512,
+    mbstd_group=4, n_attributes=0, seed=None)``: same interface and channel widths as
+    :class:`Discriminator` (``channels_for``), a different layout: the image bicubic-upsampled to 2R,
+    a stride-2 3x3 conv to R, then per resolution r = R, R/2, ..., 8 a 3x3 conv and a stride-2 3x3 conv
+    to r/2, every conv followed by leaky ReLU 0.2; minibatch stddev at 4x4 and a linear layer.
+    Standard PyTorch parametrisation and initialisation, no normalisation (so no coupling between
+    samples besides the minibatch stddev: R1 and the WGAN-GP penalties stay per sample)."""
+
+    def __init__(self, resolution: int, channel_multiplier: float = 2, channel_base: int | None = None,
+                 channel_max: int = 512, mbstd_group: int = 4, n_attributes: int = 0, seed: int | None = None):
+        super().__init__()
+        self.resolution = _check_resolution(resolution)
+        self.config = dict(arch="plain", resolution=resolution, channel_multiplier=channel_multiplier,
+                           channel_base=channel_base, channel_max=channel_max, mbstd_group=mbstd_group)
+        if n_attributes:
+            self.config["n_attributes"] = n_attributes
+        ch = channels_for(resolution, channel_multiplier, channel_base, channel_max)
+        self.mbstd_group = mbstd_group
+        ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+        with ctx:
+            if seed is not None:
+                torch.manual_seed(seed)
+            convs = [nn.Conv2d(3, ch[resolution], 3, 2, 1)]
+            r = resolution
+            while r > 4:
+                convs += [nn.Conv2d(ch[r], ch[r], 3, 1, 1), nn.Conv2d(ch[r], ch[r // 2], 3, 2, 1)]
+                r //= 2
+            self.convs = nn.ModuleList(convs)
+            self.out = nn.Linear((ch[4] + 1) * 16, 1)
+            self.attr_head = nn.Linear((ch[4] + 1) * 16, n_attributes) if n_attributes else None
+
+    forward = Discriminator.forward
+    attribute_logits = Discriminator.attribute_logits
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        """The flattened 4x4 maps with the minibatch-stddev channel [B, (C4 + 1) * 16]."""
+        if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.resolution or img.shape[3] != self.resolution:
+            raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(img.shape)}")
+        x = F.interpolate(img, scale_factor=2, mode="bicubic", align_corners=False)
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+        return minibatch_stddev(x, self.mbstd_group).flatten(1)
+
+
 def build_discriminator(config: dict) -> nn.Module:
-    """The critic described by a stored ``D.config`` (``scales`` present: multi-scale)."""
-    return MultiScaleDiscriminator(**config) if "scales" in config else Discriminator(**config)
+    """The critic described by a stored ``D.config`` (``scales`` present: multi-scale; ``arch``
+    "plain": :class:`PlainDiscriminator`)."""
+    if "scales" in config:
+        return MultiScaleDiscriminator(**config)
+    config = dict(config)
+    if config.pop("arch", "resnet") == "plain":
+        return PlainDiscriminator(**config)
+    return Discriminator(**config)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fe_fast.stylegan.discriminator import Discriminator, MultiScaleDiscriminator
+from fe_fast.stylegan.discriminator import Discriminator, MultiScaleDiscriminator, PlainDiscriminator
 from fe_fast.stylegan.networks import Generator
 
 __all__ = ["TrainConfig", "train", "slerp", "wgan_gp_d_loss", "logistic_d_loss", "path_loss",
@@ -69,10 +69,12 @@ class TrainConfig:
     mbstd_group: int = 4              # D's minibatch-stddev group (StyleGAN2: 4)
     d_attr_weight: float = 0.0        # > 0: D also predicts the toy faces' 13 attributes of real images (aux. BCE)
     d_scales: int = 1                 # > 1: multi-scale critic (full, 1/2, 1/4 ... resolution; pix2pixHD)
+    d_arch: str = "resnet"            # "resnet": StyleGAN2 critic; "plain": PlainDiscriminator (2x input, plain convs)
     # optimisation
     batch: int = 32                   # global batch (split over processes)
     total_img: int = 100_000          # stop after this many real images shown to D
     lr: float = 0.002
+    d_lr: float | None = None         # D's Adam learning rate when it differs from G's (None: lr)
     betas: tuple = (0.0, 0.99)
     loss: str = "wgan-gp"             # "wgan-gp" (eq. 5-4) or "logistic" (+ lazy R1)
     gp_lambda: float = 10.0
@@ -130,6 +132,12 @@ class TrainConfig:
                              f"{self.d_scales!r} at resolution {self.resolution}")
         if self.mbstd_group < 1:
             raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
+        if self.d_lr is not None and not self.d_lr > 0:
+            raise ValueError(f"d_lr must be > 0 or None, got {self.d_lr}")
+        if self.d_arch not in ("resnet", "plain"):
+            raise ValueError(f"d_arch must be 'resnet' or 'plain', got {self.d_arch!r}")
+        if self.d_arch == "plain" and self.d_scales > 1:
+            raise ValueError("d_arch='plain' is single-scale (d_scales=1)")
         if self.batch < 1 or self.total_img < 1:
             raise ValueError("batch and total_img must be >= 1")
         if not 0 < self.path_epsilon < 1:
@@ -489,7 +497,7 @@ def _build(cfg: TrainConfig, device):
     if cfg.d_scales > 1:
         D = MultiScaleDiscriminator(cfg.resolution, scales=cfg.d_scales, **d_kwargs).to(device)
     else:
-        D = Discriminator(cfg.resolution, **d_kwargs).to(device)
+        D = (PlainDiscriminator if cfg.d_arch == "plain" else Discriminator)(cfg.resolution, **d_kwargs).to(device)
     return G, D
 
 
@@ -532,7 +540,8 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
     d_ratio = d_every / (d_every + 1) if d_every > 1 else 1.0
     g_ratio = g_every / (g_every + 1) if g_every > 1 else 1.0
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * g_ratio, betas=tuple(b ** g_ratio for b in betas))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr * d_ratio, betas=tuple(b ** d_ratio for b in betas))
+    d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
+    opt_D = torch.optim.Adam(D.parameters(), lr=d_lr * d_ratio, betas=tuple(b ** d_ratio for b in betas))
     pl_mean = torch.zeros((), device=device)
     step, img_seen = 0, 0
 

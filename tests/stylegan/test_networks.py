@@ -128,6 +128,36 @@ def test_multiscale_discriminator_scores_box_downsampled_copies():
         MultiScaleDiscriminator(16, scales=3)  # 16 / 4 = 4 < 8
 
 
+def test_plain_discriminator_layout_reload_and_double_backward():
+    import torch.nn.functional as F
+
+    from fe_fast.stylegan.discriminator import PlainDiscriminator, build_discriminator
+
+    D = PlainDiscriminator(16, channel_max=16, mbstd_group=2, seed=3)
+    # 2x input (32), stride-2 conv to 16, then conv + stride-2 conv at 16 and 8: maps of 16, 8, 4
+    assert [(c.stride[0], c.out_channels) for c in D.convs] == [(2, 16), (1, 16), (2, 16), (1, 16), (2, 16)]
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    out = D(x)
+    assert out.shape == (4, 1)
+    # the first conv reads the bicubic 2x up-sampled image
+    first = F.leaky_relu(D.convs[0](F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)), 0.2)
+    assert first.shape[-1] == 16
+    D2 = build_discriminator(D.config)
+    D2.load_state_dict(D.state_dict())
+    assert type(D2) is PlainDiscriminator and D.config["arch"] == "plain"
+    torch.testing.assert_close(D2(x), out)
+    torch.testing.assert_close(PlainDiscriminator(16, channel_max=16, mbstd_group=2, seed=3)(x), out)
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # R1 / WGAN-GP need double backward
+    g.square().sum().backward()
+    assert D.convs[0].weight.grad is not None and D.convs[0].weight.grad.abs().sum() > 0
+    Da = PlainDiscriminator(16, channel_max=16, n_attributes=3, seed=0)
+    assert Da.attribute_logits(x.detach()).shape == (4, 3) and Da.config["n_attributes"] == 3
+    with pytest.raises(RuntimeError, match="attribute head"):
+        D.attribute_logits(x)
+    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+        D(torch.randn(2, 3, 8, 8))
+
+
 def test_bad_inputs_raise_value_error():
     with pytest.raises(ValueError, match="resolution"):
         Generator(24)

@@ -52,6 +52,30 @@ def test_multiscale_critic_trains_and_reloads_from_its_checkpoint(tmp_path, loss
         TrainConfig(resolution=16, d_scales=3).validate()
 
 
+@pytest.mark.parametrize("loss", ["logistic", "wgan-gp"])
+def test_plain_critic_with_its_own_learning_rate_trains_and_reloads(tmp_path, loss):
+    from fe_fast.stylegan.discriminator import PlainDiscriminator, build_discriminator
+
+    r = train(out_dir=str(tmp_path), total_img=8 * 10, loss=loss, r1_every=2, path="none", d_arch="plain",
+              d_lr=0.001, lr=0.003, **TINY)
+    d = r["d_losses"]
+    assert len(d) == 10 and all(math.isfinite(x) for x in d)
+    assert np.mean(d[-4:]) < np.mean(d[:4]), d
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    D = build_discriminator(ck["D_config"])
+    D.load_state_dict(ck["D"])
+    assert isinstance(D, PlainDiscriminator) and D(torch.zeros(2, 3, 16, 16)).shape == (2, 1)
+    ratio = 2 / 3 if loss == "logistic" else 1.0  # lazy-R1 correction of Adam's lr (r1_every 2)
+    assert ck["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.001 * ratio)
+    assert ck["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.003)
+    with pytest.raises(ValueError, match="d_arch"):
+        TrainConfig(d_arch="vgg").validate()
+    with pytest.raises(ValueError, match="single-scale"):
+        TrainConfig(d_arch="plain", d_scales=2).validate()
+    with pytest.raises(ValueError, match="d_lr"):
+        TrainConfig(d_lr=0).validate()
+
+
 def test_training_without_noise_inputs_leaves_their_strengths_at_zero(tmp_path):
     r = train(out_dir=str(tmp_path), total_img=8 * 4, loss="logistic", r1_every=2, path="pl", path_every=2,
               noise_mode="none", **TINY)
@@ -213,6 +237,12 @@ def test_cli_train_gan(tmp_path):
     assert main(["train-gan", "--data", str(tmp_path / "nope")]) == 2
     assert main(["train-gan", "--resolution", "24"]) == 2
     assert main(["train-gan", "--resolution", "8", "--d-scales", "2", "--out", str(tmp_path / "x")]) == 2  # 8/2 < 8
+    plain = tmp_path / "plain"
+    assert main(["train-gan", "--out", str(plain), "--resolution", "8", "--toy-images", "8", "--z-dim", "8",
+                 "--w-dim", "8", "--n-mlp", "1", "--channel-max", "8", "--batch", "4", "--max-steps", "1",
+                 "--no-progress", "--sample-every", "0", "--d-arch", "plain", "--d-lr", "0.0005"]) == 0
+    ck = torch.load(plain / "checkpoint.pt", weights_only=True)
+    assert ck["D_config"]["arch"] == "plain" and json.loads(ck["train_config"])["d_lr"] == 0.0005
 
 
 def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
