@@ -76,9 +76,11 @@ def main(argv=None):
     ap.add_argument("--d-channel-base", type=int, default=None, help="D's channel_base (default: as G's)")
     if "d_scales" not in TOY_RECIPE:
         ap.add_argument("--d-scales", type=int, default=1, help="critics at full, 1/2, 1/4 ... resolution")
-    ap.add_argument("--d-arch", choices=["resnet", "plain"], default="resnet",
-                    help="critic layout (plain: PlainDiscriminator, the attribute classifier's conv stack)")
-    ap.add_argument("--d-lr", type=float, default=None, help="D's learning rate (default: as G's --lr)")
+    if "d_arch" not in TOY_RECIPE:
+        ap.add_argument("--d-arch", choices=["resnet", "plain"], default="resnet",
+                        help="critic layout (plain: PlainDiscriminator, the attribute classifier's conv stack)")
+    if "d_lr" not in TOY_RECIPE:
+        ap.add_argument("--d-lr", type=float, default=None, help="D's learning rate (default: as G's --lr)")
     ap.add_argument("--d-attr-weight", type=float, default=0.0,
                     help="> 0: D also learns the real faces' 13 attributes (auxiliary BCE on its features)")
     ap.add_argument("--noise-mode", choices=["random", "none"], default="random",

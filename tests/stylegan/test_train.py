@@ -258,6 +258,8 @@ def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
     cfg = json.loads(torch.load(out / "checkpoint.pt", weights_only=True)["train_config"])
     assert cfg["batch"] == 8 and cfg["loss"] == "logistic" and cfg["path"] == "none"  # explicit --batch wins
     assert (cfg["lr"], cfg["ema_img"], cfg["r1_gamma"]) == (0.003, 10000.0, 1.0)  # the preset's values
+    assert (cfg["d_arch"], cfg["d_lr"]) == ("plain", 0.001)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["D_config"]["arch"] == "plain"
     assert main(["train-gan", "--threads", "0"]) == 2
 
 
