@@ -74,17 +74,20 @@ class Discriminator(nn.Module):
         with ctx:
             if seed is not None:
                 torch.manual_seed(seed)
-            self.from_rgb = EqualConv2d(3, ch[resolution], 1)
-            blocks = []
-            r = resolution
-            while r > 4:
-                blocks.append(ResBlock(ch[r], ch[r // 2]))
-                r //= 2
-            self.blocks = nn.ModuleList(blocks)
-            self.final_conv = EqualConv2d(ch[4] + 1, ch[4], 3)
-            self.final_fc = EqualLinear(ch[4] * 16, ch[4], activation="lrelu")
-            self.out = EqualLinear(ch[4], 1)
-            self.attr_head = EqualLinear(ch[4], n_attributes) if n_attributes else None
+            self._build_layers(ch, n_attributes)
+
+    def _build_layers(self, ch: dict, n_attributes: int):
+        self.from_rgb = EqualConv2d(3, ch[self.resolution], 1)
+        blocks = []
+        r = self.resolution
+        while r > 4:
+            blocks.append(ResBlock(ch[r], ch[r // 2]))
+            r //= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.final_conv = EqualConv2d(ch[4] + 1, ch[4], 3)
+        self.final_fc = EqualLinear(ch[4] * 16, ch[4], activation="lrelu")
+        self.out = EqualLinear(ch[4], 1)
+        self.attr_head = EqualLinear(ch[4], n_attributes) if n_attributes else None
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(img))
@@ -95,10 +98,13 @@ class Discriminator(nn.Module):
             raise RuntimeError("this discriminator has no attribute head (build it with n_attributes > 0)")
         return self.attr_head(self.features(img))
 
-    def features(self, img: torch.Tensor) -> torch.Tensor:
-        """The penultimate activations [B, C4]: ``D(img) = D.out(D.features(img))`` (a linear probe's input)."""
+    def _check_images(self, img: torch.Tensor):
         if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.resolution or img.shape[3] != self.resolution:
             raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(img.shape)}")
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        """The penultimate activations [B, C4]: ``D(img) = D.out(D.features(img))`` (a linear probe's input)."""
+        self._check_images(img)
         x = self.from_rgb(img)
         for block in self.blocks:
             x = block(x)
@@ -141,7 +147,7 @@ class MultiScaleDiscriminator(nn.Module):
         return torch.cat([critic.features(x) for critic, x in self._inputs(img)], dim=1)
 
 
-class PlainDiscriminator(nn.Module):
+class PlainDiscriminator(Discriminator):
     """``PlainDiscriminator(resolution, channel_multiplier=2, channel_base=None, channel_max=512,
     mbstd_group=4, n_attributes=0, seed=None)``: same interface and channel widths as
     :class:`Discriminator` (``channels_for``), a different layout: the image bicubic-upsampled to 2R,
@@ -150,36 +156,23 @@ class PlainDiscriminator(nn.Module):
     Standard PyTorch parametrisation and initialisation, no normalisation (so no coupling between
     samples besides the minibatch stddev: R1 and the WGAN-GP penalties stay per sample)."""
 
-    def __init__(self, resolution: int, channel_multiplier: float = 2, channel_base: int | None = None,
-                 channel_max: int = 512, mbstd_group: int = 4, n_attributes: int = 0, seed: int | None = None):
-        super().__init__()
-        self.resolution = _check_resolution(resolution)
-        self.config = dict(arch="plain", resolution=resolution, channel_multiplier=channel_multiplier,
-                           channel_base=channel_base, channel_max=channel_max, mbstd_group=mbstd_group)
-        if n_attributes:
-            self.config["n_attributes"] = n_attributes
-        ch = channels_for(resolution, channel_multiplier, channel_base, channel_max)
-        self.mbstd_group = mbstd_group
-        ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
-        with ctx:
-            if seed is not None:
-                torch.manual_seed(seed)
-            convs = [nn.Conv2d(3, ch[resolution], 3, 2, 1)]
-            r = resolution
-            while r > 4:
-                convs += [nn.Conv2d(ch[r], ch[r], 3, 1, 1), nn.Conv2d(ch[r], ch[r // 2], 3, 2, 1)]
-                r //= 2
-            self.convs = nn.ModuleList(convs)
-            self.out = nn.Linear((ch[4] + 1) * 16, 1)
-            self.attr_head = nn.Linear((ch[4] + 1) * 16, n_attributes) if n_attributes else None
+    def __init__(self, resolution: int, *args, **kwargs):
+        super().__init__(resolution, *args, **kwargs)
+        self.config = dict(arch="plain", **self.config)
 
-    forward = Discriminator.forward
-    attribute_logits = Discriminator.attribute_logits
+    def _build_layers(self, ch: dict, n_attributes: int):
+        convs = [nn.Conv2d(3, ch[self.resolution], 3, 2, 1)]
+        r = self.resolution
+        while r > 4:
+            convs += [nn.Conv2d(ch[r], ch[r], 3, 1, 1), nn.Conv2d(ch[r], ch[r // 2], 3, 2, 1)]
+            r //= 2
+        self.convs = nn.ModuleList(convs)
+        self.out = nn.Linear((ch[4] + 1) * 16, 1)
+        self.attr_head = nn.Linear((ch[4] + 1) * 16, n_attributes) if n_attributes else None
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         """The flattened 4x4 maps with the minibatch-stddev channel [B, (C4 + 1) * 16]."""
-        if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != self.resolution or img.shape[3] != self.resolution:
-            raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}], got {list(img.shape)}")
+        self._check_images(img)
         x = F.interpolate(img, scale_factor=2, mode="bicubic", align_corners=False)
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)
