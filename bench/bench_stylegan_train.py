@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference  # noqa: E402
 from fe_fast.stylegan import Discriminator, Generator  # noqa: E402
-from fe_fast.stylegan.discriminator import PlainDiscriminator  # noqa: E402
+from fe_fast.stylegan.discriminator import CRITICS  # noqa: E402
 from fe_fast.stylegan.networks import modconv_impl  # noqa: E402
 from fe_fast.stylegan.train import PRESETS, _mix_ws, logistic_d_loss, path_length_penalty, wgan_gp_d_loss  # noqa: E402
 
@@ -110,8 +110,7 @@ def run_variant(impl, args, device, real):
     widths = dict(channel_max=args.channel_max, channel_base=p.get("channel_base"))
     G = Generator(args.resolution, z_dim=p.get("z_dim", 512), w_dim=p.get("w_dim", 512), n_mlp=p.get("n_mlp", 8),
                   seed=args.seed, **widths).to(device)
-    critic = PlainDiscriminator if p.get("d_arch") == "plain" else Discriminator
-    D = critic(args.resolution, seed=args.seed + 1, **widths).to(device)
+    D = CRITICS[p.get("d_arch", "resnet")](args.resolution, seed=args.seed + 1, **widths).to(device)
     opt_G = torch.optim.Adam(G.parameters(), lr=p.get("lr", 0.002), betas=(0.0, 0.99))
     opt_D = torch.optim.Adam(D.parameters(), lr=p.get("d_lr", p.get("lr", 0.002)), betas=(0.0, 0.99))
     step = make_preset_step(G, D, opt_G, opt_D, real, p) if p else make_step(G, D, opt_G, opt_D, real, args)

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fe_fast.stylegan.discriminator import CRITICS  # noqa: E402
 from fe_fast.stylegan.train import PRESETS, TrainConfig, ToyFaceImages, train  # noqa: E402
 
 #: The toy recipe: ``fe-fast train-gan --preset toy32`` (fe_fast.stylegan.train.PRESETS).
@@ -77,7 +78,7 @@ def main(argv=None):
     if "d_scales" not in TOY_RECIPE:
         ap.add_argument("--d-scales", type=int, default=1, help="critics at full, 1/2, 1/4 ... resolution")
     if "d_arch" not in TOY_RECIPE:
-        ap.add_argument("--d-arch", choices=["resnet", "plain"], default="resnet",
+        ap.add_argument("--d-arch", choices=sorted(CRITICS), default="resnet",
                         help="critic layout (plain: PlainDiscriminator, the attribute classifier's conv stack)")
     if "d_lr" not in TOY_RECIPE:
         ap.add_argument("--d-lr", type=float, default=None, help="D's learning rate (default: as G's --lr)")

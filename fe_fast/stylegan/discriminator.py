@@ -24,8 +24,8 @@ from torch import nn
 from fe_fast.stylegan.layers import EqualConv2d, EqualLinear
 from fe_fast.stylegan.networks import _check_resolution, channels_for
 
-__all__ = ["Discriminator", "MultiScaleDiscriminator", "PlainDiscriminator", "ResBlock", "build_discriminator",
-           "minibatch_stddev"]
+__all__ = ["CRITICS", "Discriminator", "MultiScaleDiscriminator", "PlainDiscriminator", "ResBlock",
+           "build_discriminator", "minibatch_stddev"]
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_features: int = 1) -> torch.Tensor:
@@ -179,12 +179,17 @@ class PlainDiscriminator(Discriminator):
         return minibatch_stddev(x, self.mbstd_group).flatten(1)
 
 
+#: Single-scale critic layouts by name (``TrainConfig.d_arch``, ``D.config["arch"]``; absent = "resnet").
+CRITICS = {"resnet": Discriminator, "plain": PlainDiscriminator}
+
+
 def build_discriminator(config: dict) -> nn.Module:
-    """The critic described by a stored ``D.config`` (``scales`` present: multi-scale; ``arch``
-    "plain": :class:`PlainDiscriminator`)."""
+    """The critic described by a stored ``D.config`` (``scales`` present: multi-scale; otherwise the
+    layout ``CRITICS[config.get("arch", "resnet")]``)."""
     if "scales" in config:
         return MultiScaleDiscriminator(**config)
     config = dict(config)
-    if config.pop("arch", "resnet") == "plain":
-        return PlainDiscriminator(**config)
-    return Discriminator(**config)
+    arch = config.pop("arch", "resnet")
+    if arch not in CRITICS:
+        raise ValueError(f"unknown critic layout {arch!r}; known: {sorted(CRITICS)}")
+    return CRITICS[arch](**config)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fe_fast.stylegan.discriminator import Discriminator, MultiScaleDiscriminator, PlainDiscriminator
+from fe_fast.stylegan.discriminator import CRITICS, MultiScaleDiscriminator
 from fe_fast.stylegan.networks import Generator
 
 __all__ = ["TrainConfig", "train", "slerp", "wgan_gp_d_loss", "logistic_d_loss", "path_loss",
@@ -134,8 +134,8 @@ class TrainConfig:
             raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
         if self.d_lr is not None and not self.d_lr > 0:
             raise ValueError(f"d_lr must be > 0 or None, got {self.d_lr}")
-        if self.d_arch not in ("resnet", "plain"):
-            raise ValueError(f"d_arch must be 'resnet' or 'plain', got {self.d_arch!r}")
+        if self.d_arch not in CRITICS:
+            raise ValueError(f"d_arch must be one of {sorted(CRITICS)}, got {self.d_arch!r}")
         if self.d_arch == "plain" and self.d_scales > 1:
             raise ValueError("d_arch='plain' is single-scale (d_scales=1)")
         if self.batch < 1 or self.total_img < 1:
@@ -498,7 +498,7 @@ def _build(cfg: TrainConfig, device):
     if cfg.d_scales > 1:
         D = MultiScaleDiscriminator(cfg.resolution, scales=cfg.d_scales, **d_kwargs).to(device)
     else:
-        D = (PlainDiscriminator if cfg.d_arch == "plain" else Discriminator)(cfg.resolution, **d_kwargs).to(device)
+        D = CRITICS[cfg.d_arch](cfg.resolution, **d_kwargs).to(device)
     return G, D
 
 

@@ -145,6 +145,8 @@ def test_plain_discriminator_layout_reload_and_double_backward():
     D2 = build_discriminator(D.config)
     D2.load_state_dict(D.state_dict())
     assert type(D2) is PlainDiscriminator and D.config["arch"] == "plain"
+    with pytest.raises(ValueError, match="unknown critic layout"):
+        build_discriminator({**D.config, "arch": "vgg"})
     torch.testing.assert_close(D2(x), out)
     torch.testing.assert_close(PlainDiscriminator(16, channel_max=16, mbstd_group=2, seed=3)(x), out)
     (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)  # R1 / WGAN-GP need double backward
