@@ -82,6 +82,9 @@ def main(argv=None):
                         help="critic layout (plain: PlainDiscriminator, the attribute classifier's conv stack)")
     if "d_lr" not in TOY_RECIPE:
         ap.add_argument("--d-lr", type=float, default=None, help="D's learning rate (default: as G's --lr)")
+    if "lr_rampdown" not in TOY_RECIPE:
+        ap.add_argument("--lr-rampdown", type=float, default=0.0,
+                        help="last fraction of the run over which both learning rates fall to 0 (cosine)")
     ap.add_argument("--d-attr-weight", type=float, default=0.0,
                     help="> 0: D also learns the real faces' 13 attributes (auxiliary BCE on its features)")
     ap.add_argument("--noise-mode", choices=["random", "none"], default="random",
@@ -98,7 +101,8 @@ def main(argv=None):
     clf = load_teacher(args.classifier, kind="attribute_classifier")
     recipe = {k: getattr(args, k) for k in TOY_RECIPE}
     recipe.update(mbstd_group=args.mbstd_group, d_channel_base=args.d_channel_base, d_scales=args.d_scales,
-                  noise_mode=args.noise_mode, d_attr_weight=args.d_attr_weight, d_arch=args.d_arch, d_lr=args.d_lr)
+                  noise_mode=args.noise_mode, d_attr_weight=args.d_attr_weight, d_arch=args.d_arch, d_lr=args.d_lr,
+                  lr_rampdown=args.lr_rampdown)
     cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
                       fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
                       checkpoint_every=0, snapshot_every=args.snapshot_every, progress=False, log_every=20, **recipe)

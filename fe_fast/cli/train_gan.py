@@ -38,6 +38,9 @@ def add_parser(sub):
                    help="stop after this many minutes of training (checkpoint and samples written)")
     p.add_argument("--lr", type=float, default=0.002)
     p.add_argument("--d-lr", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
+    p.add_argument("--lr-rampdown", type=float, default=0.0,
+                   help="last fraction of the run (--kimg or --minutes, whichever is nearer) over which both "
+                        "learning rates fall to 0 along a half cosine (0: constant)")
     p.add_argument("--loss", choices=["wgan-gp", "logistic"], default="wgan-gp",
                    help="wgan-gp: thesis eq. 5-4 (default); logistic: non-saturating + lazy R1")
     p.add_argument("--gp-lambda", type=float, default=10.0)
@@ -112,6 +115,7 @@ def run(args) -> int:
                       mbstd_group=args.mbstd_group, d_scales=args.d_scales, d_arch=args.d_arch, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,
                       max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, d_lr=args.d_lr,
+                      lr_rampdown=args.lr_rampdown,
                       loss=args.loss,
                       gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
                       vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from fe_fast.stylegan.discriminator import CRITICS, MultiScaleDiscriminator
 from fe_fast.stylegan.networks import Generator
 
-__all__ = ["TrainConfig", "train", "slerp", "wgan_gp_d_loss", "logistic_d_loss", "path_loss",
+__all__ = ["TrainConfig", "train", "lr_rampdown_factor", "slerp", "wgan_gp_d_loss", "logistic_d_loss", "path_loss",
            "path_length_penalty", "ImageFolderDataset", "ToyFaceImages", "make_dataset", "save_image_grid"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -75,6 +75,7 @@ class TrainConfig:
     total_img: int = 100_000          # stop after this many real images shown to D
     lr: float = 0.002
     d_lr: float | None = None         # D's Adam learning rate when it differs from G's (None: lr)
+    lr_rampdown: float = 0.0          # last fraction of the run over which both learning rates fall to 0 (cosine)
     betas: tuple = (0.0, 0.99)
     loss: str = "wgan-gp"             # "wgan-gp" (eq. 5-4) or "logistic" (+ lazy R1)
     gp_lambda: float = 10.0
@@ -132,6 +133,8 @@ class TrainConfig:
                              f"{self.d_scales!r} at resolution {self.resolution}")
         if self.mbstd_group < 1:
             raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
+        if not 0 <= self.lr_rampdown <= 1:
+            raise ValueError(f"lr_rampdown must be in [0, 1], got {self.lr_rampdown}")
         if self.d_lr is not None and not self.d_lr > 0:
             raise ValueError(f"d_lr must be > 0 or None, got {self.d_lr}")
         if self.d_arch not in CRITICS:
@@ -474,6 +477,15 @@ def _atomic_torch_save(obj, path: Path):
 # ------------------------------------------------------------------------------------------------
 # Training loop
 # ------------------------------------------------------------------------------------------------
+def lr_rampdown_factor(progress: float, rampdown: float) -> float:
+    """Learning-rate multiplier at ``progress`` (0 = start, 1 = end of the run): 1 until the last
+    ``rampdown`` fraction, then a half cosine down to 0 at the end."""
+    start = 1.0 - rampdown
+    if rampdown <= 0 or progress <= start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - start) / rampdown)))
+
+
 def _mix_ws(G: Generator, z: torch.Tensor, prob: float) -> torch.Tensor:
     w = G.mapping(z)
     ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
@@ -543,6 +555,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * g_ratio, betas=tuple(b ** g_ratio for b in betas))
     d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
     opt_D = torch.optim.Adam(D.parameters(), lr=d_lr * d_ratio, betas=tuple(b ** d_ratio for b in betas))
+    base_lr = {opt_G: cfg.lr * g_ratio, opt_D: d_lr * d_ratio}  # a resumed optimiser may hold a ramped lr
     pl_mean = torch.zeros((), device=device)
     step, img_seen = 0, 0
 
@@ -627,10 +640,20 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
             and not out_of_time():
         real, real_attr = next_real()
         real = real.to(device)
+        if cfg.lr_rampdown > 0:  # progress: images or seconds, whichever limit is nearer
+            progress = img_seen / cfg.total_img
+            if cfg.max_seconds is not None:
+                progress = max(progress, (time.perf_counter() - t_start) / cfg.max_seconds)
+            if dist.world > 1:  # one schedule on every rank (clocks differ)
+                progress = float(dist.mean(torch.tensor(progress, device=device)))
+            lr_scale = lr_rampdown_factor(progress, cfg.lr_rampdown)
+            for opt, lr in base_lr.items():
+                for group in opt.param_groups:
+                    group["lr"] = lr * lr_scale
         if cfg.xflip:
             flip = torch.rand(real.shape[0], device=device) < 0.5
             real = torch.where(flip.reshape(-1, 1, 1, 1), real.flip(3), real)
-        rec = {}
+        rec = {"lr_scale": lr_scale} if cfg.lr_rampdown > 0 else {}
 
         # One generator forward per step: the critic step sees it detached, the generator step
         # scores it with the updated critic (saves the second synthesis pass per step).

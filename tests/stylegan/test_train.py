@@ -11,7 +11,7 @@ import torch
 from fe_fast.stylegan import Generator
 from fe_fast.stylegan.io import load_generator
 from fe_fast.stylegan.metrics import feature_statistics, fid, frechet_distance
-from fe_fast.stylegan.train import TrainConfig, path_loss, slerp, train
+from fe_fast.stylegan.train import TrainConfig, lr_rampdown_factor, path_loss, slerp, train
 
 TINY = dict(resolution=16, toy_images=48, z_dim=32, w_dim=32, n_mlp=2, channel_max=16, batch=8,
             progress=False, sample_every=0, checkpoint_every=0, log_every=1)
@@ -74,6 +74,27 @@ def test_plain_critic_with_its_own_learning_rate_trains_and_reloads(tmp_path, lo
         TrainConfig(d_arch="plain", d_scales=2).validate()
     with pytest.raises(ValueError, match="d_lr"):
         TrainConfig(d_lr=0).validate()
+
+
+def test_lr_rampdown_lowers_both_learning_rates_over_the_end_of_the_run(tmp_path):
+    assert [lr_rampdown_factor(p, 0.5) for p in (0.0, 0.5, 0.75, 1.0, 2.0)] == pytest.approx([1, 1, 0.5, 0, 0])
+    assert lr_rampdown_factor(1.0, 0.0) == 1.0
+    train(out_dir=str(tmp_path), total_img=8 * 4, loss="logistic", r1_every=2, path="none", d_arch="plain",
+          lr=0.003, d_lr=0.001, lr_rampdown=0.5, **TINY)
+    recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["lr_scale"] for r in recs] == pytest.approx([1, 1, 1, 0.5])  # progress 0, 1/4, 1/2, 3/4
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.003 * 0.5)
+    assert ck["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.001 * 2 / 3 * 0.5)  # lazy-R1 ratio 2/3
+    # a resumed run ramps from the configured rates, not from the ramped ones stored in the checkpoint
+    train(out_dir=str(tmp_path), total_img=8 * 5, loss="logistic", r1_every=2, path="none", d_arch="plain",
+          lr=0.003, d_lr=0.001, lr_rampdown=0.5, resume="auto", **TINY)
+    last = json.loads(open(tmp_path / "metrics.jsonl").read().splitlines()[-1])
+    assert last["lr_scale"] == pytest.approx(lr_rampdown_factor(4 / 5, 0.5))
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.003 * lr_rampdown_factor(4 / 5, 0.5))
+    with pytest.raises(ValueError, match="lr_rampdown"):
+        TrainConfig(lr_rampdown=1.5).validate()
 
 
 def test_training_without_noise_inputs_leaves_their_strengths_at_zero(tmp_path):
@@ -240,9 +261,11 @@ def test_cli_train_gan(tmp_path):
     plain = tmp_path / "plain"
     assert main(["train-gan", "--out", str(plain), "--resolution", "8", "--toy-images", "8", "--z-dim", "8",
                  "--w-dim", "8", "--n-mlp", "1", "--channel-max", "8", "--batch", "4", "--max-steps", "1",
-                 "--no-progress", "--sample-every", "0", "--d-arch", "plain", "--d-lr", "0.0005"]) == 0
+                 "--no-progress", "--sample-every", "0", "--d-arch", "plain", "--d-lr", "0.0005",
+                 "--lr-rampdown", "0.25"]) == 0
     ck = torch.load(plain / "checkpoint.pt", weights_only=True)
     assert ck["D_config"]["arch"] == "plain" and json.loads(ck["train_config"])["d_lr"] == 0.0005
+    assert json.loads(ck["train_config"])["lr_rampdown"] == 0.25
 
 
 def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
@@ -370,7 +393,8 @@ def _ddp_worker(rank, world, port, out_dir):
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     cfg = {**TINY, "resolution": 8, "toy_images": 16, "channel_max": 8, "z_dim": 16, "w_dim": 16, "batch": 4}
-    r = train(out_dir=out_dir, total_img=4 * 3, device="cpu", path_every=2, **cfg)
+    # lr_rampdown with a clock limit: the ranks must agree on one schedule
+    r = train(out_dir=out_dir, total_img=4 * 3, device="cpu", path_every=2, lr_rampdown=0.5, max_seconds=3600, **cfg)
     flat = torch.cat([p.detach().flatten() for p in r["G"].parameters()] +
                      [p.detach().flatten() for p in r["D"].parameters()] +
                      [b.flatten() for b in r["G"].buffers()] +
