@@ -555,7 +555,12 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * g_ratio, betas=tuple(b ** g_ratio for b in betas))
     d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
     opt_D = torch.optim.Adam(D.parameters(), lr=d_lr * d_ratio, betas=tuple(b ** d_ratio for b in betas))
-    base_lr = {opt_G: cfg.lr * g_ratio, opt_D: d_lr * d_ratio}  # a resumed optimiser may hold a ramped lr
+    base_lr = {opt_G: cfg.lr * g_ratio, opt_D: d_lr * d_ratio}
+
+    def set_lr(scale: float):
+        for opt, lr in base_lr.items():
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
     pl_mean = torch.zeros((), device=device)
     step, img_seen = 0, 0
 
@@ -573,6 +578,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
         G_ema.load_state_dict(ck["G_ema"])
         opt_G.load_state_dict(ck["opt_G"])
         opt_D.load_state_dict(ck["opt_D"])
+        set_lr(1.0)  # this run's rates, not those stored (e.g. ramped down) in the checkpoint
         pl_mean = ck["pl_mean"].to(device)
         step, img_seen = int(ck["step"]), int(ck["img_seen"])
 
@@ -647,9 +653,7 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
             if dist.world > 1:  # one schedule on every rank (clocks differ)
                 progress = float(dist.mean(torch.tensor(progress, device=device)))
             lr_scale = lr_rampdown_factor(progress, cfg.lr_rampdown)
-            for opt, lr in base_lr.items():
-                for group in opt.param_groups:
-                    group["lr"] = lr * lr_scale
+            set_lr(lr_scale)
         if cfg.xflip:
             flip = torch.rand(real.shape[0], device=device) < 0.5
             real = torch.where(flip.reshape(-1, 1, 1, 1), real.flip(3), real)

@@ -93,6 +93,11 @@ def test_lr_rampdown_lowers_both_learning_rates_over_the_end_of_the_run(tmp_path
     assert last["lr_scale"] == pytest.approx(lr_rampdown_factor(4 / 5, 0.5))
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ck["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.003 * lr_rampdown_factor(4 / 5, 0.5))
+    # resumed without a rampdown: the configured rates again
+    train(out_dir=str(tmp_path), total_img=8 * 6, loss="logistic", r1_every=2, path="none", d_arch="plain",
+          lr=0.003, d_lr=0.001, resume="auto", **TINY)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.003)
     with pytest.raises(ValueError, match="lr_rampdown"):
         TrainConfig(lr_rampdown=1.5).validate()
 
