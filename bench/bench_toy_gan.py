@@ -35,6 +35,21 @@ from fe_fast.stylegan.train import PRESETS, TrainConfig, ToyFaceImages, train  #
 #: The toy recipe: ``fe-fast train-gan --preset toy32`` (fe_fast.stylegan.train.PRESETS).
 TOY_RECIPE = PRESETS["toy32"]
 
+#: TrainConfig options this benchmark exposes besides the preset's (argparse keyword arguments).
+EXTRA_OPTIONS = {
+    "mbstd_group": dict(type=int, default=4, help="D's minibatch-stddev group size"),
+    "d_channel_base": dict(type=int, default=None, help="D's channel_base (default: as G's)"),
+    "d_scales": dict(type=int, default=1, help="critics at full, 1/2, 1/4 ... resolution"),
+    "d_arch": dict(choices=sorted(CRITICS), default="resnet",
+                   help="critic layout (plain: PlainDiscriminator, the attribute classifier's conv stack)"),
+    "d_lr": dict(type=float, default=None, help="D's learning rate (default: as G's --lr)"),
+    "lr_rampdown": dict(type=float, default=0.0,
+                        help="last fraction of the run over which both learning rates fall to 0 (cosine)"),
+    "d_attr_weight": dict(type=float, default=0.0,
+                          help="> 0: D also learns the real faces' 13 attributes (auxiliary BCE on its features)"),
+    "noise_mode": dict(choices=["random", "none"], default="random", help="G's noise inputs while training (none: off)"),
+}
+
 
 class LoadSampler:
     """Samples the 1-minute load average every ``every`` seconds in a background thread."""
@@ -72,23 +87,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     for k, v in TOY_RECIPE.items():
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, help=f"default {v} (preset toy32)")
-    if "mbstd_group" not in TOY_RECIPE:
-        ap.add_argument("--mbstd-group", type=int, default=4, help="D's minibatch-stddev group size")
-    ap.add_argument("--d-channel-base", type=int, default=None, help="D's channel_base (default: as G's)")
-    if "d_scales" not in TOY_RECIPE:
-        ap.add_argument("--d-scales", type=int, default=1, help="critics at full, 1/2, 1/4 ... resolution")
-    if "d_arch" not in TOY_RECIPE:
-        ap.add_argument("--d-arch", choices=sorted(CRITICS), default="resnet",
-                        help="critic layout (plain: PlainDiscriminator, the attribute classifier's conv stack)")
-    if "d_lr" not in TOY_RECIPE:
-        ap.add_argument("--d-lr", type=float, default=None, help="D's learning rate (default: as G's --lr)")
-    if "lr_rampdown" not in TOY_RECIPE:
-        ap.add_argument("--lr-rampdown", type=float, default=0.0,
-                        help="last fraction of the run over which both learning rates fall to 0 (cosine)")
-    ap.add_argument("--d-attr-weight", type=float, default=0.0,
-                    help="> 0: D also learns the real faces' 13 attributes (auxiliary BCE on its features)")
-    ap.add_argument("--noise-mode", choices=["random", "none"], default="random",
-                    help="G's noise inputs while training (none: off)")
+    for k, kwargs in EXTRA_OPTIONS.items():
+        if k not in TOY_RECIPE:  # a preset value is already an option above
+            ap.add_argument("--" + k.replace("_", "-"), **kwargs)
     ap.add_argument("--snapshot-every", type=int, default=0,
                     help="images between kept G_ema copies (OUT/snapshots), e.g. for toy_gan_judges.py")
     args = ap.parse_args(argv)
@@ -99,10 +100,7 @@ def main(argv=None):
     from fe_fast.teachers.toy import load_teacher
 
     clf = load_teacher(args.classifier, kind="attribute_classifier")
-    recipe = {k: getattr(args, k) for k in TOY_RECIPE}
-    recipe.update(mbstd_group=args.mbstd_group, d_channel_base=args.d_channel_base, d_scales=args.d_scales,
-                  noise_mode=args.noise_mode, d_attr_weight=args.d_attr_weight, d_arch=args.d_arch, d_lr=args.d_lr,
-                  lr_rampdown=args.lr_rampdown)
+    recipe = {k: getattr(args, k) for k in [*TOY_RECIPE, *EXTRA_OPTIONS]}
     cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
                       fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
                       checkpoint_every=0, snapshot_every=args.snapshot_every, progress=False, log_every=20, **recipe)

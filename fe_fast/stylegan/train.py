@@ -555,12 +555,11 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr * g_ratio, betas=tuple(b ** g_ratio for b in betas))
     d_lr = cfg.lr if cfg.d_lr is None else cfg.d_lr
     opt_D = torch.optim.Adam(D.parameters(), lr=d_lr * d_ratio, betas=tuple(b ** d_ratio for b in betas))
-    base_lr = {opt_G: cfg.lr * g_ratio, opt_D: d_lr * d_ratio}
 
-    def set_lr(scale: float):
-        for opt, lr in base_lr.items():
+    def set_lr(scale: float):  # scale the configured rates (opt.defaults; a loaded state dict keeps its own)
+        for opt in (opt_G, opt_D):
             for group in opt.param_groups:
-                group["lr"] = lr * scale
+                group["lr"] = opt.defaults["lr"] * scale
     pl_mean = torch.zeros((), device=device)
     step, img_seen = 0, 0
 
@@ -646,18 +645,18 @@ def _train(cfg: TrainConfig, dist: _Dist, feature_net) -> dict:
             and not out_of_time():
         real, real_attr = next_real()
         real = real.to(device)
+        rec = {}
         if cfg.lr_rampdown > 0:  # progress: images or seconds, whichever limit is nearer
             progress = img_seen / cfg.total_img
             if cfg.max_seconds is not None:
                 progress = max(progress, (time.perf_counter() - t_start) / cfg.max_seconds)
             if dist.world > 1:  # one schedule on every rank (clocks differ)
                 progress = float(dist.mean(torch.tensor(progress, device=device)))
-            lr_scale = lr_rampdown_factor(progress, cfg.lr_rampdown)
-            set_lr(lr_scale)
+            rec["lr_scale"] = lr_rampdown_factor(progress, cfg.lr_rampdown)
+            set_lr(rec["lr_scale"])
         if cfg.xflip:
             flip = torch.rand(real.shape[0], device=device) < 0.5
             real = torch.where(flip.reshape(-1, 1, 1, 1), real.flip(3), real)
-        rec = {"lr_scale": lr_scale} if cfg.lr_rampdown > 0 else {}
 
         # One generator forward per step: the critic step sees it detached, the generator step
         # scores it with the updated critic (saves the second synthesis pass per step).
