@@ -47,6 +47,7 @@ EXTRA_OPTIONS = {
                         help="last fraction of the run over which both learning rates fall to 0 (cosine)"),
     "d_attr_weight": dict(type=float, default=0.0,
                           help="> 0: D also learns the real faces' 13 attributes (auxiliary BCE on its features)"),
+    "lr_mlp": dict(type=float, default=0.01, help="the mapping network's learning-rate multiplier"),
     "noise_mode": dict(choices=["random", "none"], default="random", help="G's noise inputs while training (none: off)"),
 }
 

@@ -17,6 +17,8 @@ def add_parser(sub):
     p.add_argument("--z-dim", type=int, default=512)
     p.add_argument("--w-dim", type=int, default=512)
     p.add_argument("--n-mlp", type=int, default=8)
+    p.add_argument("--lr-mlp", type=float, default=0.01,
+                   help="learning-rate multiplier of the mapping network's layers (StyleGAN2: 0.01)")
     p.add_argument("--channel-multiplier", type=float, default=2)
     p.add_argument("--channel-max", type=int, default=512)
     p.add_argument("--channel-base", type=int, default=None,
@@ -110,7 +112,7 @@ def run(args) -> int:
         raise UserError(f"--resolution must be a power of two >= 8, got {args.resolution}")
     cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
                       xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
-                      channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
+                      lr_mlp=args.lr_mlp, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
                       channel_base=args.channel_base, d_channel_base=args.d_channel_base,
                       mbstd_group=args.mbstd_group, d_scales=args.d_scales, d_arch=args.d_arch, batch=args.batch,
                       total_img=int(args.kimg * 1000), max_steps=args.max_steps,

@@ -62,6 +62,7 @@ class TrainConfig:
     z_dim: int = 512
     w_dim: int = 512
     n_mlp: int = 8
+    lr_mlp: float = 0.01              # mapping network's learning-rate multiplier (StyleGAN: 0.01)
     channel_multiplier: float = 2
     channel_base: int | None = None
     channel_max: int = 512
@@ -131,6 +132,8 @@ class TrainConfig:
         if not isinstance(self.d_scales, int) or self.d_scales < 1 or self.resolution >> (self.d_scales - 1) < 8:
             raise ValueError(f"d_scales must be an int >= 1 with resolution / 2**(d_scales-1) >= 8, got "
                              f"{self.d_scales!r} at resolution {self.resolution}")
+        if not self.lr_mlp > 0:
+            raise ValueError(f"lr_mlp must be > 0, got {self.lr_mlp}")
         if self.mbstd_group < 1:
             raise ValueError(f"mbstd_group must be >= 1, got {self.mbstd_group}")
         if not 0 <= self.lr_rampdown <= 1:
@@ -497,7 +500,7 @@ def _mix_ws(G: Generator, z: torch.Tensor, prob: float) -> torch.Tensor:
 
 
 def _build(cfg: TrainConfig, device):
-    G = Generator(cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, n_mlp=cfg.n_mlp,
+    G = Generator(cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, n_mlp=cfg.n_mlp, lr_mlp=cfg.lr_mlp,
                   channel_multiplier=cfg.channel_multiplier, channel_base=cfg.channel_base,
                   channel_max=cfg.channel_max, seed=cfg.seed).to(device)
     d_base = cfg.channel_base if cfg.d_channel_base is None else cfg.d_channel_base

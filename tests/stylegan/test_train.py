@@ -102,6 +102,21 @@ def test_lr_rampdown_lowers_both_learning_rates_over_the_end_of_the_run(tmp_path
         TrainConfig(lr_rampdown=1.5).validate()
 
 
+def test_mapping_learning_rate_multiplier_scales_how_far_the_mapping_moves(tmp_path):
+    start, moved = {}, {}
+    for lr_mlp in (0.01, 1.0):
+        r = train(out_dir=str(tmp_path / str(lr_mlp)), total_img=8 * 2, loss="logistic", r1_every=2, path="none",
+                  lr_mlp=lr_mlp, seed=3, **TINY)
+        fc, fc0 = r["G"].mapping.fcs[0], Generator(16, z_dim=32, w_dim=32, n_mlp=2, channel_max=16, lr_mlp=lr_mlp,
+                                                     seed=3).mapping.fcs[0]
+        start[lr_mlp] = (fc0.weight * fc0.scale).detach()  # the applied weight at initialisation
+        moved[lr_mlp] = float((fc.weight * fc.scale).detach().sub(start[lr_mlp]).abs().max())
+    assert torch.allclose(start[0.01], start[1.0])  # the multiplier does not change the initial function
+    assert moved[1.0] > 20 * moved[0.01] > 0  # Adam steps the stored weight by ~lr, the applied one by lr * lr_mlp
+    with pytest.raises(ValueError, match="lr_mlp"):
+        TrainConfig(lr_mlp=0).validate()
+
+
 def test_training_without_noise_inputs_leaves_their_strengths_at_zero(tmp_path):
     r = train(out_dir=str(tmp_path), total_img=8 * 4, loss="logistic", r1_every=2, path="pl", path_every=2,
               noise_mode="none", **TINY)
@@ -267,9 +282,10 @@ def test_cli_train_gan(tmp_path):
     assert main(["train-gan", "--out", str(plain), "--resolution", "8", "--toy-images", "8", "--z-dim", "8",
                  "--w-dim", "8", "--n-mlp", "1", "--channel-max", "8", "--batch", "4", "--max-steps", "1",
                  "--no-progress", "--sample-every", "0", "--d-arch", "plain", "--d-lr", "0.0005",
-                 "--lr-rampdown", "0.25"]) == 0
+                 "--lr-rampdown", "0.25", "--lr-mlp", "0.1"]) == 0
     ck = torch.load(plain / "checkpoint.pt", weights_only=True)
     assert ck["D_config"]["arch"] == "plain" and json.loads(ck["train_config"])["d_lr"] == 0.0005
+    assert ck["G_config"]["lr_mlp"] == 0.1 and load_generator(plain / "G_ema.safetensors").mapping.fcs[0].lr_mul == 0.1
     assert json.loads(ck["train_config"])["lr_rampdown"] == 0.25
 
 
