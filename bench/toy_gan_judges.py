@@ -13,12 +13,18 @@ between judges is not a property of the generator alone.
 0.6 pixel counts a generator's soft-edged smiles and wrinkles as absent, so those gaps are then
 partly a sharpness gap.
 
+``--confidence`` adds a table of how sure each judge is: per attribute, the share of faces with a
+probability between 0.1 and 0.9 ("unsure") and of at least 0.9 ("sure"). Real toy faces are discrete
+(glasses or none); a generator that draws faint glasses or half smiles puts mass in between, and where
+a judge's 0.5 threshold cuts that mass decides its frequency.
+
 Not in CI. Example (bench/results/stylegan.md)::
 
     python bench/bench_teachers.py --n 8000 --epochs 8 --seed 1 --out /tmp/teachers_s1
     python bench/toy_gan_judges.py --generators runs/lr30/G_ema.safetensors \\
         --classifiers /tmp/teachers_s0/attribute_classifier.pt /tmp/teachers_s1/attribute_classifier.pt
     python bench/toy_gan_judges.py --blur-sigmas 0.4 0.6 0.8 --classifiers /tmp/teachers_s0/attribute_classifier.pt
+    python bench/toy_gan_judges.py --confidence --generators runs/lr30/G_ema.safetensors --classifiers /tmp/teachers_s0/attribute_classifier.pt
 """
 from __future__ import annotations
 
@@ -27,11 +33,12 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.stylegan.io import load_generator  # noqa: E402
-from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies  # noqa: E402
+from fe_fast.stylegan.metrics import _classifier_size, attribute_frequencies, classifier_frequencies  # noqa: E402
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import _gaussian_blur, load_teacher  # noqa: E402
 
@@ -44,6 +51,25 @@ def _name(path) -> str:
     return p.parent.name or str(p)
 
 
+def _generated(G, n: int, seed: int) -> torch.Tensor:
+    """The faces ``attribute_frequencies(G, clf, n, seed)`` scores (same z and noise draws)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.cat([G(torch.randn(min(256, n - i), G.z_dim, generator=g)) for i in range(0, n, 256)])
+
+
+@torch.no_grad()
+def _confidence(clf, images: torch.Tensor) -> dict:
+    """{attribute: (share with probability in (0.1, 0.9), share >= 0.9)} under ``clf``."""
+    size = _classifier_size(clf, None)
+    clf.eval()
+    p = torch.cat([torch.sigmoid(clf(F.interpolate(b, size=(size, size), mode="bicubic",
+                                                   align_corners=False).clamp(-1, 1))) for b in images.split(256)])
+    return {a: (float(((q > 0.1) & (q < 0.9)).float().mean()), float((q >= 0.9).float().mean()))
+            for a, q in zip(clf.attributes, p.T)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--generators", nargs="*", default=[], help="G_ema .safetensors files")
@@ -54,6 +80,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blur-sigmas", nargs="*", type=float, default=[],
                     help="also score the real faces Gaussian-blurred with these sigmas (pixels)")
+    ap.add_argument("--confidence", action="store_true",
+                    help="also print each judge's unsure (0.1-0.9) and sure (>= 0.9) shares per attribute")
     args = ap.parse_args(argv)
     if not args.generators and not args.blur_sigmas:
         ap.error("give --generators, --blur-sigmas or both")
@@ -80,6 +108,14 @@ def main(argv=None):
             within = sum(abs(d) <= 10 for d in diffs)
             print(f"| {name} | {ci} | {within} of {len(diffs)} | " + " | ".join(f"{d:+.1f}" for d in diffs) + " |",
                   flush=True)
+        if args.confidence:
+            print(f"\nJudge {ci}, unsure / sure (%):\n\n| faces | " + " | ".join(header) + " |\n" + "| --- " * (len(header) + 1) + "|")
+            for name, images in [("real", real_images)] + [
+                    (name, _generated(G, args.n, args.seed + 99)) for name, G in generators]:
+                c = _confidence(clf, images)
+                print(f"| {name} | " + " | ".join(f"{100 * c[a][0]:.1f} / {100 * c[a][1]:.1f}" for a in header) + " |",
+                      flush=True)
+            print()
 
 
 if __name__ == "__main__":
