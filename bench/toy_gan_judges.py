@@ -33,12 +33,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.stylegan.io import load_generator  # noqa: E402
-from fe_fast.stylegan.metrics import _classifier_size, attribute_frequencies, classifier_frequencies  # noqa: E402
+from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies, classifier_logits  # noqa: E402
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import _gaussian_blur, load_teacher  # noqa: E402
 
@@ -62,10 +61,7 @@ def _generated(G, n: int, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def _confidence(clf, images: torch.Tensor) -> dict:
     """{attribute: (share with probability in (0.1, 0.9), share >= 0.9)} under ``clf``."""
-    size = _classifier_size(clf, None)
-    clf.eval()
-    p = torch.cat([torch.sigmoid(clf(F.interpolate(b, size=(size, size), mode="bicubic",
-                                                   align_corners=False).clamp(-1, 1))) for b in images.split(256)])
+    p = torch.sigmoid(torch.cat([classifier_logits(clf, b) for b in images.split(256)]))
     return {a: (float(((q > 0.1) & (q < 0.9)).float().mean()), float((q >= 0.9).float().mean()))
             for a, q in zip(clf.attributes, p.T)}
 

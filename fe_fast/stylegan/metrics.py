@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fe_fast.stylegan.features import InceptionFeatures, ToyFaceFeatures
 
 __all__ = ["frechet_distance", "feature_statistics", "fid_feature_network", "compute_features", "fid",
-           "classifier_labels", "classifier_frequencies", "attribute_frequencies"]
+           "classifier_logits", "classifier_labels", "classifier_frequencies", "attribute_frequencies"]
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
@@ -79,10 +79,10 @@ def _classifier_size(classifier, size):
 
 
 @torch.no_grad()
-def classifier_labels(classifier, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
-    """Per-image labels [N, A] (bool, logit > 0) of a multi-label attribute classifier for one batch
-    of ``images`` ([N, 3, H, W] in [-1, 1]), resized (bicubic) to ``size`` (default: the classifier's
-    stored ``metrics["size"]``, else 64) and clamped to [-1, 1], in eval mode."""
+def classifier_logits(classifier, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Per-image logits [N, A] of a multi-label attribute classifier for one batch of ``images``
+    ([N, 3, H, W] in [-1, 1]), resized (bicubic) to ``size`` (default: the classifier's stored
+    ``metrics["size"]``, else 64) and clamped to [-1, 1], in eval mode."""
     size = _classifier_size(classifier, size)
     was = classifier.training
     classifier.eval()
@@ -90,9 +90,14 @@ def classifier_labels(classifier, images: torch.Tensor, size: int | None = None)
         b = images.to(next(classifier.parameters()).device, torch.float32)
         if b.shape[-1] != size or b.shape[-2] != size:
             b = F.interpolate(b, size=(size, size), mode="bicubic", align_corners=False)
-        return classifier(b.clamp(-1, 1)) > 0
+        return classifier(b.clamp(-1, 1))
     finally:
         classifier.train(was)
+
+
+def classifier_labels(classifier, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Per-image labels [N, A] (bool, logit > 0) of :func:`classifier_logits`."""
+    return classifier_logits(classifier, images, size) > 0
 
 
 @torch.no_grad()

@@ -321,7 +321,7 @@ def test_toy_face_images_are_prerendered_faces():
 
 
 def test_attribute_frequencies_of_generated_and_real_images():
-    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies, classifier_labels
+    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies, classifier_labels, classifier_logits
     from fe_fast.teachers.toy import AttributeClassifier
 
     torch.manual_seed(0)
@@ -340,6 +340,8 @@ def test_attribute_frequencies_of_generated_and_real_images():
     labels = classifier_labels(clf, imgs, size=32)  # per image, in eval mode, mode restored
     assert labels.dtype == torch.bool and labels.shape == (10, len(clf.attributes)) and clf.training
     assert labels.double().mean(0).tolist() == pytest.approx(expect.tolist())
+    logits = classifier_logits(clf, imgs, size=32)
+    assert logits.dtype == torch.float32 and torch.equal(logits > 0, labels) and clf.training
     with pytest.raises(ValueError, match="n must be"):
         attribute_frequencies(G, clf, n=0)
 
