@@ -37,7 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.stylegan.io import load_generator  # noqa: E402
-from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies, classifier_logits  # noqa: E402
+from fe_fast.stylegan.metrics import (attribute_frequencies, classifier_frequencies, classifier_logits,  # noqa: E402
+                                      generated_batches)
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import _gaussian_blur, load_teacher  # noqa: E402
 
@@ -50,15 +51,6 @@ def _name(path) -> str:
     return p.parent.name or str(p)
 
 
-def _generated(G, n: int, seed: int) -> torch.Tensor:
-    """The faces ``attribute_frequencies(G, clf, n, seed)`` scores (same z and noise draws)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torch.cat([G(torch.randn(min(256, n - i), G.z_dim, generator=g)) for i in range(0, n, 256)])
-
-
-@torch.no_grad()
 def _confidence(clf, images: torch.Tensor) -> dict:
     """{attribute: (share with probability in (0.1, 0.9), share >= 0.9)} under ``clf``."""
     p = torch.sigmoid(torch.cat([classifier_logits(clf, b) for b in images.split(256)]))
@@ -107,7 +99,7 @@ def main(argv=None):
         if args.confidence:
             print(f"\nJudge {ci}, unsure / sure (%):\n\n| faces | " + " | ".join(header) + " |\n" + "| --- " * (len(header) + 1) + "|")
             for name, images in [("real", real_images)] + [
-                    (name, _generated(G, args.n, args.seed + 99)) for name, G in generators]:
+                    (name, torch.cat(list(generated_batches(G, args.n, args.seed + 99)))) for name, G in generators]:
                 c = _confidence(clf, images)
                 print(f"| {name} | " + " | ".join(f"{100 * c[a][0]:.1f} / {100 * c[a][1]:.1f}" for a in header) + " |",
                       flush=True)

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from fe_fast.stylegan.features import InceptionFeatures, ToyFaceFeatures
 
 __all__ = ["frechet_distance", "feature_statistics", "fid_feature_network", "compute_features", "fid",
-           "classifier_logits", "classifier_labels", "classifier_frequencies", "attribute_frequencies"]
+           "classifier_logits", "classifier_labels", "classifier_frequencies", "generated_batches",
+           "attribute_frequencies"]
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
@@ -121,28 +122,34 @@ def classifier_frequencies(classifier, images, size: int | None = None, batch_si
     return {a: float(v) / n for a, v in zip(classifier.attributes, pos)}
 
 
-@torch.no_grad()
-def attribute_frequencies(G, classifier, n: int = 1000, seed: int = 0, truncation_psi: float = 1.0,
-                          noise_mode: str = "random", size: int | None = None, batch_size: int = 256) -> dict:
-    """Attribute frequencies of ``n`` images of generator ``G`` (z and, with ``noise_mode="random"``,
-    the noise inputs seeded by ``seed``; the caller's random state is left as it was) under the
-    attribute classifier, as :func:`classifier_frequencies` (compare with the same function on
-    real images). Returns ``{attribute: frequency}``."""
+def generated_batches(G, n: int, seed: int = 0, truncation_psi: float = 1.0, noise_mode: str = "random",
+                      batch_size: int = 256):
+    """Yield ``n`` images of generator ``G`` in batches of ``batch_size``, without gradients and in
+    eval mode: z drawn from a generator seeded by ``seed``, the noise inputs (``noise_mode="random"``)
+    from the global random stream seeded by ``seed`` inside a fork, so the caller's random state and
+    ``G``'s mode are as they were once the iteration ends."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     was = G.training
     G.eval()
     dev = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-
-    def batches():
-        for start in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - start), G.z_dim, generator=g).to(dev)
-            yield G(z, truncation_psi=truncation_psi, noise_mode=noise_mode)
-
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)  # the noise inputs
-            return classifier_frequencies(classifier, batches(), size=size, batch_size=batch_size)
+            for start in range(0, n, batch_size):
+                z = torch.randn(min(batch_size, n - start), G.z_dim, generator=g).to(dev)
+                with torch.no_grad():
+                    images = G(z, truncation_psi=truncation_psi, noise_mode=noise_mode)
+                yield images
     finally:
         G.train(was)
+
+
+def attribute_frequencies(G, classifier, n: int = 1000, seed: int = 0, truncation_psi: float = 1.0,
+                          noise_mode: str = "random", size: int | None = None, batch_size: int = 256) -> dict:
+    """Attribute frequencies of the ``n`` images :func:`generated_batches` draws from ``G`` with
+    ``seed`` under the attribute classifier, as :func:`classifier_frequencies` (compare with the same
+    function on real images). Returns ``{attribute: frequency}``."""
+    return classifier_frequencies(classifier, generated_batches(G, n, seed, truncation_psi, noise_mode, batch_size),
+                                  size=size, batch_size=batch_size)

@@ -347,7 +347,7 @@ def test_attribute_frequencies_of_generated_and_real_images():
 
 
 def test_attribute_frequencies_seed_the_noise_inputs_and_keep_the_callers_random_state():
-    from fe_fast.stylegan.metrics import attribute_frequencies
+    from fe_fast.stylegan.metrics import attribute_frequencies, classifier_frequencies, generated_batches
 
     class PixelJudge(torch.nn.Module):
         """One logit per pixel of the first row: sensitive to any change of the noise."""
@@ -373,6 +373,14 @@ def test_attribute_frequencies_seed_the_noise_inputs_and_keep_the_callers_random
     b = attribute_frequencies(G, judge, n=64, seed=5, size=16)
     assert a == b
     assert torch.equal(torch.get_rng_state(), before)
+    # the images themselves: the same draws whatever the caller's state, G's mode kept, batches of batch_size
+    G.train()
+    images = torch.cat(list(generated_batches(G, 64, seed=5)))
+    assert G.training and torch.equal(torch.get_rng_state(), before) and not images.requires_grad
+    torch.manual_seed(3)
+    assert torch.equal(torch.cat(list(generated_batches(G, 64, seed=5))), images)
+    assert [len(x) for x in generated_batches(G, 64, seed=5, batch_size=24)] == [24, 24, 16]
+    assert classifier_frequencies(judge, images, size=16) == a
     assert a != attribute_frequencies(G, judge, n=64, seed=5, size=16, noise_mode="const")
 
 
