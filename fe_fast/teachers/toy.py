@@ -223,7 +223,8 @@ def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model
     ``images``: uint8 (n, H, W, 3); ``attributes``: (n, len(ATTRIBUTES)) toy attribute vectors
     (the columns named by ``model.attributes`` are used) or (n, len(model.attributes)) 0/1
     targets. A new model (``model=None``) is initialised after ``torch.manual_seed(seed)``; batch
-    order and updates are seeded by ``seed``, so CPU runs are reproducible. ``augment=True`` passes
+    order and updates are seeded by ``seed``, so runs on one machine are bit-identical (another CPU's
+    float kernels, e.g. AVX2 against AVX-512, give other weights). ``augment=True`` passes
     every batch through :func:`resample_augment` (robust labels for upsampled or slightly blurred
     generator output). Returns ``(model, losses)`` with the mean loss of every step."""
     images = _check_arrays(images, attributes)
@@ -445,7 +446,8 @@ def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs:
     training faces and the face parser on the first ``parser_n``, and score both on the held-out
     faces (accuracy per binary attribute, as rendered and through half resolution; IoU per mask
     class). ``augment``: train the classifier with :func:`resample_augment`. Each model is
-    initialised right after ``torch.manual_seed(seed)``, so the result is deterministic for a seed."""
+    initialised right after ``torch.manual_seed(seed)``, so the result is deterministic for a seed on
+    one machine; across CPUs the weights differ, and so do their labels of off-manifold (generated) images."""
     t = _clock()
     train = ToyFaces(n, size=size, seed=seed)
     val = ToyFaces(n_val, size=size, seed=seed + 1_000_003)
