@@ -37,18 +37,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.stylegan.io import load_generator  # noqa: E402
-from fe_fast.stylegan.metrics import (attribute_frequencies, classifier_frequencies, classifier_logits,  # noqa: E402
-                                      generated_batches)
+from fe_fast.stylegan.metrics import classifier_frequencies, classifier_logits, generated_batches  # noqa: E402
 from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import _gaussian_blur, load_teacher  # noqa: E402
 
 
 def _name(path) -> str:
-    """runs/lr30/G_ema.safetensors -> lr30; runs/dwide/snapshots/G_ema_000048000.safetensors -> dwide@48000."""
+    """runs/lr30/G_ema.safetensors -> lr30; runs/dwide/snapshots/G_ema_000048000.safetensors -> dwide@48000;
+    any other file by its stem (fe_fast/data/toy_generator_32.safetensors -> toy_generator_32)."""
     p = Path(path)
     if p.parent.name == "snapshots":
         return f"{p.parent.parent.name}@{int(p.stem.rsplit('_', 1)[-1])}"
-    return p.parent.name or str(p)
+    if p.stem == "G_ema":
+        return p.parent.name or str(p)
+    return p.stem
 
 
 def _confidence(clf, images: torch.Tensor) -> dict:
@@ -77,7 +79,9 @@ def main(argv=None):
 
     real = ToyFaceImages(args.n, args.resolution, seed=args.seed + 1_000_003)
     real_images = real.batch(range(len(real)))
-    generators = [(_name(g), load_generator(g)) for g in args.generators]
+    # each generator's faces are drawn once (as attribute_frequencies draws them) and scored by every judge
+    generated = [(_name(g), torch.cat(list(generated_batches(load_generator(g), args.n, args.seed + 99))))
+                 for g in args.generators]
     header = None
     for ci, path in enumerate(args.classifiers):
         clf = load_teacher(path, kind="attribute_classifier")
@@ -86,20 +90,17 @@ def main(argv=None):
             header = list(f_real)
             print("| generator | judge | within 10 | " + " | ".join(header) + " |")
             print("| --- " * (len(header) + 3) + "|")
-        rows = [(name, lambda G=G: attribute_frequencies(G, clf, n=args.n, seed=args.seed + 99))
-                for name, G in generators]
-        rows += [(f"real, blur {sigma:g} px", lambda sigma=sigma: classifier_frequencies(
-            clf, _gaussian_blur(real_images, sigma))) for sigma in args.blur_sigmas]
-        for name, frequencies in rows:
-            f_gen = frequencies()
+        rows = generated + [(f"real, blur {sigma:g} px", _gaussian_blur(real_images, sigma))
+                            for sigma in args.blur_sigmas]
+        for name, images in rows:
+            f_gen = classifier_frequencies(clf, images)
             diffs = [100 * (f_gen[a] - f_real[a]) for a in header]
             within = sum(abs(d) <= 10 for d in diffs)
             print(f"| {name} | {ci} | {within} of {len(diffs)} | " + " | ".join(f"{d:+.1f}" for d in diffs) + " |",
                   flush=True)
         if args.confidence:
             print(f"\nJudge {ci}, unsure / sure (%):\n\n| faces | " + " | ".join(header) + " |\n" + "| --- " * (len(header) + 1) + "|")
-            for name, images in [("real", real_images)] + [
-                    (name, torch.cat(list(generated_batches(G, args.n, args.seed + 99)))) for name, G in generators]:
+            for name, images in [("real", real_images)] + generated:
                 c = _confidence(clf, images)
                 print(f"| {name} | " + " | ".join(f"{100 * c[a][0]:.1f} / {100 * c[a][1]:.1f}" for a in header) + " |",
                       flush=True)
