@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fe_fast.stylegan.layers import EqualConv2d, EqualLinear
+from fe_fast.stylegan.layers import EqualConv2d, EqualLinear, bicubic_upsample2x
 from fe_fast.stylegan.networks import _check_resolution, channels_for
 
 __all__ = ["CRITICS", "Discriminator", "MultiScaleDiscriminator", "PlainDiscriminator", "ResBlock",
@@ -173,7 +173,7 @@ class PlainDiscriminator(Discriminator):
     def features(self, img: torch.Tensor) -> torch.Tensor:
         """The flattened 4x4 maps with the minibatch-stddev channel [B, (C4 + 1) * 16]."""
         self._check_images(img)
-        x = F.interpolate(img, scale_factor=2, mode="bicubic", align_corners=False)
+        x = bicubic_upsample2x(img)
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)
         return minibatch_stddev(x, self.mbstd_group).flatten(1)
