@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from fe_fast import _ext
-from fe_fast.ops.reference.modulated_conv import blur_kernel, blur_pads, upfirdn_blur
+from fe_fast.ops._blur import blur_kernel, blur_pads, upfirdn_blur
 
 __all__ = ["modulated_conv2d", "demodulation_coefficients"]
 
