@@ -18,7 +18,8 @@ probability between 0.1 and 0.9 ("unsure") and of at least 0.9 ("sure"). Real to
 (glasses or none); a generator that draws faint glasses or half smiles puts mass in between, and where
 a judge's 0.5 threshold cuts that mass decides its frequency.
 
-Not in CI. Example (bench/results/stylegan.md)::
+Without ``--classifiers`` the judge is the shipped reference judge 0 (``bench/judges/``, fixed bits;
+the recipe's output differs across CPUs). Not in CI. Example (bench/results/stylegan.md)::
 
     python bench/bench_teachers.py --n 8000 --epochs 8 --seed 1 --out /tmp/teachers_s1
     python bench/toy_gan_judges.py --generators runs/lr30/G_ema.safetensors \\
@@ -42,6 +43,9 @@ from fe_fast.stylegan.train import ToyFaceImages  # noqa: E402
 from fe_fast.teachers.toy import _gaussian_blur, load_teacher  # noqa: E402
 
 
+REFERENCE_JUDGE = Path(__file__).resolve().parent / "judges" / "toy_attribute_classifier_judge0.pt"
+
+
 def _name(path) -> str:
     """runs/lr30/G_ema.safetensors -> lr30; runs/dwide/snapshots/G_ema_000048000.safetensors -> dwide@48000;
     any other file by its stem (fe_fast/data/toy_generator_32.safetensors -> toy_generator_32)."""
@@ -63,7 +67,8 @@ def _confidence(clf, images: torch.Tensor) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--generators", nargs="*", default=[], help="G_ema .safetensors files")
-    ap.add_argument("--classifiers", nargs="+", required=True, help="attribute_classifier.pt files")
+    ap.add_argument("--classifiers", nargs="+", default=[str(REFERENCE_JUDGE)],
+                    help="attribute_classifier.pt files (default: the shipped reference judge, bench/judges/)")
     ap.add_argument("--n", type=int, default=2000, help="real and generated images per score")
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0, help="bench_toy_gan.py's --seed")
