@@ -102,6 +102,9 @@ def steal_share(t0: list[int] | None, t1: list[int] | None) -> float | None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--images", type=int, default=0,
+                    help="stop after this many real images instead of after --minutes (0: the time limit); "
+                         "compares recipes on a loaded or throttled machine, where a time budget buys fewer images")
     ap.add_argument("--out", default="runs/toy32")
     ap.add_argument("--classifier", default=str(REFERENCE_JUDGE),
                     help="attribute_classifier.pt (`fe-fast teachers train`); default: the shipped reference judge "
@@ -130,7 +133,9 @@ def main(argv=None):
 
     clf = load_teacher(args.classifier, kind="attribute_classifier")
     recipe = {k: getattr(args, k) for k in [*TOY_RECIPE, *EXTRA_OPTIONS]}
-    cfg = TrainConfig(out_dir=args.out, max_seconds=args.minutes * 60, total_img=10 ** 9, seed=args.seed,
+    budget = dict(max_seconds=None, total_img=args.images) if args.images else dict(max_seconds=args.minutes * 60,
+                                                                                   total_img=10 ** 9)
+    cfg = TrainConfig(out_dir=args.out, seed=args.seed, **budget,
                       fid_every=args.fid_every, fid_images=args.fid_images, sample_every=args.sample_every,
                       checkpoint_every=0, snapshot_every=args.snapshot_every, progress=False, log_every=20, **recipe)
     load0, ticks0 = os.getloadavg(), cpu_ticks()
@@ -151,7 +156,8 @@ def main(argv=None):
     diffs = {a: 100 * (f_gen[a] - f_real[a]) for a in f_real}
     worst = max(diffs, key=lambda a: abs(diffs[a]))
 
-    lines = [f"# toy-face StyleGAN2, {args.minutes:g} minutes on the CPU", "",
+    title = f"{args.images} images" if args.images else f"{args.minutes:g} minutes"
+    lines = [f"# toy-face StyleGAN2, {title} on the CPU", "",
              f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} logical CPUs, "
              f"torch {torch.__version__} with {torch.get_num_threads()} thread(s).",
              f"Load average (1 min): {load0[0]:.2f} at start, {load1[0]:.2f} at end; sampled every 15 s during "
@@ -183,7 +189,8 @@ def main(argv=None):
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(text)
     with open(Path(args.out) / "bench_toy_gan.json", "w") as f:
-        json.dump({"recipe": recipe, "minutes": args.minutes, "steps": r["steps"], "img_seen": r["img_seen"],
+        json.dump({"recipe": recipe, "minutes": None if args.images else args.minutes, "images": args.images or None,
+                   "steps": r["steps"], "img_seen": r["img_seen"],
                    "img_per_s": r["img_per_s"], "fid": fids, "freq_real": f_real, "freq_gen": f_gen,
                    "load_start": load0, "load_end": load1, "load_samples": loads.samples,
                    "cpu_seconds": cpu_s, "steal_share": steal}, f, indent=1)
