@@ -1,4 +1,4 @@
-"""Issue 6 training goal on the CPU: train a 32x32 StyleGAN2 on toy faces for N minutes, log
+"""Issue 6 training goal on the CPU: train a 32x32 StyleGAN2 on toy faces for N minutes (or N images), log
 ``fid_toy`` (thesis eq. 5-8 on the toy features) over time, then compare the attribute frequencies
 of generated and real toy faces under the toy attribute classifier (default: the shipped reference
 judge ``bench/judges/toy_attribute_classifier_judge0.pt``; another with ``--classifier``, e.g. one from
