@@ -110,7 +110,8 @@ def run_variant(impl, args, device, real):
     widths = dict(channel_max=args.channel_max, channel_base=p.get("channel_base"))
     G = Generator(args.resolution, z_dim=p.get("z_dim", 512), w_dim=p.get("w_dim", 512), n_mlp=p.get("n_mlp", 8),
                   seed=args.seed, **widths).to(device)
-    D = CRITICS[p.get("d_arch", "resnet")](args.resolution, seed=args.seed + 1, **widths).to(device)
+    d_widths = dict(widths, channel_base=p.get("d_channel_base") or widths["channel_base"])
+    D = CRITICS[p.get("d_arch", "resnet")](args.resolution, seed=args.seed + 1, **d_widths).to(device)
     opt_G = torch.optim.Adam(G.parameters(), lr=p.get("lr", 0.002), betas=(0.0, 0.99))
     opt_D = torch.optim.Adam(D.parameters(), lr=p.get("d_lr", p.get("lr", 0.002)), betas=(0.0, 0.99))
     step = make_preset_step(G, D, opt_G, opt_D, real, p) if p else make_step(G, D, opt_G, opt_D, real, args)

@@ -158,16 +158,17 @@ class TrainConfig:
 
 #: Named recipes (``fe-fast train-gan --preset NAME``; options given explicitly still win).
 #: ``toy32``: the CPU recipe for 32x32 toy faces (bench/results/stylegan.md, issue 6): narrow
-#: networks (channels min(512 // r, 64): 64 at 4 and 8, 32 at 16, 16 at 32), z = w = 128, two mapping
-#: layers, the non-saturating logistic loss with lazy R1 instead of the thesis's WGAN-GP (two
-#: double-backward gradient penalties per step), no path regulariser and no style mixing, lr 0.003,
-#: G EMA half-life 10k images, 10k pre-rendered faces, and the plain critic (``PlainDiscriminator``,
-#: lr 0.001), the first that sees the toy faces' bangs fringe. The thesis defaults of
-#: :class:`TrainConfig` are unchanged.
+#: networks (G channels min(1024 // r, 64): 64 at 4, 8 and 16, 32 at 32; the critic min(512 // r, 64)),
+#: z = w = 128, two mapping layers, the non-saturating logistic loss with lazy R1 (gamma 2) instead of
+#: the thesis's WGAN-GP (two double-backward gradient penalties per step), no path regulariser and no
+#: style mixing, batch 32, lr 0.003 falling to 0 over the last quarter of the run, G EMA half-life
+#: 10k images, 10k pre-rendered faces, and the plain critic (``PlainDiscriminator``, lr 0.001), the
+#: first that sees the toy faces' bangs fringe. The thesis defaults of :class:`TrainConfig` are unchanged.
 PRESETS = {
-    "toy32": dict(resolution=32, z_dim=128, w_dim=128, n_mlp=2, channel_max=64, channel_base=512, batch=16,
-                  lr=0.003, loss="logistic", r1_gamma=1.0, r1_every=16, path="none", style_mixing=0.0,
-                  ema_img=10000.0, toy_images=10000, d_arch="plain", d_lr=0.001),
+    "toy32": dict(resolution=32, z_dim=128, w_dim=128, n_mlp=2, channel_max=64, channel_base=1024,
+                  d_channel_base=512, batch=32, lr=0.003, lr_rampdown=0.25, loss="logistic", r1_gamma=2.0,
+                  r1_every=16, path="none", style_mixing=0.0, ema_img=10000.0, toy_images=10000,
+                  d_arch="plain", d_lr=0.001),
 }
 
 

@@ -297,13 +297,14 @@ def test_cli_preset_toy32_fills_only_options_left_at_default(tmp_path):
                "--max-steps", "1", "--no-progress", "--sample-every", "0", "--threads", "1"])
     assert rc == 0
     G = load_generator(out / "G_ema.safetensors")
-    assert (G.z_dim, G.w_dim, G.config["n_mlp"], G.config["channel_base"]) == (128, 128, 2, 512)
-    assert G.synthesis.channels == {4: 64, 8: 64, 16: 32, 32: 16}
+    assert (G.z_dim, G.w_dim, G.config["n_mlp"], G.config["channel_base"]) == (128, 128, 2, 1024)
+    assert G.synthesis.channels == {4: 64, 8: 64, 16: 64, 32: 32}
     cfg = json.loads(torch.load(out / "checkpoint.pt", weights_only=True)["train_config"])
     assert cfg["batch"] == 8 and cfg["loss"] == "logistic" and cfg["path"] == "none"  # explicit --batch wins
-    assert (cfg["lr"], cfg["ema_img"], cfg["r1_gamma"]) == (0.003, 10000.0, 1.0)  # the preset's values
-    assert (cfg["d_arch"], cfg["d_lr"]) == ("plain", 0.001)
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["D_config"]["arch"] == "plain"
+    assert (cfg["lr"], cfg["ema_img"], cfg["r1_gamma"], cfg["lr_rampdown"]) == (0.003, 10000.0, 2.0, 0.25)
+    assert (cfg["d_arch"], cfg["d_lr"], cfg["d_channel_base"]) == ("plain", 0.001, 512)
+    D_config = torch.load(out / "checkpoint.pt", weights_only=True)["D_config"]
+    assert D_config["arch"] == "plain" and D_config["channel_base"] == 512
     assert main(["train-gan", "--threads", "0"]) == 2
 
 
