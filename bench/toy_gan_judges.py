@@ -69,7 +69,7 @@ def main(argv=None):
     ap.add_argument("--generators", nargs="*", default=[], help="G_ema .safetensors files")
     ap.add_argument("--classifiers", nargs="+", default=[str(REFERENCE_JUDGE)],
                     help="attribute_classifier.pt files (default: the shipped reference judge, bench/judges/)")
-    ap.add_argument("--n", type=int, default=2000, help="real and generated images per score")
+    ap.add_argument("--n", type=int, default=10000, help="real and generated images per score (2000 before 2026-12-04)")
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0, help="bench_toy_gan.py's --seed")
     ap.add_argument("--threads", type=int, default=2)
