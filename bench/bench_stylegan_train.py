@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference  # noqa: E402
 from fe_fast.stylegan import Discriminator, Generator  # noqa: E402
-from fe_fast.stylegan.discriminator import CRITICS  # noqa: E402
 from fe_fast.stylegan.networks import modconv_impl  # noqa: E402
-from fe_fast.stylegan.train import PRESETS, _mix_ws, logistic_d_loss, path_length_penalty, wgan_gp_d_loss  # noqa: E402
+from fe_fast.stylegan.train import PRESETS, TrainConfig, _mix_ws, logistic_d_loss, path_length_penalty, wgan_gp_d_loss  # noqa: E402
+from fe_fast.stylegan.train import _build as build_networks  # noqa: E402
 
 
 def make_step(G, D, opt_G, opt_D, real, args):
@@ -107,11 +107,11 @@ def make_preset_step(G, D, opt_G, opt_D, real, p):
 def run_variant(impl, args, device, real):
     torch.manual_seed(args.seed)
     p = PRESETS[args.preset] if args.preset else {}
-    widths = dict(channel_max=args.channel_max, channel_base=p.get("channel_base"))
-    G = Generator(args.resolution, z_dim=p.get("z_dim", 512), w_dim=p.get("w_dim", 512), n_mlp=p.get("n_mlp", 8),
-                  seed=args.seed, **widths).to(device)
-    d_widths = dict(widths, channel_base=p.get("d_channel_base") or widths["channel_base"])
-    D = CRITICS[p.get("d_arch", "resnet")](args.resolution, seed=args.seed + 1, **d_widths).to(device)
+    if p:  # the networks `fe-fast train-gan --preset` trains
+        G, D = build_networks(TrainConfig(**p, seed=args.seed), device)
+    else:
+        G = Generator(args.resolution, seed=args.seed, channel_max=args.channel_max).to(device)
+        D = Discriminator(args.resolution, seed=args.seed + 1, channel_max=args.channel_max).to(device)
     opt_G = torch.optim.Adam(G.parameters(), lr=p.get("lr", 0.002), betas=(0.0, 0.99))
     opt_D = torch.optim.Adam(D.parameters(), lr=p.get("d_lr", p.get("lr", 0.002)), betas=(0.0, 0.99))
     step = make_preset_step(G, D, opt_G, opt_D, real, p) if p else make_step(G, D, opt_G, opt_D, real, args)
