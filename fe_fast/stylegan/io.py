@@ -5,9 +5,16 @@ Formats read:
 * rosinality ``.pt`` (``torch.save``, zip or legacy): ``{"g_ema", "latent_avg", optional "g", "d",
   "args", ...}`` with keys ``style.{i}.weight``, ``input.input``, ``conv1.conv.weight``,
   ``convs.{k}.*``, ``to_rgb1.*``, ``to_rgbs.{i}.*``, ``noises.noise_{i}``;
-* NVlabs stylegan2-ada-pytorch ``.pkl`` (plain pickle of ``torch_utils.persistence`` objects:
-  ``{"G", "D", "G_ema", ...}``) with keys ``mapping.fc{i}.*``, ``mapping.w_avg``,
-  ``synthesis.b4.const``, ``synthesis.b{res}.{conv0,conv1,torgb}.*``;
+* NVlabs ``.pkl`` (plain pickle of ``torch_utils.persistence`` objects: ``{"G", "D", "G_ema",
+  ...}``) with keys ``mapping.fc{i}.*``, ``mapping.w_avg``, ``synthesis.b4.const``,
+  ``synthesis.b{res}.{conv0,conv1,torgb}.*``, written by stylegan2-ada-pytorch
+  (``training.networks``: synthesis options nested under ``synthesis_kwargs``, no clamp by
+  default) or by stylegan3 for its StyleGAN2 config (``training.networks_stylegan2``: synthesis
+  options flat in the init kwargs, ``conv_clamp`` 256 by default). :func:`nvlabs_module` tells
+  them apart from the module source the record carries (parsed, never run); stylegan3's
+  alias-free generator (``training.networks_stylegan3``) is refused. Every init kwarg is
+  honoured, checked against the tensors, refused, or ignored and reported
+  (:data:`SYNTHESIS_INIT_KWARGS` and the tables beside it);
 * our own format: a ``.safetensors`` file whose metadata holds the JSON config.
 
 Security: every pickle goes through :class:`RestrictedUnpickler`, whose ``find_class`` allows only
@@ -21,6 +28,7 @@ TorchScript archives are refused (loading them runs TorchScript code).
 """
 from __future__ import annotations
 
+import ast
 import collections
 import io
 import json
@@ -37,7 +45,8 @@ from fe_fast.stylegan.networks import Generator
 
 __all__ = ["UnsafePickleError", "RestrictedUnpickler", "PickledObject", "restricted_load", "load_raw",
            "LoadReport", "load_generator", "save_generator", "rosinality_to_generator",
-           "nvlabs_to_generator", "placeholder_state_dict"]
+           "nvlabs_to_generator", "nvlabs_module", "placeholder_state_dict", "InitKwarg", "NVLABS_MODULES",
+           "GENERATOR_INIT_KWARGS", "MAPPING_INIT_KWARGS", "SYNTHESIS_INIT_KWARGS", "NVLABS_CLASS_DEFAULTS"]
 
 FORMAT_NAME = "fe-fast-stylegan2"
 FORMAT_VERSION = 1
@@ -101,6 +110,8 @@ def _inert_persistent_obj(meta):
     obj = cls.__new__(cls)
     obj.args, obj.kwargs = (), {}
     obj.state = dict(meta["state"])
+    # kept as text only, to recognise which NVlabs module the class came from (never executed)
+    obj.module_src = meta.get("module_src") if isinstance(meta.get("module_src"), str) else None
     return obj
 
 
@@ -310,6 +321,11 @@ class LoadReport:
     source: str = ""
     unused_keys: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: NVlabs pickles: the module the generator came from (a key of NVLABS_MODULES), and the init
+    #: kwargs that were ignored or unknown ({qualified name: value}; see nvlabs_to_generator).
+    module: str = ""
+    ignored_kwargs: dict = field(default_factory=dict)
+    unknown_kwargs: dict = field(default_factory=dict)
 
     def __str__(self):
         s = f"loaded {self.format} generator from {self.source}"
@@ -425,26 +441,233 @@ def rosinality_to_generator(sd: dict, latent_avg: torch.Tensor | None = None, co
     return G, used, notes
 
 
-def nvlabs_to_generator(sd: dict, init_kwargs: dict | None = None):
-    """Build a Generator from a flattened stylegan2-ada-pytorch ``G_ema`` state dict
-    (``mapping.fc{i}.*``, ``synthesis.b{res}.*``). Returns (G, used_keys, notes)."""
-    init_kwargs = dict(init_kwargs or {})
-    if init_kwargs.get("c_dim", 0):
-        raise ValueError("conditional NVlabs generators (c_dim > 0) are not supported")
-    if "mapping.embed.weight" in sd:
-        raise ValueError("conditional NVlabs generators (mapping.embed) are not supported")
+# --------------------------------------------------------------------------------------------
+# NVlabs pickles: which repository wrote the generator, and how each init kwarg is handled
+# --------------------------------------------------------------------------------------------
+#: NVlabs modules with a StyleGAN generator, by their name in the repository, and the format name
+#: the :class:`LoadReport` gives. The alias-free one is recognised only to be refused clearly.
+NVLABS_MODULES = {
+    "training.networks": "NVlabs stylegan2-ada-pytorch",
+    "training.networks_stylegan2": "NVlabs stylegan3 (StyleGAN2 generator)",
+    "training.networks_stylegan3": "NVlabs stylegan3 (alias-free StyleGAN3 generator)",
+}
+
+
+def nvlabs_module(module_src) -> str | None:
+    """Which NVlabs module (a key of :data:`NVLABS_MODULES`) a persistence record's class is from.
+
+    A ``torch_utils.persistence`` record is ``{type, version, module_src, class_name, state}``: it
+    carries the *source* of the class's module, not the module's name. The module is recognised
+    from the definitions in that source, parsed with :func:`ast.parse` (never compiled or run):
+
+    * a class ``SynthesisInput``: ``training.networks_stylegan3`` (stylegan3, alias-free);
+    * ``Generator.__init__`` taking ``**synthesis_kwargs``: ``training.networks_stylegan2``
+      (stylegan3's StyleGAN2: the synthesis options are stored flat in the init kwargs);
+    * ``Generator.__init__`` with a ``synthesis_kwargs`` parameter: ``training.networks``
+      (stylegan2-ada-pytorch: the synthesis options are nested under ``synthesis_kwargs``).
+
+    Returns None when there is no source or it matches none of these."""
+    if not isinstance(module_src, str):
+        return None
+    try:
+        tree = ast.parse(module_src)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    if "SynthesisInput" in classes:
+        return "training.networks_stylegan3"
+    gen = classes.get("Generator")
+    init = next((f for f in (gen.body if gen else []) if isinstance(f, ast.FunctionDef) and f.name == "__init__"),
+                None)
+    if init is None:
+        return None
+    a = init.args
+    if "synthesis_kwargs" in [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]:
+        return "training.networks"
+    if a.kwarg is not None and a.kwarg.arg == "synthesis_kwargs":
+        return "training.networks_stylegan2"
+    return None
+
+
+@dataclass(frozen=True)
+class InitKwarg:
+    """How :func:`nvlabs_to_generator` handles one init kwarg of an NVlabs StyleGAN2 generator.
+
+    ``handling``: "honoured" (configures our generator), "checked" (must agree with the tensors
+    of the file, else ``ValueError``) or "ignored" (no effect on our float32 forward; listed in
+    :attr:`LoadReport.ignored_kwargs`). ``supported``: the values we reproduce; any other value
+    is refused with a ``ValueError`` naming the kwarg (None: no restriction). ``why``: the reason."""
+
+    handling: str
+    why: str
+    supported: tuple | None = None
+
+
+#: ``Generator(...)`` init kwargs (the same five in both repositories, plus the nested dicts).
+GENERATOR_INIT_KWARGS = {
+    "z_dim": InitKwarg("checked", "must equal the input width of mapping.fc0"),
+    "c_dim": InitKwarg("checked", "conditional generators (c_dim > 0) are not supported", (0, None)),
+    "w_dim": InitKwarg("checked", "must equal the output width of the mapping layers"),
+    "img_resolution": InitKwarg("checked", "must equal the resolution of the last synthesis block"),
+    "img_channels": InitKwarg("checked", "our generator writes 3-channel images", (3,)),
+    "mapping_kwargs": InitKwarg("honoured", "options of the mapping network (MAPPING_INIT_KWARGS)"),
+    "synthesis_kwargs": InitKwarg("honoured", "stylegan2-ada-pytorch only: options of the synthesis network "
+                                              "(SYNTHESIS_INIT_KWARGS); stylegan3 stores them flat"),
+}
+#: ``mapping_kwargs`` entries (MappingNetwork).
+MAPPING_INIT_KWARGS = {
+    "num_layers": InitKwarg("checked", "must equal the number of mapping.fc{i} layers"),
+    "lr_multiplier": InitKwarg("honoured", "learning-rate multiplier = weight and bias gain of the mapping layers"),
+    "activation": InitKwarg("honoured", "our mapping layers use leaky ReLU", ("lrelu",)),
+    "layer_features": InitKwarg("checked", "the hidden mapping width must equal w_dim"),
+    "embed_features": InitKwarg("ignored", "width of the label embedding, absent when c_dim == 0"),
+    "w_avg_beta": InitKwarg("ignored", "decay of the training-time w average; the stored mapping.w_avg is used"),
+}
+#: Synthesis options (``synthesis_kwargs`` in stylegan2-ada-pytorch, flat in stylegan3), i.e.
+#: the keyword arguments of SynthesisNetwork, SynthesisBlock and SynthesisLayer.
+SYNTHESIS_INIT_KWARGS = {
+    "channel_base": InitKwarg("checked", "channels min(channel_base // res, channel_max) must match the weights"),
+    "channel_max": InitKwarg("checked", "channels min(channel_base // res, channel_max) must match the weights"),
+    "conv_clamp": InitKwarg("honoured", "every conv and ToRGB output is clamped to +-conv_clamp"),
+    "architecture": InitKwarg("honoured", "only config-f's 'skip' generator is implemented", ("skip",)),
+    "resample_filter": InitKwarg("honoured", "only the [1,3,3,1] up-sampling filter is implemented",
+                                 ((1, 3, 3, 1),)),
+    "kernel_size": InitKwarg("honoured", "only 3x3 convolutions are implemented", (3,)),
+    "use_noise": InitKwarg("honoured", "the noise inputs (noise_const, noise_strength) are required", (True,)),
+    "activation": InitKwarg("honoured", "the synthesis layers use leaky ReLU", ("lrelu",)),
+    "num_fp16_res": InitKwarg("ignored", "fp16 blocks are a CUDA speed option (NVlabs runs them in float32 "
+                                         "off the GPU); fe_fast computes in float32"),
+    "fp16_channels_last": InitKwarg("ignored", "memory layout of the fp16 blocks only"),
+    "fused_modconv_default": InitKwarg("ignored", "fused (grouped) or separate modulated convolution: "
+                                                  "the same arithmetic, only the kernel differs"),
+}
+#: Class defaults that change the numbers, per module: applied when the kwarg is absent from the
+#: init kwargs. stylegan3's SynthesisBlock clamps at 256 by default (its train.py passes
+#: conv_clamp only as None, with --fp32); stylegan2-ada-pytorch's does not clamp.
+NVLABS_CLASS_DEFAULTS = {
+    "training.networks": {"conv_clamp": None, "lr_multiplier": 0.01},
+    "training.networks_stylegan2": {"conv_clamp": 256, "lr_multiplier": 0.01},
+}
+_GENERATOR_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+
+
+def _same_value(v, ref) -> bool:
+    if isinstance(ref, tuple):
+        try:
+            return [float(x) for x in v] == [float(x) for x in ref]
+        except (TypeError, ValueError):
+            return False
+    if ref is None or isinstance(ref, str):
+        return v is ref or v == ref
+    try:
+        return v is not None and not isinstance(v, str) and float(v) == float(ref)
+    except (TypeError, ValueError):
+        return False
+
+
+def _resolve_nvlabs_kwargs(init_kwargs: dict, module: str | None, init_args=()):
+    """Split the init kwargs of an NVlabs generator by :data:`GENERATOR_INIT_KWARGS`,
+    :data:`MAPPING_INIT_KWARGS` and :data:`SYNTHESIS_INIT_KWARGS`, refuse unsupported values and
+    apply the module's class defaults. Returns ``(module, values, ignored, unknown, notes)``:
+    ``values`` the honoured/checked kwargs by plain name (``mapping.`` / ``synthesis.`` prefixed),
+    ``ignored``/``unknown`` ``{qualified name: value}``."""
+    kw = dict(init_kwargs or {})
+    if init_args:
+        if len(init_args) > len(_GENERATOR_POSITIONAL):
+            raise ValueError(f"NVlabs generator record has {len(init_args)} positional init args, expected at most "
+                             f"{len(_GENERATOR_POSITIONAL)}")
+        for name, v in zip(_GENERATOR_POSITIONAL, init_args):
+            if name in kw:
+                raise ValueError(f"NVlabs generator record gives {name} both positionally and as a keyword")
+            kw[name] = v
+    notes = []
+    flat = sorted(k for k in kw if k in SYNTHESIS_INIT_KWARGS)
+    nested = "synthesis_kwargs" in kw
+    if module == "training.networks" and flat:
+        raise ValueError(f"the pickle's module is stylegan2-ada-pytorch's training.networks, whose Generator nests the "
+                         f"synthesis options under synthesis_kwargs, but its init kwargs hold {flat} at the top level")
+    if module == "training.networks_stylegan2" and nested:
+        raise ValueError("the pickle's module is stylegan3's training.networks_stylegan2, whose Generator takes the "
+                         "synthesis options flat (**synthesis_kwargs), but its init kwargs nest them under "
+                         "synthesis_kwargs")
+    if module is None:
+        if nested and not flat:
+            module = "training.networks"
+        elif flat and not nested:
+            module = "training.networks_stylegan2"
+        else:
+            what = "both nest and flatten" if nested else "hold no"
+            raise ValueError("cannot tell which NVlabs repository wrote this generator: the module source stored in "
+                             f"the pickle is not recognised and the init kwargs {what} synthesis options "
+                             "(stylegan2-ada-pytorch does not clamp by default, stylegan3 clamps at 256)")
+        notes.append(f"module source not recognised: {module} assumed from the layout of the init kwargs")
+    if module == "training.networks":
+        syn, top = dict(kw.get("synthesis_kwargs") or {}), {k: v for k, v in kw.items() if k != "synthesis_kwargs"}
+        syn_prefix = "synthesis_kwargs."
+    else:
+        syn = {k: v for k, v in kw.items() if k not in GENERATOR_INIT_KWARGS}
+        top = {k: v for k, v in kw.items() if k in GENERATOR_INIT_KWARGS}
+        syn_prefix = ""
+    values, ignored, unknown = {}, {}, {}
+
+    def sort(table, items, prefix, out_prefix):
+        for k, v in items.items():
+            spec = table.get(k)
+            if spec is None:
+                unknown[prefix + k] = v
+                continue
+            if spec.supported is not None and not any(_same_value(v, s) for s in spec.supported):
+                ok = ", ".join(repr(list(s) if isinstance(s, tuple) else s) for s in spec.supported)
+                raise ValueError(f"NVlabs generator init kwarg {prefix}{k}={v!r} is not supported: {spec.why} "
+                                 f"(supported: {ok})")
+            if spec.handling == "ignored":
+                ignored[prefix + k] = v
+            else:
+                values[out_prefix + k] = v
+
+    sort({k: s for k, s in GENERATOR_INIT_KWARGS.items() if k not in ("mapping_kwargs", "synthesis_kwargs")},
+         {k: v for k, v in top.items() if k != "mapping_kwargs"}, "", "")
+    sort(MAPPING_INIT_KWARGS, dict(top.get("mapping_kwargs") or {}), "mapping_kwargs.", "mapping.")
+    sort(SYNTHESIS_INIT_KWARGS, syn, syn_prefix, "synthesis.")
+    for k, default in NVLABS_CLASS_DEFAULTS[module].items():
+        key = ("mapping." if k == "lr_multiplier" else "synthesis.") + k
+        if key in values:
+            if k == "conv_clamp":
+                notes.append(f"conv_clamp={values[key]} from the init kwargs")
+        else:
+            values[key] = default
+            if k == "conv_clamp":
+                notes.append(f"conv_clamp={default}: absent from the init kwargs, the class default of {module}")
+    return module, values, ignored, unknown, notes
+
+
+def nvlabs_to_generator(sd: dict, init_kwargs: dict | None = None, module: str | None = None,
+                        report: "LoadReport | None" = None, init_args=()):
+    """Build a Generator from a flattened NVlabs StyleGAN2 ``G_ema`` state dict (``mapping.fc{i}.*``,
+    ``synthesis.b{res}.*``; the same keys in stylegan2-ada-pytorch and stylegan3) and the
+    record's init kwargs. ``module`` (see :func:`nvlabs_module`) says where the synthesis options
+    are (nested or flat) and which class defaults apply; None: inferred from the init kwargs.
+    Every init kwarg is handled as :data:`GENERATOR_INIT_KWARGS`, :data:`MAPPING_INIT_KWARGS` and
+    :data:`SYNTHESIS_INIT_KWARGS` say; kwargs in none of them are reported as unknown. With a
+    ``report``, fills its ``module``, ``ignored_kwargs`` and ``unknown_kwargs``. Returns
+    (G, used_keys, notes)."""
+    if module == "training.networks_stylegan3" or any(k.startswith("synthesis.input.") for k in sd):
+        raise ValueError("this is an alias-free StyleGAN3 generator (stylegan3's training.networks_stylegan3): not "
+                         "supported, only StyleGAN2 generators (stylegan3 --cfg=stylegan2, stylegan2-ada-pytorch, "
+                         "rosinality) load")
+    if module is not None and module not in NVLABS_CLASS_DEFAULTS:
+        raise ValueError(f"module must be one of {sorted(NVLABS_CLASS_DEFAULTS)} or None, got {module!r}")
+    module, kv, ignored, unknown, kw_notes = _resolve_nvlabs_kwargs(dict(init_kwargs or {}), module, init_args)
+    if kv.get("c_dim") or "mapping.embed.weight" in sd:
+        raise ValueError("conditional NVlabs generators (c_dim > 0, mapping.embed) are not supported")
     n_mlp = 0
     while f"mapping.fc{n_mlp}.weight" in sd:
         n_mlp += 1
     if n_mlp == 0 or "synthesis.b4.const" not in sd:
-        raise ValueError("not a stylegan2-ada-pytorch generator (missing mapping.fc0 / synthesis.b4.const)")
-    w_dim, z_dim = sd["mapping.fc0.weight"].shape
-    mk = dict(init_kwargs.get("mapping_kwargs") or {})
-    sk = dict(init_kwargs.get("synthesis_kwargs") or {})
-    lr_mlp = float(mk.get("lr_multiplier", 0.01))
-    conv_clamp = sk.get("conv_clamp", None)
-    if sk.get("architecture", "skip") != "skip":
-        raise ValueError(f"only the 'skip' synthesis architecture (config-f) is supported, got {sk['architecture']!r}")
+        raise ValueError("not an NVlabs StyleGAN2 generator (missing mapping.fc0 / synthesis.b4.const)")
+    z_dim = sd["mapping.fc0.weight"].shape[1]
+    w_dim = sd[f"mapping.fc{n_mlp - 1}.weight"].shape[0]
+    hidden = {sd[f"mapping.fc{i}.weight"].shape[0] for i in range(n_mlp - 1)}
     res = 4
     while f"synthesis.b{res * 2}.conv0.weight" in sd:
         res *= 2
@@ -454,7 +677,29 @@ def nvlabs_to_generator(sd: dict, init_kwargs: dict | None = None):
     while r <= resolution:
         channels[r] = sd[f"synthesis.b{r}.conv0.weight"].shape[0]
         r *= 2
+
+    def check(key, actual):
+        if kv.get(key) is not None and int(kv[key]) != int(actual):
+            raise ValueError(f"NVlabs generator init kwarg {key.split('.')[-1]}={kv[key]} does not match the "
+                             f"weights, which have {actual}")
+
+    check("z_dim", z_dim)
+    check("w_dim", w_dim)
+    check("img_resolution", resolution)
+    check("mapping.num_layers", n_mlp)
+    check("mapping.layer_features", w_dim)
+    if hidden - {w_dim}:
+        raise ValueError(f"mapping layers of width {sorted(hidden)} differ from w_dim={w_dim}: not supported")
+    if "synthesis.channel_base" in kv or "synthesis.channel_max" in kv:
+        base, cmax = int(kv.get("synthesis.channel_base", 32768)), int(kv.get("synthesis.channel_max", 512))
+        derived = {r: min(base // r, cmax) for r in channels}
+        if derived != channels:
+            raise ValueError(f"NVlabs generator init kwargs channel_base={base}, channel_max={cmax} give channels "
+                             f"{derived}, the weights have {channels}")
     cfg = _infer_channel_config(channels, resolution)
+    lr_mlp = float(kv["mapping.lr_multiplier"])
+    conv_clamp = kv["synthesis.conv_clamp"]
+    conv_clamp = None if conv_clamp is None else float(conv_clamp)
     G = Generator(resolution, z_dim=z_dim, w_dim=w_dim, n_mlp=n_mlp, lr_mlp=lr_mlp, conv_clamp=conv_clamp, **cfg)
     vals, used, notes = {}, set(), []
 
@@ -488,10 +733,22 @@ def nvlabs_to_generator(sd: dict, init_kwargs: dict | None = None):
     if "mapping.w_avg" not in sd:
         G.mapping.w_avg.copy_(G.mean_w())
         notes.append("no mapping.w_avg in the file: average w computed from 4096 samples (seed 0)")
-    if conv_clamp is not None:
-        notes.append(f"conv_clamp={conv_clamp} from the pickle's synthesis_kwargs")
+    notes.extend(kw_notes)
+    if ignored:
+        notes.append("init kwargs ignored: " + ", ".join(
+            f"{k}={v!r} ({_spec_of(k).why})" for k, v in sorted(ignored.items())))
+    if unknown:
+        notes.append("unknown init kwargs, not read: " + ", ".join(f"{k}={v!r}" for k, v in sorted(unknown.items())))
+    if report is not None:
+        report.module, report.ignored_kwargs, report.unknown_kwargs = module, dict(ignored), dict(unknown)
     return G, used, notes
 
+
+def _spec_of(qualified: str) -> InitKwarg:
+    if qualified.startswith("mapping_kwargs."):
+        return MAPPING_INIT_KWARGS[qualified.split(".", 1)[1]]
+    name = qualified.split(".", 1)[1] if qualified.startswith("synthesis_kwargs.") else qualified
+    return SYNTHESIS_INIT_KWARGS.get(name) or GENERATOR_INIT_KWARGS[name]
 
 # --------------------------------------------------------------------------------------------
 # Our own format
@@ -543,7 +800,8 @@ def load_raw(path):
 
 def load_generator(path, which: str | None = None, return_report: bool = False):
     """Load a StyleGAN2 generator from ``path``: our ``.safetensors``, a rosinality ``.pt`` or an
-    NVlabs stylegan2-ada-pytorch ``.pkl``, detected from the content. ``which`` picks the network
+    NVlabs ``.pkl`` (stylegan2-ada-pytorch, or stylegan3 for its StyleGAN2 config), detected from
+    the content. ``which`` picks the network
     ("g_ema"/"g" for rosinality, "G_ema"/"G" for NVlabs; default: the EMA one). With
     ``return_report=True`` returns ``(G, LoadReport)``. Raises FileNotFoundError for a missing file,
     :class:`UnsafePickleError` for a pickle that would run code, ValueError for other layouts."""
@@ -566,8 +824,14 @@ def _generator_from_object(obj, which, path):
         net = obj[key]
         sd = placeholder_state_dict(net)
         init_kwargs = (net.state or {}).get("_init_kwargs") or {}
-        G, used, notes = nvlabs_to_generator(sd, dict(init_kwargs))
-        report = LoadReport("NVlabs stylegan2-ada-pytorch", path, sorted(set(sd) - used), notes)
+        init_args = tuple((net.state or {}).get("_init_args") or ())
+        module = nvlabs_module(getattr(net, "module_src", None))
+        report = LoadReport("NVlabs", path)
+        try:
+            G, used, notes = nvlabs_to_generator(sd, dict(init_kwargs), module, report, init_args)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        report.format, report.unused_keys, report.notes = NVLABS_MODULES[report.module], sorted(set(sd) - used), notes
         others = sorted(str(k) for k in obj if k != key)
         if others:
             report.notes.append(f"other entries not loaded: {', '.join(others)}")

@@ -190,9 +190,54 @@ def to_rosinality(P, dtype=torch.float32):
 
 
 # ------------------------------------------------------------------------------------------
-# NVlabs stylegan2-ada-pytorch layout: pickled torch_utils.persistence objects
+# NVlabs layouts (stylegan2-ada-pytorch, stylegan3): pickled torch_utils.persistence objects
 # ------------------------------------------------------------------------------------------
 SOURCE_SENTINEL = "FE_FAST_TEST_MODULE_SRC_EXECUTED"
+
+# A persistence record is {type, version, module_src, class_name, state}: the *source* of the
+# class's module travels with it (no module name). Stand-ins for that source: a first line that
+# would create the sentinel file if anything ran it, then the constructor signatures that
+# distinguish the repositories' modules, as their documentation gives them (bodies elided).
+_MODULE_SIGNATURES = {
+    # stylegan2-ada-pytorch training/networks.py: synthesis options nested, no clamp by default
+    "training.networks": (
+        "class SynthesisBlock(torch.nn.Module):\n"
+        "    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last,\n"
+        "                 architecture='skip', resample_filter=[1, 3, 3, 1], conv_clamp=None, use_fp16=False,\n"
+        "                 fp16_channels_last=False, **layer_kwargs):\n"
+        "        ...\n"
+        "class Generator(torch.nn.Module):\n"
+        "    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={},\n"
+        "                 synthesis_kwargs={}):\n"
+        "        ...\n"),
+    # stylegan3 training/networks_stylegan2.py: synthesis options flat, clamp 256 by default
+    "training.networks_stylegan2": (
+        "class SynthesisBlock(torch.nn.Module):\n"
+        "    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last,\n"
+        "                 architecture='skip', resample_filter=[1, 3, 3, 1], conv_clamp=256, use_fp16=False,\n"
+        "                 fp16_channels_last=False, fused_modconv_default=True, **layer_kwargs):\n"
+        "        ...\n"
+        "class Generator(torch.nn.Module):\n"
+        "    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={},\n"
+        "                 **synthesis_kwargs):\n"
+        "        ...\n"),
+    # stylegan3 training/networks_stylegan3.py: the alias-free generator (Fourier-feature input)
+    "training.networks_stylegan3": (
+        "class SynthesisInput(torch.nn.Module):\n"
+        "    def __init__(self, w_dim, channels, size, sampling_rate, bandwidth):\n"
+        "        ...\n"
+        "class Generator(torch.nn.Module):\n"
+        "    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={},\n"
+        "                 **synthesis_kwargs):\n"
+        "        ...\n"),
+}
+
+
+def nvlabs_module_source(module, sentinel_path) -> str:
+    """Stand-in module source for ``module`` (a key of ``_MODULE_SIGNATURES`` or None: only the
+    sentinel line). Running it would write the sentinel file at ``sentinel_path``."""
+    src = f"open({sentinel_path!r}, 'w').write({SOURCE_SENTINEL!r})\n"
+    return src if module is None else src + "import torch\n" + _MODULE_SIGNATURES[module]
 
 
 class FakeNVlabsModules:
@@ -232,7 +277,7 @@ class FakeNVlabsModules:
                 sys.modules[n] = m
 
 
-def _persistent_class(fake: FakeNVlabsModules, module_src_path: str):
+def _persistent_class(fake: FakeNVlabsModules, src: str):
     class Persistent(torch.nn.Module):
         def __init__(self, class_name, **init_kwargs):
             super().__init__()
@@ -243,21 +288,38 @@ def _persistent_class(fake: FakeNVlabsModules, module_src_path: str):
         def __reduce__(self):
             state = dict(self.__dict__)
             cls = state.pop("_nv_class")
-            src = f"open({module_src_path!r}, 'w').write({SOURCE_SENTINEL!r})\n"
-            meta = dict(type="class", version=4, module_src=src, class_name=cls, state=state)
+            meta = dict(type="class", version=6, module_src=src, class_name=cls, state=state)
             return (fake.reconstruct, (meta,))
 
     return Persistent
 
 
-def build_nvlabs_pickle(P, path, module_src_path, dtype=torch.float32):
-    """Write a stylegan2-ada-pytorch-like ``.pkl`` (G, D, G_ema, training_set_kwargs) for params P.
-    Executing the stored module source would create ``module_src_path``."""
+def build_nvlabs_pickle(P, path, module_src_path, dtype=torch.float32, module="training.networks",
+                        synthesis_kwargs=None, generator_kwargs=None, mapping_kwargs=None, layout=None):
+    """Write an NVlabs ``.pkl`` (G, D, G_ema, augment_pipe, training_set_kwargs) for params P, as
+    the repository of ``module`` writes it (see ``_MODULE_SIGNATURES``; None: a source that names
+    no module). The generator's init kwargs are z_dim, c_dim, w_dim, img_resolution,
+    img_channels, mapping_kwargs (``mapping_kwargs``, default num_layers) and the synthesis
+    options ``synthesis_kwargs`` (default: channel_base/channel_max of P, conv_clamp=None and
+    architecture='skip' for stylegan2-ada-pytorch, what stylegan3's train.py passes for
+    ``--cfg=stylegan2`` otherwise), nested under ``synthesis_kwargs`` (``layout="nested"``, the
+    default for ``training.networks``) or flat (``layout="flat"``, stylegan3's Generator);
+    ``generator_kwargs`` updates the top level last. Executing the stored module source would
+    create ``module_src_path``."""
     import pickle
+
+    if layout is None:
+        layout = "nested" if module in ("training.networks", None) else "flat"
+    if synthesis_kwargs is None:
+        synthesis_kwargs = (dict(channel_base=256, channel_max=32, conv_clamp=None, architecture="skip")
+                            if module == "training.networks" else
+                            dict(channel_base=256, channel_max=32, fused_modconv_default="inference_only"))
+    g_kwargs = dict(z_dim=P["z_dim"], c_dim=0, w_dim=P["w_dim"], img_resolution=P["resolution"], img_channels=3)
+    src = nvlabs_module_source(module, module_src_path)
 
     t = lambda x: torch.nn.Parameter(x.to(dtype).clone())  # noqa: E731
     with FakeNVlabsModules() as fake:
-        Persistent = _persistent_class(fake, module_src_path)
+        Persistent = _persistent_class(fake, src)
 
         def fc(W, b, lr, act):
             m = Persistent("FullyConnectedLayer", in_features=W.shape[1], out_features=W.shape[0],
@@ -269,10 +331,14 @@ def build_nvlabs_pickle(P, path, module_src_path, dtype=torch.float32):
             return m
 
         def G():
-            g = Persistent("Generator", z_dim=P["z_dim"], c_dim=0, w_dim=P["w_dim"], img_resolution=P["resolution"],
-                           img_channels=3, mapping_kwargs=fake.EasyDict(num_layers=len(P["mapping"])),
-                           synthesis_kwargs=fake.EasyDict(channel_base=256, channel_max=32, conv_clamp=None,
-                                                          architecture="skip"))
+            kw = dict(g_kwargs, mapping_kwargs=fake.EasyDict(mapping_kwargs if mapping_kwargs is not None
+                                                             else dict(num_layers=len(P["mapping"]))))
+            if layout == "nested":
+                kw["synthesis_kwargs"] = fake.EasyDict(synthesis_kwargs)
+            else:
+                kw.update(synthesis_kwargs)
+            kw.update(generator_kwargs or {})
+            g = Persistent("Generator", **kw)
             mp = Persistent("MappingNetwork", z_dim=P["z_dim"], w_dim=P["w_dim"])
             for i, (W, b) in enumerate(P["mapping"]):
                 setattr(mp, f"fc{i}", fc(W, b, P["lr_mul"], "lrelu"))
