@@ -535,8 +535,7 @@ SYNTHESIS_INIT_KWARGS = {
     "kernel_size": InitKwarg("honoured", "only 3x3 convolutions are implemented", (3,)),
     "use_noise": InitKwarg("honoured", "the noise inputs (noise_const, noise_strength) are required", (True,)),
     "activation": InitKwarg("honoured", "the synthesis layers use leaky ReLU", ("lrelu",)),
-    "num_fp16_res": InitKwarg("ignored", "fp16 blocks are a CUDA speed option (NVlabs runs them in float32 "
-                                         "off the GPU); fe_fast computes in float32"),
+    "num_fp16_res": InitKwarg("ignored", "fp16 blocks are a CUDA speed option; fe_fast computes in float32"),
     "fp16_channels_last": InitKwarg("ignored", "memory layout of the fp16 blocks only"),
     "fused_modconv_default": InitKwarg("ignored", "fused (grouped) or separate modulated convolution: "
                                                   "the same arithmetic, only the kernel differs"),

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fe_fast.teachers.preprocess import resize_for_teacher
 from fe_fast.teachers.resnet50 import _load_strict, read_state_dict
 
 __all__ = ["BISENET_CLASSES", "BISENET_TO_TOY", "BiSeNet", "BiSeNetParser", "load_bisenet"]
@@ -168,9 +169,11 @@ class BiSeNet(nn.Module):
 
 
 class BiSeNetParser(nn.Module):
-    """Region teacher from real weights: images in [-1, 1] are resized to ``input_size``
-    (512 for the public checkpoint), ImageNet-normalised, parsed, and the main logits are
-    resized back: returns (B, 19, H, W) in :data:`BISENET_CLASSES` order.
+    """Region teacher from real weights: images (B, 3, H, W) in [-1, 1] of any size (a
+    generator's 1024x1024 included) are brought to ``input_size`` x ``input_size`` (512 for the
+    public checkpoint) with :func:`~fe_fast.teachers.preprocess.resize_for_teacher` (whole frame,
+    antialiased bilinear), ImageNet-normalised and parsed; the main logits go back to (H, W)
+    through the same resize: returns (B, 19, H, W) in :data:`BISENET_CLASSES` order.
     :meth:`toy_logits` merges them into the toy classes by ``logsumexp`` (beard gets -inf)."""
 
     def __init__(self, net: BiSeNet, input_size: int = 512):
@@ -183,10 +186,9 @@ class BiSeNetParser(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}")
-        size = x.shape[-2:]
-        y = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        y = resize_for_teacher(x, self.input_size)
         out = self.net(((y + 1.0) * 0.5 - self.mean) / self.std)[0]
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return resize_for_teacher(out, tuple(x.shape[-2:]))
 
     def toy_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits over :data:`fe_fast.datasets.toyfaces.MASK_CLASSES` (B, 10, H, W)."""
@@ -205,7 +207,9 @@ class BiSeNetParser(nn.Module):
 
 def load_bisenet(path, n_classes: int = 19, input_size: int = 512, width: int = 64) -> BiSeNetParser:
     """Load a user's face-parsing BiSeNet ``state_dict`` (e.g. the public 19-class CelebAMask-HQ
-    checkpoint) from ``path`` and wrap it in :class:`BiSeNetParser` (eval mode). Raises
+    checkpoint) from ``path`` and wrap it in :class:`BiSeNetParser` (eval mode; images of any
+    size are resized to ``input_size`` and the logits back, see
+    :func:`~fe_fast.teachers.preprocess.resize_for_teacher`). Raises
     ``FileNotFoundError`` naming ``path`` when it is missing and ``ValueError`` listing missing or
     unexpected keys and shape mismatches when it is not this architecture."""
     path = Path(path)

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from fe_fast.teachers.preprocess import resize_for_teacher
 
 __all__ = ["CELEBA_ATTRIBUTES", "CelebAResNet50", "ResNet50", "load_celeba_resnet50", "read_state_dict"]
 
@@ -87,9 +88,11 @@ class ResNet50(nn.Module):
 
 
 class CelebAResNet50(nn.Module):
-    """Attribute teacher from real weights: resizes images in [-1, 1] to ``input_size``
-    (bilinear), normalises with the ImageNet mean/std (torchvision convention) and returns the
-    ResNet-50 logits (B, 40) in :data:`CELEBA_ATTRIBUTES` order."""
+    """Attribute teacher from real weights. Takes images (B, 3, H, W) in [-1, 1] of any size (a
+    generator's 1024x1024 included), brings them to ``input_size`` x ``input_size`` with
+    :func:`~fe_fast.teachers.preprocess.resize_for_teacher` (whole frame, antialiased bilinear),
+    normalises with the ImageNet mean/std (torchvision convention) and returns the ResNet-50
+    logits (B, 40) in :data:`CELEBA_ATTRIBUTES` order."""
 
     def __init__(self, net: ResNet50, input_size: int = 224, attributes: Sequence[str] = CELEBA_ATTRIBUTES):
         super().__init__()
@@ -102,8 +105,7 @@ class CelebAResNet50(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}")
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        x = resize_for_teacher(x, self.input_size)
         return self.net(((x + 1.0) * 0.5 - self.mean) / self.std)
 
 
@@ -139,7 +141,8 @@ def _load_strict(model: nn.Module, sd: dict, path, what: str):
 def load_celeba_resnet50(path, num_outputs: int = 40, input_size: int = 224, width: int = 64) -> CelebAResNet50:
     """Load a user's CelebA attribute ResNet-50 (a torchvision ``resnet50`` state_dict with a
     ``num_outputs``-way ``fc``) from ``path`` and return it wrapped in :class:`CelebAResNet50`,
-    in eval mode. Raises ``FileNotFoundError`` naming ``path`` when the file is missing and
+    in eval mode; it takes images of any size and resizes them to ``input_size`` (see
+    :func:`~fe_fast.teachers.preprocess.resize_for_teacher`). Raises ``FileNotFoundError`` naming ``path`` when the file is missing and
     ``ValueError`` listing missing/unexpected keys or shape mismatches."""
     path = Path(path)
     if not path.is_file():

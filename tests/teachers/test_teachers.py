@@ -197,3 +197,77 @@ def test_bisenet_loader(tmp_path):
     torch.save(sd, path)
     with pytest.raises(ValueError, match="ffm.conv1.weight"):
         load_bisenet(path, width=8)
+
+
+def _triangle_resize(n_in: int, n_out: int) -> torch.Tensor:
+    """The documented resize along one axis, written out: output pixel i (centre (i + 0.5) *
+    n_in / n_out in input pixels) averages the input pixels j (centres j + 0.5) with weights
+    max(0, 1 - |d| / s), s = max(1, n_in / n_out), normalised to sum 1. Float64 [n_out, n_in]."""
+    scale = n_in / n_out
+    out_c = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale
+    in_c = torch.arange(n_in, dtype=torch.float64) + 0.5
+    w = (1 - (in_c[None] - out_c[:, None]).abs() / max(scale, 1.0)).clamp(min=0)
+    return w / w.sum(1, keepdim=True)
+
+
+def _resize_by_hand(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    My, Mx = _triangle_resize(x.shape[-2], h), _triangle_resize(x.shape[-1], w)
+    return torch.einsum("yi,bcij,xj->bcyx", My, x.double(), Mx).to(x.dtype)
+
+
+_MEAN, _STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def test_teachers_take_a_1024_generator_image_through_the_documented_resize(tmp_path):
+    import torch.nn.functional as F
+
+    from fe_fast.teachers import resize_for_teacher
+
+    x = torch.rand(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    x0 = x.clone()
+    by_hand = _resize_by_hand(x.double(), 224, 224)
+    torch.testing.assert_close(resize_for_teacher(x.double(), 224), by_hand, atol=1e-12, rtol=0)
+    by_hand = by_hand.float()
+    torch.testing.assert_close(resize_for_teacher(x, 224), by_hand, atol=5e-5, rtol=0)  # float32 sums
+    # the antialiasing matters: plain bilinear (2x2 samples per output pixel) is far from it
+    naive = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+    assert float((naive - by_hand).abs().mean()) > 0.1
+
+    torch.manual_seed(0)
+    net = ResNet50(num_classes=40, width=4).eval()
+    path = tmp_path / "celeba_resnet50.pth"
+    torch.save(net.state_dict(), path)
+    model = load_celeba_resnet50(path, width=4)  # the default input size, 224
+    with torch.no_grad():
+        got = model(x)
+        ref = net(((by_hand + 1) / 2 - _MEAN) / _STD)
+    assert got.shape == (1, 40)
+    torch.testing.assert_close(got, ref, atol=1e-3, rtol=1e-3)
+    assert torch.equal(x, x0)
+    # differentiable, as the editing methods need
+    xg = x[:1, :, :256, :256].clone().requires_grad_()
+    model(xg)[:, 31].sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all() and float(xg.grad.abs().sum()) > 0
+
+    torch.manual_seed(1)
+    bnet = BiSeNet(19, width=8).eval()
+    bpath = tmp_path / "79999_iter.pth"
+    torch.save(bnet.state_dict(), bpath)
+    parser = load_bisenet(bpath, width=8)  # the default input size, 512
+    with torch.no_grad():
+        out = parser(x)
+        small = bnet(((_resize_by_hand(x, 512, 512) + 1) / 2 - _MEAN) / _STD)[0]
+    assert out.shape == (1, len(BISENET_CLASSES), 1024, 1024)
+    # the logits come back to 1024 through the same resize (four classes checked by hand)
+    torch.testing.assert_close(out[:, :4], _resize_by_hand(small[:, :4], 1024, 1024), atol=1e-3, rtol=1e-3)
+
+
+def test_resize_for_teacher_arguments():
+    from fe_fast.teachers import resize_for_teacher
+
+    x = torch.zeros(1, 3, 8, 8)
+    assert resize_for_teacher(x, 8) is x and resize_for_teacher(x, (4, 6)).shape == (1, 3, 4, 6)
+    with pytest.raises(ValueError, match="x must be"):
+        resize_for_teacher(torch.zeros(3, 8, 8), 4)
+    with pytest.raises(ValueError, match="size must be"):
+        resize_for_teacher(x, 0)
