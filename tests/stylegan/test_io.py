@@ -361,3 +361,18 @@ def test_unrecognised_module_source_falls_back_on_the_kwargs_layout(tmp_path, pa
     build_nvlabs_pickle(P, path, marker, module=None, layout="flat", synthesis_kwargs={})
     with pytest.raises(ValueError, match="cannot tell which NVlabs repository"):
         load_generator(path)
+
+
+def test_positional_init_args_are_read_as_the_generator_signature(tmp_path, params):
+    from fe_fast.stylegan.io import nvlabs_to_generator, placeholder_state_dict
+
+    path = tmp_path / "g.pkl"
+    build_nvlabs_pickle(params, path, str(tmp_path / "m"), module=SG3)
+    sd = placeholder_state_dict(restricted_load(path)["G_ema"])
+    syn = dict(channel_base=256, channel_max=32)
+    G, _, notes = nvlabs_to_generator(sd, syn, SG3, init_args=(32, 0, 32, 16, 3))
+    assert G.resolution == 16 and G.config["conv_clamp"] == 256
+    with pytest.raises(ValueError, match="z_dim=64"):
+        nvlabs_to_generator(sd, syn, SG3, init_args=(64,))
+    with pytest.raises(ValueError, match="both positionally and as a keyword"):
+        nvlabs_to_generator(sd, dict(syn, z_dim=32), SG3, init_args=(32,))
