@@ -8,7 +8,7 @@ noise, bias, leaky ReLU and gain, and stores once.
 
 up=2 (transposed conv stride 2 + [1,3,3,1] blur, k=3) runs as four polyphase 3x3 convolutions:
 the blur is folded into the weight (a 6x6 kernel, split by output-pixel parity into four 3x3
-kernels, see ``fe_fast.ops.modulated_conv._phase_weights``); output pixel (2q+py, 2r+px) of
+kernels, see ``fe_fast.ops._modconv_triton.phase_weights``); output pixel (2q+py, 2r+px) of
 phase (py, px) is a padding-1 3x3 conv of x at (q, r). This costs 4x the MACs of the transposed
 conv but fuses blur, noise, bias and activation into the same kernel.
 """

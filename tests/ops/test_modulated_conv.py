@@ -19,7 +19,7 @@ def _cpu_layout(request, monkeypatch):
     the NCHW path) and with its NHWC up=1 path forced (csrc modulate_nhwc / epilogue_fwd_nhwc,
     the custom backward)."""
     if request.param == "nhwc-always":
-        import fe_fast.ops.modulated_conv as mc
+        import fe_fast.ops._modconv_cpu as mc
 
         monkeypatch.setattr(mc, "_NHWC_MIN_HW", 0)
 
