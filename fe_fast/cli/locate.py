@@ -1,6 +1,7 @@
 """``fe-fast locate``: the S channels of an attribute (classifier teacher, thesis eq. 6-4..6-6) or of
 a region (parser teacher, eq. 6-2), printed as thesis Table 6-3 or as JSON
-(list of {layer, channel, rank, score})."""
+(list of {layer, channel, rank, score}). Under ``torchrun --nproc_per_node N -m fe_fast locate ...`` the
+samples are shared out over the ranks (gloo) and rank 0 prints the one-process result."""
 from __future__ import annotations
 
 
@@ -18,7 +19,10 @@ def add_teacher_args(p, required: bool = True):
                    help="layer-then-channel (thesis) or the §6.3.4 ablations")
     p.add_argument("--threshold", type=float, default=0.5, help="positive when p > threshold (default 0.5)")
     p.add_argument("--max-positives", type=int, default=50, help="most confident positives kept (default 50)")
-    p.add_argument("--batch-size", type=int, default=16, help="samples per backward pass (default 16)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per backward pass (default: from the generator's size, 16 small, 2 at 1024)")
+    p.add_argument("--cache-dir", help="keep finished chunks here; the same command again resumes an "
+                                       "interrupted run (refused if the arguments differ)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the N samples (default 0)")
 
 
@@ -57,12 +61,14 @@ def locate_from_args(args, G):
         teacher, target = load_teacher(args.parser, kind="face_parser"), args.region
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.threshold < 1.0:
         raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
     return locate(G, teacher, target, n_samples=args.n, k=args.k, layers=parse_layers(args.layers),
                   n_layers=args.n_layers, selection=args.selection, threshold=args.threshold,
                   max_positives=args.max_positives, batch_size=args.batch_size, seed=args.sample_seed,
-                  progress=not getattr(args, "no_progress", True))
+                  cache_dir=args.cache_dir, progress=not getattr(args, "no_progress", True))
 
 
 def channels_from_args(args, G, channels_form: str = "LAYER:CHANNEL,..."):
@@ -81,13 +87,20 @@ def channels_from_args(args, G, channels_form: str = "LAYER:CHANNEL,..."):
 def run(args) -> int:
     import json
 
+    from fe_fast.editing.distributed import init_from_env, is_main, shutdown
     from fe_fast.stylegan.io import load_generator
 
     G = load_generator(args.generator)
-    cs = locate_from_args(args, G)
-    if args.json:
-        print(json.dumps(cs.to_json()))
-    else:
-        print(cs.table())
-        print(f"located in {cs.seconds:.1f} s")
+    joined = init_from_env()  # under torchrun: one shard of the samples per rank
+    try:
+        cs = locate_from_args(args, G)
+        if is_main():
+            if args.json:
+                print(json.dumps(cs.to_json()))
+            else:
+                print(cs.table())
+                print(f"located in {cs.seconds:.1f} s")
+    finally:
+        if joined:
+            shutdown()
     return 0

@@ -39,7 +39,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Channel", "ChannelSet", "locate", "sample_styles", "style_offsets", "flatten_s", "unflatten_s",
+__all__ = ["Channel", "ChannelSet", "locate", "auto_batch_sizes", "sample_styles", "style_offsets", "flatten_s", "unflatten_s",
            "teacher_kind", "attribute_index", "region_index", "classify", "render", "positives_for_attribute"]
 
 
@@ -284,6 +284,78 @@ class ChannelSet:
 
 
 # --------------------------------------------------------------------------------------------
+# Run plan: batch sizes, distributed ranks
+# --------------------------------------------------------------------------------------------
+ACTIVATION_BUDGET = 4 << 30  # bytes of activations one batch may hold (with G and the buffers: < 8 GiB at 1024)
+PACKED_BUDGET = 1 << 30  # per-sample gradients stay packed [P, C] up to this size, else reduced chunk by chunk
+
+
+def _feature_bytes(G) -> int:
+    """float32 bytes of one sample's feature maps, one per resolution (sum over r of C_r r^2 4):
+    263 MB for the 1024 config-f generator."""
+    widest = {}
+    for t in G.synthesis.s_layers:
+        if t.kind == "conv":
+            widest[t.resolution] = max(widest.get(t.resolution, 0), t.out_channels)
+    return 4 * sum(c * r * r for r, c in widest.items())
+
+
+def auto_batch_sizes(G, budget: int = ACTIVATION_BUDGET):
+    """(teacher-pass batch, gradient batch) for ``G``: as many samples as fit ``budget`` bytes of
+    activations (a forward keeps about 3, a forward + backward about 6 feature-map stacks per
+    sample, measured at 1024), at most 64 and 16. 1024 config-f: (5, 2); small generators: (64, 16)."""
+    f = max(1, _feature_bytes(G))
+    return max(1, min(64, budget // (3 * f))), max(1, min(16, budget // (6 * f)))
+
+
+def _dist():
+    """(torch.distributed or None, rank, world size): the process group of ``torchrun`` when one is
+    initialised (:func:`fe_fast.editing.distributed.init_from_env`)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def _gather_chunks(dist, mine: dict) -> dict:
+    """Union over ranks of {chunk index: payload} (payloads on the CPU)."""
+    if dist is None:
+        return dict(mine)
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, mine)
+    out = {}
+    for p in parts:
+        out.update(p)
+    return out
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=not enabled, leave=False,
+                dynamic_ncols=True)
+
+
+def _finish_streamed(n: int, s_sum: torch.Tensor, a_sum: torch.Tensor, off: torch.Tensor, k: int, dtype):
+    """The outputs of :func:`fe_fast.ops.s_grad_reduce.s_grad_reduce` from float64 signed and
+    absolute gradient sums over ``n`` positives (eq. 6-5 means, layer responses, eq. 6-6 top-k with
+    ties to the smaller channel index, as the kernel)."""
+    from fe_fast.ops.s_grad_reduce import SGradReduce
+
+    mean, mean_abs = (s_sum / n).to(dtype), (a_sum / n).to(dtype)
+    L = off.numel() - 1
+    layer = torch.empty(L, dtype=dtype)
+    idx = torch.empty(L, k, dtype=torch.int64)
+    for l in range(L):
+        a, b = int(off[l]), int(off[l + 1])
+        layer[l] = mean_abs[a:b].double().mean().to(dtype)
+        idx[l] = torch.sort(mean[a:b].abs(), descending=True, stable=True).indices[:k]
+    val = torch.stack([mean[int(off[l]) + idx[l]] for l in range(L)])
+    return SGradReduce(mean, mean_abs, layer, idx, val)
+
+
+# --------------------------------------------------------------------------------------------
 # locate
 # --------------------------------------------------------------------------------------------
 def _candidate_layers(G, kinds) -> List[int]:
@@ -312,11 +384,101 @@ def _resolve_layers(layers, candidates: List[int], response: torch.Tensor, n_lay
     return out
 
 
+def _check_batch(name, v):
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ValueError(f"{name} must be a positive int or None (automatic), got {v!r}")
+
+
+def _teacher_stage(G, teacher, s, mode: str, idx: int, tb: int, teacher_size, cache, dist, rank, world,
+                   progress: bool) -> dict:
+    """First pass, thesis Fig. 6-1 "teacher": every sample rendered once (no graph) in chunks of
+    ``tb``; kept per chunk: the classifier's logits [b, A] (attribute), or the parser's region mask
+    at the teacher's resolution and whether the region is present at G's (region). Chunk c is
+    computed by rank c % world; finished chunks go to the cache as they are done."""
+    n = s[0].shape[0]
+    n_chunks = (n + tb - 1) // tb
+    mine = [c for c in range(n_chunks) if c % world == rank]
+    done = {}
+    for c in mine:
+        got = cache.get(f"teacher_{c:06d}")
+        if got is not None:
+            done[c] = got
+    bar = _progress(sum(min(tb, n - c * tb) for c in mine), "locate: teacher", progress,
+                    sum(min(tb, n - c * tb) for c in done))
+    with torch.no_grad(), _eval_mode(teacher):
+        for c in mine:
+            if c in done:
+                continue
+            a, b = c * tb, min(n, (c + 1) * tb)
+            img = render(G, [t[a:b] for t in s])
+            if mode == "attribute":
+                out = {"logits": teacher(_teacher_input(img, teacher_size)).float().cpu()}
+            else:
+                lab = teacher(_teacher_input(img, teacher_size)).argmax(1, keepdim=True)
+                small = (lab[:, 0] == idx)
+                if lab.shape[-1] != img.shape[-1]:
+                    lab = F.interpolate(lab.float(), size=img.shape[-2:], mode="nearest")
+                present = (lab[:, 0] == idx).flatten(1).any(1)
+                out = {"mask": small.cpu(), "present": present.cpu()}
+            cache.put(f"teacher_{c:06d}", out)
+            done[c] = out
+            bar.update(b - a)
+    bar.close()
+    return _gather_chunks(dist, done)
+
+
+def _gradient_stage(G, s, pos_idx: torch.Tensor, objective_for, gb: int, cache, dist, rank, world,
+                    progress: bool, keep: bool, off, backend):
+    """Second pass: only the positives, in chunks of ``gb`` (global order of their sample index);
+    chunk j is computed by rank j % world and written to the cache as soon as it is done. Returns
+    the chunks {j: [b, C]} (``keep``) or their float64 signed/absolute sums {j: (n, sum, sum|.|)}."""
+    P = pos_idx.numel()
+    n_chunks = (P + gb - 1) // gb
+    mine = [j for j in range(n_chunks) if j % world == rank]
+    from fe_fast.ops.s_grad_reduce import s_grad_reduce
+
+    out = {}
+    acc, dtype = None, None
+    cached = {}
+    for j in mine:
+        got = cache.get(f"grads_{j:06d}")
+        if got is not None:
+            want = pos_idx[j * gb:(j + 1) * gb]
+            if not torch.equal(got["index"], want):
+                raise ValueError(f"cache_dir {cache.root}: grads_{j:06d}.pt holds other samples than this run's "
+                                 "positives; delete the directory")
+            cached[j] = got["grad"]
+    bar = _progress(sum(min(gb, P - j * gb) for j in mine), "locate: gradients", progress,
+                    sum(v.shape[0] for v in cached.values()))
+    for j in mine:
+        if j in cached:
+            g = cached[j]
+        else:
+            sel = pos_idx[j * gb:(j + 1) * gb]
+            g = per_sample_grads(G, [t[sel] for t in s], objective_for(sel), batch_size=sel.numel())
+            g = g.float() if g.dtype not in (torch.float32, torch.float64) else g
+            cache.put(f"grads_{j:06d}", {"index": sel.clone(), "grad": g.cpu()})
+            bar.update(sel.numel())
+        if keep:
+            out[j] = g.cpu()
+        else:  # streamed: only float64 sums stay in memory, this rank's chunks in their order
+            r = s_grad_reduce(g, off.to(g.device), None, 1, backend=backend)
+            b = g.shape[0]
+            acc = (b, r.mean.double().cpu() * b, r.mean_abs.double().cpu() * b) if acc is None else \
+                (acc[0] + b, acc[1] + r.mean.double().cpu() * b, acc[2] + r.mean_abs.double().cpu() * b)
+            dtype = g.dtype
+    bar.close()
+    if keep:
+        return _gather_chunks(dist, out)
+    return _gather_chunks(dist, {rank: (acc, dtype)})  # summed in rank order by the caller
+
+
 def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: Union[str, Sequence[int]] = "auto",
            *, n_layers: int = 1, selection: str = "layerwise", kinds: Sequence[str] = ("conv",), seed: int = 0,
            truncation_psi: float = 1.0, threshold: float = 0.5, max_positives: Optional[int] = 50,
-           batch_size: int = 16, teacher_size: Optional[int] = None, backend: Optional[str] = None,
-           progress: bool = False) -> ChannelSet:
+           batch_size: Optional[int] = None, teacher_batch_size: Optional[int] = None,
+           teacher_size: Optional[int] = None, backend: Optional[str] = None, cache_dir=None,
+           packed_budget: int = PACKED_BUDGET, progress: bool = False) -> ChannelSet:
     """Locate the S channels of an attribute (eq. 6-4..6-6) or a region (eq. 6-2).
 
     Args:
@@ -331,8 +493,22 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
         selection: "layerwise" (thesis), "global" or "whole" (the ablations of §6.3.4).
         kinds: which style layers are candidates ("conv", "torgb").
         threshold, max_positives: positive samples (p > threshold, at most max_positives).
+        batch_size, teacher_batch_size: samples per backward pass / per teacher-pass forward; None
+            picks them from G's size (:func:`auto_batch_sizes`: 2 and 5 at 1024, 16 and 64 for small G).
+        cache_dir: a directory where the run keeps its finished chunks (samples, teacher outputs,
+            gradients); the same call again continues where an interrupted one stopped
+            (:class:`fe_fast.editing.cache.RunCache`). k, layers, selection, kinds and backend are
+            not part of the cached work: one cache serves every selection.
+        packed_budget: bytes up to which the per-sample gradients are reduced as one packed [P, C]
+            buffer; beyond, chunk by chunk (memory then independent of the number of positives).
+        progress: tqdm bars with an ETA for the two passes.
 
-    Raises ValueError for an unknown target, a bad k/layers, or no positive sample."""
+    Under ``torchrun`` (an initialised ``torch.distributed`` group) the chunks of both passes are
+    shared out over the ranks, the positives are chosen from every rank's logits, and the
+    gradients are reduced in chunk order: every rank returns the channels of a one-process run.
+
+    Raises ValueError for an unknown target, a bad k/layers/batch size, a cache written for other
+    arguments, or no positive sample."""
     import time
 
     t0 = time.perf_counter()
@@ -340,6 +516,8 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
         raise ValueError(f"selection must be 'layerwise', 'global' or 'whole', got {selection!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    _check_batch("batch_size", batch_size)
+    _check_batch("teacher_batch_size", teacher_batch_size)
     mode = teacher_kind(teacher)
     idx = attribute_index(teacher, target) if mode == "attribute" else region_index(teacher, target)
     s_layers = G.synthesis.s_layers
@@ -347,51 +525,94 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
     candidates = _candidate_layers(G, kinds)
     if not isinstance(layers, str):
         _resolve_layers(layers, candidates, torch.zeros(L), n_layers, L)  # validate before the heavy work
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    tb_auto, gb_auto = auto_batch_sizes(G)
+    tb = int(teacher_batch_size or tb_auto)
+    gb = int(batch_size or gb_auto)
+    dist, rank, world = _dist()
+    progress = bool(progress) and rank == 0
+    from fe_fast.editing.cache import RunCache, module_fingerprint
+
+    key = {"target": target, "mode": mode, "n_samples": int(n_samples), "seed": int(seed),
+           "truncation_psi": float(truncation_psi), "threshold": float(threshold),
+           "max_positives": None if max_positives is None else int(max_positives), "batch_size": gb,
+           "teacher_batch_size": tb, "teacher_size": teacher_size, "noise_mode": "const",
+           "generator": module_fingerprint(G) if cache_dir is not None else None,
+           "teacher": module_fingerprint(teacher) if cache_dir is not None else None}
+    cache = RunCache(cache_dir, key)
+    if dist is not None and cache.enabled:  # rank 0 writes the manifest first (shared file systems)
+        if rank == 0:
+            cache.open()
+        dist.barrier()
+        if rank != 0:
+            cache.open()
+    else:
+        cache.open()
     G_was = G.training
     G.eval()
     try:
-        _, s = sample_styles(G, n_samples, seed, truncation_psi)
+        got = cache.get("samples")
+        if got is not None:
+            w = got["w"]
+            with torch.no_grad():
+                s = G.synthesis.w_to_s(w.to(device=_param(G).device, dtype=_param(G).dtype))
+        else:
+            w, s = sample_styles(G, n_samples, seed, truncation_psi)
+            if rank == 0:
+                cache.put("samples", {"w": w.detach().cpu()})
         timings = {"sample": time.perf_counter() - t0}
         t1 = time.perf_counter()
+        chunks = _teacher_stage(G, teacher, s, mode, idx, tb, teacher_size, cache, dist, rank, world, progress)
+        order = sorted(chunks)
         if mode == "attribute":
-            logits = classify(G, teacher, s, teacher_size=teacher_size)
+            logits = torch.cat([chunks[c]["logits"] for c in order])
             pos = positives_for_attribute(logits, idx, threshold, max_positives)
             if not bool(pos.any()):
                 raise ValueError(f"the classifier finds no positive sample for {target!r} among {n_samples} "
                                  f"generated samples (max p = {float(torch.sigmoid(logits[:, idx]).max()):.3g}, "
                                  f"threshold {threshold}): raise n_samples or lower the threshold")
-            s_pos = [t[pos] for t in s]
-            timings["teacher"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-
-            def objective(img, start):  # eq. 6-4: cross-entropy of "attribute present"
-                lg = teacher(_teacher_input(img, teacher_size))[:, idx]
-                # -log sigmoid(l) written as softplus(-l): its gradient -sigmoid(-l) keeps its
-                # precision on confident positives, where sigmoid(l) - 1 rounds to 0 in float32
-                return F.softplus(-lg)
-
-            with _eval_mode(teacher):
-                grads = per_sample_grads(G, s_pos, objective, batch_size, progress=progress)
-            mask = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
-            sign = -1.0
         else:
-            masks = _region_masks(G, teacher, s, idx, batch_size, teacher_size, "const")
-            pos = masks.flatten(1).any(1)
+            pos = torch.cat([chunks[c]["present"] for c in order])
             if not bool(pos.any()):
                 raise ValueError(f"the parser finds region {target!r} in none of the {n_samples} generated samples")
-            s_pos = [t[pos] for t in s]
-            timings["teacher"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            m_pos = masks[pos].to(s[0].dtype)
-            area = m_pos.flatten(1).sum(1).clamp_min(1.0)
+        timings["teacher"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        pos_idx = torch.nonzero(pos).flatten().cpu()
+        dev = s[0].device
+        if mode == "attribute":
+            sign = -1.0
 
-            def objective(img, start):  # eq. 6-2: mean intensity inside M^r
-                m = m_pos[start:start + img.shape[0]]
-                return (img.mean(1) * m).flatten(1).sum(1) / area[start:start + img.shape[0]]
-
-            grads = per_sample_grads(G, s_pos, objective, batch_size, progress=progress)
-            mask = torch.ones(grads.shape[0], dtype=torch.bool, device=grads.device)
+            def objective_for(sel):
+                def objective(img, start):  # eq. 6-4: cross-entropy of "attribute present"
+                    lg = teacher(_teacher_input(img, teacher_size))[:, idx]
+                    # -log sigmoid(l) written as softplus(-l): its gradient -sigmoid(-l) keeps its
+                    # precision on confident positives, where sigmoid(l) - 1 rounds to 0 in float32
+                    return F.softplus(-lg)
+                return objective
+        else:
             sign = 1.0
+
+            def objective_for(sel):
+                small = torch.stack([chunks[int(i) // tb]["mask"][int(i) % tb] for i in sel]).to(dev)
+                m = small[:, None].to(s[0].dtype)
+                res = G.synthesis.resolution
+                if m.shape[-1] != res:
+                    m = F.interpolate(m, size=(res, res), mode="nearest")
+                m = m[:, 0]
+                area = m.flatten(1).sum(1).clamp_min(1.0)
+
+                def objective(img, start):  # eq. 6-2: mean intensity inside M^r
+                    mm = m[start:start + img.shape[0]]
+                    return (img.mean(1) * mm).flatten(1).sum(1) / area[start:start + img.shape[0]]
+                return objective
+
+        off = style_offsets(G)
+        C = int(off[-1])
+        keep = pos_idx.numel() * C * 4 <= int(packed_budget)
+        with _eval_mode(teacher):
+            grads = _gradient_stage(G, s, pos_idx, objective_for, gb, cache, dist, rank, world, progress,
+                                    keep, off, backend)
         timings["gradients"] = time.perf_counter() - t1
     finally:
         G.train(G_was)
@@ -399,14 +620,21 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
     from fe_fast.ops.s_grad_reduce import s_grad_reduce
 
     t1 = time.perf_counter()
-
-    off = style_offsets(G)
     sizes = (off[1:] - off[:-1]).tolist()
     k_kernel = min(k, min(sizes))
-    red = s_grad_reduce(grads.float() if grads.dtype not in (torch.float32, torch.float64) else grads,
-                        off.to(grads.device), mask, k_kernel, backend=backend)
+    order = sorted(grads)
+    if keep:
+        g = torch.cat([grads[j] for j in order])
+        red = s_grad_reduce(g, off.to(g.device), torch.ones(g.shape[0], dtype=torch.bool, device=g.device),
+                            k_kernel, backend=backend)
+    else:
+        parts = [grads[r] for r in order if grads[r][0] is not None]
+        n_all = sum(p[0][0] for p in parts)
+        s_sum = sum((p[0][1] for p in parts[1:]), parts[0][0][1])
+        a_sum = sum((p[0][2] for p in parts[1:]), parts[0][0][2])
+        red = _finish_streamed(n_all, s_sum, a_sum, off, k_kernel, parts[0][1])
     mean = red.mean.detach().cpu()
-    flat_pos = flatten_s(s_pos).detach().cpu()
+    flat_pos = flatten_s([t[pos_idx.to(t.device)] for t in s]).detach().cpu()
     if flat_pos.shape[0] >= 2:
         sigma = flat_pos.std(0)
     else:  # one positive: fall back to the spread over all samples (eq. 6-3 needs a std)

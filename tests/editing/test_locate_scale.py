@@ -1,0 +1,135 @@
+"""locate() at scale: the chunked, cached, resumable run gives exactly the result of the plain
+in-memory pipeline (classify -> positives -> per-sample gradients -> s_grad_reduce), resumes an
+interrupted gradient pass without recomputing finished chunks, refuses a cache written for other
+arguments, and sizes its batches from the generator."""
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fe_fast.editing.locate import (_region_masks, attribute_index, auto_batch_sizes, classify, locate,
+                                    per_sample_grads, positives_for_attribute, sample_styles, style_offsets)
+from fe_fast.ops.s_grad_reduce import s_grad_reduce
+
+from planted import PLANT_CHANNEL, PLANT_LAYER, PatchParser
+
+L = importlib.import_module("fe_fast.editing.locate")  # the module (fe_fast.editing.locate is also the function)
+KW = dict(n_samples=40, k=3, max_positives=10, batch_size=3)
+
+
+def _reference_attribute(G, clf, target, n_samples, k, max_positives, batch_size):
+    """The pipeline of thesis Fig. 6-1 written plainly (everything in memory, one reduction)."""
+    idx = attribute_index(clf, target)
+    G.eval()
+    clf.eval()
+    _, s = sample_styles(G, n_samples, 0)
+    pos = positives_for_attribute(classify(G, clf, s), idx, 0.5, max_positives)
+
+    def obj(img, start):
+        return F.softplus(-clf(img)[:, idx])
+
+    grads = per_sample_grads(G, [t[pos] for t in s], obj, batch_size)
+    return s_grad_reduce(grads, style_offsets(G), None, k), int(pos.sum())
+
+
+def _reference_region(G, parser, n_samples, k, batch_size):
+    _, s = sample_styles(G, n_samples, 0)
+    masks = _region_masks(G, parser, s, 1, batch_size, None, "const")
+    pos = masks.flatten(1).any(1)
+    m = masks[pos].float()
+    area = m.flatten(1).sum(1).clamp_min(1.0)
+
+    def obj(img, start):
+        return (img.mean(1) * m[start:start + img.shape[0]]).flatten(1).sum(1) / area[start:start + img.shape[0]]
+
+    grads = per_sample_grads(G, [t[pos] for t in s], obj, batch_size)
+    return s_grad_reduce(grads, style_offsets(G), None, k), int(pos.sum())
+
+
+def _same(cs, ref, n_pos):
+    assert cs.n_positives == n_pos
+    assert torch.equal(cs.mean_grad, ref.mean)
+    assert torch.equal(cs.layer_response, ref.layer)
+    l = int(torch.argmax(ref.layer))
+    assert [(c.layer, c.channel) for c in cs] == [(l, int(c)) for c in ref.topk_idx[l]]
+
+
+def test_attribute_run_equals_the_in_memory_pipeline(G, clf, tmp_path):
+    ref, n_pos = _reference_attribute(G, clf, "red_patch", **KW)
+    _same(locate(G, clf, "red_patch", **KW), ref, n_pos)
+    _same(locate(G, clf, "red_patch", cache_dir=tmp_path / "c", teacher_batch_size=7, **KW), ref, n_pos)
+    _same(locate(G, clf, "red_patch", cache_dir=tmp_path / "c", teacher_batch_size=7, **KW), ref, n_pos)  # cached
+
+
+def test_region_run_equals_the_in_memory_pipeline(G):
+    ref, n_pos = _reference_region(G, PatchParser(), 10, 3, 4)
+    cs = locate(G, PatchParser(), "patch", n_samples=10, k=3, batch_size=4)
+    _same(cs, ref, n_pos)
+    assert (cs[0].layer, cs[0].channel) == (PLANT_LAYER, PLANT_CHANNEL)
+
+
+def test_streamed_reduction_equals_packed(G, clf):
+    """packed_budget=0: gradients reduced chunk by chunk (float64 sums), memory independent of P."""
+    a = locate(G, clf, "red_patch", selection="global", **KW)
+    b = locate(G, clf, "red_patch", selection="global", packed_budget=0, **KW)
+    assert [(c.layer, c.channel) for c in a] == [(c.layer, c.channel) for c in b]
+    torch.testing.assert_close(b.mean_grad, a.mean_grad, rtol=1e-6, atol=0)
+    torch.testing.assert_close(b.layer_response, a.layer_response, rtol=1e-6, atol=0)
+
+
+def test_interrupted_gradient_pass_resumes(G, clf, tmp_path, monkeypatch):
+    full = locate(G, clf, "red_patch", **KW)  # 10 positives in chunks of 3: 4 gradient chunks
+    real = L.per_sample_grads
+    calls = []
+
+    def failing(*a, **kw):
+        calls.append(a[1][0].shape[0])
+        if len(calls) > 2:
+            raise KeyboardInterrupt("killed in the gradient pass")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(L, "per_sample_grads", failing)
+    with pytest.raises(KeyboardInterrupt):
+        locate(G, clf, "red_patch", cache_dir=tmp_path, **KW)
+    assert sorted(p.name for p in tmp_path.glob("grads_*.pt")) == ["grads_000000.pt", "grads_000001.pt"]
+    calls.clear()
+    monkeypatch.setattr(L, "per_sample_grads", lambda *a, **kw: calls.append(a[1][0].shape[0]) or real(*a, **kw))
+    again = locate(G, clf, "red_patch", cache_dir=tmp_path, **KW)
+    assert calls == [3, 1]  # only the two unfinished chunks
+    assert [(c.layer, c.channel, c.rank) for c in again] == [(c.layer, c.channel, c.rank) for c in full]
+    assert torch.equal(again.mean_grad, full.mean_grad) and torch.equal(again.sigma, full.sigma)
+    calls.clear()
+    locate(G, clf, "red_patch", cache_dir=tmp_path, selection="whole", **KW)  # another selection: all cached
+    assert calls == []
+
+
+def test_cache_for_other_arguments_is_refused(G, clf, tmp_path):
+    locate(G, clf, "red_patch", cache_dir=tmp_path, **KW)
+    with pytest.raises(ValueError, match=r"other arguments \(n_samples: cached 40, now 41\)"):
+        locate(G, clf, "red_patch", cache_dir=tmp_path, **{**KW, "n_samples": 41})
+    with pytest.raises(ValueError, match=r"other arguments \(target"):
+        locate(G, clf, "bright", cache_dir=tmp_path, **KW)
+    (tmp_path / "x").write_text("")
+    with pytest.raises(ValueError, match="not a directory"):
+        locate(G, clf, "red_patch", cache_dir=tmp_path / "x", **KW)
+
+
+def test_cache_for_other_weights_is_refused(G, clf, tmp_path):
+    from planted import centred_classifier
+
+    locate(G, clf, "red_patch", cache_dir=tmp_path, **KW)
+    other = centred_classifier(G, 20)
+    with pytest.raises(ValueError, match=r"\(teacher: cached"):
+        locate(G, other, "red_patch", cache_dir=tmp_path, **KW)
+
+
+def test_batch_sizes(G, clf):
+    from fe_fast.stylegan import Generator
+
+    assert auto_batch_sizes(G) == (64, 16)
+    assert auto_batch_sizes(Generator(1024, seed=0)) == (5, 2)  # config-f 1024: <= 4 GiB of activations
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        locate(G, clf, "red_patch", n_samples=4, batch_size=0)
+    with pytest.raises(ValueError, match="teacher_batch_size"):
+        locate(G, clf, "red_patch", n_samples=4, teacher_batch_size=2.5)
