@@ -11,7 +11,9 @@ def add_teacher_args(p, required: bool = True):
     p.add_argument("--parser", help="face parser file (fe-fast teachers train), for --region")
     p.add_argument("--region", help="region to locate, e.g. mouth (with --parser)")
     p.add_argument("--k", type=int, default=3, help="channels per selected layer (eq. 6-6, default 3)")
-    p.add_argument("--n", type=int, default=1000, help="generated samples (default 1000)")
+    p.add_argument("--n", "--n-samples", dest="n", type=int, default=1000,
+                   help="generated samples (default 1000; spell it --n-samples after torchrun, whose own "
+                        "options --nnodes/--nproc-per-node make --n ambiguous)")
     p.add_argument("--layers", default="auto",
                    help="'auto' (most responding layer), 'all', or comma-separated layer indices")
     p.add_argument("--n-layers", type=int, default=1, help="layers picked by --layers auto (default 1)")
@@ -21,6 +23,8 @@ def add_teacher_args(p, required: bool = True):
     p.add_argument("--max-positives", type=int, default=50, help="most confident positives kept (default 50)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per backward pass (default: from the generator's size, 16 small, 2 at 1024)")
+    p.add_argument("--teacher-batch-size", type=int, default=None,
+                   help="samples per teacher-pass forward (default: from the generator's size, 64 small, 5 at 1024)")
     p.add_argument("--cache-dir", help="keep finished chunks here; the same command again resumes an "
                                        "interrupted run (refused if the arguments differ)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the N samples (default 0)")
@@ -63,11 +67,14 @@ def locate_from_args(args, G):
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.teacher_batch_size is not None and args.teacher_batch_size < 1:
+        raise ValueError(f"--teacher-batch-size must be >= 1, got {args.teacher_batch_size}")
     if not 0.0 <= args.threshold < 1.0:
         raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
     return locate(G, teacher, target, n_samples=args.n, k=args.k, layers=parse_layers(args.layers),
                   n_layers=args.n_layers, selection=args.selection, threshold=args.threshold,
-                  max_positives=args.max_positives, batch_size=args.batch_size, seed=args.sample_seed,
+                  max_positives=args.max_positives, batch_size=args.batch_size,
+                  teacher_batch_size=args.teacher_batch_size, seed=args.sample_seed,
                   cache_dir=args.cache_dir, progress=not getattr(args, "no_progress", True))
 
 
