@@ -84,6 +84,9 @@ class RunCache:
     def _path(self, name: str) -> Path:
         return self.root / f"{name}.pt"
 
+    def has(self, name: str) -> bool:
+        return self.root is not None and self._path(name).exists()
+
     def get(self, name: str) -> Optional[Any]:
         if self.root is None:
             return None

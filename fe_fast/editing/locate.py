@@ -17,6 +17,15 @@ d(sum_j l_j)/ds_i = dl_i/ds_i exactly; one backward per batch gives every per-sa
 They are packed into one [P, C] buffer and reduced by :func:`fe_fast.ops.s_grad_reduce.s_grad_reduce`
 (signed mean = eq. 6-5, per-layer mean |g| = the layer response, per-layer top-k = eq. 6-6).
 
+At full scale (1024x1024, N = 1000) the run is organised in two passes over chunks of samples:
+the teacher pass renders every sample once without a graph and keeps the S codes and the
+teacher's logits (or the parser's region mask), so the gradient pass renders again only the
+chosen positives. Batch sizes follow from the generator's feature-map size
+(:func:`auto_batch_sizes`, about 4 GiB of activations per batch). With ``cache_dir`` every
+finished chunk is written at once (:mod:`fe_fast.editing.cache`) and a restarted run continues
+where the last one stopped. Under ``torchrun`` the chunks are shared out over the ranks and
+gathered in chunk order, so the result does not depend on the number of processes.
+
 Selection (``selection=``):
 
 * ``"layerwise"`` (the thesis): pick the responding layer(s) first (``layers="auto"``: the
@@ -430,38 +439,36 @@ def _teacher_stage(G, teacher, s, mode: str, idx: int, tb: int, teacher_size, ca
 def _gradient_stage(G, s, pos_idx: torch.Tensor, objective_for, gb: int, cache, dist, rank, world,
                     progress: bool, keep: bool, off, backend):
     """Second pass: only the positives, in chunks of ``gb`` (global order of their sample index);
-    chunk j is computed by rank j % world and written to the cache as soon as it is done. Returns
-    the chunks {j: [b, C]} (``keep``) or their float64 signed/absolute sums {j: (n, sum, sum|.|)}."""
+    chunk j is computed by rank j % world and written to the cache as soon as it is done (cached
+    chunks are read one at a time, when their turn comes). Returns {j: [b, C] gradients} for every
+    chunk of every rank (``keep``), else {rank: ((n, float64 sum g, float64 sum |g|), dtype)}, each
+    rank's sums accumulated in its chunk order."""
+    from fe_fast.ops.s_grad_reduce import s_grad_reduce
+
     P = pos_idx.numel()
     n_chunks = (P + gb - 1) // gb
     mine = [j for j in range(n_chunks) if j % world == rank]
-    from fe_fast.ops.s_grad_reduce import s_grad_reduce
-
+    size = {j: min(gb, P - j * gb) for j in mine}
     out = {}
     acc, dtype = None, None
-    cached = {}
+    bar = _progress(sum(size.values()), "locate: gradients", progress,
+                    sum(size[j] for j in mine if cache.has(f"grads_{j:06d}")))
     for j in mine:
+        sel = pos_idx[j * gb:(j + 1) * gb]
         got = cache.get(f"grads_{j:06d}")
         if got is not None:
-            want = pos_idx[j * gb:(j + 1) * gb]
-            if not torch.equal(got["index"], want):
+            if not torch.equal(got["index"], sel):
                 raise ValueError(f"cache_dir {cache.root}: grads_{j:06d}.pt holds other samples than this run's "
                                  "positives; delete the directory")
-            cached[j] = got["grad"]
-    bar = _progress(sum(min(gb, P - j * gb) for j in mine), "locate: gradients", progress,
-                    sum(v.shape[0] for v in cached.values()))
-    for j in mine:
-        if j in cached:
-            g = cached[j]
+            g = got["grad"]
         else:
-            sel = pos_idx[j * gb:(j + 1) * gb]
             g = per_sample_grads(G, [t[sel] for t in s], objective_for(sel), batch_size=sel.numel())
             g = g.float() if g.dtype not in (torch.float32, torch.float64) else g
             cache.put(f"grads_{j:06d}", {"index": sel.clone(), "grad": g.cpu()})
             bar.update(sel.numel())
         if keep:
             out[j] = g.cpu()
-        else:  # streamed: only float64 sums stay in memory, this rank's chunks in their order
+        else:  # streamed: only float64 sums stay in memory
             r = s_grad_reduce(g, off.to(g.device), None, 1, backend=backend)
             b = g.shape[0]
             acc = (b, r.mean.double().cpu() * b, r.mean_abs.double().cpu() * b) if acc is None else \
