@@ -24,7 +24,8 @@ def add_parser(sub):
     p.add_argument("--lpips-weights", help="lpips weights/v0.1/vgg.pth (LPIPS weighting of the VGG loss)")
     p.add_argument("--out", default="edited.png", help="edited photo (default edited.png)")
     p.add_argument("--grid", help="before/after strip (default: <out>_grid.png)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (pose, channels, projection)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (pose, channels, projection, seconds of each stage)")
     add_teacher_args(p, required=False)
     p.set_defaults(func=run)
 
@@ -44,6 +45,7 @@ def _channels(args, G):
 
 
 def run(args) -> int:
+    import time
     from pathlib import Path
 
     from fe_fast.cli import UserError
@@ -58,24 +60,33 @@ def run(args) -> int:
         raise UserError("--out/--grid must not overwrite the input image")
     if args.steps < 1:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
+    t0 = time.perf_counter()
     G = load_generator(args.generator)
+    seconds = {"load_generator": time.perf_counter() - t0}
+    t = time.perf_counter()
     channels = _channels(args, G)
+    seconds["channels"] = time.perf_counter() - t
     from PIL import Image
 
     res = edit_photo(Image.open(src), G, channels, args.strength, landmarks=args.landmarks, mode=args.mode,
                      space=args.space, steps=args.steps, vgg_weights=args.vgg_weights,
                      lpips_weights=args.lpips_weights, progress=not args.json)
+    seconds.update(res.timings)
+    t = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     res.result.save(out)
     res.grid().save(grid)
+    seconds["write"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
     info = {"image": str(src), "out": str(out), "grid": str(grid), "projection": res.projection.to_dict(),
             "channels": [list(c) if isinstance(c, tuple) else c.as_dict() for c in channels],
-            "pose": None if res.pose is None else res.pose.to_dict()}
+            "pose": None if res.pose is None else res.pose.to_dict(), "resolution": G.synthesis.resolution,
+            "seconds": seconds}
     if args.json:
         print(json.dumps(info))
     else:
         pose = "" if res.pose is None else f"pose yaw {res.pose.yaw:+.1f} pitch {res.pose.pitch:+.1f} " \
                                            f"roll {res.pose.roll:+.1f}; "
         print(f"{pose}projection PSNR {res.projection.psnr:.1f} dB ({res.projection.perceptual}); "
-              f"wrote {out} and {grid}")
+              f"wrote {out} and {grid} in {seconds['total']:.1f} s")
     return 0

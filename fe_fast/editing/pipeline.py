@@ -3,7 +3,8 @@ paste back. The steps are the library's own: :mod:`fe_fast.align`, :func:`fe_fas
 :func:`fe_fast.editing.edit.edit` (eq. 6-3 / 6-7)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -17,7 +18,8 @@ class EditedPhoto:
     """Every stage as PIL images: ``photo`` (input), ``crop`` (aligned), ``reconstruction`` (the
     generator's image of the projected codes), ``edited`` (after the S edit), ``result`` (the
     edited crop pasted back into the photo); plus the ``projection``, the ``pose`` (or None for 2D
-    landmarks) and the aligned-crop geometry ``aligned``."""
+    landmarks) and the aligned-crop geometry ``aligned``; ``timings``: wall seconds of each stage
+    (align, project, edit, decode, paste)."""
 
     photo: object
     crop: object
@@ -27,6 +29,7 @@ class EditedPhoto:
     projection: object
     pose: object
     aligned: object
+    timings: dict = field(default_factory=dict)
 
     def grid(self, height: int = 256, pad: int = 4):
         """Before/after strip: photo | aligned crop | reconstruction | edited | result."""
@@ -64,18 +67,29 @@ def edit_photo(photo, G, channels, strength: float, *, landmarks=None, mode: str
     from fe_fast.editing.edit import edit
     from fe_fast.stylegan.project import project
 
+    timings = {}
+    t = time.perf_counter()
     img = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo))
     img = img.convert("RGB")
     arr = np.asarray(img)
     size = int(crop_size or G.synthesis.resolution)
     _, pose, aligned = align_face(arr, landmarks, size, pose_method)
     target = torch.from_numpy(np.array(aligned.image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    timings["align"] = time.perf_counter() - t
+    t = time.perf_counter()
     proj = project(G, target, space=space, steps=steps, lr=lr, vgg_weights=vgg_weights,
                    lpips_weights=lpips_weights, seed=seed, progress=progress, device=device)
+    timings["project"] = time.perf_counter() - t
+    t = time.perf_counter()
+    s_edit = edit(G, proj.s, channels, strength, mode=mode)
+    timings["edit"] = time.perf_counter() - t
+    t = time.perf_counter()
     with torch.no_grad():
-        s_edit = edit(G, proj.s, channels, strength, mode=mode)
         edited = G.synthesis(s=s_edit, noises=proj.noises)
+    timings["decode"] = time.perf_counter() - t
+    t = time.perf_counter()
     rec_im = _to_image(proj.image).resize((size, size), Image.LANCZOS)
     ed_im = _to_image(edited).resize((size, size), Image.LANCZOS)
     result = aligned.paste(arr, ed_im)
-    return EditedPhoto(img, aligned.image, rec_im, ed_im, result, proj, pose, aligned)
+    timings["paste"] = time.perf_counter() - t
+    return EditedPhoto(img, aligned.image, rec_im, ed_im, result, proj, pose, aligned, timings)

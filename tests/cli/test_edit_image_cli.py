@@ -24,6 +24,10 @@ def test_edit_image_end_to_end(tmp_path, capsys):
     assert main(args + ["--channels", str(tmp_path / "ch.json"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["channels"] == [[1, 3]] and info["projection"]["steps"] == 3
+    sec = info["seconds"]
+    stages = ["load_generator", "channels", "align", "project", "edit", "decode", "paste", "write"]
+    assert list(sec) == stages + ["total"] and info["resolution"] == 16
+    assert all(sec[k] >= 0 for k in stages) and sec["total"] >= sum(sec[k] for k in stages) - 1e-6
     assert abs(info["pose"]["yaw"] - 15) < 4
     res = np.asarray(Image.open(out))
     assert res.shape == r.image.shape
