@@ -20,10 +20,13 @@ Reported, in one run:
    absolute difference.
 3. the projector (``fe_fast.stylegan.project``, space S, the weight-free multiscale loss) on an
    image of the same generator (seed 1234): seconds per step and PSNR after ``--steps`` steps.
+4. ``fe-fast edit-image`` end to end on the same generator (written to a temporary .safetensors
+   file) and a 512x512 toy-face photo with its 68 landmarks, ``--edit-image-steps`` projection
+   steps, channel 6:501 by hand: the seconds of each stage from its ``--json``.
 
 Run (not in CI; the full run takes about half an hour on 2 idle cores):
   .venv/bin/python bench/bench_locate_1024.py [--n 200] [--steps 300] [--threads 2] [--json out.json]
-Short smoke run: --n 10 --steps 3 --repeats 1.
+Short smoke run: --n 10 --steps 3 --repeats 1 --edit-image-steps 2.
 """
 from __future__ import annotations
 
@@ -49,12 +52,14 @@ def main(argv=None) -> int:
     ap.add_argument("--classifier", help="a trained toy attribute classifier (default: seeded weights)")
     ap.add_argument("--steps", type=int, default=300, help="projector steps (default 300; 0 skips)")
     ap.add_argument("--repeats", type=int, default=3, help="1024 forwards per formulation (default 3; 0 skips)")
+    ap.add_argument("--edit-image-steps", type=int, default=20,
+                    help="projection steps of the edit-image run (default 20; 0 skips)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--cache-dir", help="locate cache directory (default: none)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
-    if args.n < 1 or args.steps < 0 or args.repeats < 0:
-        ap.error("--n must be >= 1, --steps and --repeats >= 0")
+    if args.n < 1 or min(args.steps, args.repeats, args.edit_image_steps) < 0:
+        ap.error("--n must be >= 1, --steps, --repeats and --edit-image-steps >= 0")
 
     import torch
 
@@ -122,6 +127,38 @@ def main(argv=None) -> int:
                                "space": proj.space, "loss": proj.perceptual}
         print(f"projector at 1024 ({proj.space}, {proj.perceptual}): {proj.seconds / args.steps:.2f} s/step, "
               f"PSNR {proj.psnr:.2f} dB after {args.steps} steps", flush=True)
+
+    # 4. fe-fast edit-image at 1024 -----------------------------------------------------------
+    if args.edit_image_steps:
+        import contextlib
+        import io
+        import tempfile
+
+        import numpy as np
+        from PIL import Image
+
+        from fe_fast.cli import main as cli
+        from fe_fast.datasets.toyfaces import render_with_labels, sample_params
+        from fe_fast.stylegan.io import save_generator
+
+        with tempfile.TemporaryDirectory() as d:
+            save_generator(G, f"{d}/G.safetensors")
+            params, _ = sample_params(1, seed=4, attributes={"yaw": 10.0})
+            r = render_with_labels(params[0], 512)
+            Image.fromarray(r.image).save(f"{d}/photo.png")
+            np.save(f"{d}/lm.npy", r.landmarks)
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                rc = cli(["edit-image", f"{d}/photo.png", "--generator", f"{d}/G.safetensors", "--landmarks",
+                          f"{d}/lm.npy", "--channels", "6:501", "--steps", str(args.edit_image_steps),
+                          "--out", f"{d}/edited.png", "--json"])
+            if rc != 0:
+                raise SystemExit(f"edit-image failed (exit {rc})")
+            info = json.loads(buf.getvalue().strip().splitlines()[-1])
+        out["edit_image_1024"] = {"steps": args.edit_image_steps, "seconds": info["seconds"],
+                                  "psnr": info["projection"]["psnr"]}
+        print(f"fe-fast edit-image at {info['resolution']} ({args.edit_image_steps} projection steps): "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in info["seconds"].items()), flush=True)
 
     out["peak_rss_gib"] = _maxrss_gib()
     out["machine"]["loadavg_end"] = os.getloadavg()

@@ -25,7 +25,8 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from fe_fast.editing.locate import ChannelSet, flatten_s, parse_channels, render, sample_styles, style_offsets
+from fe_fast.editing.locate import (ChannelSet, auto_batch_sizes, flatten_s, parse_channels, render, sample_styles,
+                                    style_offsets)
 
 __all__ = ["edit", "unit_delta", "style_std", "sweep", "sweep_grid", "save_grid", "to_pil"]
 
@@ -122,11 +123,18 @@ def edit(G, s: Sequence[torch.Tensor], channels, alpha: float, *, mode: str = "s
 @torch.no_grad()
 def sweep(G, s: Sequence[torch.Tensor], channels, alphas: Sequence[float], *, mode: str = "single",
           sigma: Optional[torch.Tensor] = None, noise_mode: str = "const") -> torch.Tensor:
-    """Continuous edits: images [len(alphas), B, 3, H, W] for s edited with every alpha."""
+    """Continuous edits: images [len(alphas), B, 3, H, W] for s edited with every alpha (rendered in
+    batches that fit the activation budget of :func:`fe_fast.editing.locate.auto_batch_sizes`)."""
     alphas = list(alphas)
     if not alphas:
         raise ValueError("alphas must hold at least one value")
-    return torch.stack([render(G, edit(G, s, channels, a, mode=mode, sigma=sigma), noise_mode) for a in alphas])
+    bs = auto_batch_sizes(G)[0]
+    out = []
+    for a in alphas:
+        e = edit(G, s, channels, a, mode=mode, sigma=sigma)
+        n = e[0].shape[0]
+        out.append(torch.cat([render(G, [t[i:i + bs] for t in e], noise_mode) for i in range(0, n, bs)]))
+    return torch.stack(out)
 
 
 def to_pil(images: torch.Tensor):

@@ -133,3 +133,18 @@ def test_batch_sizes(G, clf):
         locate(G, clf, "red_patch", n_samples=4, batch_size=0)
     with pytest.raises(ValueError, match="teacher_batch_size"):
         locate(G, clf, "red_patch", n_samples=4, teacher_batch_size=2.5)
+
+
+def test_torchrun_environment_is_checked(monkeypatch):
+    from fe_fast.editing.distributed import init_from_env, is_main
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_from_env() is False and is_main()  # one process: nothing to join
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE must be an integer"):
+        init_from_env()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="MASTER_ADDR is not set"):
+        init_from_env()
