@@ -67,10 +67,12 @@ class RunCache:
             try:
                 old = json.loads(man.read_text())
             except (OSError, ValueError) as e:
-                raise ValueError(f"cache_dir {self.root}: unreadable manifest.json ({e}); delete the directory") from None
+                raise ValueError(f"cache_dir {self.root}: unreadable manifest.json ({e}); "
+                                 "delete the directory") from None
             if not isinstance(old, dict) or old.get("format") != CACHE_FORMAT:
-                raise ValueError(f"cache_dir {self.root} is not an fe-fast locate cache (format "
-                                 f"{old.get('format') if isinstance(old, dict) else None!r}, expected {CACHE_FORMAT!r})")
+                got = old.get("format") if isinstance(old, dict) else None
+                raise ValueError(f"cache_dir {self.root} is not an fe-fast locate cache (format {got!r}, "
+                                 f"expected {CACHE_FORMAT!r})")
             okey = old.get("key", {})
             for name in sorted(set(okey) | set(self.key)):
                 if okey.get(name) != self.key.get(name):

@@ -48,7 +48,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Channel", "ChannelSet", "locate", "auto_batch_sizes", "sample_styles", "style_offsets", "flatten_s", "unflatten_s",
+__all__ = ["Channel", "ChannelSet", "locate", "auto_batch_sizes", "sample_styles",
+           "style_offsets", "flatten_s", "unflatten_s",
            "teacher_kind", "attribute_index", "region_index", "classify", "render", "positives_for_attribute"]
 
 

@@ -113,6 +113,13 @@ def test_cache_for_other_arguments_is_refused(G, clf, tmp_path):
     (tmp_path / "x").write_text("")
     with pytest.raises(ValueError, match="not a directory"):
         locate(G, clf, "red_patch", cache_dir=tmp_path / "x", **KW)
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="is not an fe-fast locate cache"):
+        locate(G, clf, "red_patch", cache_dir=tmp_path / "y", **KW)
+    (tmp_path / "y" / "manifest.json").write_text("{")
+    with pytest.raises(ValueError, match="unreadable manifest.json"):
+        locate(G, clf, "red_patch", cache_dir=tmp_path / "y", **KW)
 
 
 def test_cache_for_other_weights_is_refused(G, clf, tmp_path):
