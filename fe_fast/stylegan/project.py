@@ -107,6 +107,7 @@ class Projection:
     def to_dict(self) -> dict:
         return {"space": self.space, "perceptual": self.perceptual, "mse": self.mse, "psnr": self.psnr,
                 "seconds": self.seconds, "steps": len(self.history),
+                "seconds_per_step": self.seconds / max(1, len(self.history)),
                 "final_loss": self.history[-1] if self.history else None}
 
 

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from fe_fast.cli import main
@@ -27,6 +28,7 @@ def test_edit_image_end_to_end(tmp_path, capsys):
     sec = info["seconds"]
     stages = ["load_generator", "channels", "align", "project", "edit", "decode", "paste", "write"]
     assert list(sec) == stages + ["total"] and info["resolution"] == 16
+    assert info["projection"]["seconds_per_step"] == pytest.approx(info["projection"]["seconds"] / 3)
     assert all(sec[k] >= 0 for k in stages) and sec["total"] >= sum(sec[k] for k in stages) - 1e-6
     assert abs(info["pose"]["yaw"] - 15) < 4
     res = np.asarray(Image.open(out))
