@@ -48,6 +48,8 @@ def _args(d, *extra):
 def _env():
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    if "GLOO_SOCKET_IFNAME" not in env and Path("/sys/class/net/lo").exists():
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # localhost only: containers whose hostname resolves elsewhere
     return env
 
 
