@@ -69,6 +69,18 @@ def test_region_run_equals_the_in_memory_pipeline(G):
     assert (cs[0].layer, cs[0].channel) == (PLANT_LAYER, PLANT_CHANNEL)
 
 
+def test_region_run_from_the_cache(G, tmp_path, monkeypatch):
+    """The parser's masks are cached at the teacher's resolution and give the same objective back."""
+    kw = dict(n_samples=10, k=3, batch_size=4, teacher_batch_size=3, teacher_size=32)
+    first = locate(G, PatchParser(), "patch", cache_dir=tmp_path, **kw)
+    assert len(list(tmp_path.glob("teacher_*.pt"))) == 4 and len(list(tmp_path.glob("grads_*.pt"))) == 3
+    monkeypatch.setattr(L, "render", lambda *a, **k: pytest.fail("a cached run renders nothing"))
+    monkeypatch.setattr(L, "per_sample_grads", lambda *a, **k: pytest.fail("a cached run computes no gradient"))
+    again = locate(G, PatchParser(), "patch", cache_dir=tmp_path, **kw)
+    assert torch.equal(again.mean_grad, first.mean_grad) and again.to_json() == first.to_json()
+    assert (first[0].layer, first[0].channel) == (PLANT_LAYER, PLANT_CHANNEL)
+
+
 def test_streamed_reduction_equals_packed(G, clf):
     """packed_budget=0: gradients reduced chunk by chunk (float64 sums), memory independent of P."""
     a = locate(G, clf, "red_patch", selection="global", **KW)
