@@ -45,7 +45,7 @@ def _maxrss_gib() -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=200, help="samples for locate (default 200)")
+    ap.add_argument("--n", type=int, default=200, help="samples for locate (default 200; 0 skips)")
     ap.add_argument("--max-positives", type=int, default=50)
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--attribute", default="smiling")
@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", help="locate cache directory (default: none)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
-    if args.n < 1 or min(args.steps, args.repeats, args.edit_image_steps) < 0:
-        ap.error("--n must be >= 1, --steps, --repeats and --edit-image-steps >= 0")
+    if min(args.n, args.steps, args.repeats, args.edit_image_steps) < 0:
+        ap.error("--n, --steps, --repeats and --edit-image-steps must be >= 0")
 
     import torch
 
@@ -88,16 +88,17 @@ def main(argv=None) -> int:
     tb, gb = auto_batch_sizes(G)
 
     # 1. locate -----------------------------------------------------------------------------
-    t = time.perf_counter()
-    cs = locate(G, clf, args.attribute, n_samples=args.n, k=3, threshold=args.threshold,
-                max_positives=args.max_positives, cache_dir=args.cache_dir, progress=True)
-    wall = time.perf_counter() - t
-    out["locate"] = {"n_samples": args.n, "n_positives": cs.n_positives, "wall_s": wall,
-                     "stages_s": cs.timings, "share": {k: v / wall for k, v in cs.timings.items()},
-                     "teacher_batch": tb, "gradient_batch": gb, "peak_rss_gib": _maxrss_gib(),
-                     "channels": cs.to_json()}
-    print(f"locate N={args.n}: {cs.n_positives} positives, {wall:.1f} s, peak RSS {_maxrss_gib():.2f} GiB; "
-          + ", ".join(f"{k} {v:.1f} s ({100 * v / wall:.0f}%)" for k, v in cs.timings.items()), flush=True)
+    if args.n:
+        t = time.perf_counter()
+        cs = locate(G, clf, args.attribute, n_samples=args.n, k=3, threshold=args.threshold,
+                    max_positives=args.max_positives, cache_dir=args.cache_dir, progress=True)
+        wall = time.perf_counter() - t
+        out["locate"] = {"n_samples": args.n, "n_positives": cs.n_positives, "wall_s": wall,
+                         "stages_s": cs.timings, "share": {k: v / wall for k, v in cs.timings.items()},
+                         "teacher_batch": tb, "gradient_batch": gb, "peak_rss_gib": _maxrss_gib(),
+                         "channels": cs.to_json()}
+        print(f"locate N={args.n}: {cs.n_positives} positives, {wall:.1f} s, peak RSS {_maxrss_gib():.2f} GiB; "
+              + ", ".join(f"{k} {v:.1f} s ({100 * v / wall:.0f}%)" for k, v in cs.timings.items()), flush=True)
 
     # 2. forward: ours vs grouped conv -------------------------------------------------------
     if args.repeats:
