@@ -4,8 +4,9 @@ against the grouped-conv formulation, and the projector at 1024.
 Set-up: a config-f 1024 generator (``Generator(1024)``, 26 style layers, 9088 S channels) with
 seeded weights, the toy attribute classifier of ``fe_fast.teachers.toy`` (``--classifier FILE``,
 or its architecture with seeded weights when none is given: a pipeline/timing run) fed the
-generator's images resized to 256x256 by ``fe_fast.editing.locate`` (bilinear, antialiased; the
-toy teachers take 16..256), N = ``--n`` samples, at most ``--max-positives`` positives
+generator's images resized to 256x256 by ``fe_fast.editing.locate`` through the teachers' own
+resize ``fe_fast.teachers.resize_for_teacher`` (whole frame, antialiased bilinear; the toy teachers
+take 16..256), N = ``--n`` samples, at most ``--max-positives`` positives
 (threshold ``--threshold``).
 
 Reported, in one run:

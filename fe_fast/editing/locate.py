@@ -111,12 +111,19 @@ def render(G, s: Sequence[torch.Tensor], noise_mode: str = "const") -> torch.Ten
     return G.synthesis(s=list(s), noise_mode=noise_mode)
 
 
-def _teacher_input(img: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+def _teacher_input(img: torch.Tensor, size: Optional[int], teacher=None) -> torch.Tensor:
+    """The generator's images as the teacher reads them: resized to ``size`` when given; else left
+    as they are for a teacher that resizes its input itself (one with ``input_size``: the CelebA
+    ResNet-50 and the BiSeNet parser), and brought down to 256 for the toy teachers (they take
+    16..256). The resize is the teachers' own (:func:`fe_fast.teachers.preprocess.resize_for_teacher`:
+    whole frame, antialiased bilinear)."""
+    from fe_fast.teachers.preprocess import resize_for_teacher
+
     if size is None:
-        size = 256 if img.shape[-1] > 256 else None  # the toy teachers take 16..256
-    if size is not None and img.shape[-1] != size:
-        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return img
+        if getattr(teacher, "input_size", None) is not None:
+            return img
+        size = 256 if img.shape[-1] > 256 else None
+    return img if size is None else resize_for_teacher(img, int(size))
 
 
 def teacher_kind(teacher) -> str:
@@ -170,7 +177,7 @@ def classify(G, teacher, s: Sequence[torch.Tensor], batch_size: int = 64, teache
     with _eval_mode(teacher):
         for i in range(0, n, batch_size):
             img = render(G, [t[i:i + batch_size] for t in s], noise_mode)
-            out.append(teacher(_teacher_input(img, teacher_size)).float())
+            out.append(teacher(_teacher_input(img, teacher_size, teacher)).float())
     return torch.cat(out)
 
 
@@ -182,7 +189,7 @@ def _region_masks(G, parser, s, region: int, batch_size: int, teacher_size, nois
     with _eval_mode(parser):
         for i in range(0, n, batch_size):
             img = render(G, [t[i:i + batch_size] for t in s], noise_mode)
-            lab = parser(_teacher_input(img, teacher_size)).argmax(1, keepdim=True).float()
+            lab = parser(_teacher_input(img, teacher_size, parser)).argmax(1, keepdim=True).float()
             if lab.shape[-1] != img.shape[-1]:
                 lab = F.interpolate(lab, size=img.shape[-2:], mode="nearest")
             out.append(lab[:, 0] == region)
@@ -422,9 +429,9 @@ def _teacher_stage(G, teacher, s, mode: str, idx: int, tb: int, teacher_size, ca
             a, b = c * tb, min(n, (c + 1) * tb)
             img = render(G, [t[a:b] for t in s])
             if mode == "attribute":
-                out = {"logits": teacher(_teacher_input(img, teacher_size)).float().cpu()}
+                out = {"logits": teacher(_teacher_input(img, teacher_size, teacher)).float().cpu()}
             else:
-                lab = teacher(_teacher_input(img, teacher_size)).argmax(1, keepdim=True)
+                lab = teacher(_teacher_input(img, teacher_size, teacher)).argmax(1, keepdim=True)
                 small = (lab[:, 0] == idx)
                 if lab.shape[-1] != img.shape[-1]:
                     lab = F.interpolate(lab.float(), size=img.shape[-2:], mode="nearest")
@@ -593,7 +600,7 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
 
             def objective_for(sel):
                 def objective(img, start):  # eq. 6-4: cross-entropy of "attribute present"
-                    lg = teacher(_teacher_input(img, teacher_size))[:, idx]
+                    lg = teacher(_teacher_input(img, teacher_size, teacher))[:, idx]
                     # -log sigmoid(l) written as softplus(-l): its gradient -sigmoid(-l) keeps its
                     # precision on confident positives, where sigmoid(l) - 1 rounds to 0 in float32
                     return F.softplus(-lg)

@@ -167,3 +167,20 @@ def test_torchrun_environment_is_checked(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(ValueError, match="MASTER_ADDR is not set"):
         init_from_env()
+
+
+def test_teacher_input_size():
+    """Teachers that resize themselves (``input_size``) get G's image as it is; the toy teachers get
+    at most 256x256, through the teachers' resize (whole frame, antialiased bilinear)."""
+    from fe_fast.teachers.preprocess import resize_for_teacher
+
+    img = torch.rand(2, 3, 512, 512) * 2 - 1
+
+    class SelfResizing(torch.nn.Module):
+        input_size = 224
+
+    assert L._teacher_input(img, None, SelfResizing()) is img
+    small = L._teacher_input(img, None, object())
+    assert small.shape[-2:] == (256, 256) and torch.equal(small, resize_for_teacher(img, 256))
+    assert L._teacher_input(img, 64, SelfResizing()).shape[-2:] == (64, 64)  # an explicit size wins
+    assert L._teacher_input(img[..., :128, :128], None, object()).shape[-1] == 128  # small: untouched
