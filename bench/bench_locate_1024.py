@@ -22,7 +22,7 @@ Reported, in one run:
 3. the projector (``fe_fast.stylegan.project``, space S, the weight-free multiscale loss) on an
    image of the same generator (seed 1234): seconds per step and PSNR after ``--steps`` steps.
 4. ``fe-fast edit-image`` end to end on the same generator (written to a temporary .safetensors
-   file) and a 512x512 toy-face photo with its 68 landmarks, ``--edit-image-steps`` projection
+   file) and a 256x256 toy-face photo with its 68 landmarks, ``--edit-image-steps`` projection
    steps, channel 6:501 by hand: the seconds of each stage from its ``--json``.
 
 Run (not in CI; the full run takes about half an hour on 2 idle cores):
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as d:
             save_generator(G, f"{d}/G.safetensors")
             params, _ = sample_params(1, seed=4, attributes={"yaw": 10.0})
-            r = render_with_labels(params[0], 512)
+            r = render_with_labels(params[0], 256)
             Image.fromarray(r.image).save(f"{d}/photo.png")
             np.save(f"{d}/lm.npy", r.landmarks)
             buf = io.StringIO()
