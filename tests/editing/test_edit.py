@@ -65,3 +65,14 @@ def test_sweep_grid_png(G, cs, tmp_path):
         torch.testing.assert_close(imgs[1], render(G, s))
     grid = sweep_grid(G, s, cs, [-2, 0, 2], tmp_path / "g.png")
     assert (tmp_path / "g.png").exists() and grid.size == (3 * 18 + 2, 2 * 18 + 2)
+
+
+def test_sweep_in_small_batches_equals_one_batch(G, cs, monkeypatch):
+    """At 1024 a sweep renders a few samples at a time (the activation budget); same images."""
+    import importlib
+
+    E = importlib.import_module("fe_fast.editing.edit")
+    _, s = sample_styles(G, 5, seed=2)
+    whole = torch.stack([render(G, edit(G, s, cs, a)) for a in (-1.0, 2.0)]).detach()
+    monkeypatch.setattr(E, "auto_batch_sizes", lambda G: (2, 1))
+    torch.testing.assert_close(sweep(G, s, cs, [-1.0, 2.0]), whole, rtol=1e-5, atol=1e-5)
