@@ -161,7 +161,8 @@ def ema(state: TrainState, cfg) -> None:
 
 def training_loop(cfg, dist, feature_net=None, callbacks=()) -> dict:
     """Train with ``cfg`` (a validated ``TrainConfig``) in the process group ``dist``
-    (``distributed.Dist``). ``callbacks`` run after the built-in ones (``callbacks.Callback``)."""
+    (``distributed.Dist``). ``callbacks`` (``callbacks.Callback``) step after the built-in ones
+    and, as ends run in reverse order, end before them."""
     device = dist.device(cfg.device)
     if cfg.opt.batch % dist.world:
         raise ValueError(f"batch ({cfg.opt.batch}) must be divisible by the number of processes ({dist.world})")
