@@ -17,7 +17,7 @@ import pytest
 
 import fe_fast
 
-PRE_SPLIT = "936072d65c31c02ca2089324b61ac83b79d1c6b6"  # last commit with the 814-line train.py
+PRE_SPLIT = "9f5610ce9148c3d7afcf96d756c0242871b8dd4d"  # last commit with the 814-line train.py
 ROOT = Path(__file__).resolve().parents[2]
 
 TINY = dict(resolution=16, toy_images=48, z_dim=32, w_dim=32, n_mlp=2, channel_max=16, batch=8,
