@@ -58,7 +58,7 @@ class Discriminator(nn.Module):
     mbstd_group=4, n_attributes=0, seed=None)``; ``D(images [B, 3, R, R]) -> scores [B, 1]``.
     ``n_attributes > 0`` adds a linear attribute head on the same features
     (``D.attribute_logits(images) -> [B, n_attributes]``), trained on labelled real images only; the
-    generator's loss never sees it (``TrainConfig.d_attr_weight``)."""
+    generator's loss never sees it (``TrainConfig.D.attr_weight``, flat name ``d_attr_weight``)."""
 
     def __init__(self, resolution: int, channel_multiplier: float = 2, channel_base: int | None = None,
                  channel_max: int = 512, mbstd_group: int = 4, n_attributes: int = 0, seed: int | None = None):
@@ -179,7 +179,7 @@ class PlainDiscriminator(Discriminator):
         return minibatch_stddev(x, self.mbstd_group).flatten(1)
 
 
-#: Single-scale critic layouts by name (``TrainConfig.d_arch``, ``D.config["arch"]``; absent = "resnet").
+#: Single-scale critic layouts by name (``TrainConfig.D.arch``, ``D.config["arch"]``; absent = "resnet").
 CRITICS = {"resnet": Discriminator, "plain": PlainDiscriminator}
 
 
