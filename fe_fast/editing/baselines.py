@@ -122,7 +122,7 @@ def stylespace_region(G, parser, region: str, n_samples: int = 10, k: int = 5, *
         labels = []
         for i in range(n_samples):
             img = render(G, [t[i:i + 1] for t in s])
-            lab = parser(_teacher_input(img, teacher_size)).argmax(1, keepdim=True).float()
+            lab = parser(_teacher_input(img, teacher_size, parser)).argmax(1, keepdim=True).float()
             labels.append(lab)
     off = style_offsets(G)
     cand = _candidate_layers(G, kinds)

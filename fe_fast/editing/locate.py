@@ -111,7 +111,7 @@ def render(G, s: Sequence[torch.Tensor], noise_mode: str = "const") -> torch.Ten
     return G.synthesis(s=list(s), noise_mode=noise_mode)
 
 
-def _teacher_input(img: torch.Tensor, size: Optional[int], teacher=None) -> torch.Tensor:
+def _teacher_input(img: torch.Tensor, size: Optional[int], teacher) -> torch.Tensor:
     """The generator's images as the teacher reads them: resized to ``size`` when given; else left
     as they are for a teacher that resizes its input itself (one with ``input_size``: the CelebA
     ResNet-50 and the BiSeNet parser), and brought down to 256 for the toy teachers (they take
