@@ -18,16 +18,26 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ["RunCache", "module_fingerprint", "CACHE_FORMAT"]
+__all__ = ["RunCache", "module_fingerprint", "CACHE_FORMAT", "FINGERPRINT_ATTRIBUTES"]
 
 CACHE_FORMAT = "fe-fast-locate-cache/1"
 
 
+#: Plain attributes that change a module's outputs without being in its ``state_dict``: a
+#: generator's ``config`` (``conv_clamp``, ...), a real teacher's ``input_size``.
+FINGERPRINT_ATTRIBUTES = ("config", "input_size")
+
+
 def module_fingerprint(module) -> str:
-    """blake2b of a module's state (names, shapes, dtypes and bytes of every tensor), or of its type
-    name when it has no ``state_dict``: cached teacher outputs and gradients belong to these weights."""
+    """blake2b of a module's state (names, shapes, dtypes and bytes of every tensor) and of its
+    :data:`FINGERPRINT_ATTRIBUTES`, or of its type name when it has neither: cached teacher outputs
+    and gradients belong to these weights and settings."""
     h = hashlib.blake2b(digest_size=16)
     h.update(type(module).__name__.encode())
+    for attr in FINGERPRINT_ATTRIBUTES:
+        v = getattr(module, attr, None)
+        if v is not None:
+            h.update(f"{attr}={json.dumps(v, sort_keys=True, default=repr)}".encode())
     sd = module.state_dict() if hasattr(module, "state_dict") else {}
     for name in sorted(sd):
         t = sd[name]

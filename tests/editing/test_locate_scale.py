@@ -184,3 +184,22 @@ def test_teacher_input_size():
     assert small.shape[-2:] == (256, 256) and torch.equal(small, resize_for_teacher(img, 256))
     assert L._teacher_input(img, 64, SelfResizing()).shape[-2:] == (64, 64)  # an explicit size wins
     assert L._teacher_input(img[..., :128, :128], None, object()).shape[-1] == 128  # small: untouched
+
+
+def test_fingerprint_covers_settings_outside_the_state_dict():
+    """Same weights, another conv_clamp (or a teacher's input_size): another generator for the cache."""
+    from fe_fast.editing.cache import module_fingerprint
+    from fe_fast.stylegan import Generator
+
+    kw = dict(z_dim=8, w_dim=8, n_mlp=1, channel_base=64, channel_max=8, seed=0)
+    a, b = Generator(8, **kw), Generator(8, conv_clamp=256, **kw)
+    b.load_state_dict(a.state_dict())
+    assert module_fingerprint(a) == module_fingerprint(Generator(8, **kw))
+    assert module_fingerprint(a) != module_fingerprint(b)
+
+    class Teacher(torch.nn.Module):
+        def __init__(self, input_size):
+            super().__init__()
+            self.input_size = input_size
+
+    assert module_fingerprint(Teacher(224)) != module_fingerprint(Teacher(256))
