@@ -22,6 +22,8 @@ Differentiable (the editing methods back-propagate a teacher's output to the gen
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 
@@ -35,8 +37,12 @@ def resize_for_teacher(x: torch.Tensor, size) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor (B, C, H, W), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-    if len(hw) != 2 or min(hw) < 1:
+    try:
+        hw = (operator.index(size),) * 2 if not isinstance(size, (tuple, list, torch.Size)) \
+            else tuple(operator.index(s) for s in size)
+    except TypeError:
+        hw = ()
+    if isinstance(size, bool) or len(hw) != 2 or min(hw) < 1:
         raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
     if tuple(x.shape[-2:]) == hw:
         return x

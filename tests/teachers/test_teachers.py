@@ -269,5 +269,7 @@ def test_resize_for_teacher_arguments():
     assert resize_for_teacher(x, 8) is x and resize_for_teacher(x, (4, 6)).shape == (1, 3, 4, 6)
     with pytest.raises(ValueError, match="x must be"):
         resize_for_teacher(torch.zeros(3, 8, 8), 4)
-    with pytest.raises(ValueError, match="size must be"):
-        resize_for_teacher(x, 0)
+    for bad in (0, 2.5, "64", (4,), (4, 0), (4.0, 4), None, True):
+        with pytest.raises(ValueError, match="size must be a positive int or"):
+            resize_for_teacher(x, bad)
+    assert resize_for_teacher(x, torch.Size([4, 6])).shape == (1, 3, 4, 6)
