@@ -16,8 +16,8 @@ which equals the grouped-conv ("fused_modconv") formulation of
 modulation a per-(b, i) scale, both commuting with the (linear, channel-mixing) convolution.
 
 Backends (``backend=``; automatic: CPU float32/float64 -> "cpu", anything else, CUDA included,
--> "torch"). On an H200 (bench/results/gpu.md) the "torch" formulation was 1.2x-1.6x faster than
-our Triton kernel at all six benchmark shapes, forward and forward+backward, so CUDA tensors take
+-> "torch"). On an H200 the "torch" formulation was 1.2x-1.6x faster than our Triton kernel at
+all six benchmark shapes, forward and forward+backward, so CUDA tensors take
 "torch" until the Triton kernel wins a measurement; ``backend="triton"`` selects it explicitly.
 This module validates and dispatches; each backend lives in its own module:
 
@@ -26,8 +26,8 @@ This module validates and dispatches; each backend lives in its own module:
   fused pass for demodulation + noise + bias + activation (csrc/modconv_cpu.cpp), with one-pass
   C++ backwards; up=1 at H*W >= 1024 runs the convolution on NHWC.
 - "triton" (``_modconv_triton``): ``fe_fast.kernels.modulated_conv``, one fused kernel (forward);
-  backward by autograd of the recomputed torch formulation. float64 and up=2 with k != 3 run the
-  "torch" backend on CUDA.
+  backward by autograd of the recomputed torch formulation. float64, and up=2 with k != 3, are
+  refused (ValueError): use "torch" for them.
 
 When the "cpu" or "triton" backward is itself differentiated (``create_graph=True``: R1,
 path-length) it recomputes the torch formulation and differentiates it
