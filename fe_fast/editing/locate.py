@@ -200,6 +200,7 @@ def positives_for_attribute(logits: torch.Tensor, index: int, threshold: float =
                             max_positives: Optional[int] = 50) -> torch.Tensor:
     """bool [N]: the samples the classifier calls positive (p > threshold), at most
     ``max_positives`` of them, the most confident first (thesis §6.3.2: 20-50 of 1000)."""
+    _check_max_positives(max_positives)
     p = torch.sigmoid(logits[:, index])
     pos = p > threshold
     if max_positives is not None and int(pos.sum()) > max_positives:
@@ -401,6 +402,11 @@ def _resolve_layers(layers, candidates: List[int], response: torch.Tensor, n_lay
     return out
 
 
+def _check_max_positives(v):
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ValueError(f"max_positives must be a positive int or None (no limit), got {v!r}")
+
+
 def _check_batch(name, v):
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
         raise ValueError(f"{name} must be a positive int or None (automatic), got {v!r}")
@@ -533,6 +539,7 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
         raise ValueError(f"k must be a positive int, got {k!r}")
     _check_batch("batch_size", batch_size)
     _check_batch("teacher_batch_size", teacher_batch_size)
+    _check_max_positives(max_positives)
     mode = teacher_kind(teacher)
     idx = attribute_index(teacher, target) if mode == "attribute" else region_index(teacher, target)
     s_layers = G.synthesis.s_layers

@@ -104,3 +104,9 @@ def test_torchrun_two_processes_equal_one(files, tmp_path, capsys):
     # both ranks wrote their chunks into the shared cache: one process now reads them all
     assert main(_args(d, *extra, "--cache-dir", str(tmp_path / "c"))) == 0
     assert json.loads(capsys.readouterr().out) == one
+
+
+def test_bad_max_positives_is_one_line_and_exit_2(files, capsys):
+    assert main(_args(files, "--max-positives", "-1")) == 2
+    err = capsys.readouterr().err
+    assert "max_positives must be a positive int or None" in err and err.count("\n") == 1

@@ -154,6 +154,18 @@ def test_batch_sizes(G, clf):
         locate(G, clf, "red_patch", n_samples=4, teacher_batch_size=2.5)
 
 
+def test_max_positives_must_be_positive(G, clf):
+    """A negative limit used to slice the sorted samples from the end and take negatives as positives."""
+    logits = torch.tensor([[3.0], [-3.0], [2.0], [-2.0], [-1.0]])
+    assert positives_for_attribute(logits, 0, 0.5, 1).tolist() == [True, False, False, False, False]
+    assert positives_for_attribute(logits, 0, 0.5, None).tolist() == [True, False, True, False, False]
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="max_positives must be a positive int or None"):
+            positives_for_attribute(logits, 0, 0.5, bad)
+        with pytest.raises(ValueError, match="max_positives must be a positive int or None"):
+            locate(G, clf, "red_patch", n_samples=4, max_positives=bad)
+
+
 def test_torchrun_environment_is_checked(monkeypatch):
     from fe_fast.editing.distributed import init_from_env, is_main
 
