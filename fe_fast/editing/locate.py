@@ -545,8 +545,7 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
     s_layers = G.synthesis.s_layers
     L = len(s_layers)
     candidates = _candidate_layers(G, kinds)
-    if not isinstance(layers, str):
-        _resolve_layers(layers, candidates, torch.zeros(L), n_layers, L)  # validate before the heavy work
+    _resolve_layers(layers, candidates, torch.zeros(L), n_layers, L)  # validate before the heavy work
     if int(n_samples) < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     tb_auto, gb_auto = auto_batch_sizes(G)

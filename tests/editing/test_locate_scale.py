@@ -215,3 +215,10 @@ def test_fingerprint_covers_settings_outside_the_state_dict():
             self.input_size = input_size
 
     assert module_fingerprint(Teacher(224)) != module_fingerprint(Teacher(256))
+
+
+def test_bad_layers_are_refused_before_any_rendering(G, clf, monkeypatch):
+    monkeypatch.setattr(L, "render", lambda *a, **k: pytest.fail("rendered before checking layers"))
+    for bad, match in (("first", "layers must be 'auto', 'all'"), ([99], "layer 99 out of range"), ([], "empty")):
+        with pytest.raises(ValueError, match=match):
+            locate(G, clf, "red_patch", n_samples=4, layers=bad)
