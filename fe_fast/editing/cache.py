@@ -37,7 +37,9 @@ def module_fingerprint(module) -> str:
     for attr in FINGERPRINT_ATTRIBUTES:
         v = getattr(module, attr, None)
         if v is not None:
-            h.update(f"{attr}={json.dumps(v, sort_keys=True, default=repr)}".encode())
+            # values JSON cannot write count by their type only: a repr may hold a memory address,
+            # which would make the fingerprint differ between the run and its resumption
+            h.update(f"{attr}={json.dumps(v, sort_keys=True, default=lambda o: type(o).__qualname__)}".encode())
     sd = module.state_dict() if hasattr(module, "state_dict") else {}
     for name in sorted(sd):
         t = sd[name]
