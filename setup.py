@@ -1,5 +1,6 @@
 """Build fe-fast: CMake compiles ``fe_fast._C`` (C++17 + OpenMP) and, where nvcc is found,
-``fe_fast._C_cuda``. Neither needs torch at build time: the bindings take buffers / raw pointers.
+``fe_fast._C_cuda``. Neither needs torch at build time: the bindings take numpy arrays (CPU) and DLPack
+capsules (CUDA).
 
 Environment:
   FE_FAST_CUDA=0|1         force the CUDA module off / on (default: on when nvcc is found)

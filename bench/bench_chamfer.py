@@ -65,8 +65,8 @@ def _kernel_knn(x, y):
                                              torch.full((B,), M, dtype=torch.int64))
     idx = torch.empty((B, N), dtype=torch.int64)
     dist2 = torch.empty((B, N), dtype=x.dtype)
-    _ext.cpu().knn(x.data_ptr(), y.data_ptr(), B, N, M, D, y.dim() == 2, lens[0].data_ptr(),
-                   lens[1].data_ptr(), 0, idx.data_ptr(), dist2.data_ptr(), 0, x.dtype == torch.float64)
+    _ext.cpu().knn(x.numpy(), y.numpy(), lens[0].numpy(), lens[1].numpy(), None, idx.numpy(),
+                   dist2.numpy(), None)
     return dist2, idx
 
 

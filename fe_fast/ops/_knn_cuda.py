@@ -28,9 +28,7 @@ def knn_cuda(x, y, x_len, y_len, k=None):
             "fe_fast._C_cuda is not built: reinstall with FE_FAST_CUDA=1 (needs nvcc), "
             "or use backend='triton'"
         )
-    B, N, D = x.shape
-    shared = y.dim() == 2
-    M = y.shape[-2]
+    B, N, _ = x.shape
     tensors = [x, y, x_len, y_len] + ([] if k is None else [k])
     for t in tensors:
         if t.device != x.device or not t.is_contiguous():
@@ -45,10 +43,9 @@ def knn_cuda(x, y, x_len, y_len, k=None):
     dist2 = torch.empty((B, N), dtype=x.dtype, device=x.device)
     sel = None if k is None else torch.empty((B, N), dtype=torch.uint8, device=x.device)
     with torch.cuda.device(x.device):
-        mod.knn(
-            x.data_ptr(), y.data_ptr(), B, N, M, D, shared, x_len.data_ptr(), y_len.data_ptr(),
-            0 if k is None else k.data_ptr(), idx.data_ptr(), dist2.data_ptr(),
-            0 if sel is None else sel.data_ptr(), x.dtype == torch.float64,
-            torch.cuda.current_stream(x.device).cuda_stream,
-        )
+        # The kernel runs on the current stream, where the tensors were produced: no cross-stream
+        # synchronisation to ask of __dlpack__ (stream=-1).
+        caps = [None if t is None else t.__dlpack__(stream=-1)
+                for t in (x, y, x_len, y_len, k, idx, dist2, sel)]
+        mod.knn(*caps, torch.cuda.current_stream(x.device).cuda_stream)
     return idx, dist2, None if sel is None else sel.view(torch.bool)

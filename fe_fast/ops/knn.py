@@ -104,9 +104,8 @@ def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
         dist2 = torch.empty((B, N), dtype=x.dtype)
         sel = torch.empty((B, N), dtype=torch.bool) if k is not None else None
         _ext.cpu().knn(
-            x.data_ptr(), y.data_ptr(), B, N, M, D, c.shared, c.x_len.data_ptr(), c.y_len.data_ptr(),
-            0 if k is None else k.data_ptr(), idx.data_ptr(), dist2.data_ptr(),
-            0 if sel is None else sel.data_ptr(), x.dtype == torch.float64,
+            x.numpy(), y.numpy(), c.x_len.numpy(), c.y_len.numpy(), None if k is None else k.numpy(),
+            idx.numpy(), dist2.numpy(), None if sel is None else sel.numpy(),
         )
         return idx, sel
     if name == "triton":

@@ -107,10 +107,8 @@ def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = N
         layer = torch.empty(L, dtype=g.dtype)
         idx = torch.empty((L, k), dtype=torch.int64)
         val = torch.empty((L, k), dtype=g.dtype)
-        m8 = mask.contiguous().view(torch.uint8)
-        _ext.cpu().s_grad_reduce(g.data_ptr(), B, C, m8.data_ptr(), off.data_ptr(), L, k, mean.data_ptr(),
-                                 mean_abs.data_ptr(), layer.data_ptr(), idx.data_ptr(), val.data_ptr(),
-                                 g.dtype == torch.float64)
+        _ext.cpu().s_grad_reduce(g.numpy(), mask.contiguous().numpy(), off.numpy(), k, mean.numpy(),
+                                 mean_abs.numpy(), layer.numpy(), idx.numpy(), val.numpy())
         out = SGradReduce(mean, mean_abs, layer, idx, val)
     else:
         from fe_fast.kernels.s_grad_reduce import s_grad_reduce_triton

@@ -1,5 +1,5 @@
-// fe_fast._C_cuda: the CUDA kernels. Launches take raw device pointers and the caller's stream
-// (torch.cuda.current_stream().cuda_stream), so the build needs no torch headers.
+// fe_fast._C_cuda: the CUDA kernels. Launches take DLPack capsules of the tensors and the caller's
+// stream (torch.cuda.current_stream().cuda_stream), so the build needs no torch headers.
 #include <pybind11/pybind11.h>
 #include <cuda_runtime.h>
 

@@ -12,8 +12,7 @@ import torch
 
 from knn_checks import check_nn, check_sel, make
 
-KNN_ARGS = ["x", "y", "B", "N", "M", "D", "y_shared", "x_len", "y_len", "k", "idx", "dist2", "sel",
-            "float64", "stream"]
+KNN_ARGS = ["x", "y", "x_len", "y_len", "k", "idx", "dist2", "sel", "stream"]
 
 
 def _cuda_expected():
@@ -44,12 +43,16 @@ def test_module_exposes_knn_with_documented_arguments():
 
 
 def test_argument_errors_before_any_cuda_call():
+    """Arguments that are not CUDA DLPack capsules are refused before any CUDA call."""
     mod = _module()
-    with pytest.raises(ValueError, match="D must be 2 or 3"):
-        mod.knn(0, 0, 1, 1, 1, 4, False, 0, 0, 0, 0, 0, 0, False, 0)
-    with pytest.raises(ValueError, match="k given without sel"):
-        mod.knn(0, 0, 1, 1, 1, 3, False, 0, 0, 8, 0, 0, 0, False, 0)
-    mod.knn(0, 0, 0, 5, 5, 3, False, 0, 0, 0, 0, 0, 0, True, 0)  # empty batch: nothing launched
+    x = torch.zeros(1, 4, 3)
+    with pytest.raises(ValueError, match="DLPack capsule"):
+        mod.knn(0, 0, 0, 0, None, 0, 0, None, 0)  # bare addresses are no longer accepted
+    caps = [t.__dlpack__() for t in (x, x[0], torch.ones(1, dtype=torch.int64),
+                                      torch.ones(1, dtype=torch.int64))]
+    with pytest.raises(ValueError, match="x must be a CUDA tensor"):
+        mod.knn(*caps, None, torch.zeros(1, 4, dtype=torch.int64).__dlpack__(),
+                torch.zeros(1, 4).__dlpack__(), None, 0)
 
 
 def test_ext_loader_returns_the_module():

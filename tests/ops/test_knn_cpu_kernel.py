@@ -18,9 +18,7 @@ RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
 def run_kernel(x, y, x_len, y_len, k=None):
     """Call the raw kernel on torch tensors; returns (dist2, idx, sel or None)."""
-    B, N, D = x.shape
-    shared = y.dim() == 2
-    M = y.shape[-2]
+    B, N, _ = x.shape
     x, y = x.contiguous(), y.contiguous()
     x_len = torch.as_tensor(x_len, dtype=torch.int64).contiguous()
     y_len = torch.as_tensor(y_len, dtype=torch.int64).contiguous()
@@ -29,9 +27,8 @@ def run_kernel(x, y, x_len, y_len, k=None):
     sel = torch.full((B, N), 7, dtype=torch.uint8) if k is not None else None
     kt = torch.as_tensor(k, dtype=torch.int64).contiguous() if k is not None else None
     _ext.cpu().knn(
-        x.data_ptr(), y.data_ptr(), B, N, M, D, shared, x_len.data_ptr(), y_len.data_ptr(),
-        0 if kt is None else kt.data_ptr(), idx.data_ptr(), dist2.data_ptr(),
-        0 if sel is None else sel.data_ptr(), x.dtype == torch.float64,
+        x.numpy(), y.numpy(), x_len.numpy(), y_len.numpy(), None if kt is None else kt.numpy(),
+        idx.numpy(), dist2.numpy(), None if sel is None else sel.numpy(),
     )
     return dist2, idx, sel
 
