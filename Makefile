@@ -31,8 +31,11 @@ build: deps
 demo: build
 	$(BIN)/fe-fast demo
 
+# The second run hides the compiled modules (FE_FAST_DISABLE_EXT=1) to test the ops' pure-torch
+# fallbacks; the Triton cases do not touch fe_fast._C, so they run once.
 test: build
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests
+	FE_FAST_DISABLE_EXT=1 TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/ops -k "not triton"
 
 bench: build
 	$(BIN)/python -m pytest bench -p no:xdist --benchmark-only -s

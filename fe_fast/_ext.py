@@ -1,39 +1,86 @@
-"""Loading of the compiled modules. Only ``fe_fast.ops`` imports from here."""
+"""Loading of the compiled modules. Only ``fe_fast.ops`` (and ``fe-fast info``) import from here.
+
+``FE_FAST_DISABLE_EXT=1`` hides both compiled modules, as on a machine where the build failed:
+the ops then run their pure-torch fallbacks (how CI tests those, ``make test``). It is read at
+every call, so a test can switch it for one block.
+"""
 from __future__ import annotations
 
 import functools
+import os
+import warnings
+
+DISABLE_ENV = "FE_FAST_DISABLE_EXT"
+BUILD_HINT = ("build it with `pip install .` (or `make build` in a checkout); building needs "
+              "cmake >= 3.18, a C++17 compiler and OpenMP")
+
+
+class FallbackWarning(RuntimeWarning):
+    """The compiled CPU kernels are missing; the ops run slower pure-torch code."""
+
+
+def disabled() -> bool:
+    """True when ``FE_FAST_DISABLE_EXT=1`` hides the compiled modules."""
+    return os.environ.get(DISABLE_ENV) == "1"
 
 
 @functools.lru_cache(maxsize=None)
-def cpu():
-    """The C++ module ``fe_fast._C`` (always built by ``pip install``)."""
+def _load_cpu():
     # torch bundles its own OpenMP runtime and _C links the system one. libgomp's default is to
     # spin after each parallel region, so two runtimes take the cores from each other between
     # calls. Let ours (configured from the environment when it loads) sleep instead, unless the
     # user chose a policy; torch's runtime is left as it is.
-    import os
-
     chosen = "OMP_WAIT_POLICY" in os.environ
     if not chosen:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         from fe_fast import _C
-    except ImportError as exc:  # pragma: no cover - only on a broken install
-        raise ImportError(
-            "fe_fast._C is not built. Reinstall with `pip install .` (or `make build` in a checkout); "
-            "building needs cmake >= 3.18, a C++17 compiler and OpenMP."
-        ) from exc
+    except ImportError as exc:
+        return exc
     finally:
         if not chosen:
             del os.environ["OMP_WAIT_POLICY"]
     return _C
 
 
+def cpu():
+    """The C++ module ``fe_fast._C`` (built by ``pip install``); ImportError when it is missing
+    or hidden by ``FE_FAST_DISABLE_EXT=1``."""
+    if disabled():
+        raise ImportError(f"fe_fast._C is hidden by {DISABLE_ENV}=1")
+    mod = _load_cpu()
+    if isinstance(mod, ImportError):
+        raise ImportError(f"fe_fast._C is not built ({mod}): {BUILD_HINT}") from mod
+    return mod
+
+
+_warned = False
+
+
+def cpu_or_none():
+    """``cpu()``, or None (with one FallbackWarning per process) when the module is missing: the
+    caller then runs its pure-torch fallback."""
+    global _warned
+    try:
+        return cpu()
+    except ImportError as exc:
+        if not _warned:
+            _warned = True
+            warnings.warn(f"{exc}; the fe_fast CPU ops run a slower pure-torch fallback. To get "
+                          f"the compiled kernels, {BUILD_HINT}.", FallbackWarning, stacklevel=3)
+        return None
+
+
 @functools.lru_cache(maxsize=None)
-def cuda():
-    """The CUDA module ``fe_fast._C_cuda`` or None when it was not built (no nvcc at install)."""
+def _load_cuda():
     try:
         from fe_fast import _C_cuda
     except ImportError:
         return None
     return _C_cuda
+
+
+def cuda():
+    """The CUDA module ``fe_fast._C_cuda`` or None when it was not built (no nvcc at install) or
+    is hidden by ``FE_FAST_DISABLE_EXT=1``."""
+    return None if disabled() else _load_cuda()

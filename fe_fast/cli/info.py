@@ -15,7 +15,10 @@ def run(args) -> int:
     cuda_mod = _ext.cuda()
     print(f"fe-fast {__version__}")
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-    print(f"C++ module: fe_fast._C, OpenMP threads: {_ext.cpu().omp_max_threads()}")
+    try:
+        print(f"C++ module: fe_fast._C, OpenMP threads: {_ext.cpu().omp_max_threads()}")
+    except ImportError as exc:
+        print(f"C++ module: not available ({exc}); the CPU ops use pure-torch fallbacks")
     if cuda_mod is None:
         print("CUDA module: not built (no nvcc at install time, or FE_FAST_CUDA=0)")
     else:

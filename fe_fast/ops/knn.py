@@ -94,21 +94,27 @@ def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
 def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
     """Run a backend: (idx [B,N] int64, selected [B,N] bool or None). No autograd."""
     x, y = c.x.detach(), c.y.detach()
-    B, N, D = x.shape
-    M = y.shape[-2]
+    B, N, _ = x.shape
     name = pick_backend(x.device, backend, BACKENDS)
+    mod = None
     if name == "cpu":
         from fe_fast import _ext
 
+        mod = _ext.cpu_or_none()
+    if mod is not None:
         idx = torch.empty((B, N), dtype=torch.int64)
         dist2 = torch.empty((B, N), dtype=x.dtype)
         sel = torch.empty((B, N), dtype=torch.bool) if k is not None else None
-        _ext.cpu().knn(
+        mod.knn(
             x.numpy(), y.numpy(), c.x_len.numpy(), c.y_len.numpy(), None if k is None else k.numpy(),
             idx.numpy(), dist2.numpy(), None if sel is None else sel.numpy(),
         )
         return idx, sel
-    if name == "triton":
+    if name == "cpu":  # fe_fast._C is missing: pure-torch fallback (one warning per process)
+        from fe_fast.ops._fallback import knn_idx
+
+        idx, sel = knn_idx(x, y, c.x_len, c.y_len), None
+    elif name == "triton":
         from fe_fast.kernels.knn import knn_triton
 
         idx, _, sel = knn_triton(x, y, c.x_len, c.y_len, k)

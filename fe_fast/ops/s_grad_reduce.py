@@ -99,17 +99,24 @@ def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = N
     g = grads.detach().contiguous()
     name = pick_backend(g.device, backend, BACKENDS)
     L = off.numel() - 1
+    mod = None
     if name == "cpu":
         from fe_fast import _ext
 
+        mod = _ext.cpu_or_none()
+    if mod is not None:
         mean = torch.empty(C, dtype=g.dtype)
         mean_abs = torch.empty(C, dtype=g.dtype)
         layer = torch.empty(L, dtype=g.dtype)
         idx = torch.empty((L, k), dtype=torch.int64)
         val = torch.empty((L, k), dtype=g.dtype)
-        _ext.cpu().s_grad_reduce(g.numpy(), mask.contiguous().numpy(), off.numpy(), k, mean.numpy(),
+        mod.s_grad_reduce(g.numpy(), mask.contiguous().numpy(), off.numpy(), k, mean.numpy(),
                                  mean_abs.numpy(), layer.numpy(), idx.numpy(), val.numpy())
         out = SGradReduce(mean, mean_abs, layer, idx, val)
+    elif name == "cpu":  # fe_fast._C is missing: pure-torch fallback (one warning per process)
+        from fe_fast.ops._fallback import s_grad_reduce as fallback
+
+        out = SGradReduce(*fallback(g, off, mask, k))
     else:
         from fe_fast.kernels.s_grad_reduce import s_grad_reduce_triton
 
