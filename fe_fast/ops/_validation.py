@@ -30,7 +30,8 @@ def check_finite(name: str, t: torch.Tensor, mask: Optional[torch.Tensor] = None
 
 
 def check_lengths(name: str, lengths, batch: int, max_len: int, device) -> torch.Tensor:
-    """Validate ragged lengths (None -> all ``max_len``); returns int64 [batch] on ``device``."""
+    """Validate ragged lengths' type, shape and device (None -> all ``max_len``); returns int64
+    [batch] on ``device``. Their values are checked by ``check_lengths_range``."""
     if lengths is None:
         return torch.full((batch,), max_len, dtype=torch.int64, device=device)
     if not isinstance(lengths, torch.Tensor):
@@ -42,12 +43,16 @@ def check_lengths(name: str, lengths, batch: int, max_len: int, device) -> torch
     # CPU lengths (as plain lists become) are moved to the points' device; another GPU is an error
     if lengths.device.type != "cpu" and lengths.device != torch.device(device):
         raise ValueError(f"{name} is on {lengths.device}, the points on {device}")
-    lengths = lengths.to(device=device, dtype=torch.int64)
-    if batch and int(lengths.min()) < 1:
+    return lengths.to(device=device, dtype=torch.int64).contiguous()
+
+
+def check_lengths_range(name: str, lengths: torch.Tensor, max_len: int) -> None:
+    """The data-dependent half of ``check_lengths``: 1 <= lengths <= max_len. Called inside the
+    registered ops (so it still raises under torch.compile, where a value read would break the graph)."""
+    if lengths.numel() and int(lengths.min()) < 1:
         raise ValueError(f"{name} has an empty cloud (length < 1): every cloud needs at least one point")
-    if batch and int(lengths.max()) > max_len:
+    if lengths.numel() and int(lengths.max()) > max_len:
         raise ValueError(f"{name} has a length above the padded size {max_len}")
-    return lengths.contiguous()
 
 
 def check_alpha(alpha: float) -> float:

@@ -16,7 +16,7 @@ def _reverse(c: _Clouds) -> _Clouds:
     """Swap roles: y becomes the query cloud (a shared y is expanded), x the reference."""
     B, _, D = c.x.shape
     yq = c.y.unsqueeze(0).expand(B, -1, -1).contiguous() if c.shared else c.y
-    return _Clouds(yq, c.x, False, c.y_len, c.x_len, c.padded)
+    return _Clouds(yq, c.x, False, c.y_len, c.x_len, c.padded, ",".join(reversed(c.names.split(","))))
 
 
 def _mean_nn(c: _Clouds, alpha: Optional[float], backend) -> torch.Tensor:
@@ -71,7 +71,7 @@ def projected_chamfer(x, y, planes: Sequence[str] = ("xy", "yz", "xz"), x_length
     out = []
     for p in planes:
         cols = list(PLANES[p])
-        cp = _Clouds(c.x[..., cols].contiguous(), c.y[..., cols].contiguous(), c.shared, c.x_len, c.y_len, c.padded)
+        cp = c._replace(x=c.x[..., cols].contiguous(), y=c.y[..., cols].contiguous())
         out.append(_chamfer(cp, None, backend))
     return torch.stack(out, dim=1)
 

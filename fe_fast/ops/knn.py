@@ -25,6 +25,7 @@ from fe_fast.ops._validation import (
     check_finite,
     check_float,
     check_lengths,
+    check_lengths_range,
     check_tensor,
     valid_mask,
 )
@@ -50,6 +51,7 @@ class _Clouds(NamedTuple):
     x_len: torch.Tensor  # int64 [B]
     y_len: torch.Tensor  # int64 [B]
     padded: bool = True  # False: no lengths were given, so every point is valid (no masking needed)
+    names: str = "x,y"  # the user's names of the query and reference clouds (for error messages)
 
 
 def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
@@ -83,19 +85,54 @@ def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
         raise ValueError("y is an empty cloud (M=0)")
     if shared and y_lengths is not None:
         raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
+    # the lengths' values and the points' finiteness are checked inside the registered op
     x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
     y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
-    check_finite("x", x, None if x_lengths is None else valid_mask(x_len, N))
-    check_finite("y", y, None if y_lengths is None else valid_mask(y_len, M))
     padded = x_lengths is not None or y_lengths is not None
     return _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
 
 
 def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
-    """Run a backend: (idx [B,N] int64, selected [B,N] bool or None). No autograd."""
-    x, y = c.x.detach(), c.y.detach()
+    """Run a backend through the registered op ``torch.ops.fe_fast.knn_search``: (idx [B,N] int64,
+    selected [B,N] bool or None). No autograd (distances are recomputed by ``gather_dist2``)."""
+    name = pick_backend(c.x.device, backend, BACKENDS)
+    idx, sel = knn_search(c.x.detach(), c.y.detach(), c.x_len, c.y_len, k, name, c.padded, c.names)
+    return idx, (sel if k is not None else None)
+
+
+@torch.library.custom_op("fe_fast::knn_search", mutates_args=())
+def knn_search(x: torch.Tensor, y: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor,
+               k: Optional[torch.Tensor], backend: str, padded: bool,
+               names: str = "x,y") -> tuple[torch.Tensor, torch.Tensor]:
+    """The nearest-neighbour kernel as a PyTorch operator (contract in csrc/knn.h), so that
+    torch.compile / torch.export see one opaque node. x [B, N, D] and y [B, M, D] / [M, D]
+    contiguous; x_len, y_len int64 [B]; k int64 [B] or None; backend "cpu", "triton" or "cuda";
+    padded: lengths were given (mask the finiteness check); names: the clouds' names in the
+    caller's terms, "x,y" or "y,x" (error messages). Returns (idx [B, N] int64, sel [B, N]
+    bool, or an empty [0] tensor when k is None). The data-dependent checks (lengths in range,
+    finite valid points) run here, so they also raise under torch.compile."""
     B, N, _ = x.shape
-    name = pick_backend(x.device, backend, BACKENDS)
+    M = y.shape[-2]
+    xn, yn = names.split(",")
+    check_lengths_range(f"{xn}_lengths", x_len, N)
+    check_lengths_range(f"{yn}_lengths", y_len, M)
+    check_finite(xn, x, valid_mask(x_len, N) if padded else None)
+    check_finite(yn, y, (valid_mask(y_len, M) if padded else None) if y.dim() == 3 else None)
+    idx, sel = _search_impl(_Clouds(x, y, y.dim() == 2, x_len, y_len, padded, names), k, backend)
+    return idx, sel if sel is not None else torch.empty(0, dtype=torch.bool, device=x.device)
+
+
+@knn_search.register_fake
+def _knn_search_fake(x, y, x_len, y_len, k, backend, padded, names="x,y"):
+    B, N, _ = x.shape
+    return (x.new_empty((B, N), dtype=torch.int64),
+            x.new_empty((B, N) if k is not None else (0,), dtype=torch.bool))
+
+
+def _search_impl(c: _Clouds, k: Optional[torch.Tensor], name: str):
+    """Run backend ``name``: (idx [B,N] int64, selected [B,N] bool or None). No autograd."""
+    x, y = c.x, c.y
+    B, N, _ = x.shape
     mod = None
     if name == "cpu":
         from fe_fast import _ext
@@ -192,6 +229,6 @@ def knn_select(x, y, alpha: float, x_lengths=None, y_lengths=None, *, backend: O
 
 
 
-__all__ = ["KNN", "KNNSelect", "knn", "knn_select", "prepare", "gather_dist2", "select_smallest",
+__all__ = ["KNN", "KNNSelect", "knn", "knn_select", "knn_search", "prepare", "gather_dist2", "select_smallest",
            "select_counts", "BACKENDS"]
 

@@ -49,10 +49,6 @@ def layer_offsets(sizes: Sequence[int]) -> torch.Tensor:
 
 
 def _check_offsets(offsets, C: int, k: int, device) -> torch.Tensor:
-    if not isinstance(offsets, torch.Tensor):
-        offsets = torch.as_tensor(list(offsets))
-    if offsets.is_floating_point() or offsets.dtype == torch.bool or offsets.dim() != 1 or offsets.numel() < 2:
-        raise ValueError(f"offsets must be a 1-D integer tensor [L+1], got {offsets.dtype} {list(offsets.shape)}")
     off = offsets.to(device="cpu", dtype=torch.int64)
     if int(off[0]) != 0 or int(off[-1]) != C:
         raise ValueError(f"offsets must start at 0 and end at C={C}, got {off[0].item()}..{off[-1].item()}")
@@ -92,15 +88,31 @@ def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = N
         raise ValueError(f"mask must be a bool tensor of shape [{B}], got {mask.dtype} {list(mask.shape)}")
     if mask.device != grads.device:
         raise ValueError(f"mask is on {mask.device}, grads on {grads.device}")
+    if not isinstance(offsets, torch.Tensor):
+        offsets = torch.as_tensor(list(offsets))
+    if offsets.is_floating_point() or offsets.dtype == torch.bool or offsets.dim() != 1 or offsets.numel() < 2:
+        raise ValueError(f"offsets must be a 1-D integer tensor [L+1], got {offsets.dtype} {list(offsets.shape)}")
+    name = pick_backend(grads.device, backend, BACKENDS)
+    # the values of mask and offsets and the finiteness of grads are checked inside the op
+    return SGradReduce(*s_grad_reduce_op(grads.detach().contiguous(), offsets, mask.contiguous(), k, name))
+
+
+@torch.library.custom_op("fe_fast::s_grad_reduce", mutates_args=())
+def s_grad_reduce_op(grads: torch.Tensor, offsets: torch.Tensor, mask: torch.Tensor, k: int,
+                     backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reduction as a PyTorch operator (contract in csrc/s_grad_reduce.h), one opaque node for
+    torch.compile / torch.export. grads [B, C] contiguous, offsets integer [L+1], mask bool [B],
+    backend "cpu" or "triton". The data-dependent checks (a positive sample, offsets 0 ... C with
+    layers of >= k channels, finite selected gradients) run here, so they also raise under compile."""
+    g = grads
+    C = g.shape[1]
     n_pos = int(mask.sum())
     if n_pos == 0:
         raise ValueError("mask selects no sample: there is no positive sample to average (eq. 6-5)")
-    off = _check_offsets(offsets, C, k, grads.device)
-    g = grads.detach().contiguous()
-    name = pick_backend(g.device, backend, BACKENDS)
+    off = _check_offsets(offsets, C, k, g.device)
     L = off.numel() - 1
     mod = None
-    if name == "cpu":
+    if backend == "cpu":
         from fe_fast import _ext
 
         mod = _ext.cpu_or_none()
@@ -110,21 +122,29 @@ def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = N
         layer = torch.empty(L, dtype=g.dtype)
         idx = torch.empty((L, k), dtype=torch.int64)
         val = torch.empty((L, k), dtype=g.dtype)
-        mod.s_grad_reduce(g.numpy(), mask.contiguous().numpy(), off.numpy(), k, mean.numpy(),
-                                 mean_abs.numpy(), layer.numpy(), idx.numpy(), val.numpy())
-        out = SGradReduce(mean, mean_abs, layer, idx, val)
-    elif name == "cpu":  # fe_fast._C is missing: pure-torch fallback (one warning per process)
+        mod.s_grad_reduce(g.numpy(), mask.numpy(), off.numpy(), k, mean.numpy(), mean_abs.numpy(),
+                          layer.numpy(), idx.numpy(), val.numpy())
+        out = (mean, mean_abs, layer, idx, val)
+    elif backend == "cpu":  # fe_fast._C is missing: pure-torch fallback (one warning per process)
         from fe_fast.ops._fallback import s_grad_reduce as fallback
 
-        out = SGradReduce(*fallback(g, off, mask, k))
+        out = fallback(g, off, mask, k)
     else:
         from fe_fast.kernels.s_grad_reduce import s_grad_reduce_triton
 
-        out = SGradReduce(*s_grad_reduce_triton(g, off, mask, k, n_pos))
+        out = s_grad_reduce_triton(g, off, mask, k, n_pos)
     # sum |g| over the positives is finite iff every selected gradient is (checked in O(C), not O(BC))
-    if not bool(torch.isfinite(out.mean_abs).all()):
+    if not bool(torch.isfinite(out[1]).all()):
         raise ValueError("grads contains NaN or Inf among the selected samples (or overflows)")
-    return out
+    return tuple(out)
 
 
-__all__ = ["SGradReduce", "s_grad_reduce", "layer_offsets", "BACKENDS"]
+@s_grad_reduce_op.register_fake
+def _s_grad_reduce_fake(grads, offsets, mask, k, backend):
+    C = grads.shape[1]
+    L = offsets.shape[0] - 1
+    return (grads.new_empty(C), grads.new_empty(C), grads.new_empty(L),
+            grads.new_empty((L, k), dtype=torch.int64), grads.new_empty((L, k)))
+
+
+__all__ = ["SGradReduce", "s_grad_reduce", "s_grad_reduce_op", "layer_offsets", "BACKENDS"]
