@@ -1,0 +1,130 @@
+"""The ops are torch.library custom ops (fe_fast::knn_search, fe_fast::s_grad_reduce, the
+fe_fast::modconv_* ops): torch.compile(fullgraph=True) runs the losses built on them without a graph
+break, torch.export captures them, and the data-dependent checks still raise under compile.
+
+torch.compile is exercised with the "aot_eager" backend (Dynamo with fullgraph plus AOTAutograd on
+fake tensors: what breaks or fails on an unregistered op) and once with Inductor, which compiles
+C++ on the CPU and is the slow part, so that one case stays small."""
+import importlib
+
+import pytest
+import torch
+
+import fe_fast.ops as ops
+
+houv = importlib.import_module("fe_fast.registration.houv")  # the package re-exports a function `houv`
+
+
+def _clouds(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    P = torch.randn(2, 60, 3, generator=g)
+    Q = torch.randn(2, 50, 3, generator=g)
+    return g, P, Q
+
+
+def houv_loss(P, Q, R, t, P_len, Q_len):
+    """HOUV's hybrid loss (local Chamfer eq. 3-9 + beta * projected Chamfer eq. 3-10), exactly as
+    fe_fast.registration.houv evaluates it for 2 clouds x 2 hypotheses, ragged."""
+    return houv._hybrid_terms(P, Q, R, t, 0.7, 0.5, P_len, Q_len, G=2)[1]
+
+
+def test_houv_loss_compiles_fullgraph_with_gradients():
+    g, P, Q = _clouds()
+    R0 = torch.linalg.qr(torch.randn(4, 3, 3, generator=g)).Q
+    t0 = 0.1 * torch.randn(4, 3, generator=g)
+    P_len, Q_len = torch.tensor([60, 41]), torch.tensor([50, 33])
+
+    def run(fn):
+        R, t = R0.clone().requires_grad_(), t0.clone().requires_grad_()
+        out = fn(P, Q, R, t, P_len, Q_len)
+        out.sum().backward()
+        return out.detach(), R.grad, t.grad
+
+    eager = run(houv_loss)
+    compiled = run(torch.compile(houv_loss, fullgraph=True, backend="aot_eager"))
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e)
+
+
+def test_chamfer_loss_compiles_with_inductor():
+    _, P, Q = _clouds(1)
+
+    def loss(x, y):
+        return ops.chamfer(x, y).mean() + ops.local_chamfer(x, y[0], 0.5).mean()
+
+    x = P.clone().requires_grad_()
+    compiled = torch.compile(loss, fullgraph=True)  # Inductor
+    out = compiled(x, Q)
+    out.backward()
+    gc = x.grad.clone()
+    x.grad = None
+    ref = loss(x, Q)
+    ref.backward()
+    torch.testing.assert_close(out.detach(), ref.detach())
+    torch.testing.assert_close(gc, x.grad)
+
+
+def test_data_dependent_checks_raise_under_compile():
+    _, P, Q = _clouds(2)
+    f = torch.compile(lambda x, y, yl: ops.local_chamfer(x, y, 0.5, y_lengths=yl), fullgraph=True,
+                      backend="aot_eager")
+    ok = f(P, Q, torch.tensor([50, 10]))
+    assert torch.isfinite(ok).all()
+    bad = Q.clone()
+    bad[1, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN"):
+        f(P, bad, torch.tensor([50, 10]))
+    bad[1, 3, 0] = 0.0
+    bad[1, 20, 0] = float("nan")  # padding may hold anything
+    assert torch.isfinite(f(P, bad, torch.tensor([50, 10]))).all()
+    with pytest.raises(ValueError, match="y_lengths has a length above"):
+        f(P, Q, torch.tensor([51, 10]))
+    with pytest.raises(ValueError, match="y_lengths has an empty cloud"):
+        f(P, Q, torch.tensor([0, 10]))
+
+
+def test_export_houv_and_chamfer():
+    g, P, Q = _clouds(3)
+    R = torch.linalg.qr(torch.randn(4, 3, 3, generator=g)).Q
+    t = torch.zeros(4, 3)
+    lens = (torch.tensor([60, 41]), torch.tensor([50, 33]))
+
+    class Houv(torch.nn.Module):
+        def forward(self, P, Q, R, t, P_len, Q_len):
+            return houv_loss(P, Q, R, t, P_len, Q_len)
+
+    class Chamfer(torch.nn.Module):
+        def forward(self, x, y):
+            return ops.chamfer(x, y)
+
+    ep = torch.export.export(Houv(), (P, Q, R, t, *lens))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert "fe_fast.knn_search.default" in targets
+    torch.testing.assert_close(ep.module()(P, Q, R, t, *lens), houv_loss(P, Q, R, t, *lens))
+    ep = torch.export.export(Chamfer(), (P, Q))
+    torch.testing.assert_close(ep.module()(P, Q), ops.chamfer(P, Q))
+
+
+def test_s_grad_reduce_compiles_and_exports():
+    g = torch.Generator().manual_seed(4)
+    grads = torch.randn(16, 20, generator=g)
+    mask = torch.arange(16) % 3 == 0
+    off = torch.tensor([0, 5, 12, 20])
+
+    def f(grads, mask):
+        r = ops.s_grad_reduce(grads, off, mask, k=2)
+        return r.layer * 2, r.topk_idx, r.topk_val
+
+    eager = f(grads, mask)
+    for e, c in zip(eager, torch.compile(f, fullgraph=True, backend="aot_eager")(grads, mask)):
+        torch.testing.assert_close(c, e)
+
+    class M(torch.nn.Module):
+        def forward(self, grads, mask):
+            return f(grads, mask)
+
+    ep = torch.export.export(M(), (grads, mask))
+    for e, c in zip(eager, ep.module()(grads, mask)):
+        torch.testing.assert_close(c, e)
+    with pytest.raises(ValueError, match="no positive"):
+        torch.compile(f, fullgraph=True, backend="aot_eager")(grads, torch.zeros(16, dtype=torch.bool))
