@@ -28,12 +28,9 @@ from fe_fast.ops._modconv_torch import forward as torch_forward
 _NHWC_MIN_HW = 1024  # see _use_nhwc
 
 
-def _ptr(t):
-    return 0 if t is None else t.data_ptr()
-
-
-def _f64(t):
-    return t.dtype == torch.float64
+def _np(t):
+    """numpy view of a contiguous CPU tensor (zero-copy) for the checked C++ bindings."""
+    return None if t is None else t.detach().numpy()
 
 
 def _use_nhwc(x, up):
@@ -50,12 +47,10 @@ def _use_nhwc(x, up):
 
 def demod_fwd(weight, s):
     """(d [B, O], wsq [O, I]) from the C++ kernel: one call instead of five small torch ops."""
-    O, I, k, _ = weight.shape
-    B = s.shape[0]
+    O, I = weight.shape[:2]
     wsq = weight.new_empty((O, I))
-    d = weight.new_empty((B, O))
-    _ext.cpu().modconv_demod(_ptr(weight), _ptr(s), _ptr(wsq), _ptr(d), B, O, I, k * k, EPS,
-                             _f64(weight))
+    d = weight.new_empty((s.shape[0], O))
+    _ext.cpu().modconv_demod(_np(weight), _np(s), _np(wsq), _np(d), EPS)
     return d, wsq
 
 
@@ -71,20 +66,17 @@ def demod_bwd(grad_d, d, weight, s, wsq, need_weight, need_s):
 # --- input modulation x_s = x * s --------------------------------------------------------------
 
 def modulate_fwd(x, s):
-    B, I, H, W = x.shape
     xs = torch.empty_like(x)
-    _ext.cpu().modconv_modulate_fwd(_ptr(x), _ptr(s), _ptr(xs), B * I, H * W, _f64(x))
+    _ext.cpu().modconv_modulate_fwd(_np(x), _np(s), _np(xs))
     return xs
 
 
 def modulate_bwd(grad_xs, x, s, need_x, need_s):
     """(grad_x, grad_s) in ONE C++ pass (torch's broadcast MulBackward takes three passes over
     the activations, about 10% of a forward+backward at (8, 128, 64))."""
-    B, I, H, W = x.shape
     gx = torch.empty_like(x) if need_x else None
-    gs = s.new_empty((B, I)) if need_s else None
-    _ext.cpu().modconv_modulate_bwd(_ptr(grad_xs.contiguous()), _ptr(x), _ptr(s), _ptr(gx),
-                                    _ptr(gs), B * I, H * W, _f64(x))
+    gs = s.new_empty(x.shape[:2]) if need_s else None
+    _ext.cpu().modconv_modulate_bwd(_np(grad_xs.contiguous()), _np(x), _np(s), _np(gx), _np(gs))
     return gx, gs
 
 
@@ -119,10 +111,8 @@ def _modulate(x, s):
 
 def epilogue_fwd(y, d, noise, bias, lrelu, out):
     """The fused C++ epilogue written into ``out`` (which may be ``y``: in place)."""
-    B, O, H, W = y.shape
-    _ext.cpu().modconv_epilogue_fwd(
-        _ptr(y), _ptr(d), _ptr(noise), 0 if noise is None or noise.shape[0] == 1 else H * W,
-        _ptr(bias), _ptr(out), B, O, H * W, lrelu, SLOPE, GAIN, _f64(y))
+    _ext.cpu().modconv_epilogue_fwd(_np(y), _np(d), _np(noise), _np(bias), _np(out), lrelu, SLOPE,
+                                    GAIN)
     return out
 
 
@@ -135,9 +125,8 @@ def epilogue_bwd(grad_out, y, out, d, lrelu, need_y, need_d, need_noise, need_bi
     gd = y.new_empty((B, O)) if need_d else None
     gn = y.new_empty((B, 1, H, W)) if need_noise else None
     gb = y.new_empty((O,)) if need_bias else None
-    _ext.cpu().modconv_epilogue_bwd(
-        _ptr(grad_out.contiguous()), _ptr(y), _ptr(out), _ptr(d), _ptr(gy), _ptr(gd), _ptr(gn),
-        _ptr(gb), B, O, H * W, lrelu, SLOPE, GAIN, _f64(y))
+    _ext.cpu().modconv_epilogue_bwd(_np(grad_out.contiguous()), _np(y), _np(out), _np(d), _np(gy),
+                                    _np(gd), _np(gn), _np(gb), lrelu, SLOPE, GAIN)
     if gn is not None and noise_shared:
         gn = gn.sum(dim=0, keepdim=True)
     return gy, gd, gn, gb
@@ -200,10 +189,10 @@ def nhwc_fwd(x, weight, s, demodulate, noise, bias, lrelu, keep_y):
     no extra pass), oneDNN runs its NHWC convolution, the C++ epilogue reads the NHWC output and
     writes ``out`` in NCHW (and, with ``keep_y``, the conv output y in NCHW for the backward).
     Returns (out, y or None, d or None, wsq or None)."""
-    B, I, H, W = x.shape
+    B = x.shape[0]
     O, _, k, _ = weight.shape
     xs = torch.empty_like(x, memory_format=torch.channels_last)
-    _ext.cpu().modconv_modulate_nhwc(_ptr(x), _ptr(s), _ptr(xs), B, I, H * W, _f64(x))
+    _ext.cpu().modconv_modulate_nhwc(_np(x), _np(s), _np(xs.permute(0, 2, 3, 1)))
     y = F.conv2d(xs, weight.contiguous(memory_format=torch.channels_last), padding=k // 2)
     del xs
     if not y.is_contiguous(memory_format=torch.channels_last):  # a conv that changed layout
@@ -212,9 +201,8 @@ def nhwc_fwd(x, weight, s, demodulate, noise, bias, lrelu, keep_y):
     Ho, Wo = y.shape[2:]
     out = torch.empty((B, O, Ho, Wo), dtype=x.dtype)
     y_nchw = torch.empty_like(out) if keep_y else None
-    _ext.cpu().modconv_epilogue_fwd_nhwc(
-        _ptr(y), _ptr(d), _ptr(noise), 0 if noise is None or noise.shape[0] == 1 else Ho * Wo,
-        _ptr(bias), _ptr(out), _ptr(y_nchw), B, O, Ho * Wo, lrelu, SLOPE, GAIN, _f64(x))
+    _ext.cpu().modconv_epilogue_fwd_nhwc(_np(y.permute(0, 2, 3, 1)), _np(d), _np(noise), _np(bias),
+                                         _np(out), _np(y_nchw), lrelu, SLOPE, GAIN)
     return out, y_nchw, d, wsq
 
 
