@@ -24,7 +24,8 @@ This module validates and dispatches; each backend lives in its own module:
 - "torch" (``_modconv_torch``): the formulation above in eager torch; differentiable to any order.
 - "cpu" (``_modconv_cpu``): C++ input modulation, torch's conv (oneDNN), one C++ call for d and one
   fused pass for demodulation + noise + bias + activation (csrc/modconv_cpu.cpp), with one-pass
-  C++ backwards; up=1 at H*W >= 1024 runs the convolution on NHWC.
+  C++ backwards; up=1 at H*W >= 1024 runs the convolution on NHWC. Without a compiled
+  ``fe_fast._C`` it runs the "torch" formulation (one FallbackWarning per process).
 - "triton" (``_modconv_triton``): ``fe_fast.kernels.modulated_conv``, one fused kernel (forward);
   backward by autograd of the recomputed torch formulation. float64, and up=2 with k != 3, are
   refused (ValueError): use "torch" for them.
@@ -40,6 +41,7 @@ import os
 
 import torch
 
+from fe_fast import _ext
 from fe_fast.ops import _modconv_cpu, _modconv_torch, _modconv_triton
 from fe_fast.ops._blur import blur_pads
 from fe_fast.ops._modconv_torch import demodulation_coefficients
@@ -169,5 +171,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"backend='cpu' needs CPU float32/float64 tensors, got {x.device} "
                              f"{x.dtype}")
+        if _ext.cpu_or_none() is None:  # fe_fast._C is missing: the torch formulation (warned once)
+            return _modconv_torch.forward(x, weight, s, demodulate, up, noise, bias, activation)
         return _modconv_cpu.forward(x, weight, s, demodulate, up, noise, bias, activation)
     return _modconv_torch.forward(x, weight, s, demodulate, up, noise, bias, activation)
