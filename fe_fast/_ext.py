@@ -84,3 +84,15 @@ def cuda():
     """The CUDA module ``fe_fast._C_cuda`` or None when it was not built (no nvcc at install) or
     is hidden by ``FE_FAST_DISABLE_EXT=1``."""
     return None if disabled() else _load_cuda()
+
+
+def _assume_constant(fn):
+    import torch
+
+    return torch.compiler.assume_constant_result(fn)
+
+
+@_assume_constant
+def cpu_available() -> bool:
+    """``cpu_or_none() is not None``; under torch.compile evaluated once while tracing (not traced)."""
+    return cpu_or_none() is not None

@@ -171,7 +171,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"backend='cpu' needs CPU float32/float64 tensors, got {x.device} "
                              f"{x.dtype}")
-        if _ext.cpu_or_none() is None:  # fe_fast._C is missing: the torch formulation (warned once)
+        if not _ext.cpu_available():  # fe_fast._C is missing: the torch formulation (warned once)
             return _modconv_torch.forward(x, weight, s, demodulate, up, noise, bias, activation)
         return _modconv_cpu.forward(x, weight, s, demodulate, up, noise, bias, activation)
     return _modconv_torch.forward(x, weight, s, demodulate, up, noise, bias, activation)
