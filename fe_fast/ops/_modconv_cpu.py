@@ -10,12 +10,17 @@ of csrc/modconv_cpu.cpp. Entry point: ``forward``.
   with the layout change fused into the C++ modulation and epilogue; the backward stays NCHW.
 
 Each piece is a forward function and a backward function (``modulate_fwd``/``modulate_bwd``,
-``epilogue_fwd``/``epilogue_bwd``, ``nhwc_fwd``/``nhwc_bwd``) wrapped by a thin autograd Function.
+``epilogue_fwd``/``epilogue_bwd``, ``nhwc_fwd``/``nhwc_bwd``), registered as torch.library custom
+ops (``fe_fast::modconv_modulate``, ``fe_fast::modconv_epilogue``, ``fe_fast::modconv_nhwc`` and
+their ``*_bwd``) with fake implementations and registered autograd, so that torch.compile and
+torch.export see them; without a gradient to compute, eager calls go to the kernels directly.
 When a backward is itself differentiated (``create_graph=True``: R1, path-length) it recomputes
 the torch formulation and differentiates it (``_modconv_torch.grad_by_recompute``), so double
 backward is exact.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -80,30 +85,67 @@ def modulate_bwd(grad_xs, x, s, need_x, need_s):
     return gx, gs
 
 
-class _Modulate(torch.autograd.Function):
-    """``modulate_fwd`` / ``modulate_bwd``. Under ``create_graph=True`` the backward is the same
-    product rule in torch ops, so it is itself differentiable."""
+@torch.library.custom_op("fe_fast::modconv_modulate", mutates_args=())
+def modulate_op(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``modulate_fwd`` as a PyTorch operator (x [B, I, H, W], s [B, I], contiguous CPU)."""
+    return modulate_fwd(x, s)
 
-    @staticmethod
-    def forward(ctx, x, s):
-        ctx.save_for_backward(x, s)
-        return modulate_fwd(x, s)
 
-    @staticmethod
-    def backward(ctx, grad_xs):
-        x, s = ctx.saved_tensors
-        need_x, need_s = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # create_graph
-            gx = grad_xs * s[:, :, None, None] if need_x else None
-            gs = (grad_xs * x).sum(dim=(2, 3)) if need_s else None
-            return gx, gs
-        return modulate_bwd(grad_xs, x, s, need_x, need_s)
+@modulate_op.register_fake
+def _modulate_fake(x, s):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("fe_fast::modconv_modulate_bwd", mutates_args=())
+def modulate_bwd_op(grad_xs: torch.Tensor, x: torch.Tensor, s: torch.Tensor, need_x: bool,
+                    need_s: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``modulate_bwd`` as an operator; a gradient not needed comes back as an empty tensor."""
+    gx, gs = modulate_bwd(grad_xs, x, s, need_x, need_s)
+    return _or_empty(gx, x), _or_empty(gs, s)
+
+
+@modulate_bwd_op.register_fake
+def _modulate_bwd_fake(grad_xs, x, s, need_x, need_s):
+    return (torch.empty_like(x) if need_x else x.new_empty(0),
+            s.new_empty(x.shape[:2]) if need_s else s.new_empty(0))
+
+
+def _modulate_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _modulate_backward(ctx, grad_xs):
+    """One C++ pass for grad_x and grad_s. Under ``create_graph=True`` the same product rule in
+    torch ops, so that it is itself differentiable."""
+    x, s = ctx.saved_tensors
+    need_x, need_s = ctx.needs_input_grad[:2]
+    if torch.is_grad_enabled():  # create_graph
+        gx = grad_xs * s[:, :, None, None] if need_x else None
+        gs = (grad_xs * x).sum(dim=(2, 3)) if need_s else None
+        return gx, gs
+    gx, gs = modulate_bwd_op(grad_xs.contiguous(), x, s, need_x, need_s)
+    return (gx if need_x else None), (gs if need_s else None)
+
+
+modulate_op.register_autograd(_modulate_backward, setup_context=_modulate_setup)
+
+
+def _or_empty(t, like):
+    """Custom ops return tensors, never None: an absent result is an empty tensor."""
+    return like.new_empty(0) if t is None else t
+
+
+def _use_op(*tensors):
+    """The registered ops (autograd, fake tensors) when a gradient is wanted or under
+    torch.compile / torch.export; the direct kernels (in place where possible) otherwise."""
+    return torch.compiler.is_compiling() or (
+        torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
 def _modulate(x, s):
     x, s = x.contiguous(), s.contiguous()
-    if torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
-        return _Modulate.apply(x, s)
+    if _use_op(x, s):
+        return modulate_op(x, s)
     return modulate_fwd(x, s)
 
 
@@ -136,38 +178,80 @@ def _needs(ctx, inputs):
     return [n and t is not None for n, t in zip(ctx.needs_input_grad[:5], inputs)]
 
 
-class _Epilogue(torch.autograd.Function):
-    """out = act(y * d(weight, s) + noise + bias) * gain with the C++ kernels: ``demod_fwd`` and
-    ``epilogue_fwd``; backward ``epilogue_bwd`` then ``demod_bwd``."""
+@torch.library.custom_op("fe_fast::modconv_epilogue", mutates_args=())
+def epilogue_op(y: torch.Tensor, weight: torch.Tensor, s: torch.Tensor, noise: Optional[torch.Tensor],
+                bias: Optional[torch.Tensor], demodulate: bool,
+                lrelu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """out = act(y * d(weight, s) + noise + bias) * gain with the C++ kernels (``demod_fwd``,
+    ``epilogue_fwd``) as a PyTorch operator. Returns (out, d, wsq), the last two kept for the
+    backward (empty without demodulation)."""
+    d, wsq = demod_fwd(weight, s) if demodulate else (None, None)
+    out = epilogue_fwd(y, d, noise, bias, lrelu, torch.empty_like(y))
+    return out, _or_empty(d, y), _or_empty(wsq, y)
 
-    @staticmethod
-    def forward(ctx, y, weight, s, noise, bias, demodulate, lrelu):
-        d, wsq = demod_fwd(weight, s) if demodulate else (None, None)
-        out = epilogue_fwd(y, d, noise, bias, lrelu, torch.empty_like(y))
-        ctx.cfg = (demodulate, lrelu)
-        ctx.noise_shared = noise is not None and noise.shape[0] == 1
-        ctx.save_for_backward(y, weight, s, noise, bias, d, wsq, out)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        y, weight, s, noise, bias, d, wsq, out = ctx.saved_tensors
-        demodulate, lrelu = ctx.cfg
-        inputs = (y, weight, s, noise, bias)
-        need = _needs(ctx, inputs)
-        if not demodulate:
-            need[1] = need[2] = False  # weight and s only enter through d
-        if torch.is_grad_enabled():  # create_graph: differentiate the torch formulation
-            def formulation(y, weight, s, noise, bias):
-                d = demodulation_coefficients(weight, s) if demodulate else None
-                return epilogue(y, d, noise, bias, "lrelu" if lrelu else "linear")
+@epilogue_op.register_fake
+def _epilogue_fake(y, weight, s, noise, bias, demodulate, lrelu):
+    B, O = y.shape[:2]
+    if not demodulate:
+        return torch.empty_like(y), y.new_empty(0), y.new_empty(0)
+    return torch.empty_like(y), y.new_empty((B, O)), y.new_empty((O, weight.shape[1]))
 
-            return (*grad_by_recompute(formulation, inputs, need, grad_out), None, None)
-        gy, gd, gn, gb = epilogue_bwd(grad_out, y, out, d, lrelu, need[0], need[1] or need[2],
-                                      need[3], need[4], ctx.noise_shared)
-        gw, gs = demod_bwd(gd, d, weight, s, wsq, need[1], need[2]) if gd is not None \
-            else (None, None)
-        return gy, gw, gs, gn, gb, None, None
+
+@torch.library.custom_op("fe_fast::modconv_epilogue_bwd", mutates_args=())
+def epilogue_bwd_op(grad_out: torch.Tensor, y: torch.Tensor, out: torch.Tensor, d: torch.Tensor,
+                    weight: torch.Tensor, s: torch.Tensor, wsq: torch.Tensor, need: list[bool],
+                    demodulate: bool, lrelu: bool, noise_shared: bool) -> list[torch.Tensor]:
+    """``epilogue_bwd`` then ``demod_bwd``: the gradients of (y, weight, s, noise, bias) where
+    ``need`` says so, else empty tensors."""
+    if not demodulate:
+        d = wsq = None
+    gy, gd, gn, gb = epilogue_bwd(grad_out, y, out, d, lrelu, need[0], need[1] or need[2],
+                                  need[3], need[4], noise_shared)
+    gw, gs = demod_bwd(gd, d, weight, s, wsq, need[1], need[2]) if gd is not None else (None, None)
+    return [_or_empty(g, y) for g in (gy, gw, gs, gn, gb)]
+
+
+@epilogue_bwd_op.register_fake
+def _epilogue_bwd_fake(grad_out, y, out, d, weight, s, wsq, need, demodulate, lrelu, noise_shared):
+    B, O, H, W = y.shape
+    shapes = (y.shape, weight.shape, s.shape, (1 if noise_shared else B, 1, H, W), (O,))
+    return [y.new_empty(sh if n else (0,)) for sh, n in zip(shapes, need)]
+
+
+def _needs(ctx, inputs):
+    return [bool(n) and t is not None for n, t in zip(ctx.needs_input_grad[:5], inputs)]
+
+
+def _epilogue_setup(ctx, inputs, output):
+    y, weight, s, noise, bias, demodulate, lrelu = inputs
+    out, d, wsq = output
+    ctx.cfg = (demodulate, lrelu)
+    ctx.noise_shared = noise is not None and noise.shape[0] == 1
+    ctx.save_for_backward(y, weight, s, noise, bias, d, wsq, out)
+
+
+def _epilogue_backward(ctx, grad_out, _grad_d, _grad_wsq):
+    """``epilogue_bwd_op`` (one C++ pass, then the chain rule of d); under ``create_graph=True``
+    the torch formulation recomputed and differentiated, so double backward is exact."""
+    y, weight, s, noise, bias, d, wsq, out = ctx.saved_tensors
+    demodulate, lrelu = ctx.cfg
+    inputs = (y, weight, s, noise, bias)
+    need = _needs(ctx, inputs)
+    if not demodulate:
+        need[1] = need[2] = False  # weight and s only enter through d
+    if torch.is_grad_enabled():  # create_graph: differentiate the torch formulation
+        def formulation(y, weight, s, noise, bias):
+            d = demodulation_coefficients(weight, s) if demodulate else None
+            return epilogue(y, d, noise, bias, "lrelu" if lrelu else "linear")
+
+        return (*grad_by_recompute(formulation, inputs, need, grad_out), None, None)
+    grads = epilogue_bwd_op(grad_out.contiguous(), y, out, d, weight, s, wsq, need, demodulate,
+                            lrelu, ctx.noise_shared)
+    return (*[g if n else None for g, n in zip(grads, need)], None, None)
+
+
+epilogue_op.register_autograd(_epilogue_backward, setup_context=_epilogue_setup)
 
 
 def _epilogue(y, weight, s, demodulate, noise, bias, activation):
@@ -175,9 +259,8 @@ def _epilogue(y, weight, s, demodulate, noise, bias, activation):
     y, weight, s = y.contiguous(), weight.contiguous(), s.contiguous()
     noise = None if noise is None else noise.contiguous()
     bias = None if bias is None else bias.contiguous()
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (y, weight, s, noise, bias)):
-        return _Epilogue.apply(y, weight, s, noise, bias, bool(demodulate), lrelu)
+    if _use_op(y, weight, s, noise, bias):
+        return epilogue_op(y, weight, s, noise, bias, bool(demodulate), lrelu)[0]
     d = demod_fwd(weight, s)[0] if demodulate else None
     return epilogue_fwd(y, d, noise, bias, lrelu, y)  # y is our temporary: in place
 
@@ -238,32 +321,74 @@ def nhwc_bwd(grad_out, x, weight, s, y, out, d, wsq, need, demodulate, lrelu, no
     return gx, gw, gs, gn, gb
 
 
-class _NHWC(torch.autograd.Function):
-    """The whole "cpu" op for up=1 when the NHWC convolution is chosen (``_use_nhwc``):
-    ``nhwc_fwd`` / ``nhwc_bwd``."""
+@torch.library.custom_op("fe_fast::modconv_nhwc", mutates_args=())
+def nhwc_op(x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor, noise: Optional[torch.Tensor],
+            bias: Optional[torch.Tensor], demodulate: bool,
+            lrelu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The whole "cpu" op for up=1 on NHWC (``nhwc_fwd``) as a PyTorch operator. Returns (out, y,
+    d, wsq): the NCHW conv output y and the demodulation terms are kept for the backward (d and
+    wsq empty without demodulation)."""
+    out, y, d, wsq = nhwc_fwd(x, weight, s, demodulate, noise, bias, lrelu, True)
+    return out, y, _or_empty(d, x), _or_empty(wsq, x)
 
-    @staticmethod
-    def forward(ctx, x, weight, s, noise, bias, demodulate, lrelu):
-        out, y, d, wsq = nhwc_fwd(x, weight, s, demodulate, noise, bias, lrelu, True)
-        ctx.cfg = (demodulate, lrelu)
-        ctx.noise_shared = noise is not None and noise.shape[0] == 1
-        ctx.save_for_backward(x, weight, s, noise, bias, y, out, d, wsq)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, weight, s, noise, bias, y, out, d, wsq = ctx.saved_tensors
-        demodulate, lrelu = ctx.cfg
-        inputs = (x, weight, s, noise, bias)
-        need = _needs(ctx, inputs)
-        if torch.is_grad_enabled():  # create_graph: differentiate the torch formulation
-            def formulation(x, weight, s, noise, bias):
-                return torch_forward(x, weight, s, demodulate, 1, noise, bias,
-                                     "lrelu" if lrelu else "linear")
+@nhwc_op.register_fake
+def _nhwc_fake(x, weight, s, noise, bias, demodulate, lrelu):
+    B, _, H, W = x.shape
+    O, I, k, _ = weight.shape
+    Ho, Wo = H + 2 * (k // 2) - k + 1, W + 2 * (k // 2) - k + 1
+    out = x.new_empty((B, O, Ho, Wo))
+    if not demodulate:
+        return out, torch.empty_like(out), x.new_empty(0), x.new_empty(0)
+    return out, torch.empty_like(out), x.new_empty((B, O)), x.new_empty((O, I))
 
-            return (*grad_by_recompute(formulation, inputs, need, grad_out), None, None)
-        return (*nhwc_bwd(grad_out, x, weight, s, y, out, d, wsq, need, demodulate, lrelu,
-                          ctx.noise_shared), None, None)
+
+@torch.library.custom_op("fe_fast::modconv_nhwc_bwd", mutates_args=())
+def nhwc_bwd_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor,
+                y: torch.Tensor, out: torch.Tensor, d: torch.Tensor, wsq: torch.Tensor,
+                need: list[bool], demodulate: bool, lrelu: bool,
+                noise_shared: bool) -> list[torch.Tensor]:
+    """``nhwc_bwd`` as an operator: gradients of (x, weight, s, noise, bias), empty where not
+    needed."""
+    grads = nhwc_bwd(grad_out, x, weight, s, y, out, d if demodulate else None,
+                     wsq if demodulate else None, need, demodulate, lrelu, noise_shared)
+    return [_or_empty(g, x) for g in grads]
+
+
+@nhwc_bwd_op.register_fake
+def _nhwc_bwd_fake(grad_out, x, weight, s, y, out, d, wsq, need, demodulate, lrelu, noise_shared):
+    B, O, H, W = out.shape
+    shapes = (x.shape, weight.shape, s.shape, (1 if noise_shared else B, 1, H, W), (O,))
+    return [x.new_empty(sh if n else (0,)) for sh, n in zip(shapes, need)]
+
+
+def _nhwc_setup(ctx, inputs, output):
+    x, weight, s, noise, bias, demodulate, lrelu = inputs
+    out, y, d, wsq = output
+    ctx.cfg = (demodulate, lrelu)
+    ctx.noise_shared = noise is not None and noise.shape[0] == 1
+    ctx.save_for_backward(x, weight, s, noise, bias, y, out, d, wsq)
+
+
+def _nhwc_backward(ctx, grad_out, _gy, _gd, _gwsq):
+    """``nhwc_bwd_op``; under ``create_graph=True`` the torch formulation recomputed and
+    differentiated, so double backward is exact."""
+    x, weight, s, noise, bias, y, out, d, wsq = ctx.saved_tensors
+    demodulate, lrelu = ctx.cfg
+    inputs = (x, weight, s, noise, bias)
+    need = _needs(ctx, inputs)
+    if torch.is_grad_enabled():  # create_graph: differentiate the torch formulation
+        def formulation(x, weight, s, noise, bias):
+            return torch_forward(x, weight, s, demodulate, 1, noise, bias,
+                                 "lrelu" if lrelu else "linear")
+
+        return (*grad_by_recompute(formulation, inputs, need, grad_out), None, None)
+    grads = nhwc_bwd_op(grad_out.contiguous(), x, weight, s, y, out, d, wsq, need, demodulate,
+                        lrelu, ctx.noise_shared)
+    return (*[g if n else None for g, n in zip(grads, need)], None, None)
+
+
+nhwc_op.register_autograd(_nhwc_backward, setup_context=_nhwc_setup)
 
 
 def forward(x, weight, s, demodulate, up, noise, bias, activation):
@@ -273,8 +398,8 @@ def forward(x, weight, s, demodulate, up, noise, bias, activation):
     if _use_nhwc(x, up):
         args = [None if t is None else t.contiguous() for t in (x, weight, s, noise, bias)]
         lrelu = activation == "lrelu"
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
-            return _NHWC.apply(*args, bool(demodulate), lrelu)
+        if _use_op(*args):
+            return nhwc_op(*args, bool(demodulate), lrelu)[0]
         xc, wc, sc, nc, bc = args
         return nhwc_fwd(xc, wc, sc, bool(demodulate), nc, bc, lrelu, False)[0]
     y = conv(_modulate(x, s), weight, up)
