@@ -26,20 +26,14 @@ def disabled() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _load_cpu():
-    # torch bundles its own OpenMP runtime and _C links the system one. libgomp's default is to
-    # spin after each parallel region, so two runtimes take the cores from each other between
-    # calls. Let ours (configured from the environment when it loads) sleep instead, unless the
-    # user chose a policy; torch's runtime is left as it is.
-    chosen = "OMP_WAIT_POLICY" in os.environ
-    if not chosen:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    # _C links libgomp.so.1, which resolves to the OpenMP runtime torch already loaded (torch's
+    # wheel ships it under that soname): kernels and torch share one runtime and its thread pool,
+    # configured when torch was imported. Its wait policy is therefore set (if at all) by
+    # fe_fast/__init__.py before torch loads, not here.
     try:
         from fe_fast import _C
     except ImportError as exc:
         return exc
-    finally:
-        if not chosen:
-            del os.environ["OMP_WAIT_POLICY"]
     return _C
 
 
