@@ -49,9 +49,12 @@ def check_lengths(name: str, lengths, batch: int, max_len: int, device) -> torch
 def check_lengths_range(name: str, lengths: torch.Tensor, max_len: int) -> None:
     """The data-dependent half of ``check_lengths``: 1 <= lengths <= max_len. Called inside the
     registered ops (so it still raises under torch.compile, where a value read would break the graph)."""
-    if lengths.numel() and int(lengths.min()) < 1:
+    if not lengths.numel():
+        return
+    lo, hi = (int(v) for v in torch.stack(lengths.aminmax()).tolist())
+    if lo < 1:
         raise ValueError(f"{name} has an empty cloud (length < 1): every cloud needs at least one point")
-    if lengths.numel() and int(lengths.max()) > max_len:
+    if hi > max_len:
         raise ValueError(f"{name} has a length above the padded size {max_len}")
 
 

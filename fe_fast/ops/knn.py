@@ -96,8 +96,24 @@ def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
     """Run a backend through the registered op ``torch.ops.fe_fast.knn_search``: (idx [B,N] int64,
     selected [B,N] bool or None). No autograd (distances are recomputed by ``gather_dist2``)."""
     name = pick_backend(c.x.device, backend, BACKENDS)
-    idx, sel = knn_search(c.x.detach(), c.y.detach(), c.x_len, c.y_len, k, name, c.padded, c.names)
+    # eager calls skip the dispatcher (same code); torch.compile / torch.export see the op
+    op = knn_search if torch.compiler.is_compiling() else _knn_search
+    idx, sel = op(c.x.detach(), c.y.detach(), c.x_len, c.y_len, k, name, c.padded, c.names)
     return idx, (sel if k is not None else None)
+
+
+def _knn_search(x, y, x_len, y_len, k, backend, padded, names="x,y"):
+    """The implementation of ``knn_search`` (below)."""
+    B, N, _ = x.shape
+    M = y.shape[-2]
+    xn, yn = names.split(",")
+    if padded:  # lengths built by ``check_lengths`` from None are in range by construction
+        check_lengths_range(f"{xn}_lengths", x_len, N)
+        check_lengths_range(f"{yn}_lengths", y_len, M)
+    check_finite(xn, x, valid_mask(x_len, N) if padded else None)
+    check_finite(yn, y, (valid_mask(y_len, M) if padded else None) if y.dim() == 3 else None)
+    idx, sel = _search_impl(_Clouds(x, y, y.dim() == 2, x_len, y_len, padded, names), k, backend)
+    return idx, sel if sel is not None else torch.empty(0, dtype=torch.bool, device=x.device)
 
 
 @torch.library.custom_op("fe_fast::knn_search", mutates_args=())
@@ -111,15 +127,7 @@ def knn_search(x: torch.Tensor, y: torch.Tensor, x_len: torch.Tensor, y_len: tor
     caller's terms, "x,y" or "y,x" (error messages). Returns (idx [B, N] int64, sel [B, N]
     bool, or an empty [0] tensor when k is None). The data-dependent checks (lengths in range,
     finite valid points) run here, so they also raise under torch.compile."""
-    B, N, _ = x.shape
-    M = y.shape[-2]
-    xn, yn = names.split(",")
-    check_lengths_range(f"{xn}_lengths", x_len, N)
-    check_lengths_range(f"{yn}_lengths", y_len, M)
-    check_finite(xn, x, valid_mask(x_len, N) if padded else None)
-    check_finite(yn, y, (valid_mask(y_len, M) if padded else None) if y.dim() == 3 else None)
-    idx, sel = _search_impl(_Clouds(x, y, y.dim() == 2, x_len, y_len, padded, names), k, backend)
-    return idx, sel if sel is not None else torch.empty(0, dtype=torch.bool, device=x.device)
+    return _knn_search(x, y, x_len, y_len, k, backend, padded, names)
 
 
 @knn_search.register_fake

@@ -94,7 +94,9 @@ def s_grad_reduce(grads: torch.Tensor, offsets, mask: Optional[torch.Tensor] = N
         raise ValueError(f"offsets must be a 1-D integer tensor [L+1], got {offsets.dtype} {list(offsets.shape)}")
     name = pick_backend(grads.device, backend, BACKENDS)
     # the values of mask and offsets and the finiteness of grads are checked inside the op
-    return SGradReduce(*s_grad_reduce_op(grads.detach().contiguous(), offsets, mask.contiguous(), k, name))
+    # eager calls skip the dispatcher (same code); torch.compile / torch.export see the op
+    op = s_grad_reduce_op if torch.compiler.is_compiling() else _s_grad_reduce
+    return SGradReduce(*op(grads.detach().contiguous(), offsets, mask.contiguous(), k, name))
 
 
 @torch.library.custom_op("fe_fast::s_grad_reduce", mutates_args=())
@@ -104,6 +106,11 @@ def s_grad_reduce_op(grads: torch.Tensor, offsets: torch.Tensor, mask: torch.Ten
     torch.compile / torch.export. grads [B, C] contiguous, offsets integer [L+1], mask bool [B],
     backend "cpu" or "triton". The data-dependent checks (a positive sample, offsets 0 ... C with
     layers of >= k channels, finite selected gradients) run here, so they also raise under compile."""
+    return _s_grad_reduce(grads, offsets, mask, k, backend)
+
+
+def _s_grad_reduce(grads, offsets, mask, k, backend):
+    """The implementation of ``s_grad_reduce_op``."""
     g = grads
     C = g.shape[1]
     n_pos = int(mask.sum())
