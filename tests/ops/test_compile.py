@@ -181,7 +181,10 @@ def test_export_stylegan_layer():
 
     ep = torch.export.export(M(), (x, w))
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
-    assert "fe_fast.modconv_nhwc.default" in targets
+    from fe_fast import _ext
+
+    # without fe_fast._C the layer runs the torch formulation (the fallback): no custom op then
+    assert ("fe_fast.modconv_nhwc.default" in targets) != _ext.disabled()
     torch.testing.assert_close(ep.module()(x, w), M()(x, w))
 
 
