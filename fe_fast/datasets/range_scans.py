@@ -36,9 +36,9 @@ Objects (:func:`object_mesh`; names ``family:seed``, each a deterministic functi
 * ``blob:<s>``: a star-shaped blob, a sphere whose radius carries 3-7 von Mises bumps and dents,
   stretched along random axes;
 * ``sq:<s>``: a chain of 2-4 superquadrics (boxy to pinched), each attached to the previous one;
-* ``nearsym:<s>``: one superquadric with three different semi-axes (symmetric under the half-turns
-  about its axes and under three mirrors) plus one small nub off its axes: most of its surface is
-  symmetric, so a half-turn flip of a partial view fits nearly as well as the truth;
+* ``nearsym:<s>``: one superquadric with three different semi-axes, mildly tapered and bent (without
+  these it is symmetric under the half-turns about its axes and under three mirrors), plus one small
+  nub off its axes: a half-turn flip of a partial view fits nearly as well as the truth;
 * ``beads:<s>``: a bent chain of 4-7 ellipsoids of varying size (held-out family, below);
 * ``compound<k>`` and the primitives of :mod:`~fe_fast.datasets.partial_pairs`.
 
@@ -169,7 +169,13 @@ def _sq_chain(rng):
 def _nearsym(rng):
     axes = np.array([1.0, rng.uniform(0.45, 0.75), rng.uniform(0.25, 0.45)])
     e1, e2 = rng.uniform(0.5, 1.2), rng.uniform(0.5, 1.2)
-    body = _superquadric(axes, e1, e2, 48, 96)
+    bv, bf = _superquadric(axes, e1, e2, 48, 96)
+    # a mild taper along x and bend in z: without them the body is exactly symmetric under three
+    # half-turns and a flipped partial view can fit better than the truth (nothing left to tell them apart)
+    taper, bend = rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.15)
+    bv = bv * np.stack([np.ones(len(bv)), 1 + taper * bv[:, 0], 1 + taper * bv[:, 0]], 1)
+    bv[:, 2] += bend * bv[:, 0] ** 2
+    body = (bv, bf)
     # a nub on the surface, off the three symmetry planes (every coordinate of its direction non-zero)
     s = rng.choice([-1.0, 1.0], 3) * rng.uniform(0.35, 0.8, 3)
     s /= np.linalg.norm(s)
@@ -177,6 +183,8 @@ def _nearsym(rng):
     on = np.array([axes[0] * _spow(math.cos(eta), e1) * _spow(math.cos(om), e2),
                    axes[1] * _spow(math.cos(eta), e1) * _spow(math.sin(om), e2),
                    axes[2] * _spow(math.sin(eta), e1)])
+    on = on * np.array([1.0, 1 + taper * on[0], 1 + taper * on[0]])
+    on[2] += bend * on[0] ** 2
     rad = rng.uniform(0.1, 0.18)
     nub_v, nub_f = _superquadric(np.full(3, rad), 1.0, 1.0, 16, 32)
     return _merge([body, (nub_v + on, nub_f)])
