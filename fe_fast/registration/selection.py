@@ -381,8 +381,13 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
     groups in order of ``extra["group_score"]``, else ``group_local_cd``), build the
     :func:`flip_candidates`, refine each with :func:`refine_local` (``iters`` iterations) and return a
     copy of ``result`` whose pose is the candidate with the lowest :func:`selection_score`
-    (``score_kwargs`` and ``viewpoints`` go to it). ``extra["flip"]`` records the chosen candidate's
-    label, its score and the score of the refined original answer; ``seconds`` includes this step."""
+    (``score_kwargs`` and ``viewpoints`` go to it). Only ``R``, ``t``, ``transform``, ``seconds``
+    (plus this step) and ``extra`` change: ``group``, ``local_cd``, ``all_R`` etc. stay the HOUV
+    run's. ``extra["flip"]`` records the chosen candidate's ``label`` (``"group g: ..."``, g the
+    group it came from), its ``score``, the ``original_score`` of the refined original answer and
+    the number of ``candidates``. With ``hypotheses=1`` (up to 16 candidates) it took 1.4-1.9 s
+    per 2048-point pair with one torch thread on a shared 2-core machine at load 10-15; on 8 generated low-overlap pairs of choosing objects,
+    ``hypotheses=4`` corrected one answer more than ``hypotheses=1``."""
     import time
 
     if not isinstance(result, RegistrationResult):

@@ -194,3 +194,23 @@ def test_refine_with_flips_corrects_a_planted_half_turn(obj):
     assert torch.equal(wrong.R, C[k, :3, :3])  # the input result is not modified
     with pytest.raises(ValueError, match="RegistrationResult"):
         sel.refine_with_flips(P, Q, C[k])
+    with pytest.raises(ValueError, match="hypotheses"):
+        sel.refine_with_flips(P, Q, wrong, hypotheses=0)
+
+
+def test_refine_with_flips_corrects_houvs_flipped_answer():
+    """A short HOUV run (8 groups, 80 iterations) on a near-symmetric object's scan pair ends about
+    170 degrees off; its half-turn candidates, refined, contain the truth and the score picks it."""
+    from fe_fast.registration import houv
+
+    objs = [f"{f}:{s}" for f in ("nearsym", "blob", "sq") for s in range(8)]
+    p = rs.make_scan_pair(0, objects=objs, seed=21, n_points=1024, min_overlap=0.3, max_overlap=0.7)
+    assert p["mesh"] == "nearsym:4"
+    r = houv(p["P"], p["Q"], groups=8, schedule=[(256, 80)], lr=3e-2, lr_schedule="cosine", select="inlier", seed=0)
+    T_gt = p["T_gt"][:3, :3]
+    assert _angle(r.R, T_gt) > 150
+    out = sel.refine_with_flips(p["P"], p["Q"], r, hypotheses=2)
+    assert _angle(out.R, T_gt) < 2
+    assert "half-turn" in out.extra["flip"]["label"] or "mirror" in out.extra["flip"]["label"]
+    assert np.linalg.norm(out.t.numpy() - p["T_gt"][:3, 3]) < 0.005
+    assert out.seconds > r.seconds and out.group == r.group
