@@ -76,6 +76,7 @@ __all__ = [
     "flip_candidates",
     "refine_local",
     "selection_score",
+    "best_of_flips",
     "refine_with_flips",
 ]
 
@@ -374,6 +375,28 @@ def selection_score(P, Q, transforms, *, tau: Optional[float] = None, tau_factor
                           tau=float(tau), tau_plane=float(tau_plane))
 
 
+def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, viewpoints=None,
+                  **score_kwargs) -> Tuple[torch.Tensor, dict]:
+    """The core of :func:`refine_with_flips` for any hypotheses (e.g. a feature matcher's answer):
+    the :func:`flip_candidates` of each transform in ``transforms`` (4x4 or [H, 4, 4], P onto Q),
+    each refined by :func:`refine_local`, scored by :func:`selection_score`. Returns the best refined
+    candidate (4x4, float64) and ``{"label", "hypothesis", "score", "original_score",
+    "candidates"}`` (``original_score``: the first hypothesis refined as it is)."""
+    P, Q = _cloud(P, "P"), _cloud(Q, "Q")
+    Ts = _transforms(transforms)
+    cands, labels, origin = [], [], []
+    for h in range(Ts.shape[0]):
+        C, lab = flip_candidates(P, Q, Ts[h], mirror=mirror)
+        cands.append(C)
+        labels += lab
+        origin += [h] * len(lab)
+    C = refine_local(P, Q, torch.cat(cands), iters=iters)
+    s = selection_score(P, Q, C, viewpoints=viewpoints, **score_kwargs)
+    best = int(torch.argmin(s.score))
+    return C[best].clone(), {"label": labels[best], "hypothesis": origin[best], "score": float(s.score[best]),
+                             "original_score": float(s.score[0]), "candidates": len(labels)}
+
+
 def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mirror: bool = True,
                       viewpoints=None, **score_kwargs) -> RegistrationResult:
     """Re-choose HOUV's answer among its flips: for the ``hypotheses`` best groups of ``result`` (a
@@ -385,9 +408,10 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
     (plus this step) and ``extra`` change: ``group``, ``local_cd``, ``all_R`` etc. stay the HOUV
     run's. ``extra["flip"]`` records the chosen candidate's ``label`` (``"group g: ..."``, g the
     group it came from), its ``score``, the ``original_score`` of the refined original answer and
-    the number of ``candidates``. With ``hypotheses=1`` (up to 16 candidates) it took 1.4-1.9 s
-    per 2048-point pair with one torch thread on a shared 2-core machine at load 10-15; on 8 generated low-overlap pairs of choosing objects,
-    ``hypotheses=4`` corrected one answer more than ``hypotheses=1``."""
+    the number of ``candidates``. With ``hypotheses=1`` (up to 16 candidates) it took 1.4-1.9 s per
+    2048-point pair with one torch thread on a shared 2-core machine at load 10-15; on 8 generated
+    low-overlap pairs of choosing objects, ``hypotheses=4`` corrected one answer more than
+    ``hypotheses=1``. :func:`best_of_flips` does the same for transforms from anywhere else."""
     import time
 
     if not isinstance(result, RegistrationResult):
@@ -404,18 +428,10 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
             break
         if g not in order and bool(torch.isfinite(rank[g])):
             order.append(g)
-    cands, labels = [], []
-    for g in order:
-        Tg = _rigid(result.all_R[g].to(torch.float64), result.all_t[g].to(torch.float64))
-        C, lab = flip_candidates(P, Q, Tg, mirror=mirror)
-        cands.append(C)
-        labels += [f"group {g}: {x}" for x in lab]
-    C = refine_local(P, Q, torch.cat(cands), iters=iters)
-    s = selection_score(P, Q, C, viewpoints=viewpoints, **score_kwargs)
-    best = int(torch.argmin(s.score))
-    T = C[best]
+    hyps = torch.stack([_rigid(result.all_R[g].to(torch.float64), result.all_t[g].to(torch.float64)) for g in order])
+    T, info = best_of_flips(P, Q, hyps, iters=iters, mirror=mirror, viewpoints=viewpoints, **score_kwargs)
     out = dataclasses.replace(result, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone(),
                               seconds=result.seconds + time.perf_counter() - t0)
-    out.extra = {**result.extra, "flip": {"label": labels[best], "score": float(s.score[best]),
-                                          "original_score": float(s.score[0]), "candidates": len(labels)}}
+    info["label"] = f"group {order[info.pop('hypothesis')]}: {info['label']}"
+    out.extra = {**result.extra, "flip": info}
     return out

@@ -194,6 +194,8 @@ def test_refine_with_flips_corrects_a_planted_half_turn(obj):
     assert torch.equal(wrong.R, C[k, :3, :3])  # the input result is not modified
     with pytest.raises(ValueError, match="RegistrationResult"):
         sel.refine_with_flips(P, Q, C[k])
+    T, info = sel.best_of_flips(P, Q, C[k])  # the same for a bare transform
+    assert _angle(T[:3, :3], T_gt[:3, :3]) < 2 and info["hypothesis"] == 0 and info["label"] != "pose"
     with pytest.raises(ValueError, match="hypotheses"):
         sel.refine_with_flips(P, Q, wrong, hypotheses=0)
 
