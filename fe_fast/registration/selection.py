@@ -85,6 +85,7 @@ PLANE_FACTOR = 2.0
 NORMAL_WEIGHT = 2.0
 VISIBILITY_WEIGHT = 4.0  # as HOUV's visibility_weight
 NORMAL_K = 16
+EXTRA_AXES = 16  # half-turns about 16 more axes in best_of_flips / refine_with_flips (flip_candidates)
 
 
 def _cloud(x, name: str) -> torch.Tensor:
@@ -178,14 +179,27 @@ def _overlap_region(Pm: torch.Tensor, Q: torch.Tensor, radius: float) -> torch.T
     return near if near.shape[0] >= 10 else Pm
 
 
-def flip_candidates(P, Q, T, *, mirror: bool = True, radius: Optional[float] = None,
+def _hemisphere_axes(n: int) -> torch.Tensor:
+    """n unit axes spread evenly over a hemisphere (a spherical Fibonacci lattice on z >= 0; an axis
+    and its opposite give the same half-turn)."""
+    k = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1 - k / n
+    phi = k * math.pi * (3 - math.sqrt(5))
+    r = (1 - z * z).clamp_min(0).sqrt()
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], 1)
+
+
+def flip_candidates(P, Q, T, *, mirror: bool = True, extra_axes: int = 0, radius: Optional[float] = None,
                     min_angle: float = 10.0) -> Tuple[torch.Tensor, List[str]]:
     """Candidates ``[K, 4, 4]`` (float64, P onto Q) and their labels for the hypothesis ``T`` (4x4,
     P onto Q): ``T`` itself first (``"pose"``), then the half-turns ``H o T`` about the three principal
     axes of the overlapping region (``"half-turn overlap k"``: the moved source's points within
     ``radius`` of Q, default 3 ``tau``; the whole moved source when fewer than 10) through its
     centroid and about the three principal axes of the moved source through its centroid
-    (``"half-turn source k"``), and with ``mirror`` the nine ``S_Q,i o T o S_P,j`` (``"mirror i j"``;
+    (``"half-turn source k"``), with ``extra_axes = n`` the half-turns about n more axes spread
+    evenly over the hemisphere of the overlap's principal frame, through its centroid (``"half-turn
+    axis k"``: a flip about an axis far from every principal axis is out of reach of the local
+    refinement otherwise), and with ``mirror`` the nine ``S_Q,i o T o S_P,j`` (``"mirror i j"``;
     module docstring). Candidates whose rotation lies within ``min_angle`` degrees of an earlier
     one's (and whose translation is within ``radius``) are dropped."""
     P, Q = _cloud(P, "P"), _cloud(Q, "Q")
@@ -207,6 +221,11 @@ def flip_candidates(P, Q, T, *, mirror: bool = True, radius: Optional[float] = N
             a = axes[k]
             cands.append(_about(2 * torch.outer(a, a) - eye, c) @ T)
             labels.append(f"half-turn {name} {k}")
+    if int(extra_axes) < 0:
+        raise ValueError(f"extra_axes must be >= 0, got {extra_axes}")
+    for k, a in enumerate(_hemisphere_axes(int(extra_axes)) @ ax_ov if int(extra_axes) > 0 else []):
+        cands.append(_about(2 * torch.outer(a, a) - eye, c_ov) @ T)
+        labels.append(f"half-turn axis {k}")
     if mirror:
         c_p, ax_p = principal_axes(P)
         for i in range(3):
@@ -375,8 +394,8 @@ def selection_score(P, Q, transforms, *, tau: Optional[float] = None, tau_factor
                           tau=float(tau), tau_plane=float(tau_plane))
 
 
-def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, viewpoints=None,
-                  **score_kwargs) -> Tuple[torch.Tensor, dict]:
+def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, extra_axes: int = EXTRA_AXES,
+                  viewpoints=None, **score_kwargs) -> Tuple[torch.Tensor, dict]:
     """The core of :func:`refine_with_flips` for any hypotheses (e.g. a feature matcher's answer):
     the :func:`flip_candidates` of each transform in ``transforms`` (4x4 or [H, 4, 4], P onto Q),
     each refined by :func:`refine_local`, scored by :func:`selection_score`. Returns the best refined
@@ -386,7 +405,7 @@ def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, vie
     Ts = _transforms(transforms)
     cands, labels, origin = [], [], []
     for h in range(Ts.shape[0]):
-        C, lab = flip_candidates(P, Q, Ts[h], mirror=mirror)
+        C, lab = flip_candidates(P, Q, Ts[h], mirror=mirror, extra_axes=extra_axes)
         cands.append(C)
         labels += lab
         origin += [h] * len(lab)
@@ -398,7 +417,7 @@ def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, vie
 
 
 def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mirror: bool = True,
-                      viewpoints=None, **score_kwargs) -> RegistrationResult:
+                      extra_axes: int = EXTRA_AXES, viewpoints=None, **score_kwargs) -> RegistrationResult:
     """Re-choose HOUV's answer among its flips: for the ``hypotheses`` best groups of ``result`` (a
     :class:`~fe_fast.registration.houv.RegistrationResult` of P onto Q; its answer first, then the
     groups in order of ``extra["group_score"]``, else ``group_local_cd``), build the
@@ -408,10 +427,12 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
     (plus this step) and ``extra`` change: ``group``, ``local_cd``, ``all_R`` etc. stay the HOUV
     run's. ``extra["flip"]`` records the chosen candidate's ``label`` (``"group g: ..."``, g the
     group it came from), its ``score``, the ``original_score`` of the refined original answer and
-    the number of ``candidates``. With ``hypotheses=1`` (up to 16 candidates) it took 1.4-1.9 s per
-    2048-point pair with one torch thread on a shared 2-core machine at load 10-15; on 8 generated
-    low-overlap pairs of choosing objects, ``hypotheses=4`` corrected one answer more than
-    ``hypotheses=1``. :func:`best_of_flips` does the same for transforms from anywhere else."""
+    the number of ``candidates``. ``extra_axes`` (default 16): see :func:`flip_candidates`; on 10
+    pairs of choosing objects (overlap 0.3-0.7), HOUV's two answers 178 degrees off had no principal
+    axis within 29 degrees of their flip axis and were corrected only with the extra axes. With
+    ``hypotheses=1`` (up to 32 candidates) this took 2.5-4 s per 2048-point pair with one torch
+    thread on a shared 2-core machine at load about 10 (1.4-2.2 s without the extra axes).
+    :func:`best_of_flips` does the same for transforms from anywhere else."""
     import time
 
     if not isinstance(result, RegistrationResult):
@@ -429,7 +450,8 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
         if g not in order and bool(torch.isfinite(rank[g])):
             order.append(g)
     hyps = torch.stack([_rigid(result.all_R[g].to(torch.float64), result.all_t[g].to(torch.float64)) for g in order])
-    T, info = best_of_flips(P, Q, hyps, iters=iters, mirror=mirror, viewpoints=viewpoints, **score_kwargs)
+    T, info = best_of_flips(P, Q, hyps, iters=iters, mirror=mirror, extra_axes=extra_axes, viewpoints=viewpoints,
+                            **score_kwargs)
     out = dataclasses.replace(result, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone(),
                               seconds=result.seconds + time.perf_counter() - t0)
     info["label"] = f"group {order[info.pop('hypothesis')]}: {info['label']}"

@@ -56,6 +56,13 @@ def test_flip_candidates_are_rigid_and_include_half_turns():
         for j in range(i):
             close_t = float((C[i, :3, 3] - C[j, :3, 3]).norm()) < 0.01
             assert _angle(C[i, :3, :3], C[j, :3, :3]) >= 10 or not close_t
+    Ce, labels_e = sel.flip_candidates(P, Q, T, extra_axes=12)
+    extra = [k for k, lab in enumerate(labels_e) if lab.startswith("half-turn axis")]
+    assert len(labels_e) > len(labels) and len(extra) >= 6  # some fall within 10 degrees of a principal axis
+    for k in extra:
+        assert _angle(Ce[k, :3, :3], T[:3, :3]) == pytest.approx(180.0, abs=1e-4)
+    with pytest.raises(ValueError, match="extra_axes"):
+        sel.flip_candidates(P, Q, T, extra_axes=-1)
     C2, labels2 = sel.flip_candidates(P, Q, T)
     assert torch.equal(C, C2) and labels == labels2
     with pytest.raises(ValueError, match="T must"):
