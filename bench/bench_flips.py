@@ -96,8 +96,9 @@ def main(argv=None):
             f"{r[m]['rot_err']:.2f}{' (ok)' if r[m]['success'] else ''}" for m in args.methods) + " |")
     lines += ["", "| method | recall | mean rot. err. | median s/pair |", "|---|---|---|---|"]
     for m in args.methods:
-        lines.append(f"| {m} | {np.mean([r[m]['success'] for r in rows]):.2f} | "
-                     f"{np.mean([r[m]['rot_err'] for r in rows]):.2f} | {np.median([r[m]['seconds'] for r in rows]):.2f} |")
+        recall = np.mean([r[m]["success"] for r in rows])
+        mean_err = np.mean([r[m]["rot_err"] for r in rows])
+        lines.append(f"| {m} | {recall:.2f} | {mean_err:.2f} | {np.median([r[m]['seconds'] for r in rows]):.2f} |")
     text = "\n".join(lines)
     print(text)
     if args.out is not None:

@@ -1,12 +1,14 @@
 """Choosing between a pose and its symmetric flips (beyond the thesis).
 
-On partial scans of nearly symmetric objects the wrong answers of HOUV are half-turn flips: the
-source turned by about 180 degrees about an axis of the overlapping region, where most of its points
-still lie near the target. Scores over all points (the local Chamfer of eq. 3-9, or HOUV's inlier
-score) barely tell such a pose from the truth. This module makes the choice explicit:
+On partial scans of nearly symmetric objects the wrong answers of HOUV are often half-turn flips:
+the source turned by about 180 degrees about an axis of the overlapping region, where many of its
+points still lie near the target. Two things go wrong: the truth's basin is never visited (the flip
+is HOUV's best group), and at low overlap a truncated point-distance score (HOUV's inlier score)
+can rank a flip above the truth even when both are refined. This module makes the choice explicit:
 
 * :func:`flip_candidates`: the hypothesis, its half-turns about the principal axes of the
-  overlapping region and of the moved source, and its mirrored-symmetry candidates ``S_Q o T o S_P``
+  overlapping region and of the moved source (optionally about more axes spread evenly over a
+  hemisphere), and its mirrored-symmetry candidates ``S_Q o T o S_P``
   (a reflection of the source about one of its own principal planes, then of the result about a
   principal plane of the overlapping region: two reflections make a rotation, which is the pose a
   mirror-symmetric object allows when the scan is itself nearly mirror-symmetric);
@@ -49,7 +51,8 @@ score) barely tell such a pose from the truth. This module makes the choice expl
   2, ``normal_weight`` 2, ``visibility_weight`` 4 as HOUV's) were set on pairs of the choosing
   objects of :mod:`fe_fast.datasets.range_scans`, never on the held-out ones.
 * :func:`refine_with_flips`: takes a :class:`~fe_fast.registration.houv.RegistrationResult`,
-  refines the answer and each of its flip candidates locally and returns the best by the score.
+  refines the answer and each of its flip candidates locally and returns the best by the score
+  (:func:`best_of_flips`: the same for any transforms, e.g. RANSAC's). Not used by any preset yet.
 
 Distances come from :func:`fe_fast.ops.knn` (nearest neighbour); the K-nearest-neighbour search for
 the normals is a small chunked ``torch.cdist`` here, because ``fe_fast.ops.knn`` returns one
@@ -60,7 +63,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
