@@ -89,10 +89,10 @@ __attribute__((always_inline)) inline V sqdist(const V* diff) {
   return s;
 }
 
-template <typename T, int D>
+template <typename T, int D, int LeafSize = 8>
 class KdTree {
  public:
-  static constexpr int kLeafSize = 8;  // maximum points per leaf
+  static constexpr int kLeafSize = LeafSize;  // maximum points per leaf
   using V = typename Simd<T>::V;
   using I = typename Simd<T>::I;
   using Int = typename Simd<T>::Int;
@@ -129,6 +129,55 @@ class KdTree {
   int64_t size() const { return n_; }
   int64_t original_index(int64_t pos) const { return ids_[pos]; }
   T coord(int c, int64_t pos) const { return pts_[c * n_ + pos]; }
+  const T* soa() const { return pts_.data(); }  // coordinate c of reordered position j: soa()[c * size() + j]
+
+  // Generic packet traversal (the K-nearest search of knn_topk.cpp): visits, nearest box first,
+  // every leaf whose box lies within `bound` (<=, so that points at exactly the bound, which may
+  // win a tie by index, are seen) for at least one lane, and calls leaf(s, e) on its reordered
+  // positions [s, e). The callback may lower `bound` (a reference to the caller's variable), which
+  // prunes the rest of the traversal. Same bound-vs-distance argument as nearest(): exact.
+  template <class Leaf>
+  void traverse(const V* q, const V& bound, Leaf&& leaf) const {
+    struct Entry {
+      V lower;
+      int64_t node;
+    };
+    Entry stack[64];
+    int sp = 0;
+    T centre[D];
+    for (int c = 0; c < D; ++c) {
+      T s = 0;
+      for (int l = 0; l < kLanes; ++l) s += q[c][l];
+      centre[c] = s / T(kLanes);
+    }
+    int64_t node = 0;
+    if (!any_lane(box_dist(q, 0) <= bound)) return;
+    for (;;) {
+      if (node >= first_leaf_) {
+        const int64_t l = node - first_leaf_;
+        leaf(leaf_start_[l], leaf_start_[l + 1]);
+      } else {
+        int64_t a = 2 * node + 1, b = a + 1;
+        if (centre[split_dim_[node]] >= split_val_[node]) std::swap(a, b);
+        const V da = box_dist(q, a), db = box_dist(q, b);
+        const bool va = any_lane(da <= bound);
+        if (any_lane(db <= bound)) stack[sp++] = Entry{db, b};
+        if (va) {
+          node = a;
+          continue;
+        }
+      }
+      node = -1;
+      while (sp > 0) {
+        --sp;
+        if (any_lane(stack[sp].lower <= bound)) {
+          node = stack[sp].node;
+          break;
+        }
+      }
+      if (node < 0) return;
+    }
+  }
 
   // Nearest neighbours of a packet of kLanes = W queries (q[c] holds coordinate c of every lane).
   // On entry best/arg may hold candidates per lane (best = exact distance to the point at reordered
@@ -255,7 +304,7 @@ class KdTree {
 template <typename T, int D>
 void morton_order(const T* p, int64_t n, int32_t* order, std::vector<uint32_t>& keys,
                   std::vector<uint32_t>& tmp_keys, std::vector<int32_t>& tmp_order) {
-  constexpr int kBits = D == 3 ? 10 : 16;
+  constexpr int kBits = D == 1 ? 16 : 32 / D;  // 16 bits for D = 2, 10 for D = 3
   T lo[D], hi[D];
   for (int c = 0; c < D; ++c) {
     lo[c] = std::numeric_limits<T>::infinity();

@@ -5,6 +5,7 @@
 namespace py = pybind11;
 
 void bind_knn(py::module_& m);  // python/bind_knn.cpp
+void bind_knn_topk(py::module_& m);  // python/bind_knn_topk.cpp
 void bind_modconv(py::module_& m);  // python/bind_modconv.cpp
 void bind_s_grad_reduce(py::module_& m);  // python/bind_s_grad_reduce.cpp
 
@@ -13,6 +14,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("omp_max_threads", []() { return omp_get_max_threads(); },
         "Number of OpenMP threads the kernels use (OMP_NUM_THREADS).");
   bind_knn(m);
+  bind_knn_topk(m);
   bind_modconv(m);
   bind_s_grad_reduce(m);
 }

@@ -205,19 +205,30 @@ def select_counts(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.clamp(torch.ceil(lengths.double() * alpha - 1e-9).to(torch.int64), min=1)
 
 
-def knn(x, y, x_lengths=None, y_lengths=None, *, backend: Optional[str] = None) -> KNN:
-    """Nearest neighbour of every point of ``x`` in ``y``.
+def knn(x, y, x_lengths=None, y_lengths=None, *, backend: Optional[str] = None, K: Optional[int] = None,
+        return_nn: bool = False):
+    """Nearest neighbour of every point of ``x`` in ``y``; with ``K``, the K nearest.
 
     Args:
-        x: [B, N, D] float32/float64, D in {2, 3}.
+        x: [B, N, D] float32/float64, D in {2, 3} (any D >= 1 with ``K``).
         y: [B, M, D], or [M, D] shared by the whole batch (no copy is made).
         x_lengths, y_lengths: optional int [B] for ragged batches padded to N and M; padded x
             points get idx -1 and dist2 0, padded y points never match.
-        backend: None (by device), "cpu", "triton" or "cuda".
+        backend: None (by device), "cpu", "triton" or "cuda" ("cpu" or "triton" with ``K``).
+        K: None (one neighbour, [B, N] results) or an integer >= 1: ``fe_fast.ops.knn_topk``
+            (sorted [B, N, K] results with PyTorch3D ``knn_points`` conventions).
+        return_nn: with ``K``, also return the neighbours' coordinates [B, N, K, D].
 
     Returns:
-        KNN(dist2 [B, N], idx [B, N]); dist2 is differentiable in x and y.
+        KNN(dist2 [B, N], idx [B, N]); dist2 is differentiable in x and y. With ``K``:
+        KNNTopK(dists [B, N, K], idx [B, N, K], knn [B, N, K, D] or None).
     """
+    if K is not None:
+        from fe_fast.ops.knn_topk import knn_topk
+
+        return knn_topk(x, y, K, x_lengths, y_lengths, return_nn=return_nn, backend=backend)
+    if return_nn:
+        raise ValueError("return_nn needs K (the K-neighbour form of knn)")
     c = prepare(x, y, x_lengths, y_lengths)
     idx, _ = _search(c, None, backend)
     return KNN(gather_dist2(c.x, c.y, idx, c.shared, c.padded), idx)

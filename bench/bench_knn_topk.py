@@ -1,0 +1,232 @@
+"""K-nearest-neighbour benchmark: ``fe_fast.ops.knn_topk`` against scipy cKDTree, torch.cdist + topk
+and faiss-cpu's exact IndexFlatL2. Every path's result is checked against an exact float64
+recomputation before it is timed. Rows:
+
+- ``k8_d3``   K=8, D=3: 32 x 2048 queries (32 random rigid copies of a 2048-point bunny surface
+  sampling, as bench_chamfer's ``houv3d``) against one shared cloud of 2048 points. Index build
+  included everywhere: ours (kd-tree path, float32, validation + C++ kernel + differentiable
+  distance gather), ``ckdtree`` = cKDTree(y) + query(k=8, workers=-1) (float64), ``cdist_topk`` =
+  torch.cdist on the [32, 2048, 2048] batch + topk(8, largest=False) (float32).
+- ``k8_d64``  K=8, D=64: 1 x 20000 Gaussian queries against 20000 Gaussian points (feature-space
+  kNN). ours (blocked brute force, float32), ``cdist_topk`` = torch.cdist + topk on blocks of 2048
+  queries (the whole matrix would be 1.6 GB), ``faiss`` = IndexFlatL2 add + search (float32).
+- ``k1_d3``   the K=1 row (``fe_fast.ops.knn``, unchanged path) on the k8_d3 data vs cKDTree
+  query(k=1): the K=1 path must not regress (compare with bench_chamfer / bench/RESULTS.md).
+- ``crossover`` (test_crossover): kd-tree vs blocked brute force for D = 2..8, N = M = 20000,
+  K = 8, uniform points: how KDTREE_MAX_D in fe_fast/ops/knn_topk.py was chosen.
+
+Run (not in CI):  .venv/bin/python -m pytest bench/bench_knn_topk.py -p no:xdist --benchmark-only -s
+The ratio table (with ``uptime``) is printed when the module finishes; FE_FAST_BENCH_TABLE=path
+also writes it. faiss is a benchmark-only dependency (pip install faiss-cpu); without it the faiss
+row is skipped with a printed reason.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+scipy_spatial = pytest.importorskip("scipy.spatial", reason="the cKDTree baseline needs scipy")
+from bench_chamfer import BUNNY, _read_ply_mesh, _rigid_copies, _surface_samples  # noqa: E402
+
+import fe_fast.ops as ops  # noqa: E402
+from fe_fast.ops.knn_topk import knn_topk  # noqa: E402
+
+K = 8
+MIN_ROUNDS, MAX_ROUNDS = 3, 20
+BUDGET_S = float(os.environ.get("FE_FAST_BENCH_BUDGET", "3"))
+TIMES = {}  # (row, path) -> (median s, min s)
+SKIPPED = {}
+NOTES = []
+
+
+def make_row(name):
+    rng = np.random.default_rng(0)
+    if name in ("k8_d3", "k1_d3"):
+        if not BUNNY.exists():
+            pytest.skip(f"bunny mesh not found at {BUNNY} (set FE_FAST_BUNNY)")
+        verts, faces = _read_ply_mesh(BUNNY)
+        P = _surface_samples(verts, faces, 2048, rng)
+        Q = _surface_samples(verts, faces, 2048, rng)
+        x, _ = _rigid_copies(P, Q, 32, rng)
+        return x, Q
+    if name == "k8_d64":
+        return rng.standard_normal((1, 20000, 64)), rng.standard_normal((20000, 64))
+    raise KeyError(name)
+
+
+_ROWS = {}
+
+
+def get_row(name):
+    if name not in _ROWS:
+        _ROWS[name] = make_row(name)
+    return _ROWS[name]
+
+
+def check_knn(x, y, idx, k, rtol):
+    """idx [B, N, k] are k nearest points in order: their exact float64 distances equal the k
+    smallest of the row (ties: any index) and are non-decreasing."""
+    B, N, D = x.shape
+    rows = np.random.default_rng(1).choice(B * N, size=min(B * N, 512), replace=False)
+    xf = x.reshape(B * N, D)[rows]
+    got = idx.reshape(B * N, k)[rows]
+    d_all = ((xf[:, None, :] - y[None]) ** 2).sum(-1)
+    ref = np.sort(d_all, axis=1)[:, :k]
+    d_got = np.take_along_axis(d_all, got, 1)
+    np.testing.assert_allclose(d_got, ref, rtol=rtol, atol=rtol * float(ref.max()))
+
+
+def _bench(benchmark, row, path, run):
+    benchmark.group = row
+    benchmark.name = path
+    t0 = time.perf_counter()
+    run()
+    once = time.perf_counter() - t0
+    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, BUDGET_S / max(once, 1e-6))))
+    benchmark.pedantic(run, rounds=rounds, warmup_rounds=0, iterations=1)
+    s = benchmark.stats.stats
+    TIMES[(row, path)] = (s.median, s.min)
+
+
+# ------------------------------------------------------------------------------------------ paths
+def path_ours(x, y, k=K, method=None):
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    return lambda: knn_topk(xt, yt, k, method=method).idx
+
+
+def path_ckdtree(x, y, k=K):
+    B, N, D = x.shape
+
+    def run():
+        _, i = scipy_spatial.cKDTree(y).query(x.reshape(-1, D), k=k, workers=-1)
+        return torch.from_numpy(i.reshape(B, N, k) if k > 1 else i.reshape(B, N, 1))
+
+    return run
+
+
+def path_cdist_topk(x, y, block=None):
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+
+    def run():
+        if block is None:  # the whole [B, N, M] batch at once
+            return torch.cdist(xt, yt.expand(xt.shape[0], -1, -1)).topk(K, dim=2, largest=False).indices
+        out = [torch.cdist(xt[0, i:i + block], yt).topk(K, dim=1, largest=False).indices
+               for i in range(0, xt.shape[1], block)]
+        return torch.cat(out)[None]
+
+    return run
+
+
+def path_faiss(x, y, faiss):
+    xf = np.ascontiguousarray(x[0], dtype=np.float32)
+    yf = np.ascontiguousarray(y, dtype=np.float32)
+
+    def run():
+        index = faiss.IndexFlatL2(yf.shape[1])
+        index.add(yf)
+        _, i = index.search(xf, K)
+        return torch.from_numpy(i)[None]
+
+    return run
+
+
+# ------------------------------------------------------------------------------------ benchmarks
+@pytest.mark.parametrize("path", ["ours", "ckdtree", "cdist_topk"])
+def test_k8_d3(benchmark, path):
+    x, y = get_row("k8_d3")
+    run = {"ours": lambda: path_ours(x, y), "ckdtree": lambda: path_ckdtree(x, y),
+           "cdist_topk": lambda: path_cdist_topk(x, y)}[path]()
+    check_knn(x, y, run().numpy(), K, rtol=1e-4 if path == "cdist_topk" else 1e-5)
+    _bench(benchmark, "k8_d3", path, run)
+
+
+@pytest.mark.parametrize("path", ["ours", "cdist_topk", "faiss"])
+def test_k8_d64(benchmark, path):
+    x, y = get_row("k8_d64")
+    if path == "faiss":
+        try:
+            import faiss
+        except ImportError as exc:
+            reason = f"faiss row skipped: faiss-cpu is not importable ({exc}); pip install faiss-cpu"
+            SKIPPED[("k8_d64", "faiss")] = "skipped (no faiss)"
+            print("\n" + reason)
+            pytest.skip(reason)
+        run = path_faiss(x, y, faiss)
+    elif path == "ours":
+        run = path_ours(x, y)
+    else:
+        run = path_cdist_topk(x, y, block=2048)
+    check_knn(x, y, run().numpy(), K, rtol=1e-5)
+    _bench(benchmark, "k8_d64", path, run)
+
+
+@pytest.mark.parametrize("path", ["ours", "ckdtree"])
+def test_k1_d3(benchmark, path):
+    x, y = get_row("k1_d3")
+    if path == "ours":
+        xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+        run = lambda: ops.knn(xt, yt).idx.unsqueeze(-1)  # noqa: E731
+    else:
+        run = path_ckdtree(x, y, k=1)
+    check_knn(x, y, run().numpy(), 1, rtol=1e-5)
+    _bench(benchmark, "k1_d3", path, run)
+
+
+def test_crossover():
+    """kd-tree vs blocked brute force by dimension (median of 3 wall-clock runs each, same run)."""
+    rng = np.random.default_rng(0)
+    lines = ["| D | kdtree ms | brute ms | brute / kdtree |", "| --- | --- | --- | --- |"]
+    for D in range(2, 9):
+        x = torch.tensor(rng.random((1, 20000, D)), dtype=torch.float32)
+        y = torch.tensor(rng.random((20000, D)), dtype=torch.float32)
+        t = {}
+        for method in ("kdtree", "brute"):
+            knn_topk(x, y, K, method=method)
+            runs = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                knn_topk(x, y, K, method=method)
+                runs.append(time.perf_counter() - t0)
+            t[method] = float(np.median(runs))
+        lines.append(f"| {D} | {t['kdtree'] * 1e3:.1f} | {t['brute'] * 1e3:.1f} | {t['brute'] / t['kdtree']:.2f}x |")
+    NOTES.append("crossover (N = M = 20000, K = 8, uniform points, float32):\n" + "\n".join(lines))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ratio_table():
+    yield
+    table = format_table()
+    if table:
+        load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        text = table + "\n\n" + "\n\n".join(NOTES) + f"\n\nuptime: {load}"
+        print("\n" + text)
+        out = os.environ.get("FE_FAST_BENCH_TABLE")
+        if out:
+            Path(out).write_text(text + "\n")
+
+
+def format_table():
+    rows = [("k8_d3", "K=8 D=3 32x2048 vs shared 2048 (bunny)", ["ours", "ckdtree", "cdist_topk"]),
+            ("k8_d64", "K=8 D=64 1x20000 vs 20000 (Gaussian)", ["ours", "cdist_topk", "faiss"]),
+            ("k1_d3", "K=1 D=3 32x2048 vs shared 2048 (bunny)", ["ours", "ckdtree"])]
+    out = ["| row | path: median (min) ms | baseline / ours (medians) |", "| --- | --- | --- |"]
+    any_row = False
+    for key, label, paths in rows:
+        cells, ratios = [], []
+        for p in paths:
+            t = TIMES.get((key, p))
+            cells.append(f"{p} {t[0] * 1e3:.1f} ({t[1] * 1e3:.1f})" if t else f"{p} {SKIPPED.get((key, p), '-')}")
+            if t and p != "ours" and (key, "ours") in TIMES:
+                ratios.append(f"{p}/ours {t[0] / TIMES[(key, 'ours')][0]:.2f}x")
+        if any((key, p) in TIMES for p in paths):
+            any_row = True
+            out.append(f"| {label} | {'; '.join(cells)} | {'; '.join(ratios) or '-'} |")
+    return "\n".join(out) if any_row else ""

@@ -1,0 +1,330 @@
+// K nearest neighbours on the CPU (contract and conventions in knn_topk.h): the kd-tree path and
+// the two C++ halves (running top-Kc scan, certified exact re-rank) of the blocked brute force.
+#include "knn_topk.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "knn_kdtree.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fe_fast {
+namespace {
+
+constexpr int64_t kQueryBlock = 1024;          // queries per parallel work item
+constexpr int64_t kParallelMinWork = 16384;    // below this many points (or tile entries / 16), one thread
+#ifndef FE_FAST_TOPK_LEAF
+#define FE_FAST_TOPK_LEAF 16
+#endif
+constexpr int kTopkLeafSize = FE_FAST_TOPK_LEAF;  // points per kd-tree leaf (measured: see the bench)
+
+// (d, j) < (bd, bj): the order of every result row.
+template <typename T>
+inline bool before(T d, int64_t j, T bd, int64_t bj) {
+  return d < bd || (d == bd && j < bj);
+}
+
+// Inserts (d, j) into the sorted list (ld, li) of length k if it beats the last entry.
+template <typename T>
+inline void insert_sorted(T* ld, int64_t* li, int64_t k, T d, int64_t j) {
+  if (!before(d, j, ld[k - 1], li[k - 1])) return;
+  int64_t p = k - 1;
+  while (p > 0 && before(d, j, ld[p - 1], li[p - 1])) {
+    ld[p] = ld[p - 1];
+    li[p] = li[p - 1];
+    --p;
+  }
+  ld[p] = d;
+  li[p] = j;
+}
+
+template <typename T>
+inline T sq_diff(const T* a, const T* b, int64_t D) {
+  T s = T(0);
+  for (int64_t c = 0; c < D; ++c) {
+    const T t = a[c] - b[c];
+    s += t * t;
+  }
+  return s;
+}
+
+template <typename T, int D>
+void topk_kdtree_impl(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_shared,
+                      const int64_t* x_len, const int64_t* y_len, int64_t K, int64_t* idx, T* dist2) {
+  using Tree = kd::KdTree<T, D, kTopkLeafSize>;
+  using V = typename Tree::V;
+  constexpr int W = Tree::kLanes;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  auto valid_n = [&](int64_t b) { return std::min<int64_t>(std::max<int64_t>(x_len[b], 0), N); };
+  auto valid_m = [&](int64_t b) { return std::min<int64_t>(std::max<int64_t>(y_len[b], 0), M); };
+  // One tree per distinct reference cloud (a shared y: one per distinct length).
+  std::vector<int64_t> tree_of(B, -1);
+  std::vector<const T*> tree_y;
+  std::vector<int64_t> tree_n;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t m = valid_m(b);
+    if (valid_n(b) <= 0 || m <= 0) continue;
+    if (y_shared) {
+      const auto it = std::find(tree_n.begin(), tree_n.end(), m);
+      if (it != tree_n.end()) {
+        tree_of[b] = it - tree_n.begin();
+        continue;
+      }
+      tree_y.push_back(y);
+    } else {
+      tree_y.push_back(y + b * M * D);
+    }
+    tree_of[b] = int64_t(tree_n.size());
+    tree_n.push_back(m);
+  }
+  const int64_t ntrees = int64_t(tree_n.size());
+  std::vector<Tree> trees(ntrees);
+  std::vector<int32_t> order(B * N);
+  const bool par = B * (N + M) >= kParallelMinWork;
+#pragma omp parallel if (par)
+  {
+    std::vector<uint32_t> keys, tmp_keys;
+    std::vector<int32_t> tmp_order;
+    if (ntrees == 1 && tree_n[0] > 65536) {
+#pragma omp single
+      trees[0].build(tree_y[0], tree_n[0], true);
+    } else {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t t = 0; t < ntrees; ++t) trees[t].build(tree_y[t], tree_n[t], false);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = valid_n(b);
+      if (n > 0 && tree_of[b] >= 0)
+        kd::morton_order<T, D>(x + b * N * D, n, order.data() + b * N, keys, tmp_keys, tmp_order);
+    }
+  }
+
+  // Padding first: padded queries, empty references, slots past y_len.
+  std::vector<std::pair<int64_t, int64_t>> items;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = tree_of[b] >= 0 ? valid_n(b) : 0;
+    for (int64_t i = 0; i < n; i += kQueryBlock) items.emplace_back(b, i);
+    const int64_t keff = tree_of[b] >= 0 ? std::min<int64_t>(K, valid_m(b)) : 0;
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t k = (i < n ? keff : 0); k < K; ++k) {
+        idx[(b * N + i) * K + k] = -1;
+        dist2[(b * N + i) * K + k] = T(0);
+      }
+  }
+  const int64_t nitems = int64_t(items.size());
+  const T inflate = T(1) + T(16) * std::numeric_limits<T>::epsilon();
+  using I = typename Tree::I;
+  using Int = typename Tree::Int;
+#pragma omp parallel if (par)
+  {
+    // Per packet, K sorted lists kept as K vectors (list position k of every lane in one vector),
+    // so an insertion is K branch-free vector steps for all lanes at once.
+    std::vector<V> bd(K);
+    std::vector<I> bi(K);
+    std::vector<I> before_k(K);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < nitems; ++w) {
+      const int64_t b = items[w].first, s0 = items[w].second;
+      const int64_t end = std::min<int64_t>(s0 + kQueryBlock, valid_n(b));
+      const Tree& tree = trees[tree_of[b]];
+      const int64_t keff = std::min<int64_t>(K, tree.size());
+      const int64_t tn = tree.size();
+      const T* soa = tree.soa();
+      const T* yb = y_shared ? y : y + b * M * D;
+      const T* xb = x + b * N * D;
+      const int32_t* ob = order.data() + b * N;
+      bool warm = false;
+      for (int64_t s = s0; s < end; s += W) {
+        const int cnt = int(std::min<int64_t>(W, end - s));
+        int64_t qi[W];
+        V q[D];
+        for (int l = 0; l < W; ++l) {
+          qi[l] = ob[s + std::min(l, cnt - 1)];  // a short packet repeats its last query
+          for (int c = 0; c < D; ++c) q[c][l] = xb[qi[l] * D + c];
+        }
+        // Warm start: the previous packet's K neighbours of the same lane are K distinct points,
+        // so the largest distance to them bounds this query's K-th distance (inflated by a few
+        // ulps: the scalar and vector sums may round differently).
+        V bound = V{} + kInf;
+        if (warm) {
+          V mx = V{} + T(0);
+          for (int64_t k = 0; k < keff; ++k) {
+            V diff[D];
+            for (int l = 0; l < W; ++l) {
+              const T* p = yb + int64_t(bi[k][l]) * D;
+              for (int c = 0; c < D; ++c) diff[c][l] = p[c];
+            }
+            for (int c = 0; c < D; ++c) diff[c] = q[c] - diff[c];
+            mx = kd::vmax(mx, kd::sqdist<D>(diff));
+          }
+          bound = mx * inflate;
+        }
+        const V warm_bound = bound;
+        for (int64_t k = 0; k < keff; ++k) {
+          bd[k] = V{} + kInf;
+          bi[k] = I{} + std::numeric_limits<Int>::max();
+        }
+        V* ld = bd.data();
+        I* li = bi.data();
+        I* bk = before_k.data();
+        const int64_t last = keff - 1;
+        auto leaf = [&](int64_t a, int64_t e) {
+          for (int64_t j = a; j < e; ++j) {
+            V diff[D];
+            for (int c = 0; c < D; ++c) diff[c] = q[c] - soa[c * tn + j];
+            const V d = kd::sqdist<D>(diff);
+            if (!kd::any_lane(d <= bound)) continue;
+            const I id = I{} + Int(tree.original_index(j));
+            // (d, id) before (ld[k], li[k]), per lane; ids are distinct, so "not before" = "after".
+            for (int64_t k = 0; k <= last; ++k) bk[k] = (d < ld[k]) | ((d == ld[k]) & (id < li[k]));
+            if (!kd::any_lane(bk[last])) continue;
+            for (int64_t k = last; k > 0; --k) {
+              ld[k] = bk[k - 1] ? ld[k - 1] : (bk[k] ? d : ld[k]);
+              li[k] = bk[k - 1] ? li[k - 1] : (bk[k] ? id : li[k]);
+            }
+            ld[0] = bk[0] ? d : ld[0];
+            li[0] = bk[0] ? id : li[0];
+            bound = warm_bound < ld[last] ? warm_bound : ld[last];
+          }
+        };
+        tree.traverse(q, bound, leaf);
+        warm = true;
+        for (int l = 0; l < cnt; ++l) {
+          int64_t* oi = idx + (b * N + qi[l]) * K;
+          T* od = dist2 + (b * N + qi[l]) * K;
+          for (int64_t k = 0; k < keff; ++k) {
+            oi[k] = li[k][l];
+            od[k] = ld[k][l];
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T, int D>
+bool try_kdtree(int64_t d, const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_shared,
+                const int64_t* x_len, const int64_t* y_len, int64_t K, int64_t* idx, T* dist2) {
+  if (d != D) return false;
+  topk_kdtree_impl<T, D>(x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2);
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+void knn_topk_kdtree_cpu(const T* x, const T* y, int64_t B, int64_t N, int64_t M, int64_t D, bool y_shared,
+                         const int64_t* x_len, const int64_t* y_len, int64_t K, int64_t* idx, T* dist2) {
+  static_assert(kKdMaxD == 8, "instantiate every D up to kKdMaxD");
+  (void)(try_kdtree<T, 1>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 2>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 3>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 4>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 5>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 6>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 7>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2) ||
+         try_kdtree<T, 8>(D, x, y, B, N, M, y_shared, x_len, y_len, K, idx, dist2));
+}
+
+template <typename T>
+void knn_topk_scan_cpu(const T* dot, int64_t Q, int64_t Mb, const T* ynorm, int64_t j0, int64_t Kc, T* cand_d,
+                       int64_t* cand_i) {
+  constexpr int64_t L = 16;  // entries tested per vectorised step
+  // One thread: the caller alternates this scan with torch.mm on torch's own thread pool, and
+  // handing the cores between two OpenMP runtimes on every tile cost more than the scan (measured
+  // in CPU time on the D = 64 bench row); the scan is a small part of the work.
+  for (int64_t q = 0; q < Q; ++q) {
+    const T* row = dot + q * Mb;
+    T* ld = cand_d + q * Kc;
+    int64_t* li = cand_i + q * Kc;
+    T thr = ld[Kc - 1];
+    int64_t j = 0;
+    for (; j + L <= Mb; j += L) {
+      T a[L];
+      bool any = false;
+      for (int64_t l = 0; l < L; ++l) {
+        a[l] = ynorm[j + l] - T(2) * row[j + l];
+        any |= a[l] < thr;
+      }
+      if (!any) continue;
+      for (int64_t l = 0; l < L; ++l)
+        if (a[l] < thr) {
+          insert_sorted(ld, li, Kc, a[l], j0 + j + l);
+          thr = ld[Kc - 1];
+        }
+    }
+    for (; j < Mb; ++j) {
+      const T a = ynorm[j] - T(2) * row[j];
+      if (a < thr) {
+        insert_sorted(ld, li, Kc, a, j0 + j);
+        thr = ld[Kc - 1];
+      }
+    }
+  }
+}
+
+template <typename T>
+int64_t knn_topk_rerank_cpu(const T* xq, int64_t Q, const T* y, int64_t M, int64_t D, const int64_t* cand_i,
+                            const T* cand_d, int64_t Kc, T ynorm_max, int64_t K, int64_t* idx, T* dist2) {
+  const int64_t keff = std::min(K, M);
+  const T u = std::numeric_limits<T>::epsilon() / 2;  // unit roundoff
+  // Bound on |a_j + |x|^2 - |x - y_j|^2| for the matrix-product form, generous for any BLAS
+  // summation order (gamma_D-type bound, Higham ch. 3), plus the rounding of the exact form.
+  const T err_rel = T(4 * D + 16) * u;
+  const bool all_candidates = Kc >= M;
+  int64_t fallbacks = 0;
+#pragma omp parallel if (Q * Kc * D >= 16 * kParallelMinWork) reduction(+ : fallbacks)
+  {
+    std::vector<T> ld(std::max<int64_t>(Kc, K));
+    std::vector<int64_t> li(std::max<int64_t>(Kc, K));
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t q = 0; q < Q; ++q) {
+      const T* xp = xq + q * D;
+      std::fill(ld.begin(), ld.begin() + keff, std::numeric_limits<T>::infinity());
+      std::fill(li.begin(), li.begin() + keff, std::numeric_limits<int64_t>::max());
+      int64_t found = 0;
+      for (int64_t k = 0; k < Kc; ++k) {
+        const int64_t j = cand_i[q * Kc + k];
+        if (j < 0) continue;
+        ++found;
+        insert_sorted(ld.data(), li.data(), keff, sq_diff(xp, y + j * D, D), j);
+      }
+      bool certified = all_candidates && found >= keff;
+      if (!certified && found == Kc) {
+        T xn = T(0);
+        for (int64_t c = 0; c < D; ++c) xn += xp[c] * xp[c];
+        const T worst_out = cand_d[q * Kc + Kc - 1] + xn;  // no point outside is (approximately) closer
+        const T err = err_rel * (xn + ynorm_max) * T(2);
+        certified = std::isfinite(worst_out) && ld[keff - 1] * (T(1) + err_rel) + err < worst_out;
+      }
+      if (!certified) {  // exact scan of every point
+        ++fallbacks;
+        std::fill(ld.begin(), ld.begin() + keff, std::numeric_limits<T>::infinity());
+        std::fill(li.begin(), li.begin() + keff, std::numeric_limits<int64_t>::max());
+        for (int64_t j = 0; j < M; ++j) insert_sorted(ld.data(), li.data(), keff, sq_diff(xp, y + j * D, D), j);
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        idx[q * K + k] = k < keff ? li[k] : -1;
+        dist2[q * K + k] = k < keff ? ld[k] : T(0);
+      }
+    }
+  }
+  return fallbacks;
+}
+
+#define FE_FAST_TOPK_INSTANTIATE(T)                                                                          \
+  template void knn_topk_kdtree_cpu<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool,         \
+                                       const int64_t*, const int64_t*, int64_t, int64_t*, T*);               \
+  template void knn_topk_scan_cpu<T>(const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*, int64_t*);   \
+  template int64_t knn_topk_rerank_cpu<T>(const T*, int64_t, const T*, int64_t, int64_t, const int64_t*,      \
+                                          const T*, int64_t, T, int64_t, int64_t*, T*);
+FE_FAST_TOPK_INSTANTIATE(float)
+FE_FAST_TOPK_INSTANTIATE(double)
+
+}  // namespace fe_fast

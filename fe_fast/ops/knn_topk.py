@@ -1,0 +1,258 @@
+"""K nearest neighbours in any dimension (``knn(x, y, K=...)``), with PyTorch3D ``knn_points``
+conventions, so that code written for it ports by changing the import.
+
+Conventions (each one is tested in ``tests/ops/test_knn_topk.py``):
+
+- ``x`` [B, N, D] queries; ``y`` [B, M, D], or [M, D] shared by the whole batch (no copy); any
+  D >= 1; float32 or float64 (both clouds the same dtype and device).
+- ``dists`` [B, N, K] are *squared* Euclidean distances, ``idx`` [B, N, K] int64 indices into
+  ``y[b]``; each row is sorted ascending by distance, and among equal distances the lower index
+  comes first (the order of a stable sort of a brute-force distance row).
+- Ragged batches (``x_lengths`` / ``y_lengths``, int [B], 1 <= length <= padded size): a padded
+  query (i >= x_lengths[b]) gets idx -1 and dist 0 in every slot; padded points of y are never
+  returned. When a cloud has fewer valid points than K (y_lengths[b] < K), the slots past
+  y_lengths[b] get idx -1 and dist 0 (as PyTorch3D pads them). ``return_nn`` gathers the
+  neighbours' coordinates [B, N, K, D], zero where idx is -1 (PyTorch3D's ``knn_gather``).
+- ``dists`` (and ``knn``) are differentiable in x and y with exact gradients: the kernels return
+  indices only, and the distances are recomputed in torch on the gathered points, as ``knn``
+  does (the assignment itself is piecewise constant). The kernels order by their own squared
+  distances (coordinate differences); the recomputed ``dists`` can differ from them by rounding,
+  so two neighbours within an ulp of each other may appear in either order.
+- The distance is the squared L2 norm only (no ``norm=1``).
+
+Backends: ``"cpu"`` (C++, ``csrc/knn_topk.cpp``) with two exact paths chosen by ``method`` --
+``"kdtree"`` (D <= ``KDTREE_MAX_D``: the kd-tree of ``csrc/knn_kdtree.h`` with a sorted K-list per
+query) and ``"brute"`` (blocked brute force: distance tiles |y|^2 - 2 x.y by ``torch.mm`` on
+blocks, a running top-Kc per query in C++, then an exact re-rank of the candidates from coordinate
+differences, certified against the rounding error of the matrix-product form, with an exact full
+scan for any query the certificate does not cover); ``"triton"`` (``fe_fast.kernels.knn_topk``, the
+default on CUDA tensors, tested on CPU under ``TRITON_INTERPRET=1``). The nearest-neighbour search
+is the one under every Chamfer distance of thesis eq. 3-9 / 3-10.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from fe_fast.ops._dispatch import pick_backend
+from fe_fast.ops._validation import check_finite, check_float, check_lengths, check_tensor, valid_mask
+
+BACKENDS = ("cpu", "triton")
+METHODS = ("kdtree", "brute")
+
+# The kd-tree path is compiled for D <= 8 (csrc/knn_topk.h). Crossover measured with
+# bench/bench_knn_topk.py::test_crossover (uniform points, N = M = 20000, K = 8, one batch element,
+# both methods timed in the same run): the kd-tree wins for D <= KDTREE_MAX_D, the blocked brute
+# force above. See bench/RESULTS.md.
+KDTREE_MAX_D = 6
+# Blocked brute force: queries x references per torch.mm tile (a float32 tile of 4 MB stays in L3).
+BRUTE_BLOCK_Q = 512
+BRUTE_BLOCK_M = 2048
+
+
+class KNNTopK(NamedTuple):
+    """PyTorch3D's ``_KNN`` fields: dists [B, N, K] (squared), idx [B, N, K], knn [B, N, K, D] or None."""
+
+    dists: torch.Tensor
+    idx: torch.Tensor
+    knn: Optional[torch.Tensor]
+
+
+class _TopKClouds(NamedTuple):
+    x: torch.Tensor  # [B, N, D] contiguous
+    y: torch.Tensor  # [B, M, D] or [M, D] (shared), contiguous
+    shared: bool
+    x_len: torch.Tensor  # int64 [B]
+    y_len: torch.Tensor  # int64 [B]
+    padded: bool
+
+
+def check_k(K) -> int:
+    if isinstance(K, bool) or not isinstance(K, int):
+        if not (isinstance(K, torch.Tensor) and K.dim() == 0 and not K.is_floating_point()):
+            raise ValueError(f"K must be an integer >= 1, got {K!r}")
+        K = int(K)
+    if K < 1:
+        raise ValueError(f"K must be an integer >= 1, got {K}")
+    return K
+
+
+def prepare_topk(x, y, x_lengths=None, y_lengths=None) -> _TopKClouds:
+    """Validate x [B, N, D], y [B, M, D] or [M, D] (any D >= 1) and ragged lengths."""
+    check_tensor("x", x)
+    check_tensor("y", y)
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape [B, N, D], got {list(x.shape)}")
+    if y.dim() not in (2, 3):
+        raise ValueError(f"y must have shape [B, M, D] or [M, D] (shared by the batch), got {list(y.shape)}")
+    B, N, D = x.shape
+    if D < 1:
+        raise ValueError("points must have at least one coordinate (D >= 1), got D=0")
+    if y.shape[-1] != D:
+        raise ValueError(f"x has D={D} but y has D={y.shape[-1]}")
+    shared = y.dim() == 2
+    if not shared and y.shape[0] != B:
+        raise ValueError(f"batch mismatch: x has B={B}, y has B={y.shape[0]}")
+    check_float("x", x)
+    check_float("y", y)
+    if x.dtype != y.dtype:
+        raise ValueError(f"x and y must share a dtype, got {x.dtype} and {y.dtype}")
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    M = y.shape[-2]
+    if B == 0:
+        raise ValueError("x has an empty batch (B=0)")
+    if N == 0:
+        raise ValueError("x is an empty cloud (N=0)")
+    if M == 0:
+        raise ValueError("y is an empty cloud (M=0)")
+    if shared and y_lengths is not None:
+        raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
+    x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
+    y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
+    check_finite("x", x, None if x_lengths is None else valid_mask(x_len, N))
+    check_finite("y", y, None if y_lengths is None else valid_mask(y_len, M))
+    padded = x_lengths is not None or y_lengths is not None
+    return _TopKClouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
+
+
+def pick_method(D: int, method: Optional[str]) -> str:
+    """The CPU path: ``method`` when given (validated), else by dimension (KDTREE_MAX_D)."""
+    if method is None:
+        return "kdtree" if D <= KDTREE_MAX_D else "brute"
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
+    if method == "kdtree" and D > 8:
+        raise ValueError(f"method 'kdtree' supports D <= 8, got D={D}")
+    return method
+
+
+# ----------------------------------------------------------------------------------- CPU paths
+def _kdtree_cpu(c: _TopKClouds, K: int) -> torch.Tensor:
+    from fe_fast import _ext
+
+    B, N, _ = c.x.shape
+    idx = torch.empty((B, N, K), dtype=torch.int64)
+    dist2 = torch.empty((B, N, K), dtype=c.x.dtype)
+    _ext.cpu().knn_topk_kdtree(c.x.detach().numpy(), c.y.detach().numpy(), c.x_len.numpy(), c.y_len.numpy(), K,
+                               idx.numpy(), dist2.numpy())
+    return idx
+
+
+def brute_rows(xq: torch.Tensor, ref: torch.Tensor, K: int, block_q: int = BRUTE_BLOCK_Q,
+               block_m: int = BRUTE_BLOCK_M):
+    """Exact K nearest rows of ``ref`` [M, D] for each row of ``xq`` [Q, D] (contiguous CPU):
+    (idx [Q, K], dist2 [Q, K], number of queries that needed the exact fallback scan)."""
+    from fe_fast import _ext
+
+    C = _ext.cpu()
+    Q, D = xq.shape
+    M = ref.shape[0]
+    dtype = xq.dtype
+    Kc = min(M, max(2 * K, K + 8))  # candidates kept per query before the exact re-rank
+    cand_d = torch.full((Q, Kc), float("inf"), dtype=dtype)
+    if Kc == M:  # every point is a candidate: nothing to scan
+        cand_i = torch.arange(M, dtype=torch.int64).expand(Q, M).contiguous()
+        ymax = 0.0
+    else:
+        cand_i = torch.full((Q, Kc), -1, dtype=torch.int64)
+        ynorm = (ref * ref).sum(1)
+        ymax = float(ynorm.max())
+        buf = torch.empty(min(block_q, Q) * min(block_m, M), dtype=dtype)
+        cd, ci, yn = cand_d.numpy(), cand_i.numpy(), ynorm.numpy()
+        for q0 in range(0, Q, block_q):
+            q1 = min(q0 + block_q, Q)
+            xb = xq[q0:q1]
+            for m0 in range(0, M, block_m):
+                m1 = min(m0 + block_m, M)
+                tile = buf[: (q1 - q0) * (m1 - m0)].view(q1 - q0, m1 - m0)
+                torch.mm(xb, ref[m0:m1].t(), out=tile)
+                C.knn_topk_scan(tile.numpy(), yn[m0:m1], m0, cd[q0:q1], ci[q0:q1])
+    idx = torch.empty((Q, K), dtype=torch.int64)
+    dist2 = torch.empty((Q, K), dtype=dtype)
+    fallbacks = C.knn_topk_rerank(xq.numpy(), ref.numpy(), cand_i.numpy(), cand_d.numpy(), ymax, K,
+                                  idx.numpy(), dist2.numpy())
+    return idx, dist2, fallbacks
+
+
+def _brute_cpu(c: _TopKClouds, K: int) -> torch.Tensor:
+    x, y = c.x.detach(), c.y.detach()
+    B, N, D = x.shape
+    if c.shared:  # one reference cloud: all valid queries of the batch in one matrix
+        if bool((c.x_len == N).all()):
+            qi, _, _ = brute_rows(x.reshape(B * N, D), y, K)
+            return qi.view(B, N, K)
+        mask = valid_mask(c.x_len, N)
+        idx = torch.full((B, N, K), -1, dtype=torch.int64)
+        idx[mask] = brute_rows(x[mask].contiguous(), y, K)[0]
+        return idx
+    idx = torch.full((B, N, K), -1, dtype=torch.int64)
+    for b in range(B):
+        n, m = int(c.x_len[b]), int(c.y_len[b])
+        idx[b, :n] = brute_rows(x[b, :n], y[b, :m].contiguous(), K)[0]
+    return idx
+
+
+def search_topk(c: _TopKClouds, K: int, backend: Optional[str] = None, method: Optional[str] = None) -> torch.Tensor:
+    """Indices [B, N, K] of the K nearest valid points of y (-1 for padding). No autograd."""
+    name = pick_backend(c.x.device, backend, BACKENDS)
+    if name == "cpu":
+        m = pick_method(c.x.shape[-1], method)
+        return _kdtree_cpu(c, K) if m == "kdtree" else _brute_cpu(c, K)
+    if method is not None:
+        raise ValueError(f"method={method!r} selects a CPU path; the {name!r} backend has one")
+    from fe_fast.kernels.knn_topk import knn_topk_triton
+
+    idx, _ = knn_topk_triton(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K)
+    return idx
+
+
+def gather_nn(y: torch.Tensor, idx: torch.Tensor, shared: bool) -> torch.Tensor:
+    """y's points at idx [B, N, K] -> [B, N, K, D], zero where idx is -1 (differentiable in y)."""
+    B, N, K = idx.shape
+    D = y.shape[-1]
+    valid = idx >= 0
+    safe = idx.clamp_min(0)
+    if shared:
+        yg = y[safe]
+    else:
+        yg = torch.gather(y, 1, safe.reshape(B, N * K, 1).expand(-1, -1, D)).view(B, N, K, D)
+    return torch.where(valid.unsqueeze(-1), yg, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
+def topk_dists(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, shared: bool):
+    """(dists [B, N, K] = |x_i - y_idx|^2 recomputed in torch, 0 where idx is -1; neighbours [B, N, K, D])."""
+    nn = gather_nn(y, idx, shared)
+    valid = idx >= 0
+    row = valid.any(-1, keepdim=True)  # padded queries (every slot -1) may hold NaN: masked first
+    xm = torch.where(row, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    d = ((xm.unsqueeze(2) - nn) ** 2).sum(-1)
+    return d * valid, nn
+
+
+def knn_topk(x, y, K: int, x_lengths=None, y_lengths=None, *, return_nn: bool = False,
+             backend: Optional[str] = None, method: Optional[str] = None) -> KNNTopK:
+    """The K nearest points of y for every point of x (conventions in the module docstring).
+
+    Args:
+        x: [B, N, D] float32/float64, any D >= 1.
+        y: [B, M, D], or [M, D] shared by the batch.
+        K: number of neighbours, an integer >= 1 (K > M is allowed: the extra slots are padding).
+        x_lengths, y_lengths: optional int [B] for ragged batches (y_lengths only with a batched y).
+        return_nn: also return the neighbours' coordinates [B, N, K, D].
+        backend: None (by device), "cpu" or "triton".
+        method: CPU path, None (by dimension), "kdtree" (D <= 8) or "brute".
+
+    Returns:
+        KNNTopK(dists [B, N, K], idx [B, N, K], knn [B, N, K, D] or None).
+    """
+    K = check_k(K)
+    c = prepare_topk(x, y, x_lengths, y_lengths)
+    idx = search_topk(c, K, backend, method)
+    dists, nn = topk_dists(c.x, c.y, idx, c.shared)
+    return KNNTopK(dists, idx, nn if return_nn else None)
+
+
+__all__ = ["KNNTopK", "knn_topk", "prepare_topk", "search_topk", "brute_rows", "gather_nn", "topk_dists",
+           "KDTREE_MAX_D", "METHODS"]
