@@ -8,7 +8,8 @@ recomputation before it is timed. Rows:
   distance gather), ``ckdtree`` = cKDTree(y) + query(k=8, workers=-1) (float64), ``cdist_topk`` =
   torch.cdist on the [32, 2048, 2048] batch + topk(8, largest=False) (float32).
 - ``k8_d64``  K=8, D=64: 1 x 20000 Gaussian queries against 20000 Gaussian points (feature-space
-  kNN). ours (blocked brute force, float32), ``cdist_topk`` = torch.cdist + topk on blocks of 2048
+  kNN). ours (blocked brute force, float32, fused C++ tiles), ``ours_torch_mm`` (the same with the
+  tiles from torch.mm), ``cdist_topk`` = torch.cdist + topk on blocks of 2048
   queries (the whole matrix would be 1.6 GB), ``faiss`` = IndexFlatL2 add + search (float32).
 - ``k1_d3``   the K=1 row (``fe_fast.ops.knn``, unchanged path) on the k8_d3 data vs cKDTree
   query(k=1): the K=1 path must not regress (compare with bench_chamfer / bench/RESULTS.md).
@@ -37,7 +38,7 @@ scipy_spatial = pytest.importorskip("scipy.spatial", reason="the cKDTree baselin
 from bench_chamfer import BUNNY, _read_ply_mesh, _rigid_copies, _surface_samples  # noqa: E402
 
 import fe_fast.ops as ops  # noqa: E402
-from fe_fast.ops.knn_topk import knn_topk  # noqa: E402
+from fe_fast.ops.knn_topk import brute_rows, knn_topk  # noqa: E402
 
 K = 8
 MIN_ROUNDS, MAX_ROUNDS = 3, 20
@@ -148,7 +149,7 @@ def test_k8_d3(benchmark, path):
     _bench(benchmark, "k8_d3", path, run)
 
 
-@pytest.mark.parametrize("path", ["ours", "cdist_topk", "faiss"])
+@pytest.mark.parametrize("path", ["ours", "ours_torch_mm", "cdist_topk", "faiss"])
 def test_k8_d64(benchmark, path):
     x, y = get_row("k8_d64")
     if path == "faiss":
@@ -162,6 +163,9 @@ def test_k8_d64(benchmark, path):
         run = path_faiss(x, y, faiss)
     elif path == "ours":
         run = path_ours(x, y)
+    elif path == "ours_torch_mm":  # the tiles from torch.mm instead of the fused C++ loop
+        xt, yt = torch.tensor(x[0], dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+        run = lambda: brute_rows(xt, yt, K, gemm="torch")[0][None]  # noqa: E731
     else:
         run = path_cdist_topk(x, y, block=2048)
     check_knn(x, y, run().numpy(), K, rtol=1e-5)
@@ -215,7 +219,7 @@ def ratio_table():
 
 def format_table():
     rows = [("k8_d3", "K=8 D=3 32x2048 vs shared 2048 (bunny)", ["ours", "ckdtree", "cdist_topk"]),
-            ("k8_d64", "K=8 D=64 1x20000 vs 20000 (Gaussian)", ["ours", "cdist_topk", "faiss"]),
+            ("k8_d64", "K=8 D=64 1x20000 vs 20000 (Gaussian)", ["ours", "ours_torch_mm", "cdist_topk", "faiss"]),
             ("k1_d3", "K=1 D=3 32x2048 vs shared 2048 (bunny)", ["ours", "ckdtree"])]
     out = ["| row | path: median (min) ms | baseline / ours (medians) |", "| --- | --- | --- |"]
     any_row = False

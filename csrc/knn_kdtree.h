@@ -1,4 +1,5 @@
-// Exact 1-nearest-neighbour index for D = 2 or 3, used by the CPU kernel (knn_cpu.cpp): a balanced
+// Exact nearest-neighbour index, used by the CPU kernels for D = 2 or 3 (knn_cpu.cpp, 1 neighbour) and
+// 1 <= D <= 8 (knn_topk.cpp, K neighbours through the generic traverse()): a balanced
 // kd-tree with leaf buckets and tight per-node bounding boxes, searched by packets of W (8 float,
 // 4 double) spatially close queries at once (SIMD across the queries of a packet).
 //

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -318,12 +319,121 @@ int64_t knn_topk_rerank_cpu(const T* xq, int64_t Q, const T* y, int64_t M, int64
   return fallbacks;
 }
 
+namespace {
+
+// Fused blocked brute force: distance tiles by a register-blocked GEMM-like loop (R query rows x
+// 2 SIMD vectors of references per step, every coordinate an FMA), scanned while still in
+// registers against each row's running Kc-th candidate. One OpenMP team, no tile in memory.
+template <typename T>
+struct Wide {
+  static constexpr int W = 64 / int(sizeof(T));  // lanes per 64-byte vector (AVX-512 register)
+  typedef T V __attribute__((vector_size(64)));
+};
+
+template <typename T>
+void brute_candidates(const T* xq, int64_t Q, const T* y, int64_t M, int64_t D, int64_t Kc, T* cand_d,
+                      int64_t* cand_i) {
+  using V = typename Wide<T>::V;
+  constexpr int W = Wide<T>::W;
+  constexpr int R = 8;          // query rows per register block
+  constexpr int C = 2 * W;      // references per register block
+  constexpr int64_t kRefBlock = 512;   // references per cache block (D * 512 values of yT in L2)
+  constexpr int64_t kRowBlock = 64;    // query rows per parallel work item
+  const int64_t Mp = (M + C - 1) / C * C;
+  // y transposed and padded: yT[c * Mp + j]; padded references get |y|^2 = +inf (never taken).
+  std::vector<T> yT(size_t(D * Mp), T(0));
+  std::vector<T> yn(size_t(Mp), std::numeric_limits<T>::infinity());
+  for (int64_t j = 0; j < M; ++j) {
+    T s = T(0);
+    for (int64_t c = 0; c < D; ++c) {
+      const T v = y[j * D + c];
+      yT[c * Mp + j] = v;
+      s += v * v;
+    }
+    yn[j] = s;
+  }
+  const int64_t nblocks = (Q + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel for schedule(dynamic, 1) if (Q * M * D >= 64 * kParallelMinWork)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t r_begin = blk * kRowBlock, r_end = std::min(Q, r_begin + kRowBlock);
+    for (int64_t j_blk = 0; j_blk < Mp; j_blk += kRefBlock) {
+      const int64_t j_end = std::min(Mp, j_blk + kRefBlock);
+      for (int64_t r0 = r_begin; r0 < r_end; r0 += R) {
+        const T* xr[R];
+        T thr[R];
+        for (int r = 0; r < R; ++r) {
+          const int64_t row = std::min(r0 + r, r_end - 1);  // a short block repeats its last row
+          xr[r] = xq + row * D;
+          thr[r] = cand_d[row * Kc + Kc - 1];
+        }
+        for (int64_t j = j_blk; j < j_end; j += C) {
+          V acc[R][2];
+          for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V{} + T(0);
+          const T* yc = yT.data() + j;
+          for (int64_t c = 0; c < D; ++c, yc += Mp) {
+            V y0, y1;
+            std::memcpy(&y0, yc, sizeof(V));
+            std::memcpy(&y1, yc + W, sizeof(V));
+            for (int r = 0; r < R; ++r) {
+              const V xv = V{} + xr[r][c];
+              acc[r][0] += xv * y0;
+              acc[r][1] += xv * y1;
+            }
+          }
+          V n0, n1;
+          std::memcpy(&n0, yn.data() + j, sizeof(V));
+          std::memcpy(&n1, yn.data() + j + W, sizeof(V));
+          for (int r = 0; r < R; ++r) {
+            if (r0 + r >= r_end) break;
+            const V a0 = n0 - T(2) * acc[r][0], a1 = n1 - T(2) * acc[r][1];
+            const V t = V{} + thr[r];
+            if (!kd::any_lane((a0 < t) | (a1 < t))) continue;
+            T* ld = cand_d + (r0 + r) * Kc;
+            int64_t* li = cand_i + (r0 + r) * Kc;
+            for (int l = 0; l < C; ++l) {
+              const T a = l < W ? a0[l] : a1[l - W];
+              if (a < thr[r]) {
+                insert_sorted(ld, li, Kc, a, j + l);
+                thr[r] = ld[Kc - 1];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+int64_t knn_topk_brute_cpu(const T* xq, int64_t Q, const T* y, int64_t M, int64_t D, int64_t K, int64_t* idx,
+                           T* dist2) {
+  const int64_t Kc = std::min<int64_t>(M, std::max<int64_t>(2 * K, K + 8));
+  std::vector<T> cand_d(size_t(Q * Kc), std::numeric_limits<T>::infinity());
+  std::vector<int64_t> cand_i(size_t(Q * Kc), -1);
+  T ymax = T(0);
+  if (Kc >= M) {  // every point is a candidate
+    for (int64_t q = 0; q < Q; ++q)
+      for (int64_t j = 0; j < M; ++j) cand_i[q * Kc + j] = j;
+  } else {
+    brute_candidates(xq, Q, y, M, D, Kc, cand_d.data(), cand_i.data());
+    for (int64_t j = 0; j < M; ++j) {
+      T s = T(0);
+      for (int64_t c = 0; c < D; ++c) s += y[j * D + c] * y[j * D + c];
+      ymax = std::max(ymax, s);
+    }
+  }
+  return knn_topk_rerank_cpu<T>(xq, Q, y, M, D, cand_i.data(), cand_d.data(), Kc, ymax, K, idx, dist2);
+}
+
 #define FE_FAST_TOPK_INSTANTIATE(T)                                                                          \
   template void knn_topk_kdtree_cpu<T>(const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool,         \
                                        const int64_t*, const int64_t*, int64_t, int64_t*, T*);               \
   template void knn_topk_scan_cpu<T>(const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*, int64_t*);   \
   template int64_t knn_topk_rerank_cpu<T>(const T*, int64_t, const T*, int64_t, int64_t, const int64_t*,      \
-                                          const T*, int64_t, T, int64_t, int64_t*, T*);
+                                          const T*, int64_t, T, int64_t, int64_t*, T*);                      \
+  template int64_t knn_topk_brute_cpu<T>(const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t*, T*);
 FE_FAST_TOPK_INSTANTIATE(float)
 FE_FAST_TOPK_INSTANTIATE(double)
 

@@ -10,9 +10,9 @@
 // Two exact paths:
 // 1. knn_topk_kdtree_cpu: the kd-tree of knn_kdtree.h, packets of W queries in Morton order, a
 //    sorted K-list per lane, warm-started by the previous packet's neighbours; 1 <= D <= kKdMaxD.
-// 2. The blocked brute force for any D, driven from Python (fe_fast/ops/knn_topk.py) because the
-//    distance tiles come from torch.mm (MKL): knn_topk_scan_cpu keeps, per query, the Kc smallest
-//    approximate distances a_j = |y_j|^2 - 2 <x, y_j> of the tiles seen so far;
+// 2. The blocked brute force for any D: per query the Kc smallest approximate distances
+//    a_j = |y_j|^2 - 2 <x, y_j> (the matrix-product form), either from the fused C++ loop
+//    (knn_topk_brute_cpu) or from torch.mm tiles fed to knn_topk_scan_cpu from Python;
 //    knn_topk_rerank_cpu then recomputes the Kc candidates from coordinate differences, keeps the
 //    K best, and certifies the result with a rounding-error bound of the matrix-product form: if a
 //    point outside the candidates could still be closer than the K-th one, that query falls back
@@ -43,5 +43,12 @@ void knn_topk_scan_cpu(const T* dot, int64_t Q, int64_t Mb, const T* ynorm, int6
 template <typename T>
 int64_t knn_topk_rerank_cpu(const T* xq, int64_t Q, const T* y, int64_t M, int64_t D, const int64_t* cand_i,
                             const T* cand_d, int64_t Kc, T ynorm_max, int64_t K, int64_t* idx, T* dist2);
+
+// The whole blocked brute force in C++: candidates from a register-blocked GEMM-like loop fused
+// with the running top-Kc (Kc = min(M, max(2K, K + 8))), then knn_topk_rerank_cpu. xq [Q, D],
+// y [M, D]; writes idx/dist2 [Q, K]; returns the number of exact fallback scans.
+template <typename T>
+int64_t knn_topk_brute_cpu(const T* xq, int64_t Q, const T* y, int64_t M, int64_t D, int64_t K, int64_t* idx,
+                           T* dist2);
 
 }  // namespace fe_fast

@@ -147,6 +147,31 @@ int64_t rerank(py::array xq, py::array y, py::array cand_i, py::array cand_d, do
   return fe_fast::knn_topk_rerank_cpu<T>(xp, Q, yp, M, D, ci, cd, Kc, T(ynorm_max), K, ip, dp);
 }
 
+template <typename T>
+int64_t brute(py::array xq, py::array y, int64_t K, py::array idx, py::array dist2) {
+  check<T>(xq, "xq", 2);
+  const int64_t Q = xq.shape(0), D = xq.shape(1);
+  check<T>(y, "y", 2);
+  check_dim(y, "y", 1, D);
+  const int64_t M = y.shape(0);
+  if (K < 1) fail("K must be >= 1, got " + std::to_string(K));
+  if (M < 1) fail("y must hold at least one point");
+  if (D < 1) fail("points must have D >= 1");
+  check<int64_t>(idx, "idx", 2, true);
+  check<T>(dist2, "dist2", 2, true);
+  for (auto* a : {&idx, &dist2}) {
+    const char* nm = a == &idx ? "idx" : "dist2";
+    check_dim(*a, nm, 0, Q);
+    check_dim(*a, nm, 1, K);
+  }
+  const T* xp = static_cast<const T*>(xq.data());
+  const T* yp = static_cast<const T*>(y.data());
+  int64_t* ip = static_cast<int64_t*>(idx.mutable_data());
+  T* dp = static_cast<T*>(dist2.mutable_data());
+  py::gil_scoped_release release;
+  return fe_fast::knn_topk_brute_cpu<T>(xp, Q, yp, M, D, K, ip, dp);
+}
+
 }  // namespace
 
 void bind_knn_topk(py::module_& m) {
@@ -174,6 +199,16 @@ void bind_knn_topk(py::module_& m) {
       py::arg("dot"), py::arg("ynorm"), py::arg("j0"), py::arg("cand_d"), py::arg("cand_i"),
       "Running top-Kc of |y|^2 - 2<x,y> over a dot-product tile [Q,Mb] (references j0..j0+Mb-1); "
       "cand_d/cand_i [Q,Kc] updated in place.");
+  m.def(
+      "knn_topk_brute",
+      [](py::array xq, py::array y, int64_t K, py::array idx, py::array dist2) {
+        if (is_float64(xq, "xq")) return brute<double>(xq, y, K, idx, dist2);
+        return brute<float>(xq, y, K, idx, dist2);
+      },
+      py::arg("xq"), py::arg("y"), py::arg("K"), py::arg("idx"), py::arg("dist2"),
+      "Exact K nearest rows of y [M,D] for each row of xq [Q,D] by the fused blocked brute force "
+      "(GEMM-like tiles + running top-Kc + certified re-rank), outputs idx/dist2 [Q,K] written in place; "
+      "returns the number of queries that fell back to an exact full scan.");
   m.def(
       "knn_topk_rerank",
       [](py::array xq, py::array y, py::array cand_i, py::array cand_d, double ynorm_max, int64_t K, py::array idx,

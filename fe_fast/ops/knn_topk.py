@@ -42,13 +42,19 @@ BACKENDS = ("cpu", "triton")
 METHODS = ("kdtree", "brute")
 
 # The kd-tree path is compiled for D <= 8 (csrc/knn_topk.h). Crossover measured with
-# bench/bench_knn_topk.py::test_crossover (uniform points, N = M = 20000, K = 8, one batch element,
-# both methods timed in the same run): the kd-tree wins for D <= KDTREE_MAX_D, the blocked brute
-# force above. See bench/RESULTS.md.
-KDTREE_MAX_D = 6
-# Blocked brute force: queries x references per torch.mm tile (a float32 tile of 4 MB stays in L3).
-BRUTE_BLOCK_Q = 512
-BRUTE_BLOCK_M = 2048
+# bench/bench_knn_topk.py::test_crossover (uniform points in the unit cube, K = 8, one batch
+# element, both methods in the same run; also N = M = 2048): the kd-tree was faster at every
+# D from 2 to 8 (brute / kd-tree CPU time 4.1x at D = 2 down to 1.6x at D = 8 for
+# N = M = 20000, 1.1-2.0x at N = M = 2048), so it is used up to its compiled limit and the blocked
+# brute force above. See bench/RESULTS.md.
+KDTREE_MAX_D = 8
+# Blocked brute force: where the distance tiles come from. "cpp": the fused C++ loop
+# (csrc/knn_topk.cpp, knn_topk_brute_cpu); "torch": torch.mm (MKL) on BRUTE_BLOCK_Q x BRUTE_BLOCK_M
+# tiles scanned by C++ between the calls. Chosen by bench/bench_knn_topk.py (test_k8_d64, paths
+# "ours" and "ours_torch_mm", same run); see bench/RESULTS.md.
+BRUTE_GEMM = "cpp"
+BRUTE_BLOCK_Q = 1024
+BRUTE_BLOCK_M = 4096
 
 
 class KNNTopK(NamedTuple):
@@ -141,13 +147,24 @@ def _kdtree_cpu(c: _TopKClouds, K: int) -> torch.Tensor:
 
 
 def brute_rows(xq: torch.Tensor, ref: torch.Tensor, K: int, block_q: int = BRUTE_BLOCK_Q,
-               block_m: int = BRUTE_BLOCK_M):
+               block_m: int = BRUTE_BLOCK_M, gemm: Optional[str] = None):
     """Exact K nearest rows of ``ref`` [M, D] for each row of ``xq`` [Q, D] (contiguous CPU):
-    (idx [Q, K], dist2 [Q, K], number of queries that needed the exact fallback scan)."""
+    (idx [Q, K], dist2 [Q, K], number of queries that needed the exact fallback scan).
+
+    ``gemm``: where the distance tiles come from, "cpp" (the fused C++ loop, one call) or "torch"
+    (torch.mm on block_q x block_m tiles, scanned by C++ between calls); None: BRUTE_GEMM."""
     from fe_fast import _ext
 
     C = _ext.cpu()
+    gemm = BRUTE_GEMM if gemm is None else gemm
+    if gemm not in ("cpp", "torch"):
+        raise ValueError(f"gemm must be 'cpp' or 'torch', got {gemm!r}")
     Q, D = xq.shape
+    if gemm == "cpp":
+        idx = torch.empty((Q, K), dtype=torch.int64)
+        dist2 = torch.empty((Q, K), dtype=xq.dtype)
+        fallbacks = C.knn_topk_brute(xq.numpy(), ref.numpy(), K, idx.numpy(), dist2.numpy())
+        return idx, dist2, fallbacks
     M = ref.shape[0]
     dtype = xq.dtype
     Kc = min(M, max(2 * K, K + 8))  # candidates kept per query before the exact re-rank

@@ -182,20 +182,36 @@ def test_nan_rejected():
         ops.knn_topk(x, y, 2)
 
 
-def test_brute_cancellation_is_certified():
+@pytest.mark.parametrize("gemm", ["cpp", "torch"])
+def test_brute_cancellation_is_certified(gemm):
     """Points far from the origin: the matrix-product form loses most digits in float32; the
     certificate sends such queries to the exact scan, and the answer is the exact-difference one."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 24, generator=g) * 0.01 + 1000.0
     y = torch.randn(900, 24, generator=g) * 0.01 + 1000.0
-    idx, dist2, fallbacks = brute_rows(x, y, 6, block_q=64, block_m=256)
+    idx, dist2, fallbacks = brute_rows(x, y, 6, block_q=64, block_m=256, gemm=gemm)
     assert fallbacks > 0
     rd, ri = knn_topk_reference(x[None], y, 6)
     assert torch.equal(idx, ri[0])
     torch.testing.assert_close(dist2, rd[0])
     # well-conditioned data needs no fallback
-    _, _, none = brute_rows(x - 1000.0, y - 1000.0, 6, block_q=64, block_m=256)
+    _, _, none = brute_rows(x - 1000.0, y - 1000.0, 6, block_q=64, block_m=256, gemm=gemm)
     assert none == 0
+
+
+@pytest.mark.parametrize("gemm", ["cpp", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("Q,M,D,K", [(37, 300, 1, 8), (100, 45, 33, 8), (9, 1000, 64, 20), (70, 10, 5, 12),
+                                     (130, 517, 3, 1)])
+def test_brute_rows_both_gemms(gemm, dtype, Q, M, D, K):
+    """Both tile sources, partial blocks (Q, M not multiples of the blocks), K > M, K = 1."""
+    g = torch.Generator().manual_seed(Q + M + D)
+    x = torch.randn(Q, D, generator=g, dtype=dtype)
+    y = torch.randn(M, D, generator=g, dtype=dtype)
+    idx, dist2, _ = brute_rows(x, y, K, block_q=32, block_m=128, gemm=gemm)
+    rd, ri = knn_topk_reference(x[None], y, K)
+    assert torch.equal(idx, ri[0])
+    torch.testing.assert_close(dist2, rd[0])
 
 
 def test_kdtree_crossover_default():
