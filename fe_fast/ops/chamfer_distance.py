@@ -96,7 +96,7 @@ def _nearest(x, y, x_len, y_len, norm, backend):
         return idx
     from fe_fast.ops.knn_topk import _TopKClouds, search_topk
 
-    return search_topk(_TopKClouds(x, y, False, x_len, y_len, True), 1, backend)[..., 0]
+    return search_topk(_TopKClouds(x, y, False, x_len, y_len, True), 1, backend)[0][..., 0]
 
 
 def _gather(t, idx):

@@ -13,11 +13,12 @@ Conventions (each one is tested in ``tests/ops/test_knn_topk.py``):
   returned. When a cloud has fewer valid points than K (y_lengths[b] < K), the slots past
   y_lengths[b] get idx -1 and dist 0 (as PyTorch3D pads them). ``return_nn`` gathers the
   neighbours' coordinates [B, N, K, D], zero where idx is -1 (PyTorch3D's ``knn_gather``).
-- ``dists`` (and ``knn``) are differentiable in x and y with exact gradients: the kernels return
-  indices only, and the distances are recomputed in torch on the gathered points, as ``knn``
-  does (the assignment itself is piecewise constant). The kernels order by their own squared
-  distances (coordinate differences); the recomputed ``dists`` can differ from them by rounding,
-  so two neighbours within an ulp of each other may appear in either order.
+- ``dists`` (and ``knn``) are differentiable in x and y with exact gradients: when x or y requires
+  grad (or ``return_nn`` is set), the distances are recomputed in torch on the gathered points, as
+  ``knn`` does (the assignment itself is piecewise constant); otherwise the kernel's own squared
+  distances (coordinate differences, possibly fused multiply-adds) are returned and the gather is
+  skipped (it costs more than the search at K x N x B = 0.5M). The two can differ by rounding (an
+  ulp), so two neighbours within an ulp of each other may appear in either order.
 - The distance is the squared L2 norm only (no ``norm=1``).
 
 Backends: ``"cpu"`` (C++, ``csrc/knn_topk.cpp``) with two exact paths chosen by ``method`` --
@@ -135,7 +136,7 @@ def pick_method(D: int, method: Optional[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------- CPU paths
-def _kdtree_cpu(c: _TopKClouds, K: int) -> torch.Tensor:
+def _kdtree_cpu(c: _TopKClouds, K: int):
     from fe_fast import _ext
 
     B, N, _ = c.x.shape
@@ -143,7 +144,7 @@ def _kdtree_cpu(c: _TopKClouds, K: int) -> torch.Tensor:
     dist2 = torch.empty((B, N, K), dtype=c.x.dtype)
     _ext.cpu().knn_topk_kdtree(c.x.detach().numpy(), c.y.detach().numpy(), c.x_len.numpy(), c.y_len.numpy(), K,
                                idx.numpy(), dist2.numpy())
-    return idx
+    return idx, dist2
 
 
 def brute_rows(xq: torch.Tensor, ref: torch.Tensor, K: int, block_q: int = BRUTE_BLOCK_Q,
@@ -193,26 +194,27 @@ def brute_rows(xq: torch.Tensor, ref: torch.Tensor, K: int, block_q: int = BRUTE
     return idx, dist2, fallbacks
 
 
-def _brute_cpu(c: _TopKClouds, K: int) -> torch.Tensor:
+def _brute_cpu(c: _TopKClouds, K: int):
     x, y = c.x.detach(), c.y.detach()
     B, N, D = x.shape
-    if c.shared:  # one reference cloud: all valid queries of the batch in one matrix
-        if bool((c.x_len == N).all()):
-            qi, _, _ = brute_rows(x.reshape(B * N, D), y, K)
-            return qi.view(B, N, K)
-        mask = valid_mask(c.x_len, N)
-        idx = torch.full((B, N, K), -1, dtype=torch.int64)
-        idx[mask] = brute_rows(x[mask].contiguous(), y, K)[0]
-        return idx
+    if c.shared and bool((c.x_len == N).all()):  # one reference cloud: the whole batch in one matrix
+        qi, qd, _ = brute_rows(x.reshape(B * N, D), y, K)
+        return qi.view(B, N, K), qd.view(B, N, K)
     idx = torch.full((B, N, K), -1, dtype=torch.int64)
+    dist2 = torch.zeros((B, N, K), dtype=x.dtype)
+    if c.shared:
+        mask = valid_mask(c.x_len, N)
+        idx[mask], dist2[mask], _ = brute_rows(x[mask].contiguous(), y, K)
+        return idx, dist2
     for b in range(B):
         n, m = int(c.x_len[b]), int(c.y_len[b])
-        idx[b, :n] = brute_rows(x[b, :n], y[b, :m].contiguous(), K)[0]
-    return idx
+        idx[b, :n], dist2[b, :n], _ = brute_rows(x[b, :n], y[b, :m].contiguous(), K)
+    return idx, dist2
 
 
-def search_topk(c: _TopKClouds, K: int, backend: Optional[str] = None, method: Optional[str] = None) -> torch.Tensor:
-    """Indices [B, N, K] of the K nearest valid points of y (-1 for padding). No autograd."""
+def search_topk(c: _TopKClouds, K: int, backend: Optional[str] = None, method: Optional[str] = None):
+    """(idx [B, N, K] of the K nearest valid points of y (-1 for padding), the kernel's squared
+    distances [B, N, K] (0 for padding)). No autograd."""
     name = pick_backend(c.x.device, backend, BACKENDS)
     if name == "cpu":
         m = pick_method(c.x.shape[-1], method)
@@ -221,8 +223,7 @@ def search_topk(c: _TopKClouds, K: int, backend: Optional[str] = None, method: O
         raise ValueError(f"method={method!r} selects a CPU path; the {name!r} backend has one")
     from fe_fast.kernels.knn_topk import knn_topk_triton
 
-    idx, _ = knn_topk_triton(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K)
-    return idx
+    return knn_topk_triton(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K)
 
 
 def gather_nn(y: torch.Tensor, idx: torch.Tensor, shared: bool, masked: bool = True) -> torch.Tensor:
@@ -273,7 +274,9 @@ def knn_topk(x, y, K: int, x_lengths=None, y_lengths=None, *, return_nn: bool = 
     """
     K = check_k(K)
     c = prepare_topk(x, y, x_lengths, y_lengths)
-    idx = search_topk(c, K, backend, method)
+    idx, kernel_dists = search_topk(c, K, backend, method)
+    if not return_nn and not (torch.is_grad_enabled() and (c.x.requires_grad or c.y.requires_grad)):
+        return KNNTopK(kernel_dists, idx, None)  # no gradient wanted: the kernel's distances
     dists, nn = topk_dists(c.x, c.y, idx, c.shared, masked=c.padded or K > c.y.shape[-2])
     return KNNTopK(dists, idx, nn if return_nn else None)
 

@@ -289,3 +289,17 @@ def test_binding_scan_and_rerank_reject():
     with pytest.raises(ValueError, match="fewer columns"):
         C.knn_topk_rerank(xq, y, ci, cd, 0.0, 5, np.zeros((4, 5), np.int64), np.zeros((4, 5), np.float32))
     assert C.knn_topk_rerank(xq, y, ci, cd, 0.0, 2, idx, d) >= 0
+
+
+@pytest.mark.parametrize("backend,method", PATHS)
+def test_kernel_and_recomputed_distances_agree(backend, method):
+    """Without a gradient the kernel's distances are returned, with one they are recomputed in
+    torch: same neighbours, same values up to rounding, padding 0 in both."""
+    x, y = _clouds(2, 30, 25, 6, torch.float32, False, seed=8)
+    lens = dict(x_lengths=torch.tensor([30, 12]), y_lengths=torch.tensor([25, 5]))
+    plain = _run(x, y, 7, backend, method, **lens)
+    graded = _run(x.clone().requires_grad_(True), y, 7, backend, method, **lens)
+    assert graded.dists.requires_grad and not plain.dists.requires_grad
+    assert torch.equal(plain.idx, graded.idx)
+    torch.testing.assert_close(plain.dists, graded.dists.detach(), rtol=1e-6, atol=1e-6)
+    assert (plain.dists[1, 12:] == 0).all() and (plain.dists[1, :12, 5:] == 0).all()
