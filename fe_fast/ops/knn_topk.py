@@ -37,7 +37,14 @@ from typing import NamedTuple, Optional
 import torch
 
 from fe_fast.ops._dispatch import pick_backend
-from fe_fast.ops._validation import check_finite, check_float, check_lengths, check_tensor, valid_mask
+from fe_fast.ops._validation import (
+    check_finite,
+    check_float,
+    check_lengths,
+    check_lengths_range,
+    check_tensor,
+    valid_mask,
+)
 
 BACKENDS = ("cpu", "triton")
 METHODS = ("kdtree", "brute")
@@ -118,6 +125,10 @@ def prepare_topk(x, y, x_lengths=None, y_lengths=None) -> _TopKClouds:
         raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
     x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
     y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
+    if x_lengths is not None:
+        check_lengths_range("x_lengths", x_len, N)
+    if y_lengths is not None:
+        check_lengths_range("y_lengths", y_len, M)
     check_finite("x", x, None if x_lengths is None else valid_mask(x_len, N))
     check_finite("y", y, None if y_lengths is None else valid_mask(y_len, M))
     padded = x_lengths is not None or y_lengths is not None
@@ -212,12 +223,41 @@ def _brute_cpu(c: _TopKClouds, K: int):
     return idx, dist2
 
 
+_CHUNK_ELEMS = 1 << 24  # bound on a [chunk, M, D] difference block of topk_torch (64 MiB in float32)
+
+
+def topk_torch(x, y, x_len, y_len, K):
+    """Pure-torch fallback (no compiled module): same conventions as the kernels. Squared
+    distances from coordinate differences in blocks of queries, a stable sort per row (ties: lower
+    index), padding -1 / 0. Returns (idx, dist2) [B, N, K]."""
+    B, N, D = x.shape
+    M = y.shape[-2]
+    idx = torch.full((B, N, K), -1, dtype=torch.int64, device=x.device)
+    dist2 = torch.zeros((B, N, K), dtype=x.dtype, device=x.device)
+    for b in range(B):
+        n, m = int(x_len[b]), int(y_len[b])
+        yb = (y if y.dim() == 2 else y[b])[:m]
+        k = min(K, m)
+        step = max(1, _CHUNK_ELEMS // max(1, m * D))
+        for i in range(0, n, step):
+            j = min(i + step, n)
+            d = ((x[b, i:j, None, :] - yb[None]) ** 2).sum(-1)
+            sd, si = torch.sort(d, dim=1, stable=True)
+            idx[b, i:j, :k] = si[:, :k]
+            dist2[b, i:j, :k] = sd[:, :k]
+    return idx, dist2
+
+
 def search_topk(c: _TopKClouds, K: int, backend: Optional[str] = None, method: Optional[str] = None):
     """(idx [B, N, K] of the K nearest valid points of y (-1 for padding), the kernel's squared
     distances [B, N, K] (0 for padding)). No autograd."""
     name = pick_backend(c.x.device, backend, BACKENDS)
     if name == "cpu":
         m = pick_method(c.x.shape[-1], method)
+        from fe_fast import _ext
+
+        if _ext.cpu_or_none() is None:  # fe_fast._C missing: pure torch (one warning per process)
+            return topk_torch(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K)
         return _kdtree_cpu(c, K) if m == "kdtree" else _brute_cpu(c, K)
     if method is not None:
         raise ValueError(f"method={method!r} selects a CPU path; the {name!r} backend has one")
@@ -281,5 +321,5 @@ def knn_topk(x, y, K: int, x_lengths=None, y_lengths=None, *, return_nn: bool = 
     return KNNTopK(dists, idx, nn if return_nn else None)
 
 
-__all__ = ["KNNTopK", "knn_topk", "prepare_topk", "search_topk", "brute_rows", "gather_nn", "topk_dists",
+__all__ = ["KNNTopK", "knn_topk", "prepare_topk", "search_topk", "brute_rows", "topk_torch", "gather_nn", "topk_dists",
            "KDTREE_MAX_D", "METHODS"]
