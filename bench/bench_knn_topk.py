@@ -23,6 +23,7 @@ row is skipped with a printed reason.
 """
 from __future__ import annotations
 
+import fe_fast  # noqa: F401  (first: asks for passive OpenMP waits before torch loads; see RESULTS.md)
 import os
 import subprocess
 import sys
