@@ -78,6 +78,8 @@ def _inputs(B, N, M, D):
 
 @pytest.fixture(scope="module", autouse=True)
 def _table():
+    report = benchutil.Report("knn_gpu", "GPU nearest neighbour: Triton vs CUDA C++ vs cdist+min",
+                              "TRITON_INTERPRET=0 " + benchutil.pytest_command(__file__))
     yield
     if not _RESULTS:
         return
@@ -100,8 +102,6 @@ def _table():
                          f"{ratio('triton', 'cuda')} |")
     text = "\n".join(lines)
     print("\n" + text)
-    report = benchutil.Report("knn_gpu", "GPU nearest neighbour: Triton vs CUDA C++ vs cdist+min",
-                              "TRITON_INTERPRET=0 " + benchutil.pytest_command(__file__))
     report.add(text)
     report.write()
 

@@ -4,7 +4,8 @@ equivalent eager torch code (per-layer slicing, abs, mean, topk; ``s_grad_reduce
 Layout: 1024-resolution S space (26 layers, 512 x 15, 256 x 3, 128 x 3, 64 x 3, 32 x 2 = 9088
 channels, thesis Table 6-2), B = 1000 per-sample gradients (float32), k = 3. Masks: ``all`` (the
 region detector, eq. 6-2: every sample counts), ``half`` and ``pos4pct`` (about 40 positives of 1000,
-the attribute detector of §6.3.2). Outputs are checked against the reference before timing.
+the attribute detector of §6.3.2). Outputs are checked against the reference with the tests' checks
+(``tests/ops/test_s_grad_reduce.py``) before timing.
 
 Where CUDA is present the same cases also run on the GPU: ours = the Triton kernel (compiled; needs
 TRITON_INTERPRET unset or 0), eager = the same torch code on CUDA tensors, both synchronised.
@@ -21,10 +22,11 @@ import pytest
 import torch
 
 import benchutil
+from tests.ops.test_s_grad_reduce import SIZES_1024, _check  # the tests' 1024 layout and output checks
 from fe_fast.ops.reference.s_grad_reduce import s_grad_reduce_eager, s_grad_reduce_reference
 from fe_fast.ops.s_grad_reduce import layer_offsets, s_grad_reduce
 
-SIZES = [512] * 15 + [256] * 3 + [128] * 3 + [64] * 3 + [32] * 2
+SIZES = SIZES_1024  # thesis Table 6-2
 B, K = 1000, 3
 ROUNDS = benchutil.pick(5, 20)
 FRACS = {"all": 1.0, "half": 0.5, "pos4pct": 0.04}
@@ -51,15 +53,15 @@ def data():
     grads = torch.randn(B, sum(SIZES), generator=g)
     off = layer_offsets(SIZES)
     masks = {name: torch.rand(B, generator=g) < f for name, f in FRACS.items()}
+    report = benchutil.Report("s_grad_reduce", "S-space gradient reduction vs eager torch",
+                              benchutil.pytest_command(__file__))
     per_device = {}
     for device in DEVICES:
         gd, md = grads.to(device), {n: m.to(device) for n, m in masks.items()}
         for name, m in md.items():
             ours = s_grad_reduce(gd, off, m, K)
-            ref = s_grad_reduce_reference(grads, off, masks[name], K)
-            torch.testing.assert_close(ours.mean.cpu(), ref[0], rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(ours.layer.cpu(), ref[2], rtol=1e-5, atol=1e-6)
-            assert torch.equal(ours.topk_idx.cpu(), ref[3])
+            _check(type(ours)(*(t.cpu() for t in ours)), s_grad_reduce_reference(grads, off, masks[name], K),
+                   torch.float32)
         per_device[device] = (gd, off, md)
     yield per_device
     lines = [f"s_grad_reduce, B=1000, 1024 layout (9088 channels), k=3, float32, "
@@ -73,8 +75,6 @@ def data():
                 lines.append(f"| {device} | {name} | {int(masks[name].sum())} | {r['eager'] * 1e3:.3f} | "
                              f"{r['ours'] * 1e3:.3f} | {r['eager'] / r['ours']:.1f}x |")
     print("\n\n" + "\n".join(lines))
-    report = benchutil.Report("s_grad_reduce", "S-space gradient reduction vs eager torch",
-                              benchutil.pytest_command(__file__))
     report.add("\n".join(lines))
     report.write()
 
