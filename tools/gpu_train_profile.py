@@ -1,13 +1,16 @@
-"""Profile StyleGAN2 training steps with ``torch.profiler``: where the time goes, how many kernels
+"""Diagnostic (not run by ``make bench``; ``tools/gpu_check.sh`` runs it on a lent GPU): use it when a
+GPU training step is slower than expected, to see kernel launches and host synchronisations.
+
+Profile StyleGAN2 training steps with ``torch.profiler``: where the time goes, how many kernels
 one step launches and how often the host waits for the device (synchronisations, ``.item()``).
 
 Times ``--steps`` steps of ``fe-fast train-gan --preset toy32`` (the step that
-``bench/bench_stylegan_train.py --preset toy32`` times) after a warm-up, then prints the ops with the
+``bench/bm_stylegan_train.py --preset toy32`` times) after a warm-up, then prints the ops with the
 most self device time (CPU time where there is no device), the kernel launches per step, and the
 host-synchronising calls per step. Writes the table to ``--out`` when given.
 
-    python bench/gpu_train_profile.py --device cuda --steps 16 --out bench/out/gpu_train_profile.md
-    python bench/gpu_train_profile.py --device cpu --steps 2 --batch 4     # smoke test
+    python tools/gpu_train_profile.py --device cuda --steps 16 --out bench/out/gpu_train_profile.md
+    python tools/gpu_train_profile.py --device cpu --steps 2 --batch 4     # smoke test
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_stylegan_train import build_networks, make_preset_step  # noqa: E402
+from bm_stylegan_train import build_networks, make_preset_step  # noqa: E402
 from fe_fast.stylegan.train import PRESETS, TrainConfig  # noqa: E402
 
 SYNC_OPS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "aten::item",

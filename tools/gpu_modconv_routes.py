@@ -1,4 +1,7 @@
-"""Routes to a modulated convolution at the cost of a plain convolution, timed against that plain
+"""Diagnostic (not run by ``make bench``; ``tools/gpu_check.sh`` runs it on a lent GPU): use it when
+choosing the CUDA route of ``fe_fast.ops.modulated_conv2d``.
+
+Routes to a modulated convolution at the cost of a plain convolution, timed against that plain
 convolution in one run (thesis eq. 5-1/5-2; the GPU goal: within 1.2x of ``F.conv2d`` of the same
 shape followed by the same bias + leaky ReLU).
 
@@ -20,7 +23,7 @@ ratio to the plain convolution (``plain``), which is the yardstick:
 - ``triton``: ``fe_fast.ops.modulated_conv2d(backend="triton")``, our implicit-GEMM kernel.
 
 Shapes (B, C, H, C -> C, 3x3, up=1, demodulation, noise, bias, leaky ReLU): the three of
-``bench/bench_modulated_conv.py`` and three layers of the 1024 generator at batch 8 (64x64 at 512
+``bench/bm_modulated_conv.py`` and three layers of the 1024 generator at batch 8 (64x64 at 512
 channels, 256x256 at 128, 1024x1024 at 32). dtypes float32 (TF32 as cuDNN allows it) and bfloat16
 (cuDNN accumulates in float32). Modes ``fwd`` (no_grad) and ``fwdbwd`` (gradients w.r.t. x, w,
 styles, bias). Rows are measured in priority order (the large shapes first: the goal is judged
@@ -30,8 +33,8 @@ run last.
 Also (``--synthesis``): the whole 1024 synthesis network forward at batch 8, eager against one CUDA
 graph of it and against the grouped reference.
 
-    python bench/gpu_modconv_routes.py --device cuda --deadline 200 --out bench/out/gpu_modconv.md
-    python bench/gpu_modconv_routes.py --device cpu --quick      # smoke test of every route on CPU
+    python tools/gpu_modconv_routes.py --device cuda --deadline 200 --out bench/out/gpu_modconv.md
+    python tools/gpu_modconv_routes.py --device cpu --quick      # smoke test of every route on CPU
 """
 from __future__ import annotations
 

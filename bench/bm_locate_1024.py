@@ -13,8 +13,8 @@ Reported, in one run:
 
 1. ``locate``: wall time, the share of each stage (sample, teacher pass, gradient pass, reduce),
    the batch sizes it picked, and the peak resident memory of the process up to that point
-   (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Goal (issue): N = 200 within 15 minutes and
-   8 GiB on 2 idle cores.
+   (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Goal: N = 200 within 15 minutes and 8 GiB on
+   2 idle cores.
 2. one 1024 forward (batch 1, no graph, "const" noise), median of ``--repeats``, with
    ``fe_fast.ops.modulated_conv2d`` and with the grouped-conv reference
    (``fe_fast.ops.reference.modulated_conv.modulated_conv2d_reference``), and their largest
@@ -25,9 +25,10 @@ Reported, in one run:
    file) and a 256x256 toy-face photo with its 68 landmarks, ``--edit-image-steps`` projection
    steps, channel 6:501 by hand: the seconds of each stage from its ``--json``.
 
-Run (not in CI; the full run takes about half an hour on 2 idle cores):
-  .venv/bin/python bench/bench_locate_1024.py [--n 200] [--steps 300] [--threads 2] [--json out.json]
-Short smoke run: --n 10 --steps 3 --repeats 1 --edit-image-steps 2.
+``make bench`` runs it: quick (``QUICK_ARGS``: N = 8, 2 projector steps, one forward each, 2 edit-image
+steps; a pipeline check) and full (``FULL_ARGS``: the defaults, about half an hour on 2 idle cores).
+The table goes to ``bench/out/locate_1024.md``, every number to ``bench/out/locate_1024.json``. By hand:
+  python bench/bm_locate_1024.py [--n 200] [--steps 300] [--threads 2] [--json out.json]
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil  # noqa: E402
 
 
 def _maxrss_gib() -> float:
@@ -57,8 +62,11 @@ def main(argv=None) -> int:
                     help="projection steps of the edit-image run (default 20; 0 skips)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--cache-dir", help="locate cache directory (default: none)")
-    ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--json", help="every number as JSON (default bench/out/locate_1024.json)")
+    ap.add_argument("--out", help="markdown table (default bench/out/locate_1024.md)")
     args = ap.parse_args(argv)
+    report = benchutil.Report("locate_1024", "Locating one attribute at 1024x1024 on the CPU",
+                              benchutil.script_command(__file__, sys.argv[1:] if argv is None else argv))
     if min(args.n, args.steps, args.repeats, args.edit_image_steps) < 0:
         ap.error("--n, --steps, --repeats and --edit-image-steps must be >= 0")
 
@@ -166,10 +174,41 @@ def main(argv=None) -> int:
     out["machine"]["loadavg_end"] = os.getloadavg()
     print(f"peak RSS (whole run) {out['peak_rss_gib']:.2f} GiB; load average start {out['machine']['loadavg_start']}, "
           f"end {out['machine']['loadavg_end']}; torch threads {out['machine']['torch_threads']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    with open(args.json or benchutil.out_path("locate_1024.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    report.add(f"config-f 1024 generator (seeded weights), classifier: {out['classifier']}; "
+               f"{out['machine']['torch_threads']} torch threads\n")
+    report.add("| measure | value |")
+    report.add("| --- | --- |")
+    if "locate" in out:
+        lo = out["locate"]
+        report.add(f"| locate, N = {lo['n_samples']} ({lo['n_positives']} positives) | {lo['wall_s']:.1f} s; "
+                   + ", ".join(f"{k} {100 * v:.0f} %" for k, v in lo["share"].items()) + " |")
+        report.add(f"| locate batch sizes (teacher, gradient) | {lo['teacher_batch']}, {lo['gradient_batch']} |")
+    if "forward_1024" in out:
+        fw = out["forward_1024"]
+        report.add(f"| 1024 forward, batch 1: fe_fast / grouped conv | {fw['median_s']['fe_fast']:.2f} s / "
+                   f"{fw['median_s']['grouped_conv']:.2f} s ({fw['speedup']:.2f}x), max abs diff {fw['max_abs_diff']:.1e} |")
+    if "project_1024" in out:
+        pr = out["project_1024"]
+        report.add(f"| projector ({pr['space']}), {pr['steps']} steps | {pr['s_per_step']:.2f} s/step, "
+                   f"PSNR {pr['psnr']:.2f} dB |")
+    if "edit_image_1024" in out:
+        ei = out["edit_image_1024"]
+        report.add(f"| fe-fast edit-image, {ei['steps']} projection steps | "
+                   + ", ".join(f"{k} {v:.1f} s" for k, v in ei["seconds"].items()) + " |")
+    report.add(f"| peak resident memory | {out['peak_rss_gib']:.2f} GiB |")
+    report.write(args.out)
     return 0
+
+
+#: ``make bench`` arguments (quick: a pipeline check; full: the protocol of the goal)
+QUICK_ARGS = ["--n", "8", "--steps", "2", "--repeats", "1", "--edit-image-steps", "2", "--threads", "2"]
+FULL_ARGS = ["--threads", "2"]
+
+
+def test_locate_1024():
+    assert main(benchutil.pick(QUICK_ARGS, FULL_ARGS)) == 0
 
 
 if __name__ == "__main__":
