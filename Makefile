@@ -37,8 +37,10 @@ test: build
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests
 	FE_FAST_DISABLE_EXT=1 TRITON_INTERPRET=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests/ops -k "not triton"
 
+# Every maintained benchmark (bench/README.md): quick sizes by default, the full protocol with FULL=1.
+# Tables go to bench/out/ (git-ignored); bench/results/ holds the committed summaries.
 bench: build
-	$(BIN)/python -m pytest bench -p no:xdist --benchmark-only -s
+	$(BIN)/python -m pytest bench -p no:xdist -p no:cacheprovider -s -q -rs $(if $(FULL),--full,)
 
 clean:
 	rm -rf build *.egg-info fe_fast/_C*.so

@@ -1,4 +1,4 @@
-"""Face alignment (issue 8, thesis Figure 1-1): 68 3D landmarks -> head pose (HOUV or closed form)
+"""Face alignment (thesis Figure 1-1): 68 3D landmarks -> head pose (HOUV or closed form)
 -> FFHQ-style crop, with the inverse transform to paste an edited crop back into the photo."""
 from fe_fast.align.crop import AlignedCrop, align_crop, ffhq_quad, paste_back
 from fe_fast.align.face import AlignedFace, align_face

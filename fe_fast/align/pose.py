@@ -129,7 +129,7 @@ def estimate_pose(landmarks, method: str = "umeyama", template: Optional[np.ndar
                   groups: int = 32, iters: int = 300, lr: float = 1e-2, seed: int = 0) -> PoseResult:
     """Yaw, pitch and roll of a face from its 68 3D landmarks (NaN rows = missing points).
 
-    ``method="umeyama"`` (default: the more accurate one in ``bench/bench_align.py``) uses the known
+    ``method="umeyama"`` (default; the more accurate of the two on toy landmarks) uses the known
     iBUG correspondences; ``method="houv"`` registers the normalised landmarks onto the normalised
     template with HOUV (correspondence-free, thesis ch. 3) and then fits the scale and translation
     in closed form for the rotation found. ``groups``/``iters``/``lr``/``seed`` go to HOUV."""

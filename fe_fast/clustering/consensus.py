@@ -1,7 +1,7 @@
 """Consensus of several soft clusterings of the same samples (an option of DERC, not in the thesis).
 
 DERC's first clustering rests on one 2-D map of the stage-1 codes, and maps of the same codes made
-with other random seeds merge different pairs of close classes (bench/results/derc.md). Combining
+with other random seeds merge different pairs of close classes. Combining
 the mixtures of several maps keeps the grouping most maps agree on:
 
 1. k-means on the concatenated responsibilities ``[P_1 | ... | P_M]`` (N x M*K): two samples land

@@ -186,8 +186,7 @@ class DERC:
         needs ``clusterer="gmm"``.
     clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
     batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99). The
-        thesis gives no batch size; 64 is the size our USPS/MNIST measurements used
-        (bench/results/derc.md).
+        thesis gives no batch size; 64 is the size our USPS/MNIST measurements used.
     patience, tol: stage-1 early stop: stop after ``patience`` epochs without a relative loss
         improvement larger than ``tol``.
     perplexity, tsne_n_jobs: t-SNE settings.

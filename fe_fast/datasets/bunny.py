@@ -47,7 +47,7 @@ BUNDLED_PAIR = DATA_DIR / "bunny_scan_pair.npz"
 # rows), so the scanner looks along that map's null direction, (0, -0.0226, -1), nearly orthographically.
 # The point 1 m from bun000's centroid against that direction stands in for it: with it the true pose of
 # every ring pair (overlap > 0.3, 17 pairs) has free-space violation 0 in both directions, with the point
-# on the other side 0.06-0.9 (checked while adding the free-space check, issue 3).
+# on the other side 0.06-0.9 (checked when the free-space check was added).
 SCANNER_VIEWPOINT = np.array([-0.024, 0.119, 1.036])
 
 
@@ -169,8 +169,8 @@ def ring_pairs(
     """Every ordered pair (src, tgt) of ring scans whose overlap (src points within ``radius`` of
     tgt after the ground-truth alignment, on the full scans) is above ``min_overlap``; each scan
     uniformly subsampled to ``n_points`` (seeded). Items: ``P``, ``Q`` (scan frames), ``T_gt``
-    (P -> Q), ``viewpoints`` (:data:`SCANNER_VIEWPOINT` for both), ``src``, ``tgt``, ``overlap``. Move P by a random transform yourself (see
-    ``bench/bench_houv.py``) to make the problem harder."""
+    (P -> Q), ``viewpoints`` (:data:`SCANNER_VIEWPOINT` for both), ``src``, ``tgt``, ``overlap``. Move P by a random transform yourself
+    to make the problem harder."""
     scans = load_scans(root)
     rng = np.random.default_rng(seed)
     out = []

@@ -22,7 +22,7 @@ beard, wrinkles and glasses are polygons through the projected 3D points, drawn 
 twice the resolution and box-downsampled (anti-aliasing). The mask is drawn with the same
 primitives into a class map at the same twice resolution and reduced by majority (a pixel gets
 the class covering at least two of its four sub-samples), so it matches the drawn pixels up to
-the anti-aliased edge. One face costs about 1.3 ms at 64x64 on one core (``bench/bench_teachers.py``).
+the anti-aliased edge. One face costs about 1.3 ms at 64x64 on one core.
 
 Lighting: a directional light in the image plane at azimuth ``light_azimuth`` (degrees, 0 = from
 image right, 90 = from below, y down) rendered as a linear brightness ramp of +-25 % across the

@@ -9,8 +9,8 @@ import torch
 
 def pick_backend(device: torch.device, backend: Optional[str], backends: Sequence[str]) -> str:
     """CPU tensors -> "cpu"; CUDA tensors -> "triton" (on an H200 the Triton knn beat our CUDA
-    kernel 1.3-1.8x at the batched HOUV shapes and lost 1.1-1.3x on one 100k-point cloud:
-    bench/results/gpu.md). A named backend must suit the device; Triton runs on CPU tensors only
+    kernel 1.3-1.8x at the batched HOUV shapes and lost 1.1-1.3x on one 100k-point cloud).
+    A named backend must suit the device; Triton runs on CPU tensors only
     under ``TRITON_INTERPRET=1`` (how CI tests the kernels)."""
     if backend is None:
         return "cpu" if device.type == "cpu" else "triton"

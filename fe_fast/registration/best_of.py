@@ -5,7 +5,7 @@ Settings that optimise different objectives fail on different pairs: on the 200 
 ``halving-local``) fixes 23 pairs that the hybrid loss of eq. 3-11 (``robust-halving``) leaves over
 5 degrees and breaks 8 that it gets right. The inlier score plus the free-space violation share
 (``select="inlier"``) does not depend on the objective, so it can arbitrate between the runs: on 25
-such disputed pairs it picked the better run 22 times (bench/results/houv.md). With ``accept_score``
+such disputed pairs it picked the better run 22 times. With ``accept_score``
 the settings run as a cascade: ``halving-local`` first, ``robust-halving`` only above a score of 1.6,
 gave the same successes on those 200 pairs as running both, at a median of 2.59 s per pair against 7.12.
 """

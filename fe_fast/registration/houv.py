@@ -49,7 +49,7 @@ Chamfer with a threshold from the clouds' point spacing instead of the local Cha
 ``alpha`` of algorithm 3.1, line 10, which prefers wrong poses when the overlap is below ``alpha``);
 ``refine_objective="inlier"`` refines on that truncated Chamfer; ``init_transforms`` (warm starts:
 given transforms, e.g. RANSAC's, held during the schedule, then refined and selected like every
-group). See :func:`houv_batch` (issue 3).
+group). See :func:`houv_batch`.
 
 Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
 eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
@@ -726,7 +726,7 @@ def houv_batch(
     Chamfer (eq. 3-9) on 128 points per cloud (about 0.2 s for 64 groups on 2 CPU cores). On partial
     views the centred clouds are offset by the distance between the two views' centroids (median
     0.25 of the radius on the generated MVP-style pairs), and starts with the right rotation but the
-    wrong translation often end in a wrong basin (results/houv.md). Warm starts keep their own.
+    wrong translation often end in a wrong basin. Warm starts keep their own.
 
     ``init``: ``"random"`` (thesis) draws each group's axis and angle i.i.d. from the (seed, g)
     generator; ``"sfib"`` starts the G groups on a Super-Fibonacci set of rotations (Alexa, CVPR 2022)
@@ -753,8 +753,8 @@ def houv_batch(
     transform or ``[k, 4, 4]`` transforms (P onto Q, input units, e.g. a feature matcher's answer or
     the previous frame's pose); pair b's last k groups start there instead of at random starts
     (groups ``0 .. G-k-1`` start as without them). They are held still during the schedule (on real
-    bunny scans the hybrid loss's coarse stages carried a 1-3 degree start 50-75 degrees away,
-    results/houv.md) and then compete like every group for the selection, pruning and refinement.
+    bunny scans the hybrid loss's coarse stages carried a 1-3 degree start 50-75 degrees away)
+    and then compete like every group for the selection, pruning and refinement.
     Not with ``angle_bounds`` (a start need not lie in its group's angle range).
 
     ``viewpoints`` (free-space check, beyond the thesis; needs ``select="inlier"``): one entry per

@@ -1,7 +1,6 @@
 """Named HOUV settings: ``houv(P, Q, **PRESETS[name])``, ``fe-fast register --preset NAME`` and
-``bench/bench_houv.py --preset NAME``. Measured in bench/results/houv.md (issue 3); every setting
-beyond ``thesis`` is an option of ours, and :func:`~fe_fast.registration.houv`'s defaults stay the
-thesis's."""
+the registration benchmark's ``--preset NAME``. Every setting beyond ``thesis`` is an option of
+ours, and :func:`~fe_fast.registration.houv`'s defaults stay the thesis's."""
 from __future__ import annotations
 
 _COARSE_TO_FINE = dict(schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine")

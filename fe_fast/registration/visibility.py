@@ -1,4 +1,4 @@
-"""Free-space check of registration hypotheses (beyond the thesis; issue 3).
+"""Free-space check of registration hypotheses (beyond the thesis).
 
 A range scan records the first surface along each ray from its sensor, so the space between the
 sensor and that surface is empty. Under the true pose, every point of the *other* scan lies on or
@@ -7,7 +7,7 @@ hidden by surface it recorded). A wrong pose puts points in front of the recorde
 the scan recorded nothing. The share of such points, :func:`free_space_violation`, tells apart
 poses that the Chamfer-type scores cannot: on the generated MVP-style pairs the true pose's share is
 at most 0.02 in either direction, random poses' median is 0.42; on the real bunny scans the truth
-scores 0 and the pose turned by 180 degrees 0.55-1.0 (bench/results/houv.md).
+scores 0 and the pose turned by 180 degrees 0.55-1.0.
 
 It needs each scan's sensor position (viewpoint) in the scan's own frame: the origin for data in a
 sensor's coordinates, the camera centre for rendered views. It assumes the sensor's field of view

@@ -11,7 +11,8 @@ see pixel-level artefacts, so they judge layout, e.g. how often hair covers the 
 ``PlainDiscriminator`` is a plain conv critic (no equalised learning rate, no residual blocks, no blur):
 it reads the image bicubic-upsampled 2x and halves it with stride-2 3x3 convs, as the toy attribute
 classifier does. On the toy faces it learns the 8-pixel bangs fringe that the StyleGAN2 layout never
-picks up (bench/toy_critic_probe.py, bench/results/stylegan.md)."""
+picks up: trained supervised on the toy labels for the same 1500 steps, the StyleGAN2 critic stays at
+the majority rate on bangs while the classifier's conv-BN-ReLU layout reaches 89 %."""
 from __future__ import annotations
 
 import contextlib

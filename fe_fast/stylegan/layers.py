@@ -31,7 +31,7 @@ class _FIR1d(torch.autograd.Function):
     slices accumulated in place. Its gradient is the full correlation with the reversed taps, i.e.
     this same function on the gradient zero-padded by ``len(taps) - 1``, so derivatives of any order
     (R1 and path-length penalties) cost one padded filter each; autograd through the slices would
-    allocate and zero-fill an input-sized tensor per slice (bench/bench_upfirdn.py)."""
+    allocate and zero-fill an input-sized tensor per slice."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
@@ -111,7 +111,7 @@ def bicubic_upsample2x(x: torch.Tensor) -> torch.Tensor:
     """``F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)`` for [B, C, H, W],
     computed as two 4-tap FIR passes per axis (one per output phase) on the edge-replicated input,
     with :class:`_FIR1d`'s custom gradient: the same values to rounding, a few times faster than ATen's
-    bicubic kernel on the CPU forward and backward (bench/bench_bicubic.py), and a cheap double
+    bicubic kernel on the CPU forward and backward, and a cheap double
     backward (R1 through the plain critic)."""
     if x.ndim != 4:
         raise ValueError(f"expected [B, C, H, W], got shape {tuple(x.shape)}")

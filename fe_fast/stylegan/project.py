@@ -1,4 +1,4 @@
-"""Optimisation-based inversion: find the latent code of an aligned image (issue 8, thesis Figure
+"""Optimisation-based inversion: find the latent code of an aligned image (thesis Figure
 1-1 "encode"), in W+ or directly in S (thesis ch. 6's style space).
 
 The procedure follows the StyleGAN2 projector (Karras et al. 2020, appendix D), with the target

@@ -30,7 +30,7 @@ def s_grad_reduce_reference(grads: torch.Tensor, offsets, mask: torch.Tensor, k:
 
 def s_grad_reduce_eager(grads: torch.Tensor, offsets, mask: torch.Tensor, k: int):
     """The same quantities written the plain eager way (per-layer slicing, abs, mean, topk): the
-    baseline of bench/bench_s_grad_reduce.py. ``torch.topk`` does not promise an order among ties."""
+    peer the fused kernel is timed against. ``torch.topk`` does not promise an order among ties."""
     offsets = [int(o) for o in offsets]
     means, abss, layer, idx, val = [], [], [], [], []
     for l in range(len(offsets) - 1):

@@ -199,7 +199,7 @@ class TrainConfig:
 
 #: Named recipes as the flat settings they change (``fe-fast train-gan --preset NAME``: options
 #: given explicitly still win; ``preset(NAME)`` gives the ``TrainConfig``).
-#: ``toy32``: the CPU recipe for 32x32 toy faces (measured by bench/bench_toy_gan.py): narrow
+#: ``toy32``: the CPU recipe for 32x32 toy faces: narrow
 #: networks (G channels min(1024 // r, 64): 64 at 4, 8 and 16, 32 at 32; the critic min(512 // r, 64)),
 #: z = w = 128, two mapping layers, the non-saturating logistic loss with lazy R1 (gamma 2) instead of
 #: the thesis's WGAN-GP (two double-backward gradient penalties per step), no path regulariser and no
