@@ -1,4 +1,4 @@
-"""Diagnostic (not run by ``make bench``; ``tools/gpu_check.sh`` runs it on a lent GPU): use it when
+"""Diagnostic (not run by ``make bench``; ``bench/gpu_check.sh`` runs it on a lent GPU): use it when
 choosing the CUDA route of ``fe_fast.ops.modulated_conv2d``.
 
 Routes to a modulated convolution at the cost of a plain convolution, timed against that plain

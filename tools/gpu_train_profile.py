@@ -1,4 +1,4 @@
-"""Diagnostic (not run by ``make bench``; ``tools/gpu_check.sh`` runs it on a lent GPU): use it when a
+"""Diagnostic (not run by ``make bench``; ``bench/gpu_check.sh`` runs it on a lent GPU): use it when a
 GPU training step is slower than expected, to see kernel launches and host synchronisations.
 
 Profile StyleGAN2 training steps with ``torch.profiler``: where the time goes, how many kernels

@@ -1,6 +1,6 @@
 """Both GPU knn backends on CUDA tensors at medium sizes (several tiles, split reference ranges,
 multi-block selection), against the brute-force reference. Needs a CUDA device; the compiled
-Triton path also needs TRITON_INTERPRET unset or 0 (tools/gpu_check.sh runs it that way)."""
+Triton path also needs TRITON_INTERPRET unset or 0 (bench/gpu_check.sh runs it that way)."""
 import os
 
 import pytest

@@ -1,5 +1,5 @@
 """The compiled Triton S-gradient reduction on CUDA tensors at the 1024-resolution layout, against
-the plain-torch reference. Needs a CUDA device and TRITON_INTERPRET unset or 0 (tools/gpu_check.sh
+the plain-torch reference. Needs a CUDA device and TRITON_INTERPRET unset or 0 (bench/gpu_check.sh
 runs it that way); the interpreter tests are in test_s_grad_reduce_triton.py."""
 import os
 

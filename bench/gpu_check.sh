@@ -4,7 +4,7 @@
 #   git archive HEAD > .gpudata/src.tar    # the committed tree, not files others are editing
 #   python bench/bm_houv.py --pairs 32 --methods --pairs-dir .gpudata/pairs   # needs Open3D
 # then run(command="mkdir /tmp/src && tar xf .gpudata/src.tar -C /tmp/src && cp -r .gpudata /tmp/src/
-#              && cd /tmp/src && OUT=$OUT bash tools/gpu_check.sh", carry=[".gpudata"], timeout_s=600)
+#              && cd /tmp/src && OUT=$OUT bash bench/gpu_check.sh", carry=[".gpudata"], timeout_s=600)
 # Steps (each bounded; everything stops by $FE_FAST_GPU_DEADLINE seconds, default 480):
 # 1. build fe_fast with the CUDA module for the present GPU;
 # 2. modulated convolution routes against a plain cuDNN conv + bias + activation of the same shape
@@ -93,13 +93,13 @@ bounded gpu-tests 100 "$PY" -m pytest $(ls tests/kernels/test_*.py | grep -v -e 
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 { echo "## GPU tests (tests/kernels on CUDA tensors)"; tail -1 "$LOG/tests_gpu.log"; echo; } >>"$OUT/tables.md"
 
-bench() {  # name, timeout, pytest args...
+bench() {  # name (the module's report name), timeout, pytest args... (full sizes)
   local name=$1 t=$2; shift 2
   step "benchmark $name"
   echo "## $name" >>"$OUT/tables.md"
-  FE_FAST_BENCH_OUT="$LOG/out_$name" FE_FAST_BENCH_ROUNDS=10 bounded "$name" "$t" "$PY" -m pytest "$@" \
-    -p no:xdist -p no:cacheprovider --full --benchmark-only -s -q >"$LOG/bench_$name.log" 2>&1 || echo "($name: rc $?)"
-  cat "$LOG/out_$name"/*.md >>"$OUT/tables.md" 2>/dev/null || tail -20 "$LOG/bench_$name.log"
+  FE_FAST_BENCH_OUT="$LOG/bench" bounded "$name" "$t" "$PY" -m pytest "$@" --full \
+    -p no:xdist -p no:cacheprovider -s -q >"$LOG/bench_$name.log" 2>&1 || echo "($name: rc $?)"
+  cat "$LOG/bench/$name.md" >>"$OUT/tables.md" 2>/dev/null || tail -20 "$LOG/bench_$name.log"
   echo >>"$OUT/tables.md"
 }
 bench knn 60 bench/bm_knn_gpu.py
