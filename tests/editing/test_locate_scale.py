@@ -278,3 +278,23 @@ def test_a_failing_rank_stops_every_rank_with_its_error(G, clf, tmp_path):
     (kind0, refused), (kind1, boom) = seen[0]
     assert kind0 == "ValueError" and refused.startswith("rank 0: cache_dir ") and "seed: cached 0, now 1" in refused
     assert (kind1, boom) == ("RuntimeError", "rank 1: out of memory")
+
+
+def test_backend_follows_the_device(monkeypatch):
+    """nccl for a run on CUDA (the rank's device set to LOCAL_RANK first), gloo on the CPU."""
+    import torch.distributed as dist
+
+    from fe_fast import _distributed
+
+    calls = []
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("device", i)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    for name, value in (("RANK", "3"), ("LOCAL_RANK", "3"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(name, value)
+    assert _distributed.init_from_env("cpu") and calls == [("init", "gloo")]
+    calls.clear()
+    assert _distributed.init_from_env(torch.device("cuda")) and calls == [("device", 1), ("init", "nccl")]
+    calls.clear()
+    assert _distributed.init_from_env("cuda:0") and calls == [("init", "nccl")]  # an explicit device stays
