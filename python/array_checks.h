@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,38 @@ inline void check(const char* fn, const char* name, const py::array& a, Kind kin
 inline void check_out(const char* fn, const char* name, const py::array& a, Kind kind,
                       std::initializer_list<int64_t> dims) {
   check(fn, name, a, kind, dims, true);
+}
+
+// An output must not share memory with an input or another output: the kernels read inputs while
+// writing outputs (and write outputs in parallel), so overlapping buffers give wrong results
+// without an error. Absent optional arrays (empty) never overlap.
+struct Named {
+  const char* name;
+  const py::array& a;
+};
+
+inline bool overlaps(const py::array& a, const py::array& b) {
+  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+  const auto a0 = reinterpret_cast<std::uintptr_t>(a.data());
+  const auto b0 = reinterpret_cast<std::uintptr_t>(b.data());
+  return a0 < b0 + static_cast<std::uintptr_t>(b.nbytes()) &&
+         b0 < a0 + static_cast<std::uintptr_t>(a.nbytes());
+}
+
+inline void check_disjoint(const char* fn, std::initializer_list<Named> outputs,
+                           std::initializer_list<Named> inputs) {
+  for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+    for (const Named& i : inputs) {
+      if (overlaps(o->a, i.a)) {
+        fail(fn, std::string("output ") + o->name + " shares memory with input " + i.name);
+      }
+    }
+    for (auto o2 = std::next(o); o2 != outputs.end(); ++o2) {
+      if (overlaps(o->a, o2->a)) {
+        fail(fn, std::string("outputs ") + o->name + " and " + o2->name + " share memory");
+      }
+    }
+  }
 }
 
 template <typename T>

@@ -71,6 +71,8 @@ void bind_knn(py::module_& m) {
           check(kFn, "k", k, Kind::i64, {B});
           check_out(kFn, "sel", sel, Kind::u8, {B, N});
         }
+        check_disjoint(kFn, {{"idx", idx}, {"dist2", dist2}, {"sel", sel}},
+                       {{"x", x}, {"y", y}, {"x_len", x_len}, {"y_len", y_len}, {"k", k}});
         // The kernel indexes with these: out of range would read out of bounds.
         const int64_t* xl = cptr<int64_t>(x_len);
         const int64_t* yl = cptr<int64_t>(y_len);

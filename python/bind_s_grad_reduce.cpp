@@ -62,6 +62,9 @@ void bind_s_grad_reduce(py::module_& m) {
         check_out(kFn, "layer", layer, f, {L});
         check_out(kFn, "topk_idx", idx, Kind::i64, {L, k});
         check_out(kFn, "topk_val", val, f, {L, k});
+        check_disjoint(kFn, {{"mean", mean}, {"mean_abs", mean_abs}, {"layer", layer}, {"topk_idx", idx},
+                             {"topk_val", val}},
+                       {{"g", g}, {"mask", mask}, {"offsets", off}});
         // The kernel indexes channels with the offsets: 0 = o_0 < ... < o_L = C, layers >= k wide.
         const int64_t* o = cptr<int64_t>(off);
         if (o[0] != 0 || o[L] != C) {

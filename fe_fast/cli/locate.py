@@ -94,11 +94,11 @@ def channels_from_args(args, G, channels_form: str = "LAYER:CHANNEL,..."):
 def run(args) -> int:
     import json
 
-    from fe_fast.editing.distributed import init_from_env, is_main, shutdown
+    from fe_fast._distributed import init_from_env, is_main, shutdown
     from fe_fast.stylegan.io import load_generator
 
     G = load_generator(args.generator)
-    joined = init_from_env()  # under torchrun: one shard of the samples per rank
+    joined = init_from_env(next(G.parameters()).device)  # under torchrun: one shard of the samples per rank
     try:
         cs = locate_from_args(args, G)
         if is_main():

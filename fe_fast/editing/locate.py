@@ -328,7 +328,7 @@ def auto_batch_sizes(G, budget: int = ACTIVATION_BUDGET):
 
 def _dist():
     """(torch.distributed or None, rank, world size): the process group of ``torchrun`` when one is
-    initialised (:func:`fe_fast.editing.distributed.init_from_env`)."""
+    initialised (:func:`fe_fast._distributed.init_from_env`)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -336,16 +336,30 @@ def _dist():
     return None, 0, 1
 
 
-def _gather_chunks(dist, mine: dict) -> dict:
-    """Union over ranks of {chunk index: payload} (payloads on the CPU)."""
-    if dist is None:
-        return dict(mine)
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, mine)
+def _gather_chunks(dist, mine: dict, error: Optional[BaseException] = None) -> dict:
+    """Union over ranks of {chunk index: payload} (payloads on the CPU). ``error``: this rank's
+    failure since the last collective; every rank then raises it (one line, see
+    :func:`fe_fast._distributed.all_gather_or_raise`)."""
+    from fe_fast._distributed import all_gather_or_raise
+
     out = {}
-    for p in parts:
+    for p in all_gather_or_raise(dist, mine, error):
         out.update(p)
     return out
+
+
+def _on_this_rank(dist, error: Optional[BaseException], fn):
+    """(fn(), None), or (None, the exception) under a process group, so that the rank takes its
+    failure to the next collective instead of leaving; (None, error) without calling ``fn`` when an
+    earlier step of this rank failed. Without a group the exception is raised as it is."""
+    if error is not None:
+        return None, error
+    try:
+        return fn(), None
+    except Exception as e:
+        if dist is None:
+            raise
+        return None, e
 
 
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
@@ -413,7 +427,16 @@ def _check_batch(name, v):
 
 
 def _teacher_stage(G, teacher, s, mode: str, idx: int, tb: int, teacher_size, cache, dist, rank, world,
-                   progress: bool) -> dict:
+                   progress: bool, error: Optional[BaseException] = None) -> dict:
+    """:func:`_teacher_chunks` on this rank, then the union over ranks; ``error``: this rank's
+    failure before the stage (every rank then raises it)."""
+    done, error = _on_this_rank(dist, error, lambda: _teacher_chunks(G, teacher, s, mode, idx, tb, teacher_size,
+                                                                      cache, rank, world, progress))
+    return _gather_chunks(dist, done, error)
+
+
+def _teacher_chunks(G, teacher, s, mode: str, idx: int, tb: int, teacher_size, cache, rank, world,
+                    progress: bool) -> dict:
     """First pass, thesis Fig. 6-1 "teacher": every sample rendered once (no graph) in chunks of
     ``tb``; kept per chunk: the classifier's logits [b, A] (attribute), or the parser's region mask
     at the teacher's resolution and whether the region is present at G's (region). Chunk c is
@@ -447,11 +470,20 @@ def _teacher_stage(G, teacher, s, mode: str, idx: int, tb: int, teacher_size, ca
             done[c] = out
             bar.update(b - a)
     bar.close()
-    return _gather_chunks(dist, done)
+    return done
 
 
 def _gradient_stage(G, s, pos_idx: torch.Tensor, objective_for, gb: int, cache, dist, rank, world,
                     progress: bool, keep: bool, off, backend):
+    """:func:`_gradient_chunks` on this rank, then the union over ranks (a failure on any rank is
+    raised on every rank)."""
+    mine, error = _on_this_rank(dist, None, lambda: _gradient_chunks(G, s, pos_idx, objective_for, gb, cache, rank,
+                                                                      world, progress, keep, off, backend))
+    return _gather_chunks(dist, mine, error)
+
+
+def _gradient_chunks(G, s, pos_idx: torch.Tensor, objective_for, gb: int, cache, rank, world,
+                     progress: bool, keep: bool, off, backend) -> dict:
     """Second pass: only the positives, in chunks of ``gb`` (global order of their sample index);
     chunk j is computed by rank j % world and written to the cache as soon as it is done (cached
     chunks are read one at a time, when their turn comes). Returns {j: [b, C] gradients} for every
@@ -490,8 +522,8 @@ def _gradient_stage(G, s, pos_idx: torch.Tensor, objective_for, gb: int, cache, 
             dtype = g.dtype
     bar.close()
     if keep:
-        return _gather_chunks(dist, out)
-    return _gather_chunks(dist, {rank: (acc, dtype)})  # summed in rank order by the caller
+        return out
+    return {rank: (acc, dtype)}  # summed in rank order by the caller
 
 
 def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: Union[str, Sequence[int]] = "auto",
@@ -562,29 +594,34 @@ def locate(G, teacher, target: str, n_samples: int = 1000, k: int = 3, layers: U
            "generator": module_fingerprint(G) if cache_dir is not None else None,
            "teacher": module_fingerprint(teacher) if cache_dir is not None else None}
     cache = RunCache(cache_dir, key)
+    error = None  # this rank's failure, taken to the next collective (all ranks then raise it)
     if dist is not None and cache.enabled:  # rank 0 writes the manifest first (shared file systems)
         if rank == 0:
-            cache.open()
-        dist.barrier()
+            _, error = _on_this_rank(dist, None, cache.open)
+        _gather_chunks(dist, {}, error)  # the barrier: a refused manifest on rank 0 stops every rank
         if rank != 0:
-            cache.open()
+            _, error = _on_this_rank(dist, None, cache.open)
     else:
         cache.open()
     G_was = G.training
     G.eval()
     try:
-        got = cache.get("samples")
-        if got is not None:
-            w = got["w"]
-            with torch.no_grad():
-                s = G.synthesis.w_to_s(w.to(device=_param(G).device, dtype=_param(G).dtype))
-        else:
+        def sample():
+            got = cache.get("samples")
+            if got is not None:
+                w = got["w"]
+                with torch.no_grad():
+                    return G.synthesis.w_to_s(w.to(device=_param(G).device, dtype=_param(G).dtype))
             w, s = sample_styles(G, n_samples, seed, truncation_psi)
             if rank == 0:
                 cache.put("samples", {"w": w.detach().cpu()})
+            return s
+
+        s, error = _on_this_rank(dist, error, sample)
         timings = {"sample": time.perf_counter() - t0}
         t1 = time.perf_counter()
-        chunks = _teacher_stage(G, teacher, s, mode, idx, tb, teacher_size, cache, dist, rank, world, progress)
+        chunks = _teacher_stage(G, teacher, s, mode, idx, tb, teacher_size, cache, dist, rank, world, progress,
+                                error)
         order = sorted(chunks)
         if mode == "attribute":
             logits = torch.cat([chunks[c]["logits"] for c in order])

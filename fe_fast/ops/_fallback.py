@@ -40,10 +40,11 @@ def s_grad_reduce(g: torch.Tensor, offsets: torch.Tensor, mask: torch.Tensor, k:
     L = len(off) - 1
     sizes = torch.tensor([off[i + 1] - off[i] for i in range(L)], device=g.device)
     seg = torch.repeat_interleave(torch.arange(L, device=g.device), sizes)
-    layer = torch.zeros(L, dtype=torch.float64, device=g.device).index_add_(0, seg, mean_abs64) / sizes
+    mean_abs = mean_abs64.to(g.dtype)  # the layer response averages the rounded values, as the kernel does
+    layer = torch.zeros(L, dtype=torch.float64, device=g.device).index_add_(0, seg, mean_abs.double()) / sizes
     mean = mean64.to(g.dtype)
     idx = torch.empty((L, k), dtype=torch.int64, device=g.device)
     for l in range(L):
         idx[l] = torch.sort(mean[off[l]:off[l + 1]].abs(), descending=True, stable=True).indices[:k]
     val = mean[idx + torch.tensor(off[:-1], device=g.device)[:, None]]
-    return mean, mean_abs64.to(g.dtype), layer.to(g.dtype), idx, val
+    return mean, mean_abs, layer.to(g.dtype), idx, val

@@ -16,7 +16,8 @@ def _reverse(c: _Clouds) -> _Clouds:
     """Swap roles: y becomes the query cloud (a shared y is expanded), x the reference."""
     B, _, D = c.x.shape
     yq = c.y.unsqueeze(0).expand(B, -1, -1).contiguous() if c.shared else c.y
-    return _Clouds(yq, c.x, False, c.y_len, c.x_len, c.padded, ",".join(reversed(c.names.split(","))))
+    return c._replace(x=yq, y=c.x, shared=False, x_len=c.y_len, y_len=c.x_len,
+                      names=",".join(reversed(c.names.split(","))))
 
 
 def _mean_nn(c: _Clouds, alpha: Optional[float], backend) -> torch.Tensor:

@@ -92,7 +92,8 @@ def _nearest(x, y, x_len, y_len, norm, backend):
     if D in (2, 3):
         from fe_fast.ops.knn import _Clouds, _search
 
-        idx, _ = _search(_Clouds(x, y, False, x_len, y_len, True), None, backend)
+        # prepare_topk checked the values (under torch.compile the registered op checks them again)
+        idx, _ = _search(_Clouds(x, y, False, x_len, y_len, True, checked=True), None, backend)
         return idx
     from fe_fast.ops.knn_topk import _TopKClouds, search_topk
 

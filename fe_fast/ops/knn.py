@@ -52,6 +52,7 @@ class _Clouds(NamedTuple):
     y_len: torch.Tensor  # int64 [B]
     padded: bool = True  # False: no lengths were given, so every point is valid (no masking needed)
     names: str = "x,y"  # the user's names of the query and reference clouds (for error messages)
+    checked: bool = False  # the lengths' values and the points' finiteness were checked (eager prepare)
 
 
 def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
@@ -85,11 +86,27 @@ def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
         raise ValueError("y is an empty cloud (M=0)")
     if shared and y_lengths is not None:
         raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
-    # the lengths' values and the points' finiteness are checked inside the registered op
     x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
     y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
     padded = x_lengths is not None or y_lengths is not None
-    return _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
+    c = _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
+    if torch.compiler.is_compiling():  # the values are checked inside the registered op (no graph break)
+        return c
+    # eager: once here, not in each of the searches of a call (projected_chamfer runs six; each
+    # check reads a value back, a host sync on a GPU)
+    _check_values(c.x, c.y, x_len, y_len, padded, c.names)
+    return c._replace(checked=True)
+
+
+def _check_values(x, y, x_len, y_len, padded: bool, names: str) -> None:
+    """The data-dependent checks: lengths in range (when given), finite valid points."""
+    N, M = x.shape[1], y.shape[-2]
+    xn, yn = names.split(",")
+    if padded:  # lengths built by ``check_lengths`` from None are in range by construction
+        check_lengths_range(f"{xn}_lengths", x_len, N)
+        check_lengths_range(f"{yn}_lengths", y_len, M)
+    check_finite(xn, x, valid_mask(x_len, N) if padded else None)
+    check_finite(yn, y, (valid_mask(y_len, M) if padded else None) if y.dim() == 3 else None)
 
 
 def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
@@ -97,21 +114,19 @@ def _search(c: _Clouds, k: Optional[torch.Tensor], backend: Optional[str]):
     selected [B,N] bool or None). No autograd (distances are recomputed by ``gather_dist2``)."""
     name = pick_backend(c.x.device, backend, BACKENDS)
     # eager calls skip the dispatcher (same code); torch.compile / torch.export see the op
-    op = knn_search if torch.compiler.is_compiling() else _knn_search
-    idx, sel = op(c.x.detach(), c.y.detach(), c.x_len, c.y_len, k, name, c.padded, c.names)
+    if torch.compiler.is_compiling():
+        idx, sel = knn_search(c.x.detach(), c.y.detach(), c.x_len, c.y_len, k, name, c.padded, c.names)
+    else:
+        idx, sel = _knn_search(c.x.detach(), c.y.detach(), c.x_len, c.y_len, k, name, c.padded, c.names,
+                               checked=c.checked)
     return idx, (sel if k is not None else None)
 
 
-def _knn_search(x, y, x_len, y_len, k, backend, padded, names="x,y"):
-    """The implementation of ``knn_search`` (below)."""
-    B, N, _ = x.shape
-    M = y.shape[-2]
-    xn, yn = names.split(",")
-    if padded:  # lengths built by ``check_lengths`` from None are in range by construction
-        check_lengths_range(f"{xn}_lengths", x_len, N)
-        check_lengths_range(f"{yn}_lengths", y_len, M)
-    check_finite(xn, x, valid_mask(x_len, N) if padded else None)
-    check_finite(yn, y, (valid_mask(y_len, M) if padded else None) if y.dim() == 3 else None)
+def _knn_search(x, y, x_len, y_len, k, backend, padded, names="x,y", checked=False):
+    """The implementation of ``knn_search`` (below); ``checked``: :func:`prepare` already ran the
+    data-dependent checks on these clouds."""
+    if not checked:
+        _check_values(x, y, x_len, y_len, padded, names)
     idx, sel = _search_impl(_Clouds(x, y, y.dim() == 2, x_len, y_len, padded, names), k, backend)
     return idx, sel if sel is not None else torch.empty(0, dtype=torch.bool, device=x.device)
 

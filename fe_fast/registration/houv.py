@@ -209,7 +209,9 @@ class RegistrationResult:
 # ----------------------------------------------------------------------------------------------
 # Input handling
 # ----------------------------------------------------------------------------------------------
-def _as_cloud(x, name: str, device) -> torch.Tensor:
+def _as_cloud(x, name: str, device, dtype=torch.float32, min_points: int = 1) -> torch.Tensor:
+    """An [N, 3] cloud (tensor or array-like) of at least ``min_points`` finite points, detached,
+    as ``dtype`` on ``device`` (None: where it is); ValueError naming the argument otherwise."""
     if not torch.is_tensor(x):
         try:
             x = torch.as_tensor(np.asarray(x, dtype=np.float64))
@@ -219,9 +221,11 @@ def _as_cloud(x, name: str, device) -> torch.Tensor:
         raise ValueError(f"{name} must have shape [N, 3], got {list(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 points)")
+    if x.shape[0] < min_points:
+        raise ValueError(f"{name} needs at least {min_points} points, got {x.shape[0]}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite coordinates")
-    return x.detach().to(device=device, dtype=torch.float32)
+    return x.detach().to(device=device, dtype=dtype)
 
 
 def _radius(x: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from fe_fast.registration.houv import RegistrationResult, _spacing
+from fe_fast.registration.houv import RegistrationResult, _as_cloud, _spacing
 from fe_fast.registration.visibility import depth_maps, free_space_violation
 
 __all__ = [
@@ -92,18 +92,7 @@ EXTRA_AXES = 16  # half-turns about 16 more axes in best_of_flips / refine_with_
 
 
 def _cloud(x, name: str) -> torch.Tensor:
-    if not torch.is_tensor(x):
-        try:
-            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be an N x 3 tensor or array of numbers") from exc
-    if x.dim() != 2 or x.shape[1] != 3:
-        raise ValueError(f"{name} must have shape [N, 3], got {list(x.shape)}")
-    if x.shape[0] < 3:
-        raise ValueError(f"{name} needs at least 3 points, got {x.shape[0]}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite coordinates")
-    return x.detach().to(torch.float64)
+    return _as_cloud(x, name, None, torch.float64, min_points=3)
 
 
 def _transforms(T, name: str = "transforms") -> torch.Tensor:

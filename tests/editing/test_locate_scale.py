@@ -167,7 +167,7 @@ def test_max_positives_must_be_positive(G, clf):
 
 
 def test_torchrun_environment_is_checked(monkeypatch):
-    from fe_fast.editing.distributed import init_from_env, is_main
+    from fe_fast._distributed import init_from_env, is_main
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert init_from_env() is False and is_main()  # one process: nothing to join
@@ -226,3 +226,75 @@ def test_bad_layers_are_refused_before_any_rendering(G, clf, monkeypatch):
     for bad, match in (("first", "layers must be 'auto', 'all'"), ([99], "layer 99 out of range"), ([], "empty")):
         with pytest.raises(ValueError, match=match):
             locate(G, clf, "red_patch", n_samples=4, layers=bad)
+
+
+def _failing_rank_worker(rank, world, port, cache_dir, out_dir):
+    """One rank of a 2-process locate in which one rank fails: rank 0 refuses the cache (written
+    for seed 0, asked for seed 1) before the barrier; then rank 1 fails in its gradient chunks."""
+    import datetime
+    import os
+
+    import torch.distributed as dist
+
+    from planted import PlantedGenerator, centred_classifier, tiny_generator
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    # a short timeout: without the shared error the waiting rank would fail here after 20 s, not 30 min
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=20))
+    G = PlantedGenerator(tiny_generator())
+    clf = centred_classifier(G, 48)
+    seen = []
+    try:
+        locate(G, clf, "red_patch", cache_dir=cache_dir, **{**KW, "seed": 1})
+    except ValueError as e:
+        seen.append(("ValueError", str(e)))
+    if rank == 1:
+        def boom(*a, **k):
+            raise RuntimeError("out of memory\non a second line")
+        L.per_sample_grads = boom
+    try:
+        locate(G, clf, "red_patch", **KW)
+    except RuntimeError as e:
+        seen.append(("RuntimeError", str(e)))
+    dist.destroy_process_group()
+    torch.save(seen, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def test_a_failing_rank_stops_every_rank_with_its_error(G, clf, tmp_path):
+    """Under torchrun an exception on one rank used to leave the others in the next collective until
+    the gloo timeout; now every rank raises the failing rank's error as the same one line."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    locate(G, clf, "red_patch", cache_dir=tmp_path / "c", **KW)  # a cache for seed 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_failing_rank_worker, args=(2, port, str(tmp_path / "c"), str(tmp_path)), nprocs=2, join=True)
+    seen = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert seen[0] == seen[1]
+    (kind0, refused), (kind1, boom) = seen[0]
+    assert kind0 == "ValueError" and refused.startswith("rank 0: cache_dir ") and "seed: cached 0, now 1" in refused
+    assert (kind1, boom) == ("RuntimeError", "rank 1: out of memory")
+
+
+def test_backend_follows_the_device(monkeypatch):
+    """nccl for a run on CUDA (the rank's device set to LOCAL_RANK first), gloo on the CPU."""
+    import torch.distributed as dist
+
+    from fe_fast import _distributed
+
+    calls = []
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("device", i)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    for name, value in (("RANK", "3"), ("LOCAL_RANK", "3"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(name, value)
+    assert _distributed.init_from_env("cpu") and calls == [("init", "gloo")]
+    calls.clear()
+    assert _distributed.init_from_env(torch.device("cuda")) and calls == [("device", 1), ("init", "nccl")]
+    calls.clear()
+    assert _distributed.init_from_env("cuda:0") and calls == [("init", "nccl")]  # an explicit device stays

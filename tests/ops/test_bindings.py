@@ -1,7 +1,8 @@
 """The raw C++ bindings of ``fe_fast._C`` check their arguments (python/array_checks.h): a call with
-a wrong rank, dtype, size, layout or a read-only output raises ValueError naming the
-argument and never reaches the kernel. Each bad call is also replayed in a child process, so a
-check that let a bad pointer through shows up as a crash (non-zero exit) rather than as luck."""
+a wrong rank, dtype, size, layout, a read-only output or an output sharing memory with another
+argument raises ValueError naming the argument and never reaches the kernel. Each bad call is also
+replayed in a child process, so a check that let a bad pointer through shows up as a crash
+(non-zero exit) rather than as luck."""
 import subprocess
 import sys
 from pathlib import Path
@@ -92,8 +93,20 @@ def epi_nhwc_args(**over):
     return a
 
 
+_ALIAS = np.zeros(256, np.uint8)  # bytes that several arguments view (an output overlapping another array)
+
 # (binding, argument builder, overrides, expected message fragment)
 BAD = {
+    # outputs sharing memory (views of _ALIAS): the kernel would read what it is writing
+    "knn_dist2_aliases_x": ("knn", knn_args, dict(x=_ALIAS[:120].view(f32).reshape(2, 5, 3),
+                                                  dist2=_ALIAS[80:120].view(f32).reshape(2, 5)),
+                            "output dist2 shares memory with input x"),
+    "knn_idx_aliases_dist2": ("knn", knn_args, dict(idx=_ALIAS[:80].view(i64).reshape(2, 5),
+                                                    dist2=_ALIAS[40:80].view(f32).reshape(2, 5)),
+                              "outputs idx and dist2 share memory"),
+    "sgr_mean_aliases_g": ("s_grad_reduce", sgr_args, dict(g=_ALIAS[:72].view(f32).reshape(3, 6),
+                                                           mean=_ALIAS[48:72].view(f32)),
+                           "output mean shares memory with input g"),
     # knn
     "knn_x_rank": ("knn", knn_args, dict(x=z(5, 3)), "x must have shape"),
     "knn_x_int32": ("knn", knn_args, dict(x=z(2, 5, 3, dtype=np.int32)), "float32 or float64"),

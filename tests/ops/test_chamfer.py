@@ -103,3 +103,26 @@ def test_projected_bad_planes(planes, match):
 def test_projected_needs_3d():
     with pytest.raises(ValueError, match="3D"):
         ops.projected_chamfer(torch.zeros(1, 4, 2), torch.zeros(4, 2))
+
+
+def test_values_are_checked_once_per_call(monkeypatch):
+    """projected_chamfer runs six searches (three planes, both directions) on the clouds of one
+    call: the data-dependent checks (each a value read back, a host sync on a GPU) run once, for
+    x and for y, not in every search; a NaN is still refused, under the caller's names."""
+    import importlib
+
+    knn_mod = importlib.import_module("fe_fast.ops.knn")
+    seen = []
+    real = knn_mod.check_finite
+    monkeypatch.setattr(knn_mod, "check_finite", lambda name, *a: seen.append(name) or real(name, *a))
+    x, y = torch.randn(2, 20, 3), torch.randn(2, 30, 3)
+    lengths = torch.tensor([20, 17])
+    ops.projected_chamfer(x, y, x_lengths=lengths, y_lengths=torch.tensor([30, 5]))
+    assert seen == ["x", "y"]
+    seen.clear()
+    ops.local_chamfer(x, y, 0.5)
+    assert seen == ["x", "y"]
+    y[1, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN"):
+        ops.projected_chamfer(x, y, x_lengths=lengths)
+    ops.projected_chamfer(x, y, y_lengths=torch.tensor([30, 3]))  # the NaN is padding: fine

@@ -223,3 +223,14 @@ def test_refine_with_flips_corrects_houvs_flipped_answer():
     assert "half-turn" in out.extra["flip"]["label"] or "mirror" in out.extra["flip"]["label"]
     assert np.linalg.norm(out.t.numpy() - p["T_gt"][:3, 3]) < 0.005
     assert out.seconds > r.seconds and out.group == r.group
+
+
+def test_clouds_are_checked_like_houvs():
+    """The clouds go through HOUV's input check (one place), with selection's minimum of 3 points."""
+    for bad, match in ((np.zeros((2, 3)), "x needs at least 3 points, got 2"), (np.zeros((0, 3)), "x is empty"),
+                       (np.zeros((5, 2)), r"x must have shape \[N, 3\]"), ([[0, 0, float("nan")]] * 4, "x contains NaN"),
+                       ("abc", "x must be an N x 3")):
+        with pytest.raises(ValueError, match=match):
+            sel.roughness(bad)
+    x = torch.randn(40, 3, dtype=torch.float32)
+    assert sel.estimate_normals(x).dtype == torch.float64 and x.dtype == torch.float32  # the user's x is untouched

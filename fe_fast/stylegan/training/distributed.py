@@ -1,4 +1,5 @@
-"""Several training processes under ``torchrun`` (gloo on CPU, nccl on GPU): parameters broadcast
+"""Several training processes under ``torchrun`` (joined by :func:`fe_fast._distributed.init_from_env`:
+gloo on CPU, nccl on GPU): parameters broadcast
 from rank 0, gradients averaged with one all-reduce per step. This is DistributedDataParallel's
 gradient averaging done explicitly (as NVlabs' training loop does): the ``DistributedDataParallel``
 wrapper does not support the ``torch.autograd.grad`` calls of the gradient penalties and the
@@ -10,6 +11,8 @@ import os
 
 import torch
 
+from fe_fast._distributed import init_from_env
+
 __all__ = ["Dist"]
 
 
@@ -20,12 +23,8 @@ class Dist:
         import torch.distributed as dist
 
         self.dist = dist
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.owned = False
-        if world > 1 and not dist.is_initialized():
-            use_cuda = device_pref.startswith("cuda") or (device_pref == "auto" and torch.cuda.is_available())
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-            self.owned = True
+        pref = ("cuda" if torch.cuda.is_available() else "cpu") if device_pref == "auto" else device_pref
+        self.owned = init_from_env(pref)
         self.enabled = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.rank = dist.get_rank() if self.enabled else 0
         self.world = dist.get_world_size() if self.enabled else 1
