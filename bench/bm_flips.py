@@ -1,10 +1,18 @@
 """Per-pair table on virtual range-scan pairs: HOUV (a preset), HOUV + flip re-selection
 (``refine_with_flips``), RANSAC+ICP (Open3D, FPFH) and RANSAC+ICP + flip re-selection
-(``best_of_flips``), all in one run. Not part of CI.
+(``best_of_flips``), all in one run.
 
-    OMP_NUM_THREADS=1 python bench/bench_flips.py --split choose --pairs 40 --seed 0     # choosing set
-    OMP_NUM_THREADS=1 python bench/bench_flips.py --split held --pairs 40 --seed 10000 \\
-        --out bench/results/flips_held.md                                              # report set
+``make bench`` runs it (quick, ``QUICK_ARGS``: one choosing-set pair of 1024 points, which checks that
+it runs and says nothing about the methods; full, ``FULL_RUNS``: the two 40-pair runs below, 2048
+points). By hand::
+
+    OMP_NUM_THREADS=1 python bench/bm_flips.py --split choose --pairs 40 --seed 0     # choosing set
+    OMP_NUM_THREADS=1 python bench/bm_flips.py --split held --pairs 40 --seed 10000   # report set
+
+Each run writes its tables to ``bench/out/flips_<split>.md`` (``--out FILE`` moves it) and the
+per-pair rows to ``flips_<split>.jsonl`` next to it (not committed). No summary is committed in
+``bench/results/`` yet. Under ``make bench`` the torch thread count is pytest's, not
+``OMP_NUM_THREADS=1``: the header line of each table says which.
 
 Protocol (see ``fe_fast.datasets.range_scans.split_objects``): settings may be chosen only on
 ``--split choose`` (seeds below 10000 of the pair generator, too); ``--split held`` is the report set
@@ -15,15 +23,20 @@ any choice. Columns per method: rotation error (deg, eq. 3-13) and success (the 
 """
 from __future__ import annotations
 
+import fe_fast  # noqa: F401  (before torch: passive OpenMP waits, see fe_fast/__init__.py)
 import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil  # noqa: E402
 
 from fe_fast.datasets import range_scans
 from fe_fast.registration import houv
@@ -48,7 +61,8 @@ def main(argv=None):
     ap.add_argument("--hypotheses", type=int, default=1)
     ap.add_argument("--viewpoints", action="store_true")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    ap.add_argument("--out", type=Path, default=None, help="markdown table (+ .jsonl of the rows)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="markdown table, and <out>.jsonl per pair (default bench/out/flips_<split>.md)")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else (0 if args.split == "choose" else range_scans.HELD_OUT_SEED)
     if args.split == "choose" and seed >= range_scans.HELD_OUT_SEED:
@@ -59,6 +73,10 @@ def main(argv=None):
     objects = choose if args.split == "choose" else held
     if args.split == "held":
         print("REPORT SET: do not choose any setting on these numbers")
+    out = args.out if args.out is not None else benchutil.out_path(f"flips_{args.split}.md")
+    report = benchutil.Report(f"flips_{args.split}", f"Flip re-selection on range-scan pairs ({args.split} split)",
+                              ("OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)") + " "
+                               + benchutil.script_command(__file__, sys.argv[1:] if argv is None else argv)))
     rows = []
     for i in range(args.pairs):
         p = range_scans.make_scan_pair(i, objects=objects, seed=seed, n_points=args.n_points,
@@ -101,12 +119,32 @@ def main(argv=None):
         lines.append(f"| {m} | {recall:.2f} | {mean_err:.2f} | {np.median([r[m]['seconds'] for r in rows]):.2f} |")
     text = "\n".join(lines)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-        with open(args.out.with_suffix(".jsonl"), "w") as f:
-            for r in rows:
-                f.write(json.dumps(r, default=float) + "\n")
+    if args.split == "held":
+        report.add("REPORT SET: do not choose any setting on these numbers.\n")
+    report.add(text)
+    report.add(f"\nPer-pair rows: `{out.with_suffix('.jsonl').name}` next to this file (not committed).")
+    report.write(out)
+    with open(out.with_suffix(".jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, default=float) + "\n")
+    return rows
+
+
+#: ``make bench``: one small choosing-set pair (quick); the choosing and the report set of the
+#: docstring, 40 pairs each (full)
+QUICK_ARGS = ["--split", "choose", "--pairs", "1", "--n-points", "1024"]
+FULL_RUNS = [["--split", "choose", "--pairs", "40", "--seed", "0"],
+             ["--split", "held", "--pairs", "40", "--seed", "10000"]]
+
+
+def test_flips():
+    import pytest
+
+    pytest.importorskip("open3d", reason="the RANSAC+ICP rows need open3d (pip install open3d)")
+    for argv in benchutil.pick([QUICK_ARGS], FULL_RUNS):
+        rows = main(argv)
+        assert len(rows) == int(argv[argv.index("--pairs") + 1])
+        assert all(m in r for r in rows for m in METHODS)
 
 
 if __name__ == "__main__":

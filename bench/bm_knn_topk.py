@@ -1,9 +1,9 @@
 """K-nearest-neighbour benchmark: ``fe_fast.ops.knn_topk`` against scipy cKDTree, torch.cdist + topk
 and faiss-cpu's exact IndexFlatL2. Every path's result is checked against an exact float64
-recomputation before it is timed. Rows:
+recomputation before it is timed. Rows (full sizes; quick mode shrinks them, see below):
 
 - ``k8_d3``   K=8, D=3: 32 x 2048 queries (32 random rigid copies of a 2048-point bunny surface
-  sampling, as bench_chamfer's ``houv3d``) against one shared cloud of 2048 points. Index build
+  sampling, as bm_chamfer's ``houv3d``) against one shared cloud of 2048 points. Index build
   included everywhere: ours (kd-tree path, float32, validation + C++ kernel + differentiable
   distance gather), ``ckdtree`` = cKDTree(y) + query(k=8, workers=-1) (float64), ``cdist_topk`` =
   torch.cdist on the [32, 2048, 2048] batch + topk(8, largest=False) (float32).
@@ -12,14 +12,17 @@ recomputation before it is timed. Rows:
   tiles from torch.mm), ``cdist_topk`` = torch.cdist + topk on blocks of 2048
   queries (the whole matrix would be 1.6 GB), ``faiss`` = IndexFlatL2 add + search (float32).
 - ``k1_d3``   the K=1 row (``fe_fast.ops.knn``, unchanged path) on the k8_d3 data vs cKDTree
-  query(k=1): the K=1 path must not regress (compare with bench_chamfer / bench/RESULTS.md).
+  query(k=1): the K=1 path must not regress (compare with bm_chamfer / bench/results/chamfer.md).
 - ``crossover`` (test_crossover): kd-tree vs blocked brute force for D = 2..8, N = M = 20000,
   K = 8, uniform points: how KDTREE_MAX_D in fe_fast/ops/knn_topk.py was chosen.
 
-Run (not in CI):  .venv/bin/python -m pytest bench/bench_knn_topk.py -p no:xdist --benchmark-only -s
-The ratio table (with ``uptime``) is printed when the module finishes; FE_FAST_BENCH_TABLE=path
-also writes it. faiss is a benchmark-only dependency (pip install faiss-cpu); without it the faiss
-row is skipped with a printed reason.
+``make bench`` runs it. Quick: 8 (not 32) bunny copies in the D=3 rows, 4000 x 4000 in the D=64 row,
+N = M = 5000 in the crossover, 0.5 s of rounds per path (2 to 5 rounds). Full (``--full``): the sizes
+above, 3 s per path (3 to 20 rounds): the protocol of bench/results/ops.md. By hand:
+``python -m pytest bench/bm_knn_topk.py -p no:xdist -s [--full]`` (``FE_FAST_BENCH_BUDGET=s``
+changes the seconds per path). The ratio table and the crossover table are printed when the module
+finishes and written to ``bench/out/knn_topk.md``. faiss is a benchmark-only dependency (pip install
+faiss-cpu); without it the faiss path is skipped with a printed reason.
 """
 from __future__ import annotations
 
@@ -34,18 +37,24 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil  # noqa: E402
+
 scipy_spatial = pytest.importorskip("scipy.spatial", reason="the cKDTree baseline needs scipy")
-from bench_chamfer import BUNNY, _read_ply_mesh, _rigid_copies, _surface_samples  # noqa: E402
+from bm_chamfer import BUNNY, _read_ply_mesh, _rigid_copies, _surface_samples  # noqa: E402
 
 import fe_fast.ops as ops  # noqa: E402
 from fe_fast.ops.knn_topk import brute_rows, knn_topk  # noqa: E402
 
 K = 8
-MIN_ROUNDS, MAX_ROUNDS = 3, 20
-BUDGET_S = float(os.environ.get("FE_FAST_BENCH_BUDGET", "3"))
+D3_COPIES = benchutil.pick(8, 32)  # bunny copies (batch) of the D=3 rows
+D64_N = benchutil.pick(4000, 20000)  # queries = points of the D=64 row
+CROSS_N = benchutil.pick(5000, 20000)  # N = M of the crossover sweep
+MIN_ROUNDS, MAX_ROUNDS = benchutil.pick((2, 5), (3, 20))
+BUDGET_S = float(os.environ.get("FE_FAST_BENCH_BUDGET") or benchutil.pick(0.5, 3))
 TIMES = {}  # (row, path) -> (median s, min s)
 SKIPPED = {}
+SKIP_REASONS = []
 NOTES = []
 
 
@@ -57,10 +66,10 @@ def make_row(name):
         verts, faces = _read_ply_mesh(BUNNY)
         P = _surface_samples(verts, faces, 2048, rng)
         Q = _surface_samples(verts, faces, 2048, rng)
-        x, _ = _rigid_copies(P, Q, 32, rng)
+        x, _ = _rigid_copies(P, Q, D3_COPIES, rng)
         return x, Q
     if name == "k8_d64":
-        return rng.standard_normal((1, 20000, 64)), rng.standard_normal((20000, 64))
+        return rng.standard_normal((1, D64_N, 64)), rng.standard_normal((D64_N, 64))
     raise KeyError(name)
 
 
@@ -159,6 +168,7 @@ def test_k8_d64(benchmark, path):
         except ImportError as exc:
             reason = f"faiss row skipped: faiss-cpu is not importable ({exc}); pip install faiss-cpu"
             SKIPPED[("k8_d64", "faiss")] = "skipped (no faiss)"
+            SKIP_REASONS.append(reason)
             print("\n" + reason)
             pytest.skip(reason)
         run = path_faiss(x, y, faiss)
@@ -196,8 +206,8 @@ def _crossover():
     rng = np.random.default_rng(0)
     lines = ["| D | kdtree ms | brute ms | brute / kdtree |", "| --- | --- | --- | --- |"]
     for D in range(2, 9):
-        x = torch.tensor(rng.random((1, 20000, D)), dtype=torch.float32)
-        y = torch.tensor(rng.random((20000, D)), dtype=torch.float32)
+        x = torch.tensor(rng.random((1, CROSS_N, D)), dtype=torch.float32)
+        y = torch.tensor(rng.random((CROSS_N, D)), dtype=torch.float32)
         t = {}
         for method in ("kdtree", "brute"):
             knn_topk(x, y, K, method=method)
@@ -208,26 +218,29 @@ def _crossover():
                 runs.append(time.perf_counter() - t0)
             t[method] = float(np.median(runs))
         lines.append(f"| {D} | {t['kdtree'] * 1e3:.1f} | {t['brute'] * 1e3:.1f} | {t['brute'] / t['kdtree']:.2f}x |")
-    NOTES.append("crossover (N = M = 20000, K = 8, uniform points, float32):\n" + "\n".join(lines))
+    NOTES.append(f"crossover (N = M = {CROSS_N}, K = 8, uniform points, float32):\n" + "\n".join(lines))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ratio_table():
+    report = benchutil.Report("knn_topk", "K nearest neighbours (knn_topk) vs cKDTree, cdist+topk, faiss",
+                              benchutil.pytest_command(__file__))
     yield
     table = format_table()
-    if table:
+    if table or NOTES:
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-        text = table + "\n\n" + "\n\n".join(NOTES) + f"\n\nuptime: {load}"
+        text = "\n\n".join([table, *NOTES, *SKIP_REASONS]).strip() + f"\n\nuptime: {load}"
         print("\n" + text)
-        out = os.environ.get("FE_FAST_BENCH_TABLE")
-        if out:
-            Path(out).write_text(text + "\n")
+        report.add(f"float32, index build included, median (min) ms; {torch.get_num_threads()} torch threads, "
+                   f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}.\n")
+        report.add(text)
+        report.write()
 
 
 def format_table():
-    rows = [("k8_d3", "K=8 D=3 32x2048 vs shared 2048 (bunny)", ["ours", "ckdtree", "cdist_topk"]),
-            ("k8_d64", "K=8 D=64 1x20000 vs 20000 (Gaussian)", ["ours", "ours_torch_mm", "cdist_topk", "faiss"]),
-            ("k1_d3", "K=1 D=3 32x2048 vs shared 2048 (bunny)", ["ours", "ckdtree"])]
+    rows = [("k8_d3", f"K=8 D=3 {D3_COPIES}x2048 vs shared 2048 (bunny)", ["ours", "ckdtree", "cdist_topk"]),
+            ("k8_d64", f"K=8 D=64 1x{D64_N} vs {D64_N} (Gaussian)", ["ours", "ours_torch_mm", "cdist_topk", "faiss"]),
+            ("k1_d3", f"K=1 D=3 {D3_COPIES}x2048 vs shared 2048 (bunny)", ["ours", "ckdtree"])]
     out = ["| row | path: median (min) ms | baseline / ours (medians) |", "| --- | --- | --- |"]
     any_row = False
     for key, label, paths in rows:

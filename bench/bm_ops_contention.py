@@ -7,10 +7,13 @@ The busy process is a python process spinning torch matrix products on one threa
 both; per condition the median (and the minimum) over all repetitions is reported, the ratio is
 busy / idle of the medians.
 
-Run (not in CI):  .venv/bin/python bench/bench_ops_contention.py [--busy torch|yes] [--rounds 3]
+Run:  python bench/bm_ops_contention.py [--busy torch|yes] [--rounds 3] [--out FILE]
 A machine shared with other jobs is never idle: the "idle" column then already carries their load
 (report ``uptime`` with the numbers). ``GOMP_SPINCOUNT=300000`` in the environment reproduces
 OpenMP's spinning default (fe_fast/__init__.py asks for passive waits otherwise).
+
+``make bench``: quick ``QUICK_ARGS``; full ``FULL_ARGS`` (bench/results/ops.md), then the same in a
+fresh process with ``GOMP_SPINCOUNT=300000``. Tables: ``bench/out/ops_contention[_spinning].md``.
 """
 from __future__ import annotations
 
@@ -21,9 +24,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import fe_fast  # noqa: F401  (before torch, as the CLI does: it chooses OpenMP's wait policy)
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil  # noqa: E402
 
 BUSY = {
     "torch": [sys.executable, "-c",
@@ -98,7 +105,13 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--only", default="", help="run only the ops whose name contains this text")
+    ap.add_argument("--out", default=None, help="markdown table (default bench/out/ops_contention.md)")
     args = ap.parse_args(argv)
+    spinning = "GOMP_SPINCOUNT" in os.environ
+    report = benchutil.Report("ops_contention_spinning" if spinning else "ops_contention",
+                              "CPU ops: idle vs one busy process" + (" (GOMP_SPINCOUNT set)" if spinning else ""),
+                              ("GOMP_SPINCOUNT=" + os.environ["GOMP_SPINCOUNT"] + " " if spinning else "")
+                              + benchutil.script_command(__file__, sys.argv[1:] if argv is None else argv))
     cases = [c for c in _cases() if args.only in c[0]]
     for _, fn in cases:  # warm-up (kd-tree buffers, oneDNN primitives, lazy imports)
         fn()
@@ -116,21 +129,45 @@ def main(argv=None):
                 if proc is not None:
                     proc.kill()
                     proc.wait()
-    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
+    def table(line):  # print a line and keep it for the report
+        print(line)
+        report.add(line)
+
+    table(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, busy={args.busy}, "
-          f"rounds={args.rounds} x reps={args.reps}, load {os.getloadavg()}")
-    print("| op | idle ms median (min) | busy ms median (min) | busy / idle |")
-    print("|---|---|---|---|")
+          f"rounds={args.rounds} x reps={args.reps}, load {os.getloadavg()}\n")
+    table("| op | idle ms median (min) | busy ms median (min) | busy / idle |")
+    table("|---|---|---|---|")
     worst = 0.0
+    ratios = {}
     for name, _ in cases:
         i, b = times[(name, "idle")], times[(name, "busy")]
-        r = statistics.median(b) / statistics.median(i)
+        r = ratios[name] = statistics.median(b) / statistics.median(i)
         worst = max(worst, r)
-        print(f"| {name} | {1e3 * statistics.median(i):.1f} ({1e3 * min(i):.1f}) | "
+        table(f"| {name} | {1e3 * statistics.median(i):.1f} ({1e3 * min(i):.1f}) | "
               f"{1e3 * statistics.median(b):.1f} ({1e3 * min(b):.1f}) | {r:.2f}x |")
-    print(f"worst ratio {worst:.2f}x (goal <= 2.5x)")
+    table(f"\nworst ratio {worst:.2f}x (goal <= 2.5x)")
+    report.write(args.out)
+    return ratios
+
+
+#: ``make bench``: a check that it runs (quick); the protocol of bench/results/ops.md (full)
+QUICK_ARGS = ["--rounds", "1", "--reps", "3"]
+FULL_ARGS = ["--rounds", "2", "--reps", "5"]
+
+
+def test_ops_contention():
+    ratios = main(benchutil.pick(QUICK_ARGS, FULL_ARGS))
+    assert ratios and all(r > 0 for r in ratios.values())
+    if benchutil.full() and "GOMP_SPINCOUNT" not in os.environ:
+        # the spinning-default columns of bench/results/ops.md: OpenMP reads its wait policy when
+        # torch loads it, so they need a fresh process
+        env = {**os.environ, "GOMP_SPINCOUNT": "300000",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(benchutil.ROOT), os.environ.get("PYTHONPATH")]))}
+        env.pop("OMP_WAIT_POLICY", None)
+        subprocess.run([sys.executable, __file__, *FULL_ARGS], env=env, check=True)
 
 
 if __name__ == "__main__":

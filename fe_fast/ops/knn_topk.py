@@ -50,16 +50,16 @@ BACKENDS = ("cpu", "triton")
 METHODS = ("kdtree", "brute")
 
 # The kd-tree path is compiled for D <= 8 (csrc/knn_topk.h). Crossover measured with
-# bench/bench_knn_topk.py::test_crossover (uniform points in the unit cube, K = 8, one batch
+# bench/bm_knn_topk.py::test_crossover (uniform points in the unit cube, K = 8, one batch
 # element, both methods in the same run; also N = M = 2048): the kd-tree was faster at every
 # D from 2 to 8 (brute / kd-tree CPU time 4.1x at D = 2 down to 1.6x at D = 8 for
 # N = M = 20000, 1.1-2.0x at N = M = 2048), so it is used up to its compiled limit and the blocked
-# brute force above. See bench/RESULTS.md.
+# brute force above. See bench/results/ops.md.
 KDTREE_MAX_D = 8
 # Blocked brute force: where the distance tiles come from. "cpp": the fused C++ loop
 # (csrc/knn_topk.cpp, knn_topk_brute_cpu); "torch": torch.mm (MKL) on BRUTE_BLOCK_Q x BRUTE_BLOCK_M
-# tiles scanned by C++ between the calls. Chosen by bench/bench_knn_topk.py (test_k8_d64, paths
-# "ours" and "ours_torch_mm", same run); see bench/RESULTS.md.
+# tiles scanned by C++ between the calls. Chosen by bench/bm_knn_topk.py (test_k8_d64, paths
+# "ours" and "ours_torch_mm", same run); see bench/results/ops.md.
 BRUTE_GEMM = "cpp"
 BRUTE_BLOCK_Q = 1024
 BRUTE_BLOCK_M = 4096
