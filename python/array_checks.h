@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "dtype_kind.h"
+
 namespace fe_fast_bind {
 
 namespace py = pybind11;
@@ -48,16 +50,8 @@ inline bool optional_arg(const char* fn, const char* name, const py::object& obj
   return true;
 }
 
-enum class Kind { f32, f64, i64, u8 };  // u8 accepts numpy bool and uint8 (1-byte masks)
-
-inline const char* kind_name(Kind k) {
-  switch (k) {
-    case Kind::f32: return "float32";
-    case Kind::f64: return "float64";
-    case Kind::i64: return "int64";
-    default: return "bool/uint8";
-  }
-}
+using fe_fast_kind::Kind;  // python/dtype_kind.h
+using fe_fast_kind::kind_name;
 
 inline bool has_kind(const py::array& a, Kind k) {
   const py::dtype dt = a.dtype();

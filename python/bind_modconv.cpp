@@ -39,6 +39,29 @@ py::array rank4(const char* fn, const char* name, const py::object& o) {
   return a;
 }
 
+// The arguments of the input modulation x [B, I, H, W] (float), s [B, I] -> xs: [B, I, H, W]
+// (NCHW) or [B, H, W, I] (nhwc), all of x's dtype.
+struct ModulateArgs {
+  py::array x, s, xs;
+  Kind f;
+  int64_t B, I, H, W;
+};
+
+ModulateArgs modulate_args(const char* fn, const py::object& x_, const py::object& s_,
+                           const py::object& xs_, bool nhwc) {
+  ModulateArgs a;
+  a.x = rank4(fn, "x", x_);
+  a.f = float_kind(fn, "x", a.x);
+  a.B = a.x.shape(0), a.I = a.x.shape(1), a.H = a.x.shape(2), a.W = a.x.shape(3);
+  check(fn, "x", a.x, a.f, {a.B, a.I, a.H, a.W});
+  a.s = req(fn, "s", s_, a.f, {a.B, a.I});
+  if (nhwc)
+    a.xs = req(fn, "xs", xs_, a.f, {a.B, a.H, a.W, a.I}, true);
+  else
+    a.xs = req(fn, "xs", xs_, a.f, {a.B, a.I, a.H, a.W}, true);
+  return a;
+}
+
 // noise [1 or B, 1, H, W] -> batch stride in elements (0 when shared by the batch)
 int64_t noise_stride(const char* fn, const py::object& o, Kind f, int64_t B, int64_t H, int64_t W,
                      py::array& noise, bool& has) {
@@ -163,19 +186,14 @@ void bind_modconv(py::module_& m) {
   m.def(
       "modconv_modulate_fwd",
       [](py::object x_, py::object s_, py::object xs_) {
-        const char* fn = "modconv_modulate_fwd";
-        py::array x = rank4(fn, "x", x_);
-        const Kind f = float_kind(fn, "x", x);
-        const int64_t B = x.shape(0), I = x.shape(1), H = x.shape(2), W = x.shape(3);
-        check(fn, "x", x, f, {B, I, H, W});
-        py::array s = req(fn, "s", s_, f, {B, I});
-        py::array xs = req(fn, "xs", xs_, f, {B, I, H, W}, true);
-        if (f == Kind::f64) {
-          auto a = cptr<double>(x); auto b = cptr<double>(s); auto c = mptr<double>(xs);
+        ModulateArgs m = modulate_args("modconv_modulate_fwd", x_, s_, xs_, false);
+        const int64_t B = m.B, I = m.I, H = m.H, W = m.W;
+        if (m.f == Kind::f64) {
+          auto a = cptr<double>(m.x); auto b = cptr<double>(m.s); auto c = mptr<double>(m.xs);
           py::gil_scoped_release release;
           fe_fast::modconv_modulate_fwd_cpu<double>(a, b, c, B * I, H * W);
         } else {
-          auto a = cptr<float>(x); auto b = cptr<float>(s); auto c = mptr<float>(xs);
+          auto a = cptr<float>(m.x); auto b = cptr<float>(m.s); auto c = mptr<float>(m.xs);
           py::gil_scoped_release release;
           fe_fast::modconv_modulate_fwd_cpu<float>(a, b, c, B * I, H * W);
         }
@@ -213,19 +231,14 @@ void bind_modconv(py::module_& m) {
   m.def(
       "modconv_modulate_nhwc",
       [](py::object x_, py::object s_, py::object xs_) {
-        const char* fn = "modconv_modulate_nhwc";
-        py::array x = rank4(fn, "x", x_);
-        const Kind f = float_kind(fn, "x", x);
-        const int64_t B = x.shape(0), I = x.shape(1), H = x.shape(2), W = x.shape(3);
-        check(fn, "x", x, f, {B, I, H, W});
-        py::array s = req(fn, "s", s_, f, {B, I});
-        py::array xs = req(fn, "xs", xs_, f, {B, H, W, I}, true);
-        if (f == Kind::f64) {
-          auto a = cptr<double>(x); auto b = cptr<double>(s); auto c = mptr<double>(xs);
+        ModulateArgs m = modulate_args("modconv_modulate_nhwc", x_, s_, xs_, true);
+        const int64_t B = m.B, I = m.I, H = m.H, W = m.W;
+        if (m.f == Kind::f64) {
+          auto a = cptr<double>(m.x); auto b = cptr<double>(m.s); auto c = mptr<double>(m.xs);
           py::gil_scoped_release release;
           fe_fast::modconv_modulate_nhwc_cpu<double>(a, b, c, B, I, H * W);
         } else {
-          auto a = cptr<float>(x); auto b = cptr<float>(s); auto c = mptr<float>(xs);
+          auto a = cptr<float>(m.x); auto b = cptr<float>(m.s); auto c = mptr<float>(m.xs);
           py::gil_scoped_release release;
           fe_fast::modconv_modulate_nhwc_cpu<float>(a, b, c, B, I, H * W);
         }

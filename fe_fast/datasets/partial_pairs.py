@@ -278,23 +278,36 @@ def make_pair(
     P = P @ T[:3, :3].T + T[:3, 3]
     T_gt = np.linalg.inv(T)  # maps the moved P back onto Q's frame
     cams = camera_positions(camera_distance)
+    return pair_record(P, Q, T_gt, (T[:3, :3] @ cams[i] + T[:3, 3], cams[j]), name, (int(i), int(j)), ov,
+                       protocol, index)
+
+
+def pair_record(P, Q, T_gt, viewpoints, mesh: str, views, overlap, protocol: str, index: int, **extra) -> Dict:
+    """The dict of one pair (this module's and :mod:`fe_fast.datasets.range_scans`'): P and Q as
+    float32, ``extra`` fields (in their order) after ``overlap``."""
     return {
         "P": P.astype(np.float32),
         "Q": Q.astype(np.float32),
         "T_gt": T_gt,
-        "viewpoints": (T[:3, :3] @ cams[i] + T[:3, 3], cams[j]),
-        "mesh": name,
-        "views": (int(i), int(j)),
-        "overlap": float(ov),
+        "viewpoints": viewpoints,
+        "mesh": mesh,
+        "views": views,
+        "overlap": float(overlap),
+        **extra,
         "protocol": protocol,
         "index": int(index),
     }
 
 
+def generate_pairs(make, count: int, kwargs: Dict) -> Iterator[Dict]:
+    """``make(i, **kwargs)`` for i = 0 .. count-1, one at a time."""
+    for i in range(int(count)):
+        yield make(i, **kwargs)
+
+
 def iter_pairs(count: int, **kwargs) -> Iterator[Dict]:
     """Pairs 0 .. count-1 (keyword arguments as :func:`make_pair`)."""
-    for i in range(int(count)):
-        yield make_pair(i, **kwargs)
+    return generate_pairs(make_pair, count, kwargs)
 
 
 def make_pairs(count: int, **kwargs) -> List[Dict]:

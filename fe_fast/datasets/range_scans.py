@@ -465,26 +465,14 @@ def make_scan_pair(
         pts.append(s["points"][rng.choice(m, size=int(n_points), replace=False)])
     T = _pp.random_transform(protocol, rng, max_translation=2 * scale if max_translation is None else max_translation)
     P = pts[0] @ T[:3, :3].T + T[:3, 3]
-    return {
-        "P": P.astype(np.float32),
-        "Q": pts[1].astype(np.float32),
-        "T_gt": np.linalg.inv(T),
-        "viewpoints": (T[:3, :3] @ eyes[0] + T[:3, 3], eyes[1].copy()),
-        "mesh": name,
-        "views": (0, 1),
-        "overlap": float(ov),
-        "overlaps": (float(shares[0]), float(shares[1])),
-        "angle": math.degrees(ang),
-        "sigma": tuple(float(np.median(s["sigma"])) for s in scans),
-        "protocol": protocol,
-        "index": int(index),
-    }
+    return _pp.pair_record(P, pts[1], np.linalg.inv(T), (T[:3, :3] @ eyes[0] + T[:3, 3], eyes[1].copy()), name,
+                           (0, 1), ov, protocol, index, overlaps=(float(shares[0]), float(shares[1])),
+                           angle=math.degrees(ang), sigma=tuple(float(np.median(s["sigma"])) for s in scans))
 
 
 def iter_scan_pairs(count: int, **kwargs) -> Iterator[Dict]:
     """Pairs 0 .. count-1 (keyword arguments as :func:`make_scan_pair`)."""
-    for i in range(int(count)):
-        yield make_scan_pair(i, **kwargs)
+    return _pp.generate_pairs(make_scan_pair, count, kwargs)
 
 
 def make_scan_pairs(count: int, **kwargs) -> List[Dict]:

@@ -1,7 +1,7 @@
 """Input checks shared by the ops. Every failure is a ValueError that names the argument."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -86,3 +86,41 @@ def check_planes(planes: Sequence[str]) -> list:
         if p not in PLANES:
             raise ValueError(f"unknown plane {p!r}: expected 'xy', 'yz' or 'xz'")
     return planes
+
+
+def check_clouds(x, y, x_lengths, y_lengths, check_dim: Callable[[int], None]):
+    """The shape, dtype and device checks shared by the nearest-neighbour ops (``knn.prepare``,
+    ``knn_topk.prepare_topk``): x [B, N, D]; y [B, M, D] or [M, D] (shared by the batch), non-empty,
+    of x's float dtype and device; ``check_dim(D)`` raises for a D the op does not support. Returns
+    (shared, x_len, y_len): the lengths as int64 [B] (full when None); their values are not read."""
+    check_tensor("x", x)
+    check_tensor("y", y)
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape [B, N, D], got {list(x.shape)}")
+    if y.dim() not in (2, 3):
+        raise ValueError(f"y must have shape [B, M, D] or [M, D] (shared by the batch), got {list(y.shape)}")
+    B, N, D = x.shape
+    check_dim(D)
+    if y.shape[-1] != D:
+        raise ValueError(f"x has D={D} but y has D={y.shape[-1]}")
+    shared = y.dim() == 2
+    if not shared and y.shape[0] != B:
+        raise ValueError(f"batch mismatch: x has B={B}, y has B={y.shape[0]}")
+    check_float("x", x)
+    check_float("y", y)
+    if x.dtype != y.dtype:
+        raise ValueError(f"x and y must share a dtype, got {x.dtype} and {y.dtype}")
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    M = y.shape[-2]
+    if B == 0:
+        raise ValueError("x has an empty batch (B=0)")
+    if N == 0:
+        raise ValueError("x is an empty cloud (N=0)")
+    if M == 0:
+        raise ValueError("y is an empty cloud (M=0)")
+    if shared and y_lengths is not None:
+        raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
+    x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
+    y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
+    return shared, x_len, y_len

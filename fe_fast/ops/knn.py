@@ -22,11 +22,9 @@ import torch
 from fe_fast.ops._dispatch import pick_backend
 from fe_fast.ops._validation import (
     check_alpha,
+    check_clouds,
     check_finite,
-    check_float,
-    check_lengths,
     check_lengths_range,
-    check_tensor,
     valid_mask,
 )
 
@@ -55,39 +53,14 @@ class _Clouds(NamedTuple):
     checked: bool = False  # the lengths' values and the points' finiteness were checked (eager prepare)
 
 
-def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
-    """Validate two clouds (x [B,N,D]; y [B,M,D] or [M,D] shared) and their ragged lengths."""
-    check_tensor("x", x)
-    check_tensor("y", y)
-    if x.dim() != 3:
-        raise ValueError(f"x must have shape [B, N, D], got {list(x.shape)}")
-    if y.dim() not in (2, 3):
-        raise ValueError(f"y must have shape [B, M, D] or [M, D] (shared by the batch), got {list(y.shape)}")
-    B, N, D = x.shape
+def _check_dim(D: int) -> None:
     if D not in (2, 3):
         raise ValueError(f"points must be 2D or 3D (D in {{2, 3}}), got D={D}")
-    if y.shape[-1] != D:
-        raise ValueError(f"x has D={D} but y has D={y.shape[-1]}")
-    shared = y.dim() == 2
-    if not shared and y.shape[0] != B:
-        raise ValueError(f"batch mismatch: x has B={B}, y has B={y.shape[0]}")
-    check_float("x", x)
-    check_float("y", y)
-    if x.dtype != y.dtype:
-        raise ValueError(f"x and y must share a dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-    M = y.shape[-2]
-    if B == 0:
-        raise ValueError("x has an empty batch (B=0)")
-    if N == 0:
-        raise ValueError("x is an empty cloud (N=0)")
-    if M == 0:
-        raise ValueError("y is an empty cloud (M=0)")
-    if shared and y_lengths is not None:
-        raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
-    x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
-    y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
+
+
+def prepare(x, y, x_lengths=None, y_lengths=None) -> _Clouds:
+    """Validate two clouds (x [B,N,D]; y [B,M,D] or [M,D] shared) and their ragged lengths."""
+    shared, x_len, y_len = check_clouds(x, y, x_lengths, y_lengths, _check_dim)
     padded = x_lengths is not None or y_lengths is not None
     c = _Clouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
     if torch.compiler.is_compiling():  # the values are checked inside the registered op (no graph break)

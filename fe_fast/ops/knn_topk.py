@@ -38,11 +38,9 @@ import torch
 
 from fe_fast.ops._dispatch import pick_backend
 from fe_fast.ops._validation import (
+    check_clouds,
     check_finite,
-    check_float,
-    check_lengths,
     check_lengths_range,
-    check_tensor,
     valid_mask,
 )
 
@@ -92,39 +90,15 @@ def check_k(K) -> int:
     return K
 
 
-def prepare_topk(x, y, x_lengths=None, y_lengths=None) -> _TopKClouds:
-    """Validate x [B, N, D], y [B, M, D] or [M, D] (any D >= 1) and ragged lengths."""
-    check_tensor("x", x)
-    check_tensor("y", y)
-    if x.dim() != 3:
-        raise ValueError(f"x must have shape [B, N, D], got {list(x.shape)}")
-    if y.dim() not in (2, 3):
-        raise ValueError(f"y must have shape [B, M, D] or [M, D] (shared by the batch), got {list(y.shape)}")
-    B, N, D = x.shape
+def _check_dim(D: int) -> None:
     if D < 1:
         raise ValueError("points must have at least one coordinate (D >= 1), got D=0")
-    if y.shape[-1] != D:
-        raise ValueError(f"x has D={D} but y has D={y.shape[-1]}")
-    shared = y.dim() == 2
-    if not shared and y.shape[0] != B:
-        raise ValueError(f"batch mismatch: x has B={B}, y has B={y.shape[0]}")
-    check_float("x", x)
-    check_float("y", y)
-    if x.dtype != y.dtype:
-        raise ValueError(f"x and y must share a dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-    M = y.shape[-2]
-    if B == 0:
-        raise ValueError("x has an empty batch (B=0)")
-    if N == 0:
-        raise ValueError("x is an empty cloud (N=0)")
-    if M == 0:
-        raise ValueError("y is an empty cloud (M=0)")
-    if shared and y_lengths is not None:
-        raise ValueError("y_lengths must be None when y is shared by the batch ([M, D])")
-    x_len = check_lengths("x_lengths", x_lengths, B, N, x.device)
-    y_len = check_lengths("y_lengths", y_lengths, B, M, x.device)
+
+
+def prepare_topk(x, y, x_lengths=None, y_lengths=None) -> _TopKClouds:
+    """Validate x [B, N, D], y [B, M, D] or [M, D] (any D >= 1) and ragged lengths."""
+    shared, x_len, y_len = check_clouds(x, y, x_lengths, y_lengths, _check_dim)
+    N, M = x.shape[1], y.shape[-2]
     if x_lengths is not None:
         check_lengths_range("x_lengths", x_len, N)
     if y_lengths is not None:

@@ -104,6 +104,28 @@ def _features(pcd, voxel: float):
     return down, fpfh
 
 
+def _feature_setup(P, Q, voxel: Optional[float], seed: int):
+    """The start shared by the feature-based baselines: (Open3D's registration module, start time,
+    P and Q as float64 arrays, voxel size: ``default_voxel(Q)`` when None); seeds Open3D's RNG."""
+    o3d = _o3d()
+    reg = o3d.pipelines.registration
+    t0 = time.perf_counter()
+    P, Q = _np(P), _np(Q)
+    v = default_voxel(Q) if voxel is None else float(voxel)
+    o3d.utility.random.seed(int(seed))
+    return reg, t0, P, Q, v
+
+
+def _result(T: np.ndarray, ev, t0: float) -> Dict:
+    """A baseline's result: transform T (copied), the fitness and inlier RMSE of ``ev``, seconds since t0."""
+    return {
+        "transform": T.copy(),
+        "fitness": float(ev.fitness),
+        "inlier_rmse": float(ev.inlier_rmse),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def icp(P, Q, *, trials: int = 32, max_correspondence: Optional[float] = None, max_iteration: int = 50,
         init=None, seed: int = 0) -> Dict:
     """Point-to-point ICP (Open3D ``registration_icp``), best fitness over ``trials`` random initial
@@ -122,23 +144,13 @@ def icp(P, Q, *, trials: int = 32, max_correspondence: Optional[float] = None, m
         r = reg.registration_icp(src, tgt, thr, T0, reg.TransformationEstimationPointToPoint(), crit)
         if _better(r, best):
             best = r
-    return {
-        "transform": np.asarray(best.transformation).copy(),
-        "fitness": float(best.fitness),
-        "inlier_rmse": float(best.inlier_rmse),
-        "seconds": time.perf_counter() - t0,
-    }
+    return _result(np.asarray(best.transformation), best, t0)
 
 
 def fgr(P, Q, *, trials: int = 32, voxel: Optional[float] = None, seed: int = 0) -> Dict:
     """Fast Global Registration on FPFH features (Open3D), best fitness over ``trials`` random
     initial transforms of the source (thesis protocol; see the module docstring)."""
-    o3d = _o3d()
-    reg = o3d.pipelines.registration
-    t0 = time.perf_counter()
-    P, Q = _np(P), _np(Q)
-    v = default_voxel(Q) if voxel is None else float(voxel)
-    o3d.utility.random.seed(int(seed))
+    reg, t0, P, Q, v = _feature_setup(P, Q, voxel, seed)
     tgt_down, tgt_f = _features(_pcd(Q), v)
     src_full = _pcd(P)
     rng = np.random.default_rng(seed)
@@ -153,24 +165,14 @@ def fgr(P, Q, *, trials: int = 32, voxel: Optional[float] = None, seed: int = 0)
         ev = reg.evaluate_registration(src_full, _pcd(Q), thr, T)
         if _better(ev, best):
             best, best_T = ev, T
-    return {
-        "transform": best_T.copy(),
-        "fitness": float(best.fitness),
-        "inlier_rmse": float(best.inlier_rmse),
-        "seconds": time.perf_counter() - t0,
-    }
+    return _result(best_T, best, t0)
 
 
 def ransac_icp(P, Q, *, voxel: Optional[float] = None, max_iteration: int = 100000, confidence: float = 0.999,
                seed: int = 0) -> Dict:
     """RANSAC on FPFH correspondences (Open3D ``registration_ransac_based_on_feature_matching``,
     ``RANSACConvergenceCriteria(100000, 0.999)``) refined by point-to-point ICP."""
-    o3d = _o3d()
-    reg = o3d.pipelines.registration
-    t0 = time.perf_counter()
-    P, Q = _np(P), _np(Q)
-    v = default_voxel(Q) if voxel is None else float(voxel)
-    o3d.utility.random.seed(int(seed))
+    reg, t0, P, Q, v = _feature_setup(P, Q, voxel, seed)
     sd, sf = _features(_pcd(P), v)
     td, tf = _features(_pcd(Q), v)
     thr = 1.5 * v
@@ -181,12 +183,7 @@ def ransac_icp(P, Q, *, voxel: Optional[float] = None, max_iteration: int = 1000
     )
     r2 = reg.registration_icp(_pcd(P), _pcd(Q), thr, r.transformation, reg.TransformationEstimationPointToPoint(),
                               reg.ICPConvergenceCriteria(max_iteration=50))
-    return {
-        "transform": np.asarray(r2.transformation).copy(),
-        "fitness": float(r2.fitness),
-        "inlier_rmse": float(r2.inlier_rmse),
-        "seconds": time.perf_counter() - t0,
-    }
+    return _result(np.asarray(r2.transformation), r2, t0)
 
 
 BASELINES = {"ICP": icp, "FGR": fgr, "RANSAC+ICP": ransac_icp}

@@ -57,6 +57,7 @@ eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
 from __future__ import annotations
 
 import math
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -1065,149 +1066,58 @@ def houv_batch(
     return results
 
 
-def houv(
-    P,
-    Q,
-    *,
-    alpha: float = 0.5,
-    beta: float = 0.1,
-    groups: int = 32,
-    iters: int = 500,
-    lr: float = 1e-3,
-    d_max: Optional[float] = None,
-    mapping: str = "sin",
-    angle_bounds=None,
-    seed: int = 0,
-    device=None,
-    schedule: Optional[Sequence[Tuple[int, int]]] = None,
-    early_stop: Optional[float] = None,
-    patience: int = 25,
-    lr_schedule: str = "constant",
-    refine_iters: int = 0,
-    refine_groups: int = 4,
-    refine_lr: Optional[float] = None,
-    prune_groups=None,
-    init: str = "random",
-    select: str = "local_cd",
-    inlier_factor: float = 1.0,
-    refine_objective: str = "local_cd",
-    refine_alpha: Optional[float] = None,
-    refine_by: Optional[str] = None,
-    init_transforms=None,
-    init_translation: str = "random",
-    viewpoints=None,
-    visibility_weight: float = 4.0,
-    progress: bool = False,
-) -> RegistrationResult:
+# houv(), HOUV and houv_batch() take the same settings: houv_batch's keyword-only parameters are
+# the one list of them and of their defaults; houv() and HOUV take them as keywords and show
+# houv_batch's signature (inspect.signature, help()).
+_BATCH_SIGNATURE = inspect.signature(houv_batch)
+_PER_CALL = ("init_transforms", "viewpoints")  # per pair: arguments of houv() and HOUV.register, not settings
+_SETTINGS = tuple(p for p in _BATCH_SIGNATURE.parameters.values()
+                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _PER_CALL)
+
+
+def houv(P, Q, *, init_transforms=None, viewpoints=None, **settings) -> RegistrationResult:
     """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
     ``angle_bounds``, HOUV_pri, algorithm 3.2). Defaults are the thesis's settings (alpha 0.5,
     beta 0.1, 32 groups, 500 Adam iterations at lr 1e-3, sin mapping eq. 3-8). Returns a
     :class:`RegistrationResult` with ``Q ~ R P + t``. ``init_transforms``: optional 4x4 starting
     transforms (P onto Q, input units) that replace the last groups' random starts; ``viewpoints``:
     ``(source_viewpoint, target_viewpoint)``, each scan's sensor position in its own frame, for the
-    free-space check (see :func:`houv_batch`)."""
+    free-space check. The other settings and their defaults are :func:`houv_batch`'s."""
     return houv_batch(
         [P],
         [Q],
-        alpha=alpha,
-        beta=beta,
-        groups=groups,
-        iters=iters,
-        lr=lr,
-        d_max=d_max,
-        mapping=mapping,
-        angle_bounds=angle_bounds,
-        seed=seed,
-        device=device,
-        schedule=schedule,
-        early_stop=early_stop,
-        patience=patience,
-        lr_schedule=lr_schedule,
-        refine_iters=refine_iters,
-        refine_groups=refine_groups,
-        refine_lr=refine_lr,
-        prune_groups=prune_groups,
-        init=init,
-        select=select,
-        inlier_factor=inlier_factor,
-        refine_objective=refine_objective,
-        refine_alpha=refine_alpha,
-        refine_by=refine_by,
         init_transforms=None if init_transforms is None else [init_transforms],
-        init_translation=init_translation,
         viewpoints=None if viewpoints is None else [viewpoints],
-        visibility_weight=visibility_weight,
-        progress=progress,
+        **settings,
     )[0]
+
+
+houv.__signature__ = _BATCH_SIGNATURE.replace(
+    parameters=[inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("P", "Q")]
+    + list(_BATCH_SIGNATURE.parameters.values())[2:],
+    return_annotation="RegistrationResult",
+)
 
 
 class HOUV:
     """Reusable HOUV settings: ``HOUV(**params).register(P, Q)`` equals ``houv(P, Q, **params)``;
-    ``register_batch(Ps, Qs)`` equals :func:`houv_batch`."""
+    ``register_batch(Ps, Qs)`` equals :func:`houv_batch`. The settings and their defaults are
+    :func:`houv_batch`'s keyword arguments but ``init_transforms`` and ``viewpoints`` (per call);
+    they are checked here."""
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 0.5,
-        beta: float = 0.1,
-        groups: int = 32,
-        iters: int = 500,
-        lr: float = 1e-3,
-        d_max: Optional[float] = None,
-        mapping: str = "sin",
-        angle_bounds=None,
-        seed: int = 0,
-        device=None,
-        schedule=None,
-        early_stop: Optional[float] = None,
-        patience: int = 25,
-        lr_schedule: str = "constant",
-        refine_iters: int = 0,
-        refine_groups: int = 4,
-        refine_lr: Optional[float] = None,
-        prune_groups=None,
-        init: str = "random",
-        select: str = "local_cd",
-        inlier_factor: float = 1.0,
-        refine_objective: str = "local_cd",
-        refine_alpha: Optional[float] = None,
-        refine_by: Optional[str] = None,
-        init_translation: str = "random",
-        visibility_weight: float = 4.0,
-        progress: bool = False,
-    ):
-        _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
-        _parse_bounds(angle_bounds)
-        _validate_choice(init, select, inlier_factor, refine_objective, init_translation)
-        self.params = dict(
-            alpha=alpha,
-            beta=beta,
-            groups=groups,
-            iters=iters,
-            lr=lr,
-            d_max=d_max,
-            mapping=mapping,
-            angle_bounds=angle_bounds,
-            seed=seed,
-            device=device,
-            schedule=schedule,
-            early_stop=early_stop,
-            patience=patience,
-            lr_schedule=lr_schedule,
-            refine_iters=refine_iters,
-            refine_groups=refine_groups,
-            refine_lr=refine_lr,
-            prune_groups=prune_groups,
-            init=init,
-            select=select,
-            inlier_factor=inlier_factor,
-            refine_objective=refine_objective,
-            refine_alpha=refine_alpha,
-            refine_by=refine_by,
-            init_translation=init_translation,
-            visibility_weight=visibility_weight,
-            progress=progress,
-        )
+    __signature__ = inspect.Signature(_SETTINGS)
+
+    def __init__(self, **settings):
+        known = {p.name for p in _SETTINGS}
+        for name in settings:
+            if name not in known:
+                raise TypeError(f"HOUV() got an unexpected keyword argument {name!r}")
+        self.params = {p.name: settings.get(p.name, p.default) for p in _SETTINGS}
+        k = self.params
+        _validate(k["alpha"], k["beta"], k["groups"], k["iters"], k["lr"], k["mapping"], k["schedule"],
+                  k["early_stop"], k["patience"], k["lr_schedule"])
+        _parse_bounds(k["angle_bounds"])
+        _validate_choice(k["init"], k["select"], k["inlier_factor"], k["refine_objective"], k["init_translation"])
 
     def register(self, P, Q, init_transforms=None, viewpoints=None) -> RegistrationResult:
         return houv(P, Q, init_transforms=init_transforms, viewpoints=viewpoints, **self.params)

@@ -373,6 +373,19 @@ def _check_filter(t: torch.Tensor, gain: float, key: str):
         raise ValueError(f"{key}: only the [1,3,3,1] resampling filter is supported")
 
 
+def _taker(sd: dict, used: set, source: str):
+    """``take(key)``: ``sd[key]``, recorded in ``used`` (the converters report the keys they did not
+    use), or a ValueError naming the ``source`` checkpoint format when the key is missing."""
+
+    def take(key):
+        if key not in sd:
+            raise ValueError(f"{source} checkpoint lacks '{key}'")
+        used.add(key)
+        return sd[key]
+
+    return take
+
+
 def rosinality_to_generator(sd: dict, latent_avg: torch.Tensor | None = None, conv_clamp=None):
     """Build a Generator from a rosinality ``g_ema`` state dict. Returns (G, used_keys, notes)."""
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
@@ -393,12 +406,7 @@ def rosinality_to_generator(sd: dict, latent_avg: torch.Tensor | None = None, co
     cfg = _infer_channel_config(channels, resolution)
     G = Generator(resolution, z_dim=z_dim, w_dim=w_dim, n_mlp=n_mlp, lr_mlp=lr_mlp, conv_clamp=conv_clamp, **cfg)
     vals, used, notes = {}, set(), []
-
-    def take(key):
-        if key not in sd:
-            raise ValueError(f"rosinality checkpoint lacks '{key}'")
-        used.add(key)
-        return sd[key]
+    take = _taker(sd, used, "rosinality")
 
     for i in range(n_mlp):
         vals[f"mapping.fcs.{i}.weight"] = take(f"style.{i + 1}.weight")
@@ -701,12 +709,7 @@ def nvlabs_to_generator(sd: dict, init_kwargs: dict | None = None, module: str |
     conv_clamp = None if conv_clamp is None else float(conv_clamp)
     G = Generator(resolution, z_dim=z_dim, w_dim=w_dim, n_mlp=n_mlp, lr_mlp=lr_mlp, conv_clamp=conv_clamp, **cfg)
     vals, used, notes = {}, set(), []
-
-    def take(key):
-        if key not in sd:
-            raise ValueError(f"NVlabs checkpoint lacks '{key}'")
-        used.add(key)
-        return sd[key]
+    take = _taker(sd, used, "NVlabs")
 
     for i in range(n_mlp):
         vals[f"mapping.fcs.{i}.weight"] = take(f"mapping.fc{i}.weight")

@@ -14,6 +14,8 @@
 #include <initializer_list>
 #include <string>
 
+#include "../dtype_kind.h"
+
 namespace fe_fast_dl {
 
 namespace py = pybind11;
@@ -50,16 +52,8 @@ typedef struct DLManagedTensor {
   throw py::value_error(fn + ": " + msg);
 }
 
-enum class Kind { f32, f64, i64, u8 };  // u8 accepts bool and uint8 (1-byte masks)
-
-inline const char* kind_name(Kind k) {
-  switch (k) {
-    case Kind::f32: return "float32";
-    case Kind::f64: return "float64";
-    case Kind::i64: return "int64";
-    default: return "bool/uint8";
-  }
-}
+using fe_fast_kind::Kind;  // python/dtype_kind.h
+using fe_fast_kind::kind_name;
 
 // A borrowed view of one capsule's tensor.
 struct View {

@@ -240,16 +240,16 @@ def _kd_args(B=2, N=5, M=6, D=3, K=2, dtype=np.float32):
 
 @pytest.mark.parametrize("change,match", [
     (dict(x=np.zeros((2, 5, 3), np.float16)), "float32 or float64"),
-    (dict(y=np.zeros((2, 6, 3), np.float64)), "y has dtype"),
-    (dict(x=np.zeros((2, 5), np.float32)), "x must have 3 dimensions"),
-    (dict(y=np.zeros((3, 6, 3), np.float32)), "y has shape"),
-    (dict(y=np.zeros((2, 6, 4), np.float32)), "y has shape"),
+    (dict(y=np.zeros((2, 6, 3), np.float64)), "y must be float32"),
+    (dict(x=np.zeros((2, 5), np.float32)), r"x must have shape \[\*, \*, \*\]"),
+    (dict(y=np.zeros((3, 6, 3), np.float32)), "y must have shape"),
+    (dict(y=np.zeros((2, 6, 4), np.float32)), "y must have shape"),
     (dict(x=np.zeros((2, 3, 5), np.float32).transpose(0, 2, 1)), "C-contiguous"),
     (dict(x_len=np.array([5, 6], np.int64)), r"x_len\[1\] = 6"),
     (dict(y_len=np.array([-1, 6], np.int64)), "y_len"),
-    (dict(x_len=np.array([5, 5], np.int32)), "x_len has dtype"),
-    (dict(idx=np.zeros((2, 5, 3), np.int64)), "idx has shape"),
-    (dict(dist2=np.zeros((2, 5, 2), np.float64)), "dist2 has dtype"),
+    (dict(x_len=np.array([5, 5], np.int32)), "x_len must be int64"),
+    (dict(idx=np.zeros((2, 5, 3), np.int64)), "idx must have shape"),
+    (dict(dist2=np.zeros((2, 5, 2), np.float64)), "dist2 must be float32"),
     (dict(K=0, idx=np.zeros((2, 5, 0), np.int64), dist2=np.zeros((2, 5, 0), np.float32)), "K must be"),
     (dict(x=np.zeros((2, 5, 9), np.float32), y=np.zeros((2, 6, 9), np.float32)), "D <= 8"),
 ])
@@ -263,7 +263,7 @@ def test_binding_kdtree_rejects(change, match):
 def test_binding_kdtree_readonly_output_and_ok():
     args = _kd_args()
     args["idx"].setflags(write=False)
-    with pytest.raises(ValueError, match="writeable"):
+    with pytest.raises(ValueError, match="knn_topk_kdtree: idx is an output and must be writable"):
         _C().knn_topk_kdtree(**args)
     args = _kd_args()
     args["y"][:, :, 0] = np.arange(6)
@@ -275,9 +275,9 @@ def test_binding_scan_and_rerank_reject():
     C = _C()
     dot = np.zeros((4, 8), np.float32)
     cd, ci = np.full((4, 3), np.inf, np.float32), np.full((4, 3), -1, np.int64)
-    with pytest.raises(ValueError, match="ynorm has shape"):
+    with pytest.raises(ValueError, match="ynorm must have shape"):
         C.knn_topk_scan(dot, np.zeros(7, np.float32), 0, cd, ci)
-    with pytest.raises(ValueError, match="cand_i has shape"):
+    with pytest.raises(ValueError, match="cand_i must have shape"):
         C.knn_topk_scan(dot, np.zeros(8, np.float32), 0, cd, np.full((4, 2), -1, np.int64))
     with pytest.raises(ValueError, match="j0"):
         C.knn_topk_scan(dot, np.zeros(8, np.float32), -1, cd, ci)
@@ -289,11 +289,30 @@ def test_binding_scan_and_rerank_reject():
     bad[2, 1] = 8  # out of range: must raise before reading y
     with pytest.raises(ValueError, match="outside"):
         C.knn_topk_rerank(xq, y, bad, cd, 0.0, 2, idx, d)
-    with pytest.raises(ValueError, match="xq has dtype|y has dtype"):
+    with pytest.raises(ValueError, match="y must be float64"):
         C.knn_topk_rerank(xq.astype(np.float64), y, ci, cd, 0.0, 2, idx, d)
     with pytest.raises(ValueError, match="fewer columns"):
         C.knn_topk_rerank(xq, y, ci, cd, 0.0, 5, np.zeros((4, 5), np.int64), np.zeros((4, 5), np.float32))
     assert C.knn_topk_rerank(xq, y, ci, cd, 0.0, 2, idx, d) >= 0
+
+
+def test_binding_outputs_must_not_overlap_inputs_or_each_other():
+    C = _C()
+    buf = np.zeros(12, np.float32)
+    dot, ynorm = np.zeros((4, 8), np.float32), buf[:8]
+    cd, ci = buf.reshape(4, 3), np.full((4, 3), -1, np.int64)  # cand_d's memory holds ynorm
+    with pytest.raises(ValueError, match="knn_topk_scan: output cand_d shares memory with input ynorm"):
+        C.knn_topk_scan(dot, ynorm, 0, cd, ci)
+    args = _kd_args()
+    both = np.zeros(2 * 5 * 2, np.int64)
+    args["idx"], args["dist2"] = both.reshape(2, 5, 2), both.view(np.float64).reshape(2, 5, 2)
+    args["x"], args["y"] = args["x"].astype(np.float64), args["y"].astype(np.float64)
+    with pytest.raises(ValueError, match="knn_topk_kdtree: outputs idx and dist2 share memory"):
+        C.knn_topk_kdtree(**args)
+    xq, y = np.zeros((4, 2), np.float32), np.zeros((8, 2), np.float32)
+    out = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="knn_topk_brute: output dist2 shares memory with input xq"):
+        C.knn_topk_brute(out, y, 2, np.zeros((4, 2), np.int64), out)
 
 
 @pytest.mark.parametrize("backend,method", PATHS)
