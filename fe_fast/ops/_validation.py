@@ -58,6 +58,34 @@ def check_lengths_range(name: str, lengths: torch.Tensor, max_len: int) -> None:
         raise ValueError(f"{name} has a length above the padded size {max_len}")
 
 
+def check_nonnegative(name: str, t: torch.Tensor) -> torch.Tensor:
+    """Raise unless every entry of ``t`` is >= 0 (NaN fails); returns ``t`` itself in eager mode.
+    Under torch.compile / torch.export the check runs inside the registered op
+    ``fe_fast::nonnegative`` (a value read in Python would break the graph), which returns a copy
+    that the caller must use in place of ``t`` (so the check is not dropped as dead code)."""
+    if torch.compiler.is_compiling():
+        return nonnegative(t, name)
+    _check_nonnegative(name, t)
+    return t
+
+
+def _check_nonnegative(name: str, t: torch.Tensor) -> None:
+    if not bool((t >= 0).all()):
+        raise ValueError(f"{name} must be non-negative")
+
+
+@torch.library.custom_op("fe_fast::nonnegative", mutates_args=())
+def nonnegative(t: torch.Tensor, name: str) -> torch.Tensor:
+    """``t`` (a copy) after checking that every entry is >= 0; ValueError naming ``name`` otherwise."""
+    _check_nonnegative(name, t)
+    return t.clone()
+
+
+@nonnegative.register_fake
+def _nonnegative_fake(t, name):
+    return torch.empty_like(t)
+
+
 def check_alpha(alpha: float) -> float:
     try:
         a = float(alpha)

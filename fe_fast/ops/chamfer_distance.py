@@ -40,7 +40,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from fe_fast.ops._validation import check_float, check_tensor, valid_mask
+from fe_fast.ops._validation import check_float, check_nonnegative, check_tensor, valid_mask
 
 POINT_REDUCTIONS = ("mean", "sum", "max", None)
 BATCH_REDUCTIONS = ("mean", "sum", None)
@@ -68,36 +68,56 @@ def _check_like(name, t, points):
         raise ValueError(f"{name} must have the dtype and device of its points")
 
 
-def _nearest_l1(x, y, x_len, y_len, block=1024):
-    """idx [B, N] of the L1-nearest valid y (lowest index among ties), -1 for padded x."""
+def _nearest_l1_impl(x, y, x_len, y_len, padded, names, block=1024, checked=False):
+    """The implementation of ``nearest_l1`` (below); ``checked``: the data-dependent checks ran."""
+    from fe_fast.ops.knn import _check_values
+
     B, N, _ = x.shape
     M = y.shape[1]
+    if not checked:
+        _check_values(x, y, x_len, y_len, padded, names)
     idx = torch.full((B, N), -1, dtype=torch.int64, device=x.device)
     ym = valid_mask(y_len, M)
-    xd, yd = x.detach(), y.detach()
     for b in range(B):
         n = int(x_len[b])
         for i0 in range(0, n, block):
             i1 = min(i0 + block, n)
-            d = torch.cdist(xd[b, i0:i1], yd[b], p=1).masked_fill(~ym[b], float("inf"))
+            d = torch.cdist(x[b, i0:i1], y[b], p=1).masked_fill(~ym[b], float("inf"))
             idx[b, i0:i1] = d.argmin(1)  # the first minimum: the lowest index
     return idx
 
 
-def _nearest(x, y, x_len, y_len, norm, backend):
-    """Index [B, N] of each valid x's nearest valid y (-1 for padding); no autograd."""
+@torch.library.custom_op("fe_fast::nearest_l1", mutates_args=())
+def nearest_l1(x: torch.Tensor, y: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor, padded: bool,
+               names: str = "x,y") -> torch.Tensor:
+    """idx [B, N] of the L1-nearest valid y[b] (lowest index among ties) for each valid x[b], -1
+    for padded x, as a PyTorch operator (x [B, N, D], y [B, M, D], lengths int64 [B]). The
+    data-dependent checks (lengths in range, finite valid points) run here, as in ``knn_search``."""
+    return _nearest_l1_impl(x, y, x_len, y_len, padded, names)
+
+
+@nearest_l1.register_fake
+def _nearest_l1_fake(x, y, x_len, y_len, padded, names="x,y"):
+    return x.new_empty(x.shape[:2], dtype=torch.int64)
+
+
+def _nearest(x, y, x_len, y_len, padded, names, checked, norm, backend):
+    """Index [B, N] of each valid x's nearest valid y (-1 for padding), through a registered op;
+    no autograd. ``checked``: ``prepare_topk`` ran the data-dependent checks (eager); under
+    torch.compile the op runs them."""
     if norm == 1:
-        return _nearest_l1(x, y, x_len, y_len)
+        if torch.compiler.is_compiling():
+            return nearest_l1(x.detach(), y.detach(), x_len, y_len, padded, names)
+        return _nearest_l1_impl(x.detach(), y.detach(), x_len, y_len, padded, names, checked=checked)
     D = x.shape[-1]
     if D in (2, 3):
         from fe_fast.ops.knn import _Clouds, _search
 
-        # prepare_topk checked the values (under torch.compile the registered op checks them again)
-        idx, _ = _search(_Clouds(x, y, False, x_len, y_len, True, checked=True), None, backend)
+        idx, _ = _search(_Clouds(x, y, False, x_len, y_len, padded, names, checked), None, backend)
         return idx
     from fe_fast.ops.knn_topk import _TopKClouds, search_topk
 
-    return search_topk(_TopKClouds(x, y, False, x_len, y_len, True), 1, backend)[0][..., 0]
+    return search_topk(_TopKClouds(x, y, False, x_len, y_len, padded, names, checked), 1, backend)[0][..., 0]
 
 
 def _gather(t, idx):
@@ -105,10 +125,10 @@ def _gather(t, idx):
     return torch.gather(t, 1, idx.clamp_min(0).unsqueeze(-1).expand(-1, -1, t.shape[-1]))
 
 
-def _direction(x, y, x_len, y_len, xn, yn, weights, point_reduction, norm, abs_cosine, backend):
+def _direction(x, y, x_len, y_len, padded, names, checked, xn, yn, weights, point_reduction, norm, abs_cosine, backend):
     """One direction x -> y: (distance term, normal term or None), reduced over points."""
     B, N, _ = x.shape
-    idx = _nearest(x, y, x_len, y_len, norm, backend)
+    idx = _nearest(x, y, x_len, y_len, padded, names, checked, norm, backend)
     valid = idx >= 0
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     xs = torch.where(valid.unsqueeze(-1), x, zero)  # padding may hold NaN
@@ -197,16 +217,14 @@ def chamfer_distance(
         check_float("weights", weights)
         if weights.device != xc.device:
             raise ValueError(f"weights is on {weights.device}, the points on {xc.device}")
-        if not bool((weights >= 0).all()):
-            raise ValueError("weights must be non-negative")
-        weights = weights.to(xc.dtype)
+        weights = check_nonnegative("weights", weights).to(xc.dtype)  # under compile: in an op
 
     args = (point_reduction, norm, abs_cosine, backend)
-    cx, nx = _direction(xc, yc, c.x_len, c.y_len, x_normals, y_normals, weights, *args)
+    cx, nx = _direction(xc, yc, c.x_len, c.y_len, c.padded, "x,y", c.checked, x_normals, y_normals, weights, *args)
     if single_directional:
         loss, loss_n = cx, nx
     else:
-        cy, ny = _direction(yc, xc, c.y_len, c.x_len, y_normals, x_normals, weights, *args)
+        cy, ny = _direction(yc, xc, c.y_len, c.x_len, c.padded, "y,x", c.checked, y_normals, x_normals, weights, *args)
         if point_reduction is None:
             return (cx, cy), ((nx, ny) if has_normals else None)
         if point_reduction == "max":

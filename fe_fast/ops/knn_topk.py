@@ -37,12 +37,8 @@ from typing import NamedTuple, Optional
 import torch
 
 from fe_fast.ops._dispatch import pick_backend
-from fe_fast.ops._validation import (
-    check_clouds,
-    check_finite,
-    check_lengths_range,
-    valid_mask,
-)
+from fe_fast.ops._validation import check_clouds, valid_mask
+from fe_fast.ops.knn import _check_values
 
 BACKENDS = ("cpu", "triton")
 METHODS = ("kdtree", "brute")
@@ -78,6 +74,8 @@ class _TopKClouds(NamedTuple):
     x_len: torch.Tensor  # int64 [B]
     y_len: torch.Tensor  # int64 [B]
     padded: bool
+    names: str = "x,y"  # the user's names of the query and reference clouds (for error messages)
+    checked: bool = False  # the lengths' values and the points' finiteness were checked (eager prepare)
 
 
 def check_k(K) -> int:
@@ -96,17 +94,18 @@ def _check_dim(D: int) -> None:
 
 
 def prepare_topk(x, y, x_lengths=None, y_lengths=None) -> _TopKClouds:
-    """Validate x [B, N, D], y [B, M, D] or [M, D] (any D >= 1) and ragged lengths."""
+    """Validate x [B, N, D], y [B, M, D] or [M, D] (any D >= 1) and ragged lengths; the
+    data-dependent checks (lengths' values, finite points) run here in eager mode and inside the
+    registered op ``knn_topk_search`` under torch.compile (as ``knn.prepare``)."""
     shared, x_len, y_len = check_clouds(x, y, x_lengths, y_lengths, _check_dim)
-    N, M = x.shape[1], y.shape[-2]
-    if x_lengths is not None:
-        check_lengths_range("x_lengths", x_len, N)
-    if y_lengths is not None:
-        check_lengths_range("y_lengths", y_len, M)
-    check_finite("x", x, None if x_lengths is None else valid_mask(x_len, N))
-    check_finite("y", y, None if y_lengths is None else valid_mask(y_len, M))
     padded = x_lengths is not None or y_lengths is not None
-    return _TopKClouds(x.contiguous(), y.contiguous(), shared, x_len, y_len, padded)
+    x, y = x.contiguous(), y.contiguous()
+    # eager: the values are checked once here (as knn.prepare); under torch.compile inside the
+    # registered op (a value read here would break the graph)
+    checked = not torch.compiler.is_compiling()
+    if checked:
+        _check_values(x, y, x_len, y_len, padded, "x,y")
+    return _TopKClouds(x, y, shared, x_len, y_len, padded, "x,y", checked)
 
 
 def pick_method(D: int, method: Optional[str]) -> str:
@@ -121,14 +120,14 @@ def pick_method(D: int, method: Optional[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------- CPU paths
-def _kdtree_cpu(c: _TopKClouds, K: int):
+def _kdtree_cpu(x, y, x_len, y_len, K: int):
+    """The kd-tree path on detached clouds (as ``knn_topk_search`` passes them)."""
     from fe_fast import _ext
 
-    B, N, _ = c.x.shape
+    B, N, _ = x.shape
     idx = torch.empty((B, N, K), dtype=torch.int64)
-    dist2 = torch.empty((B, N, K), dtype=c.x.dtype)
-    _ext.cpu().knn_topk_kdtree(c.x.detach().numpy(), c.y.detach().numpy(), c.x_len.numpy(), c.y_len.numpy(), K,
-                               idx.numpy(), dist2.numpy())
+    dist2 = torch.empty((B, N, K), dtype=x.dtype)
+    _ext.cpu().knn_topk_kdtree(x.numpy(), y.numpy(), x_len.numpy(), y_len.numpy(), K, idx.numpy(), dist2.numpy())
     return idx, dist2
 
 
@@ -179,20 +178,21 @@ def brute_rows(xq: torch.Tensor, ref: torch.Tensor, K: int, block_q: int = BRUTE
     return idx, dist2, fallbacks
 
 
-def _brute_cpu(c: _TopKClouds, K: int):
-    x, y = c.x.detach(), c.y.detach()
+def _brute_cpu(x, y, x_len, y_len, K: int):
+    """The blocked brute-force path on detached clouds (as ``knn_topk_search`` passes them)."""
     B, N, D = x.shape
-    if c.shared and bool((c.x_len == N).all()):  # one reference cloud: the whole batch in one matrix
+    shared = y.dim() == 2
+    if shared and bool((x_len == N).all()):  # one reference cloud: the whole batch in one matrix
         qi, qd, _ = brute_rows(x.reshape(B * N, D), y, K)
         return qi.view(B, N, K), qd.view(B, N, K)
     idx = torch.full((B, N, K), -1, dtype=torch.int64)
     dist2 = torch.zeros((B, N, K), dtype=x.dtype)
-    if c.shared:
-        mask = valid_mask(c.x_len, N)
+    if shared:
+        mask = valid_mask(x_len, N)
         idx[mask], dist2[mask], _ = brute_rows(x[mask].contiguous(), y, K)
         return idx, dist2
     for b in range(B):
-        n, m = int(c.x_len[b]), int(c.y_len[b])
+        n, m = int(x_len[b]), int(y_len[b])
         idx[b, :n], dist2[b, :n], _ = brute_rows(x[b, :n], y[b, :m].contiguous(), K)
     return idx, dist2
 
@@ -224,20 +224,53 @@ def topk_torch(x, y, x_len, y_len, K):
 
 def search_topk(c: _TopKClouds, K: int, backend: Optional[str] = None, method: Optional[str] = None):
     """(idx [B, N, K] of the K nearest valid points of y (-1 for padding), the kernel's squared
-    distances [B, N, K] (0 for padding)). No autograd."""
+    distances [B, N, K] (0 for padding)), through the registered op ``knn_topk_search``. No autograd."""
     name = pick_backend(c.x.device, backend, BACKENDS)
     if name == "cpu":
-        m = pick_method(c.x.shape[-1], method)
+        method = pick_method(c.x.shape[-1], method)
+    elif method is not None:
+        raise ValueError(f"method={method!r} selects a CPU path; the {name!r} backend has one")
+    # eager calls skip the dispatcher (same code); torch.compile / torch.export see the op
+    if not c.checked and torch.compiler.is_compiling():  # (eager prepare_topk sets checked)
+        return knn_topk_search(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K, name, method, c.padded, c.names)
+    return _knn_topk_search(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K, name, method, c.padded, c.names,
+                            c.checked)
+
+
+def _knn_topk_search(x, y, x_len, y_len, K, backend, method, padded, names="x,y", checked=False):
+    """The implementation of ``knn_topk_search`` (below); ``checked``: :func:`prepare_topk` already
+    ran the data-dependent checks on these clouds."""
+    if not checked:
+        _check_values(x, y, x_len, y_len, padded, names)
+    if backend == "cpu":
         from fe_fast import _ext
 
         if _ext.cpu_or_none() is None:  # fe_fast._C missing: pure torch (one warning per process)
-            return topk_torch(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K)
-        return _kdtree_cpu(c, K) if m == "kdtree" else _brute_cpu(c, K)
-    if method is not None:
-        raise ValueError(f"method={method!r} selects a CPU path; the {name!r} backend has one")
+            return topk_torch(x, y, x_len, y_len, K)
+        return (_kdtree_cpu if method == "kdtree" else _brute_cpu)(x, y, x_len, y_len, K)
     from fe_fast.kernels.knn_topk import knn_topk_triton
 
-    return knn_topk_triton(c.x.detach(), c.y.detach(), c.x_len, c.y_len, K)
+    return knn_topk_triton(x, y, x_len, y_len, K)
+
+
+@torch.library.custom_op("fe_fast::knn_topk_search", mutates_args=())
+def knn_topk_search(x: torch.Tensor, y: torch.Tensor, x_len: torch.Tensor, y_len: torch.Tensor, K: int,
+                    backend: str, method: Optional[str], padded: bool,
+                    names: str = "x,y") -> tuple[torch.Tensor, torch.Tensor]:
+    """The K-nearest-neighbour kernels as a PyTorch operator (contract in csrc/knn_topk.h), so that
+    torch.compile / torch.export see one opaque node. x [B, N, D] and y [B, M, D] / [M, D]
+    contiguous; x_len, y_len int64 [B]; K >= 1; backend "cpu" or "triton"; method "kdtree" or
+    "brute" (CPU) or None; padded: lengths were given (mask the finiteness check); names: "x,y" or
+    "y,x" (error messages). Returns (idx [B, N, K] int64, dists [B, N, K]: the kernel's squared
+    distances, not differentiable). The data-dependent checks (lengths in range, finite valid
+    points) run here, so they also raise under torch.compile."""
+    return _knn_topk_search(x, y, x_len, y_len, K, backend, method, padded, names)
+
+
+@knn_topk_search.register_fake
+def _knn_topk_search_fake(x, y, x_len, y_len, K, backend, method, padded, names="x,y"):
+    B, N, _ = x.shape
+    return x.new_empty((B, N, K), dtype=torch.int64), x.new_empty((B, N, K))
 
 
 def gather_nn(y: torch.Tensor, idx: torch.Tensor, shared: bool, masked: bool = True) -> torch.Tensor:
@@ -296,4 +329,4 @@ def knn_topk(x, y, K: int, x_lengths=None, y_lengths=None, *, return_nn: bool = 
 
 
 __all__ = ["KNNTopK", "knn_topk", "prepare_topk", "search_topk", "brute_rows", "topk_torch", "gather_nn", "topk_dists",
-           "KDTREE_MAX_D", "METHODS"]
+           "KDTREE_MAX_D", "METHODS", "knn_topk_search"]
