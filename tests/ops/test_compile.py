@@ -1,4 +1,5 @@
-"""The ops are torch.library custom ops (fe_fast::knn_search, fe_fast::s_grad_reduce, the
+"""The ops are torch.library custom ops (fe_fast::knn_search, fe_fast::knn_topk_search,
+fe_fast::nearest_l1, fe_fast::nonnegative, fe_fast::s_grad_reduce, the
 fe_fast::modconv_* ops): torch.compile(fullgraph=True) runs the losses built on them without a graph
 break, torch.export captures them, and the data-dependent checks still raise under compile.
 
@@ -203,3 +204,123 @@ def test_registered_modconv_double_backward(hw, up):
         return ops.modulated_conv2d(x, w, s, up=up, noise=n, bias=b, backend="cpu")
 
     assert torch.autograd.gradgradcheck(f, (x, w, s, n, b), fast_mode=True)
+
+
+def _topk_clouds(D, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(2, 40, D, generator=g, dtype=torch.float64),
+            torch.randn(2, 30, D, generator=g, dtype=torch.float64),
+            torch.tensor([40, 23]), torch.tensor([30, 6]))  # y_lengths[1] < K: padded slots
+
+
+def _knn8_loss(x, y, xl, yl):
+    out = ops.knn(x, y, xl, yl, K=8, return_nn=True)
+    w = torch.linspace(1.0, 2.0, 8, dtype=x.dtype)
+    return (out.dists * w).sum() + out.knn.sum(), out.idx
+
+
+@pytest.mark.parametrize("D", [3, 64], ids=["D3-kdtree", "D64-brute"])
+def test_knn_topk_compiles_fullgraph_with_gradients(D):
+    """knn(..., K=8) (fe_fast::knn_topk_search) under torch.compile(fullgraph=True): same loss,
+    indices and gradients in both clouds as eager, ragged lengths included."""
+    x0, y0, xl, yl = _topk_clouds(D, D)
+
+    def run(fn):
+        x, y = x0.clone().requires_grad_(), y0.clone().requires_grad_()
+        loss, idx = fn(x, y, xl, yl)
+        loss.backward()
+        return loss.detach(), idx, x.grad, y.grad
+
+    eager = run(_knn8_loss)
+    assert (eager[1][1, :, 6:] == -1).all() and (eager[1][1, 23:] == -1).all()  # the padding is exercised
+    compiled = run(torch.compile(_knn8_loss, fullgraph=True, backend="aot_eager"))
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e)
+
+
+def test_knn_topk_checks_raise_under_compile_and_export():
+    x, y, xl, yl = _topk_clouds(5, 1)
+    f = torch.compile(lambda x, y, xl, yl: ops.knn(x, y, xl, yl, K=8).dists.sum(), fullgraph=True,
+                      backend="aot_eager")
+    assert torch.isfinite(f(x, y, xl, yl))
+    bad = y.clone()
+    bad[1, 10, 0] = float("nan")  # padding (y_lengths[1] = 6) may hold anything
+    torch.testing.assert_close(f(x, bad, xl, yl), f(x, y, xl, yl))
+    bad[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN"):
+        f(x, bad, xl, yl)
+    with pytest.raises(ValueError, match="x_lengths has a length above"):
+        f(x, y, torch.tensor([41, 3]), yl)
+    with pytest.raises(ValueError, match="y_lengths has an empty cloud"):
+        f(x, y, xl, torch.tensor([0, 3]))
+
+    class M(torch.nn.Module):
+        def forward(self, x, y, xl, yl):
+            out = ops.knn(x, y, xl, yl, K=8)
+            return out.dists, out.idx
+
+    ep = torch.export.export(M(), (x, y, xl, yl))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert "fe_fast.knn_topk_search.default" in targets
+    for e, c in zip(M()(x, y, xl, yl), ep.module()(x, y, xl, yl)):
+        torch.testing.assert_close(c, e)
+    with pytest.raises(ValueError, match="y contains NaN"):
+        ep.module()(x, bad, xl, yl)
+
+
+def _chamfer_inputs(D, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(3, 50, D, generator=g), torch.randn(3, 40, D, generator=g)
+    xn, yn = torch.randn(3, 50, D, generator=g), torch.randn(3, 40, D, generator=g)
+    return x, y, xn, yn, torch.tensor([50, 31, 7]), torch.tensor([40, 12, 33]), torch.tensor([1.0, 0.5, 2.0])
+
+
+def _chamfer_loss(norm):
+    def loss(x, y, xn, yn, xl, yl, w):
+        d, dn = ops.chamfer_distance(x, y, xl, yl, x_normals=xn, y_normals=yn, weights=w, norm=norm)
+        return d + 0.3 * dn
+    return loss
+
+
+@pytest.mark.parametrize("D,norm", [(3, 2), (5, 2), (3, 1)], ids=["D3-knn", "D5-knn_topk", "D3-L1"])
+def test_chamfer_distance_compiles_fullgraph_and_exports(D, norm):
+    """chamfer_distance with normals, ragged lengths and weights (the K = 1 knn op at D = 3, the
+    knn_topk op at D = 5, the L1 op with norm=1): compiled loss and gradients (points and normals)
+    equal eager; torch.export captures it."""
+    inputs = _chamfer_inputs(D, D + norm)
+    loss = _chamfer_loss(norm)
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_() for t in inputs[:4]]
+        out = fn(*leaves, *inputs[4:])
+        out.backward()
+        return [out.detach()] + [t.grad for t in leaves]
+
+    eager = run(loss)
+    compiled = run(torch.compile(loss, fullgraph=True, backend="aot_eager"))
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e)
+
+    class M(torch.nn.Module):
+        def forward(self, *args):
+            return loss(*args)
+
+    ep = torch.export.export(M(), inputs)
+    op = {1: "fe_fast.nearest_l1.default", 2: "fe_fast.knn_search.default" if D == 3 else
+          "fe_fast.knn_topk_search.default"}[norm]
+    assert op in {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    torch.testing.assert_close(ep.module()(*inputs), loss(*inputs))
+
+
+def test_chamfer_distance_checks_raise_under_compile():
+    x, y, xn, yn, xl, yl, w = _chamfer_inputs(5, 9)
+    for norm in (1, 2):
+        f = torch.compile(_chamfer_loss(norm), fullgraph=True, backend="aot_eager")
+        with pytest.raises(ValueError, match="weights must be non-negative"):
+            f(x, y, xn, yn, xl, yl, torch.tensor([1.0, -0.5, 2.0]))
+        bad = y.clone()
+        bad[2, 5, 1] = float("inf")
+        with pytest.raises(ValueError, match="y contains NaN"):
+            f(x, bad, xn, yn, xl, yl, w)
+        with pytest.raises(ValueError, match="y_lengths has a length above"):
+            f(x, y, xn, yn, xl, torch.tensor([40, 41, 3]), w)
