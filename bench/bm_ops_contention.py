@@ -42,7 +42,8 @@ BUSY = {
 
 def _cases():
     """(name, thunk) per op, shapes of their main uses (HOUV step, S-space reduction, a StyleGAN
-    layer at 32x32 with 128 channels)."""
+    layer at 32x32 with 128 channels; knn_topk at the two bench_knn_topk.py shapes: the kd-tree
+    at D = 3 and the blocked brute force at D = 64)."""
     import fe_fast.ops as ops
 
     houv = importlib.import_module("fe_fast.registration.houv")
@@ -65,6 +66,8 @@ def _cases():
     sm = torch.randn(8, 128, generator=g)
     nm = torch.randn(1, 1, 32, 32, generator=g)
     bm = torch.randn(128, generator=g)
+    x64 = torch.randn(1, 20000, 64, generator=g)  # the feature-space kNN row of bench_knn_topk.py
+    y64 = torch.randn(20000, 64, generator=g)
 
     def houv_step():
         R.grad = t.grad = None
@@ -82,6 +85,8 @@ def _cases():
     return [
         ("knn B=32 N=M=2048 shared y", lambda: ops.knn(x, y)),
         ("knn_select a=0.7 B=32 N=M=2048", lambda: ops.knn_select(x, yb, 0.7)),
+        ("knn_topk K=8 D=3 B=32 N=M=2048 shared y", lambda: ops.knn(x, y, K=8)),
+        ("knn_topk K=8 D=64 B=1 N=M=20000 shared y", lambda: ops.knn(x64, y64, K=8)),
         ("chamfer B=32 N=M=2048", lambda: ops.chamfer(x, yb)),
         ("HOUV loss fwd+bwd 2x16 hyp, 1024 pts", houv_step),
         ("s_grad_reduce B=256 C=%d L=%d" % (off[-1], len(sizes)), lambda: ops.s_grad_reduce(grads, off, mask, k=5)),
