@@ -14,8 +14,9 @@
 # 3. training throughput, ours vs the grouped-conv reference in one run: the toy32 preset and a
 #    256x256 config-f generator (bench/bm_stylegan_train.py), then a torch.profiler table of
 #    16 toy32 steps (kernel launches and host synchronisations per step; tools/gpu_train_profile.py);
-# 4. GPU tests of the Triton and CUDA kernels on CUDA tensors, then, with the time left, the knn
-#    and s_grad_reduce benchmarks and HOUV on CUDA.
+# 4. GPU tests of the Triton and CUDA kernels on CUDA tensors (every tests/kernels/test_*.py but the
+#    interpreter-only *_triton.py files: test_knn_gpu.py, test_knn_topk_gpu.py, ...), then, with the
+#    time left, the knn, knn_topk and s_grad_reduce benchmarks and HOUV on CUDA.
 # Outputs in $OUT (default ./gpu-out): tables.md (every table, with the card and versions),
 # houv.md, logs.tar.gz (every log). Non-zero exit if the build or a test failed.
 set -uo pipefail
@@ -103,6 +104,7 @@ bench() {  # name (the module's report name), timeout, pytest args... (full size
   echo >>"$OUT/tables.md"
 }
 bench knn 60 bench/bm_knn_gpu.py
+bench knn_topk_gpu 40 bench/bm_knn_topk_gpu.py
 bench s_grad_reduce 40 bench/bm_s_grad_reduce.py -k cuda
 if [ -d .gpudata/pairs ]; then
   step "HOUV on CUDA: 32 pairs per houv_batch call"
