@@ -42,7 +42,7 @@ BUSY = {
 
 def _cases():
     """(name, thunk) per op, shapes of their main uses (HOUV step, S-space reduction, a StyleGAN
-    layer at 32x32 with 128 channels; knn_topk at the two bench_knn_topk.py shapes: the kd-tree
+    layer at 32x32 with 128 channels; knn_topk at the two bm_knn_topk.py shapes: the kd-tree
     at D = 3 and the blocked brute force at D = 64)."""
     import fe_fast.ops as ops
 
@@ -66,7 +66,7 @@ def _cases():
     sm = torch.randn(8, 128, generator=g)
     nm = torch.randn(1, 1, 32, 32, generator=g)
     bm = torch.randn(128, generator=g)
-    x64 = torch.randn(1, 20000, 64, generator=g)  # the feature-space kNN row of bench_knn_topk.py
+    x64 = torch.randn(1, 20000, 64, generator=g)  # the feature-space kNN row of bm_knn_topk.py
     y64 = torch.randn(20000, 64, generator=g)
 
     def houv_step():
