@@ -12,6 +12,14 @@ smaller than 5 pixels (so that 8x8 images still give a 1x1 map); the fully conne
 ``32 * h6 * w6`` inputs whatever the size (16x16 USPS: 16 -> 16 -> 8 -> 8 -> 4 -> 2 -> 2, i.e.
 128 inputs; 8x8 digits: 8 -> 8 -> 4 -> 4 -> 2 -> 1 -> 1, 32 inputs; 32x32: 288 inputs). :func:`encoder_geometry` reports the sizes.
 
+Larger images (Table 4-2 is written for 28x28): :func:`encoder_layout` keeps the last feature map
+at most ``MAX_CODE_SIDE`` = 4 pixels on its longer side, as at 28x28 (3x3), so that the fully
+connected layer stays small. While the map is too large it first turns the stride-1 layers of the
+table into stride-2 layers (conv1, then conv3, then conv6), then prepends further stride-2 3x3
+layers with conv1's width. Every image of at most 40 pixels a side (8x8, 16x16, 28x28, 32x32)
+keeps the table's six layers and strides unchanged; 64x64: strides 2, 2, 1, 2, 2, 1
+(64 -> 32 -> 16 -> 16 -> 8 -> 3 -> 3); 128x128: strides 2, 2, 2, 2, 2, 1 (-> 3x3).
+
 Decoder: the mirror image, a fully connected layer ``latent_dim -> 32*h6*w6`` then six 3x3
 convolutions in reverse channel order, each stride-2 encoder layer mirrored by a nearest
 up-sampling to the exact encoder size followed by a convolution ("up-sampling convolutions"), with
@@ -22,12 +30,15 @@ forbids them so that ``z`` alone must represent the image).
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["ConvAutoencoder", "encoder_geometry", "ENCODER_CHANNELS", "ENCODER_STRIDES", "DECODER_MIN_WIDTH"]
+__all__ = [
+    "ConvAutoencoder", "encoder_geometry", "encoder_layout", "ENCODER_CHANNELS", "ENCODER_STRIDES",
+    "DECODER_MIN_WIDTH", "MAX_CODE_SIDE",
+]
 
 ENCODER_CHANNELS: Tuple[int, ...] = (2, 16, 32, 128, 256, 32)
 ENCODER_STRIDES: Tuple[int, ...] = (1, 2, 1, 2, 2, 1)
@@ -36,25 +47,32 @@ _BASE_PADDINGS: Tuple[int, ...] = (1, 1, 1, 1, 0, 1)
 # before the output; on USPS both channels die within ten Adam steps and the decoder emits a constant
 # image (loss stuck above the mean-image baseline). The thesis asks only for a "similar" mirror.
 DECODER_MIN_WIDTH = 16
+# Longest side of the encoder's last feature map (3 at 28x28, Table 4-2); larger inputs get more
+# stride-2 layers (:func:`encoder_layout`).
+MAX_CODE_SIDE = 4
 
 
 def _out(size: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - 3) // stride + 1
 
 
-def encoder_geometry(height: int, width: int, strides: Sequence[int] = ENCODER_STRIDES):
+def encoder_geometry(height: int, width: int, strides: Sequence[int] = ENCODER_STRIDES,
+                     paddings: Optional[Sequence[int]] = None):
     """Paddings and spatial sizes of the encoder for an ``height x width`` image.
 
-    Returns ``(paddings, sizes)`` where ``sizes[0]`` is the input size and ``sizes[i+1]`` the
-    output of conv ``i+1``. Raises ``ValueError`` when the image is too small (< 4 pixels).
+    ``paddings``: the base padding of each layer (default: Table 4-2's ``1, 1, 1, 1, 0, 1``, then 1
+    for any further layer); a padding of 0 becomes 1 when the layer's input is smaller than 5
+    pixels. Returns ``(paddings, sizes)`` where ``sizes[0]`` is the input size and ``sizes[i+1]``
+    the output of conv ``i+1``. Raises ``ValueError`` when the image is too small (< 4 pixels).
     """
     if height < 4 or width < 4:
         raise ValueError(f"images must be at least 4x4 pixels for the DERC encoder, got {height}x{width}")
+    if paddings is None:
+        paddings = [_BASE_PADDINGS[i] if i < len(_BASE_PADDINGS) else 1 for i in range(len(strides))]
     sizes: List[Tuple[int, int]] = [(height, width)]
     pads: List[int] = []
-    for i, s in enumerate(strides):
+    for s, p in zip(strides, paddings):
         h, w = sizes[-1]
-        p = _BASE_PADDINGS[i] if i < len(_BASE_PADDINGS) else 1
         if p == 0 and min(h, w) < 5:
             p = 1
         oh, ow = _out(h, s, p), _out(w, s, p)
@@ -63,6 +81,34 @@ def encoder_geometry(height: int, width: int, strides: Sequence[int] = ENCODER_S
         pads.append(p)
         sizes.append((oh, ow))
     return pads, sizes
+
+
+def encoder_layout(height: int, width: int, channels: Sequence[int] = ENCODER_CHANNELS,
+                   strides: Sequence[int] = ENCODER_STRIDES, max_side: int = MAX_CODE_SIDE):
+    """Channels, strides and base paddings of an encoder adapted to ``height x width`` images.
+
+    Starts from Table 4-2 (``channels``, ``strides`` and its paddings) and, while the last feature
+    map is longer than ``max_side`` on a side, turns the next stride-1 layer into a stride-2 layer
+    (first to last), then prepends stride-2 layers of width ``channels[0]`` (padding 1). Images whose
+    map already fits (every size up to 40x40, including 28x28) get the table unchanged. Returns
+    ``(channels, strides, paddings)`` as tuples.
+    """
+    if len(channels) != len(strides):
+        raise ValueError("channels and strides must have the same length")
+    chans, strd = list(channels), list(strides)
+    pads = [_BASE_PADDINGS[i] if i < len(_BASE_PADDINGS) else 1 for i in range(len(strd))]
+
+    def too_big():
+        return max(encoder_geometry(height, width, strd, pads)[1][-1]) > max_side
+
+    unit = [i for i, s in enumerate(strd) if s == 1]
+    while too_big() and unit:
+        strd[unit.pop(0)] = 2
+    while too_big():
+        chans.insert(0, chans[0])
+        strd.insert(0, 2)
+        pads.insert(0, 1)
+    return tuple(chans), tuple(strd), tuple(pads)
 
 
 class ConvAutoencoder(nn.Module):
@@ -79,16 +125,22 @@ class ConvAutoencoder(nn.Module):
         width: int,
         latent_dim: int = 128,
         channels: Sequence[int] = ENCODER_CHANNELS,
-        strides: Sequence[int] = ENCODER_STRIDES,
+        strides: Optional[Sequence[int]] = None,
     ):
         super().__init__()
-        if len(channels) != len(strides):
-            raise ValueError("channels and strides must have the same length")
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if strides is None:  # Table 4-2, adapted to the image size (identical up to 40x40)
+            channels, strides, base_pads = encoder_layout(height, width, channels)
+        else:
+            if len(channels) != len(strides):
+                raise ValueError("channels and strides must have the same length")
+            base_pads = None
+        channels, strides = tuple(channels), tuple(strides)
         self.in_channels, self.height, self.width = int(in_channels), int(height), int(width)
         self.latent_dim = int(latent_dim)
-        pads, sizes = encoder_geometry(height, width, strides)
+        self.channels, self.strides = channels, strides
+        pads, sizes = encoder_geometry(height, width, strides, base_pads)
         self.paddings, self.sizes = pads, sizes
         enc: List[nn.Module] = []
         prev = in_channels

@@ -11,10 +11,10 @@ the hinged eq. 4-7, see :mod:`.triplets`). The final labels come from one more
 embed / reduce / cluster pass.
 
 Options beyond the thesis (defaults keep the thesis's algorithm): ``reducer="umap"`` maps with UMAP
-instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``seed``,
-``seed + 1``, ...) and combines their mixtures (:mod:`.consensus`), so that one map's merge of two
-close classes does not decide the clustering. ``n_autoencoders > 1`` trains several stage-1
-autoencoders (seeds ``seed``, ``seed + 1000``, ...) and lets all of them vote in the first
+instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``s``,
+``s + 1``, ... for the run's seed ``s = random_state``) and combines their mixtures
+(:mod:`.consensus`), so that one map's merge of two close classes does not decide the clustering. ``n_autoencoders > 1`` trains several stage-1
+autoencoders (seeds ``s``, ``s + 1000``, ...) and lets all of them vote in the first
 clustering (the consensus of their mixtures); stage 2 then trains the first autoencoder on that
 clustering's triplets, so one autoencoder's merge of two classes does not decide it either.
 ``stage2_tol > 0`` ends stage 2 early once a round's clustering differs from the previous round's
@@ -30,12 +30,19 @@ one-hot responsibilities, and marks noise with label -1 (excluded from triplets)
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from .augment import random_affine
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
@@ -151,12 +158,38 @@ def reduce_umap(Z: np.ndarray, seed: int = 0, n_neighbors: int = 20, min_dist: f
     return np.asarray(emb, dtype=np.float64)
 
 
-class DERC:
-    """Deep embedded dimensionality-reduction clustering, scikit-learn style (thesis algorithm 4.1).
+_DEPRECATED = "deprecated"  # default of the deprecated aliases ``seed`` and ``progress``
+
+
+@dataclass
+class _FitState:
+    """What the stages of one :meth:`DERC.fit` pass to each other (dropped when fit returns)."""
+
+    Xt: torch.Tensor
+    y: Optional[np.ndarray]
+    inits: list
+    rng: np.random.Generator
+    hist: dict
+    opt: Optional[torch.optim.Optimizer] = None
+    gen: Optional[torch.Generator] = None
+    extra_probas: list = field(default_factory=list)
+    round_probas: list = field(default_factory=list)
+    prev_labels: Optional[np.ndarray] = None
+    converged: Optional[tuple] = None
+
+
+class DERC(ClusterMixin, BaseEstimator):
+    """Deep embedded dimensionality-reduction clustering, a scikit-learn estimator (thesis algorithm 4.1).
+
+    Parameters are stored unchanged by the constructor (``get_params`` / ``set_params`` /
+    ``sklearn.base.clone`` work, and so does a :class:`sklearn.pipeline.Pipeline` ending in DERC);
+    they are checked by :meth:`fit`. The defaults are the thesis's settings
+    (:data:`fe_fast.clustering.presets.PRESETS` ``["thesis"]``).
 
     Parameters
     ----------
-    n_clusters: K, number of mixture components (2 <= K <= n_samples).
+    n_clusters: K, number of mixture components (2 <= K <= n_samples; default 8 as in
+        scikit-learn's k-means, always pass the number of classes you expect).
     latent_dim: code size ``d_z`` (thesis default 128).
     alpha: weight of the triplet loss in eq. 4-10 (thesis default 0.1).
     margin: the margin of eq. 4-7 (distances between unit-length codes when ``normalize_codes``).
@@ -175,16 +208,23 @@ class DERC:
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
         ``"none"`` (DERC-R: cluster the codes directly).
+    clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
     n_maps: maps per clustering (default 1, the thesis). With M > 1 every clustering fits the
-        mixture on M maps of the codes (seeds ``seed .. seed + M - 1``) and combines them
-        (:func:`.consensus.consensus_responsibilities`); needs a reducer and ``clusterer="gmm"``.
+        mixture on M maps of the codes (seeds ``s .. s + M - 1`` for the run's seed ``s``) and
+        combines them (:func:`.consensus.consensus_responsibilities`); needs a reducer and
+        ``clusterer="gmm"``.
     n_autoencoders: stage-1 autoencoders (default 1, the thesis). With A > 1, autoencoders
-        ``m = 1 .. A-1`` (seeds ``seed + 1000 m``) are trained as stage 1 trains the first, their
+        ``m = 1 .. A-1`` (seeds ``s + 1000 m``) are trained as stage 1 trains the first, their
         codes are mapped and clustered (``n_maps`` maps each) and only the first clustering is the
         consensus of all A; stage 2 trains and the final labels use the first autoencoder (seed
-        ``seed``), which is trained exactly as with A = 1. Costs A - 1 extra stage-1 trainings;
+        ``s``), which is trained exactly as with A = 1. Costs A - 1 extra stage-1 trainings;
         needs ``clusterer="gmm"``.
-    clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
+    random_state: the run's seed ``s``: every random choice (weights, shuffles, triplets, t-SNE,
+        mixture) follows it. An int (default 0: runs are reproducible by default, unlike
+        scikit-learn's ``None``), ``None`` (a fresh seed per fit) or a ``numpy.random.RandomState``
+        (one integer is drawn from it per fit). Runs with the same int and ``tsne_n_jobs`` on CPU
+        give the same labels (openTSNE's map depends on its thread count).
+    device: torch device for the autoencoder (default: CUDA when available, else CPU).
     batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99). The
         thesis gives no batch size; 64 is the size our USPS/MNIST measurements used.
     patience, tol: stage-1 early stop: stop after ``patience`` epochs without a relative loss
@@ -193,10 +233,9 @@ class DERC:
     gmm_n_init: restarts of the mixture's EM.
     dbscan_eps, dbscan_min_samples: DBSCAN settings (eps None: 2x the median distance to the
         ``min_samples``-th neighbour in the reduced space).
-    seed: every random choice (weights, shuffles, triplets, t-SNE, mixture) follows it; runs with
-        the same seed and ``tsne_n_jobs`` on CPU give the same labels (openTSNE's map depends on
-        its thread count).
-    device: torch device for the autoencoder (default: CUDA when available, else CPU).
+    channels: encoder widths of Table 4-2; the strides follow the image size
+        (:func:`.autoencoder.encoder_layout`: Table 4-2's strides up to 40x40 pixels, 28x28
+        included, more stride-2 layers for larger images).
     normalize_codes: triplet distances between unit-length codes (see
         :func:`.triplets.probabilistic_triplet_loss`; a documented deviation that prevents the
         codes from shrinking to a collapse).
@@ -206,18 +245,26 @@ class DERC:
         encoder sees each training image shifted by up to ``augment_shift`` of its side and rotated
         by up to ``augment_rotation`` degrees, and the decoder reconstructs the clean image, in
         both stages (:mod:`.augment`). Codes and clustering always use the clean images.
-    progress: show tqdm progress bars.
+    verbose: > 0 shows tqdm progress bars (default 0).
+    seed, progress: deprecated aliases of ``random_state`` and ``verbose`` (one release; a
+        ``FutureWarning`` is raised by ``fit`` when they are set).
 
     Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
     ``reduced_`` (the space the final clustering ran in: (N, 2) t-SNE map, or the codes),
-    ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``history_`` (dict with
-    the stage-1 losses per epoch, per-round stage-2 losses, times and, when ``y`` was given to
-    ``fit``, ACC/NMI after every clustering; ``y`` is never used for training).
+    ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``image_shape_``
+    ((C, H, W)), ``n_features_in_`` (C*H*W), ``random_state_`` (the int seed the run used),
+    ``stage_seconds_`` (wall seconds per stage: ``prepare``, ``autoencoder`` (stage-1 training),
+    ``embedding`` (encoding the images), ``reducer`` (t-SNE/UMAP maps), ``mixture`` (GMM or
+    DBSCAN), ``consensus``, ``triplet_training`` (stage-2 triplet sampling and training), and
+    ``total``), ``history_`` (dict with the stage-1 losses per epoch, per-round stage-2 losses,
+    times and, when ``y`` was given to ``fit``, ACC/NMI after every clustering; ``y`` is never used
+    for training).
     """
 
     def __init__(
         self,
-        n_clusters: int,
+        n_clusters: int = 8,
+        *,
         latent_dim: int = 128,
         alpha: float = 0.1,
         margin: float = 0.5,
@@ -230,7 +277,7 @@ class DERC:
         clusterer: str = "gmm",
         n_maps: int = 1,
         n_autoencoders: int = 1,
-        seed: int = 0,
+        random_state=0,
         device=None,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -247,7 +294,9 @@ class DERC:
         negative_weight: str = "complement",
         augment_shift: float = 0.0,
         augment_rotation: float = 0.0,
-        progress: bool = False,
+        verbose: int = 0,
+        seed=_DEPRECATED,
+        progress=_DEPRECATED,
     ):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -262,7 +311,7 @@ class DERC:
         self.clusterer = clusterer
         self.n_maps = n_maps
         self.n_autoencoders = n_autoencoders
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.batch_size = batch_size
         self.lr = lr
@@ -274,14 +323,48 @@ class DERC:
         self.gmm_n_init = gmm_n_init
         self.dbscan_eps = dbscan_eps
         self.dbscan_min_samples = dbscan_min_samples
-        self.channels = tuple(channels)
+        self.channels = channels
         self.normalize_codes = normalize_codes
         self.negative_weight = negative_weight
         self.augment_shift = augment_shift
         self.augment_rotation = augment_rotation
+        self.verbose = verbose
+        self.seed = seed
         self.progress = progress
 
     # ------------------------------------------------------------------ validation
+    def _resolve_seed(self, warn: bool = True) -> int:
+        """The run's int seed from ``random_state`` (or the deprecated ``seed``)."""
+        rs = self.random_state
+        if not (isinstance(self.seed, str) and self.seed == _DEPRECATED):
+            if warn:
+                warnings.warn("DERC: 'seed' is deprecated and will be removed in the next release; use "
+                              "'random_state'", FutureWarning, stacklevel=3)
+            rs = self.seed
+        if rs is None or isinstance(rs, np.random.RandomState):
+            return int(check_random_state(rs).randint(0, 2**31 - 1))
+        if isinstance(rs, bool) or not isinstance(rs, (int, np.integer)) or rs < 0:
+            raise ValueError(f"random_state must be a non-negative int, None or a numpy RandomState, got {rs!r}")
+        return int(rs)
+
+    def _resolve_verbose(self, warn: bool = True) -> bool:
+        v = self.verbose
+        if not (isinstance(self.progress, str) and self.progress == _DEPRECATED):
+            if warn:
+                warnings.warn("DERC: 'progress' is deprecated and will be removed in the next release; use "
+                              "'verbose'", FutureWarning, stacklevel=3)
+            v = self.progress
+        if not isinstance(v, (bool, int, np.integer)) or v < 0:
+            raise ValueError(f"verbose must be a non-negative int or a bool, got {v!r}")
+        return bool(v)
+
+    @property
+    def _run_seed(self) -> int:
+        # the fitted run's seed; on an unfitted estimator (helpers used by the benchmarks) the seed
+        # the parameters give
+        seed = self.__dict__.get("random_state_")
+        return self._resolve_seed(warn=False) if seed is None else seed
+
     def _check_params(self, n_samples: int) -> None:
         k = self.n_clusters
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -330,79 +413,105 @@ class DERC:
                 "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
                 f"[0, 180] degrees, got {self.augment_shift} and {self.augment_rotation}"
             )
+        try:
+            chans = tuple(int(c) for c in self.channels)
+        except TypeError:
+            raise ValueError(f"channels must be a sequence of {len(ENCODER_CHANNELS)} positive ints, "
+                             f"got {self.channels!r}") from None
+        if len(chans) != len(ENCODER_CHANNELS) or min(chans) < 1:
+            raise ValueError(f"channels must be a sequence of {len(ENCODER_CHANNELS)} positive ints, "
+                             f"got {self.channels!r}")
 
     def _device(self) -> torch.device:
         if self.device is None:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    @contextmanager
+    def _timed(self, stage: str):
+        """Add the block's wall seconds to ``stage_seconds_[stage]`` while fitting."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            acc = self.__dict__.get("_stage_seconds")
+            if acc is not None:
+                acc[stage] = acc.get(stage, 0.0) + time.perf_counter() - t
+
     # ------------------------------------------------------------------ pieces
     def _embed(self, X: torch.Tensor) -> np.ndarray:
-        self.model_.eval()
-        out = []
-        with torch.no_grad():
-            for i in range(0, X.shape[0], 1024):
-                out.append(self.model_.encode(X[i : i + 1024].to(self._dev)).cpu())
-        self.model_.train()
-        return torch.cat(out).numpy().astype(np.float64)
+        with self._timed("embedding"):
+            self.model_.eval()
+            out = []
+            with torch.no_grad():
+                for i in range(0, X.shape[0], 1024):
+                    out.append(self.model_.encode(X[i : i + 1024].to(self._dev)).cpu())
+            self.model_.train()
+            return torch.cat(out).numpy().astype(np.float64)
 
     def _reduce(self, Z: np.ndarray, seed: Optional[int] = None) -> np.ndarray:
-        seed = self.seed if seed is None else seed
+        seed = self._run_seed if seed is None else seed
         if not np.isfinite(Z).all() or float(Z.std(0).max()) == 0.0:
             raise RuntimeError(
                 "DERC: the encoder produced constant or non-finite codes (collapsed training); "
                 "try another seed, a lower learning rate or more varied images"
             )
-        if self.reducer == "tsne":
-            return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
-        if self.reducer == "umap":
-            return reduce_umap(Z, seed=seed)
-        return Z
+        with self._timed("reducer"):
+            if self.reducer == "tsne":
+                return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
+            if self.reducer == "umap":
+                return reduce_umap(Z, seed=seed)
+            return Z
+
+    def _consensus(self, probas) -> np.ndarray:
+        with self._timed("consensus"):
+            return consensus_responsibilities(probas, self.n_clusters, seed=self._run_seed)
 
     def _reduce_and_cluster(self, Z: np.ndarray, seed: Optional[int] = None):
         """Map the codes and cluster the map; with ``n_maps`` > 1, combine the mixtures of several
         maps (seeds ``seed``, ``seed + 1``, ...; :mod:`.consensus`). Returns (first map, labels,
         responsibilities)."""
-        seed = self.seed if seed is None else seed
+        seed = self._run_seed if seed is None else seed
         R = self._reduce(Z, seed=seed)
         labels, proba = self._cluster(R)
         if self.n_maps > 1:
             probas = [proba] + [self._cluster(self._reduce(Z, seed=seed + m))[1] for m in range(1, self.n_maps)]
-            proba = consensus_responsibilities(probas, self.n_clusters, seed=self.seed)
+            proba = self._consensus(probas)
             labels = proba.argmax(1)
         return R, labels, proba
 
     def _cluster(self, R: np.ndarray):
         """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
-        if self.clusterer == "gmm":
-            from sklearn.mixture import GaussianMixture
+        with self._timed("mixture"):
+            if self.clusterer == "gmm":
+                from sklearn.mixture import GaussianMixture
 
-            # standardise so the covariance regularisation is scale-free
-            Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
-            gmm = GaussianMixture(
-                n_components=self.n_clusters,
-                covariance_type="full",
-                n_init=self.gmm_n_init,
-                reg_covar=1e-4,
-                random_state=self.seed,
-            ).fit(Rs)
-            proba = gmm.predict_proba(Rs)
-            return proba.argmax(1), proba
-        from sklearn.cluster import DBSCAN
-        from sklearn.neighbors import NearestNeighbors
+                # standardise so the covariance regularisation is scale-free
+                Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
+                gmm = GaussianMixture(
+                    n_components=self.n_clusters,
+                    covariance_type="full",
+                    n_init=self.gmm_n_init,
+                    reg_covar=1e-4,
+                    random_state=self._run_seed,
+                ).fit(Rs)
+                proba = gmm.predict_proba(Rs)
+                return proba.argmax(1), proba
+            from sklearn.cluster import DBSCAN
+            from sklearn.neighbors import NearestNeighbors
 
-        eps = self.dbscan_eps
-        if eps is None:
-            m = min(self.dbscan_min_samples, R.shape[0] - 1)
-            dist, _ = NearestNeighbors(n_neighbors=m + 1).fit(R).kneighbors(R)
-            eps = 2.0 * float(np.median(dist[:, -1])) + 1e-12
-        labels = DBSCAN(eps=eps, min_samples=self.dbscan_min_samples).fit_predict(R)
-        ids = np.unique(labels[labels >= 0])
-        remap = {c: i for i, c in enumerate(ids)}
-        lab = np.array([remap.get(c, -1) for c in labels], dtype=np.int64)
-        proba = np.zeros((R.shape[0], max(1, ids.size)))
-        proba[lab >= 0, lab[lab >= 0]] = 1.0
-        return lab, proba
+            eps = self.dbscan_eps
+            if eps is None:
+                m = min(self.dbscan_min_samples, R.shape[0] - 1)
+                dist, _ = NearestNeighbors(n_neighbors=m + 1).fit(R).kneighbors(R)
+                eps = 2.0 * float(np.median(dist[:, -1])) + 1e-12
+            labels = DBSCAN(eps=eps, min_samples=self.dbscan_min_samples).fit_predict(R)
+            ids = np.unique(labels[labels >= 0])
+            remap = {c: i for i, c in enumerate(ids)}
+            lab = np.array([remap.get(c, -1) for c in labels], dtype=np.int64)
+            proba = np.zeros((R.shape[0], max(1, ids.size)))
+            proba[lab >= 0, lab[lab >= 0]] = 1.0
+            return lab, proba
 
     def _score(self, rec: dict, labels, y) -> None:
         if y is not None:
@@ -426,10 +535,10 @@ class DERC:
     def _new_autoencoder(self, image_shape, seed: Optional[int] = None):
         """Seed torch, build the autoencoder on ``self._dev`` and its Adam, as stage 1 starts.
         Returns ``(optimizer, generator)``; the generator draws the shuffles and the jitter."""
-        seed = self.seed if seed is None else seed
+        seed = self._run_seed if seed is None else seed
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        self.model_ = ConvAutoencoder(*image_shape, self.latent_dim, channels=self.channels).to(self._dev)
+        self.model_ = ConvAutoencoder(*image_shape, self.latent_dim, channels=tuple(self.channels)).to(self._dev)
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.lr, betas=tuple(self.betas))
         return opt, gen
 
@@ -458,170 +567,208 @@ class DERC:
         losses, epochs trained, seconds)``."""
         from tqdm.auto import tqdm
 
-        opt, gen = self._new_autoencoder(self.image_shape_, seed)
-        bs = min(self.batch_size, Xt.shape[0])
         t0 = time.perf_counter()
-        if init_from is not None:
-            if getattr(init_from, "image_shape_", None) != self.image_shape_:
-                raise ValueError("init_from was fitted on images of another shape")
-            self.model_.load_state_dict(init_from.model_.state_dict())
-            return opt, gen, list(init_from.history_["stage1_loss"]), 0, time.perf_counter() - t0
-        losses, best, stale = [], math.inf, 0
-        bar = tqdm(range(self.stage1_epochs), desc=desc, disable=not self.progress)
-        for _ in bar:
-            total = self._reconstruction_epoch(Xt, opt, gen, bs)
-            losses.append(total)
-            bar.set_postfix(loss=f"{total:.4f}")
-            if total < best * (1.0 - self.tol):
-                best, stale = total, 0
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
+        with self._timed("autoencoder"):
+            opt, gen = self._new_autoencoder(self.image_shape_, seed)
+            bs = min(self.batch_size, Xt.shape[0])
+            if init_from is not None:
+                if getattr(init_from, "image_shape_", None) != self.image_shape_:
+                    raise ValueError("init_from was fitted on images of another shape")
+                self.model_.load_state_dict(init_from.model_.state_dict())
+                return opt, gen, list(init_from.history_["stage1_loss"]), 0, time.perf_counter() - t0
+            losses, best, stale = [], math.inf, 0
+            bar = tqdm(range(self.stage1_epochs), desc=desc, disable=not self._verbose)
+            for _ in bar:
+                total = self._reconstruction_epoch(Xt, opt, gen, bs)
+                losses.append(total)
+                bar.set_postfix(loss=f"{total:.4f}")
+                if total < best * (1.0 - self.tol):
+                    best, stale = total, 0
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
         return opt, gen, losses, len(losses), time.perf_counter() - t0
 
-    # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, init_from=None):
-        """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score history_.
+    def _first_or_next_clustering(self, state: _FitState, Z: np.ndarray):
+        """Reduce and cluster the codes; the first clustering of a run with ``n_autoencoders`` > 1
+        is the vote of every autoencoder's clustering (their consensus)."""
+        R, labels, proba = self._reduce_and_cluster(Z)
+        if state.extra_probas:
+            proba = self._consensus([proba] + state.extra_probas)
+            labels = proba.argmax(1)
+            state.extra_probas.clear()
+        return R, labels, proba
 
-        ``init_from``: a fitted :class:`DERC`/:class:`DAE` on images of the same shape (or, with
-        ``n_autoencoders`` > 1, a list of one per autoencoder); its autoencoder weights replace
-        stage 1 (used by the benchmark so that DAE, DERC-R and DERC share one stage-1 training, as
-        in the thesis's ablation); their stage-1 seconds add up in ``history_["stage1_init_seconds"]``.
-        """
-        from tqdm.auto import tqdm
+    # ------------------------------------------------------------------ stages of fit
+    def _prepare(self, X, y, init_from) -> _FitState:
+        """Check the parameters and the images; returns the state the stages share."""
+        with self._timed("prepare"):
+            Xn = prepare_images(X)
+            n = Xn.shape[0]
+            if y is not None:
+                y = np.asarray(y).reshape(-1)
+                if y.shape[0] != n:
+                    raise ValueError(f"y has {y.shape[0]} labels but X has {n} images")
+            self._check_params(n)
+            inits = list(init_from) if isinstance(init_from, (list, tuple)) else [init_from] * (init_from is not None)
+            if inits and len(inits) != self.n_autoencoders:
+                raise ValueError(f"init_from: {len(inits)} fitted models given for n_autoencoders={self.n_autoencoders}")
+            self.random_state_ = self._resolve_seed()
+            self._verbose = self._resolve_verbose()
+            self._dev = self._device()
+            self.image_shape_ = tuple(Xn.shape[1:])
+            self.n_features_in_ = int(np.prod(self.image_shape_))
+            return _FitState(
+                Xt=torch.from_numpy(Xn), y=y, inits=inits or [None] * self.n_autoencoders,
+                rng=np.random.default_rng(self.random_state_),
+                hist={"stage1_loss": [], "rounds": [], "n_samples": n},
+            )
 
-        Xn = prepare_images(X)
-        n = Xn.shape[0]
-        if y is not None:
-            y = np.asarray(y).reshape(-1)
-            if y.shape[0] != n:
-                raise ValueError(f"y has {y.shape[0]} labels but X has {n} images")
-        self._check_params(n)
-        inits = list(init_from) if isinstance(init_from, (list, tuple)) else [init_from] * (init_from is not None)
-        if inits and len(inits) != self.n_autoencoders:
-            raise ValueError(f"init_from: {len(inits)} fitted models given for n_autoencoders={self.n_autoencoders}")
-        inits = inits or [None] * self.n_autoencoders
-        self._dev = self._device()
-        self.image_shape_ = tuple(Xn.shape[1:])
-        rng = np.random.default_rng(self.seed)
-        Xt = torch.from_numpy(Xn)
-        hist = {"stage1_loss": [], "rounds": [], "n_samples": n}
-        bs = min(self.batch_size, n)
-
-        # ---------------- stage 1: reconstruction (eq. 4-8)
-        # The extra autoencoders of the ensemble option (seeds seed + 1000 m) only vote in the first
-        # clustering; they are trained first so that autoencoder 0 starts exactly as without them.
-        t0 = time.perf_counter()
-        extra_probas, seconds1 = [], 0.0
+    def _fit_autoencoders(self, state: _FitState) -> None:
+        """Stage 1 (eq. 4-8). The extra autoencoders of the ensemble option (seeds s + 1000 m) only
+        vote in the first clustering; they are trained first so that autoencoder 0 starts exactly as
+        without them."""
+        seconds1 = 0.0
         for m in range(1, self.n_autoencoders):
-            seed_m = self.seed + 1000 * m
-            *_, sec = self._stage1(Xt, seed_m, inits[m], f"DERC stage 1 (autoencoder {m + 1}/{self.n_autoencoders})")
+            seed_m = self.random_state_ + 1000 * m
+            *_, sec = self._stage1(state.Xt, seed_m, state.inits[m],
+                                   f"DERC stage 1 (autoencoder {m + 1}/{self.n_autoencoders})")
             seconds1 += sec
-            extra_probas.append(self._reduce_and_cluster(self._embed(Xt), seed=seed_m)[2])
-        opt, gen, losses, epochs1, sec = self._stage1(Xt, self.seed, inits[0], "DERC stage 1 (autoencoder)")
-        hist["stage1_loss"] = losses
-        hist["stage1_epochs"] = epochs1
-        hist["stage1_seconds"] = seconds1 + sec
-        if inits[0] is not None:
-            hist["stage1_init_seconds"] = sum(m.history_["stage1_seconds"] for m in inits)
+            state.extra_probas.append(self._reduce_and_cluster(self._embed(state.Xt), seed=seed_m)[2])
+        state.opt, state.gen, losses, epochs1, sec = self._stage1(
+            state.Xt, self.random_state_, state.inits[0], "DERC stage 1 (autoencoder)")
+        state.hist["stage1_loss"] = losses
+        state.hist["stage1_epochs"] = epochs1
+        state.hist["stage1_seconds"] = seconds1 + sec
+        if state.inits[0] is not None:
+            state.hist["stage1_init_seconds"] = sum(m.history_["stage1_seconds"] for m in state.inits)
 
-        def reduce_and_cluster(Z):
-            R, labels, proba = self._reduce_and_cluster(Z)
-            if extra_probas:  # the first clustering: the ensemble's vote (option n_autoencoders)
-                proba = consensus_responsibilities([proba] + extra_probas, self.n_clusters, seed=self.seed)
-                labels = proba.argmax(1)
-                extra_probas.clear()
-            return R, labels, proba
-
-        # ---------------- stage 2: rounds of reduce / cluster / triplet training (eq. 4-9, 4-10)
+    def _triplet_round(self, state: _FitState, proba: np.ndarray, labels: np.ndarray, rec: dict) -> None:
+        """Train the autoencoder on ``L_p + alpha L_c`` (eq. 4-10) over triplets drawn from the
+        responsibilities (eq. 4-5, 4-7, 4-9)."""
+        Xt = state.Xt
+        n = Xt.shape[0]
+        bs = min(self.batch_size, n)
         n_trip = int(self.triplets_per_round or n)
         steps = max(1, math.ceil(n_trip / bs))
-        bar = tqdm(range(self.stage2_rounds), desc="DERC stage 2 (triplet rounds)", disable=not self.progress)
-        converged, prev_labels, round_probas = None, None, []
+        with self._timed("triplet_training"):
+            a, p, ng, pp, pn = sample_triplets(proba, n_trip, state.rng, valid=labels >= 0)
+            lr_sum = lc_sum = 0.0
+            if not a.size:
+                return
+            for s in range(steps):
+                sl = slice(s * bs, min((s + 1) * bs, a.size))
+                if sl.start >= a.size:
+                    break
+                idx = torch.from_numpy(np.concatenate([a[sl], p[sl], ng[sl]]))
+                xb = Xt[idx].to(self._dev)
+                z, xr = self.model_(self._jitter(xb, state.gen))
+                b = sl.stop - sl.start
+                lp = self._rec_loss(xr, xb)
+                lc = probabilistic_triplet_loss(
+                    z[:b], z[b : 2 * b], z[2 * b :],
+                    torch.from_numpy(pp[sl]).to(self._dev), torch.from_numpy(pn[sl]).to(self._dev),
+                    margin=self.margin, normalize=self.normalize_codes,
+                    negative_weight=self.negative_weight,
+                )
+                loss = lp + self.alpha * lc
+                state.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                state.opt.step()
+                lr_sum += float(lp.detach())
+                lc_sum += float(lc.detach())
+            rec["loss_rec"] = lr_sum / steps
+            rec["loss_triplet"] = lc_sum / steps
+
+    def _fit_rounds(self, state: _FitState) -> None:
+        """Stage 2: rounds of embed / reduce / cluster / triplet training (eq. 4-1 to 4-10), with
+        the optional early stop of ``stage2_tol``."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(self.stage2_rounds), desc="DERC stage 2 (triplet rounds)", disable=not self._verbose)
         for rnd in bar:
             t1 = time.perf_counter()
-            Z = self._embed(Xt)
-            R, labels, proba = reduce_and_cluster(Z)
-            round_probas.append(proba)
+            Z = self._embed(state.Xt)
+            R, labels, proba = self._first_or_next_clustering(state, Z)
+            state.round_probas.append(proba)
             rec = {"round": rnd, "n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
-            self._score(rec, labels, y)
-            if prev_labels is not None:
-                rec["changed"] = self._changed(prev_labels, labels)
+            self._score(rec, labels, state.y)
+            if state.prev_labels is not None:
+                rec["changed"] = self._changed(state.prev_labels, labels)
                 if rec["changed"] < self.stage2_tol:
                     rec["seconds"] = time.perf_counter() - t1
-                    hist["rounds"].append(rec)
-                    converged = (Z, R, labels, proba, rec)
+                    state.hist["rounds"].append(rec)
+                    state.converged = (Z, R, labels, proba, rec)
                     break
-            prev_labels = labels
-            a, p, ng, pp, pn = sample_triplets(proba, n_trip, rng, valid=labels >= 0)
-            lr_sum = lc_sum = 0.0
-            if a.size:
-                for s in range(steps):
-                    sl = slice(s * bs, min((s + 1) * bs, a.size))
-                    if sl.start >= a.size:
-                        break
-                    idx = torch.from_numpy(np.concatenate([a[sl], p[sl], ng[sl]]))
-                    xb = Xt[idx].to(self._dev)
-                    z, xr = self.model_(self._jitter(xb, gen))
-                    b = sl.stop - sl.start
-                    lp = self._rec_loss(xr, xb)
-                    lc = probabilistic_triplet_loss(
-                        z[:b], z[b : 2 * b], z[2 * b :],
-                        torch.from_numpy(pp[sl]).to(self._dev), torch.from_numpy(pn[sl]).to(self._dev),
-                        margin=self.margin, normalize=self.normalize_codes,
-                        negative_weight=self.negative_weight,
-                    )
-                    loss = lp + self.alpha * lc
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    lr_sum += float(lp.detach())
-                    lc_sum += float(lc.detach())
-                rec["loss_rec"] = lr_sum / steps
-                rec["loss_triplet"] = lc_sum / steps
+            state.prev_labels = labels
+            self._triplet_round(state, proba, labels, rec)
             rec["seconds"] = time.perf_counter() - t1
-            hist["rounds"].append(rec)
+            state.hist["rounds"].append(rec)
             if "acc" in rec:
                 bar.set_postfix(acc=f"{rec['acc']:.3f}", lc=f"{rec.get('loss_triplet', 0):.3f}")
 
-        # ---------------- final clustering (the converged round's, when stage2_tol stopped stage 2)
+    def _final_clustering(self, state: _FitState) -> None:
+        """The final labels: one more embed / reduce / cluster pass (or the converged round's
+        clustering), optionally the consensus of every round (``round_consensus``)."""
         t2 = time.perf_counter()
-        if converged is None:
-            Z = self._embed(Xt)
-            R, labels, proba = reduce_and_cluster(Z)
+        y = state.y
+        if state.converged is None:
+            Z = self._embed(state.Xt)
+            R, labels, proba = self._first_or_next_clustering(state, Z)
             final = {"n_clusters_found": int(np.unique(labels[labels >= 0]).size)}
             self._score(final, labels, y)
-            if prev_labels is not None:
-                final["changed"] = self._changed(prev_labels, labels)
-            round_probas.append(proba)
+            if state.prev_labels is not None:
+                final["changed"] = self._changed(state.prev_labels, labels)
+            state.round_probas.append(proba)
         else:
-            Z, R, labels, proba, rec = converged
+            Z, R, labels, proba, rec = state.converged
             final = {k: v for k, v in rec.items() if k not in ("round", "seconds")}
             final["converged_at_round"] = rec["round"]
-        if self.round_consensus and len(round_probas) > 1:
+        if self.round_consensus and len(state.round_probas) > 1:
             for key in ("acc", "nmi"):
                 if key in final:
                     final[f"{key}_last"] = final[key]
-            proba = consensus_responsibilities(round_probas, self.n_clusters, seed=self.seed)
+            proba = self._consensus(state.round_probas)
             labels = proba.argmax(1)
             self._score(final, labels, y)
             final["n_clusters_found"] = int(np.unique(labels).size)
         final["seconds"] = time.perf_counter() - t2
-        hist["final"] = final
-        hist["seconds"] = time.perf_counter() - t0
+        state.hist["final"] = final
         self.embedding_, self.reduced_, self.proba_, self.labels_ = Z, R, proba, labels
-        self.history_ = hist
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X, y=None, init_from=None):
+        """Run algorithm 4.1 on images ``X``; ``y`` (optional) is only used to score ``history_``.
+
+        ``X``: ``(N, H, W)``, ``(N, C, H, W)``, ``(N, H, W, C)`` or flat ``(N, D)`` square grey images
+        (:func:`prepare_images`). ``init_from``: a fitted :class:`DERC`/:class:`DAE` on images of
+        the same shape (or, with ``n_autoencoders`` > 1, a list of one per autoencoder); its
+        autoencoder weights replace stage 1 (used by the benchmark so that DAE, DERC-R and DERC
+        share one stage-1 training, as in the thesis's ablation); their stage-1 seconds add up in
+        ``history_["stage1_init_seconds"]``.
+        """
+        t0 = time.perf_counter()
+        self._stage_seconds = {}
+        try:
+            state = self._prepare(X, y, init_from)
+            self._fit_autoencoders(state)  # stage 1
+            self._fit_rounds(state)  # stage 2
+            self._final_clustering(state)
+            state.hist["seconds"] = time.perf_counter() - t0
+            self.history_ = state.hist
+            self.stage_seconds_ = dict(self._stage_seconds, total=time.perf_counter() - t0)
+        finally:
+            del self._stage_seconds
         return self
 
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """``fit(X)`` and return ``labels_``."""
-        return self.fit(X, y).labels_
+    def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:
+        """``fit(X, y, init_from)`` and return ``labels_``."""
+        return self.fit(X, y, init_from=init_from).labels_
 
     def transform(self, X) -> np.ndarray:
         """The learned codes ``z = E(x)`` (eq. 4-1) of images ``X``: (N, latent_dim) float64."""
-        if not hasattr(self, "model_"):
-            raise ValueError("this DERC instance is not fitted yet; call fit(X) first")
+        check_is_fitted(self, "model_")
         Xn = prepare_images(X)
         if tuple(Xn.shape[1:]) != self.image_shape_:
             raise ValueError(
@@ -630,13 +777,36 @@ class DERC:
         return self._embed(torch.from_numpy(Xn))
 
 
+def _dae_signature() -> inspect.Signature:
+    # DERC's parameters without stage2_rounds (DAE has no stage 2) and with reducer="none"
+    params = []
+    for p in inspect.signature(DERC.__init__).parameters.values():
+        if p.name == "stage2_rounds":
+            continue
+        params.append(p.replace(default="none") if p.name == "reducer" else p)
+    return inspect.Signature(params)
+
+
 class DAE(DERC):
     """Ablation DAE of Table 4-3: stage 1 only, then the mixture fitted on the codes ``Z``.
 
-    Same parameters as :class:`DERC`; ``stage2_rounds`` is forced to 0 and ``reducer`` defaults to
-    ``"none"`` (the thesis's DAE clusters the autoencoder codes without the triplet stage).
+    Same parameters as :class:`DERC` except ``stage2_rounds`` (always 0, a class attribute), and
+    ``reducer`` defaults to ``"none"`` (the thesis's DAE clusters the autoencoder codes without
+    the triplet stage). A ``stage2_rounds`` keyword is accepted for old callers and ignored with a
+    ``UserWarning``.
     """
 
-    def __init__(self, n_clusters: int, reducer: str = "none", **kwargs):
-        kwargs["stage2_rounds"] = 0
-        super().__init__(n_clusters, reducer=reducer, **kwargs)
+    stage2_rounds = 0
+
+    def __init__(self, n_clusters: int = 8, **params):
+        if params.pop("stage2_rounds", 0):
+            warnings.warn("DAE has no stage 2: stage2_rounds is ignored", UserWarning, stacklevel=2)
+        bound = _DAE_SIGNATURE.bind(self, n_clusters, **params)
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            if name != "self":
+                setattr(self, name, value)
+
+
+_DAE_SIGNATURE = _dae_signature()
+DAE.__init__.__signature__ = _DAE_SIGNATURE

@@ -24,7 +24,11 @@ def test_cluster_cli_writes_outputs(tmp_path, tiny_npz, capsys):
                "--batch-size", "64", "--out", str(out), "--json"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(res) == {"acc", "nmi", "n_clusters", "seconds"}
+    assert {"acc", "nmi", "n_clusters", "seconds", "stage_seconds", "skipped", "image_size"} <= set(res)
+    stages = res["stage_seconds"]
+    assert {"autoencoder", "embedding", "reducer", "mixture", "triplet_training", "total"} <= set(stages)
+    assert all(v >= 0 for v in stages.values()) and stages["total"] <= res["seconds"]
+    assert res["image_size"] == [8, 8] and res["skipped"] == [] and res["rounds"] == 1
     assert 0.0 <= res["acc"] <= 1.0 and 0.0 <= res["nmi"] <= 1.0 and res["n_clusters"] >= 1
     labels = np.load(out / "labels.npy")
     emb = np.load(out / "embedding.npy")
@@ -88,3 +92,53 @@ def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
     assert main(["cluster", str(tmp_path / "nope"), "--k", "2"]) == 2
     assert main(["cluster", "usps", "--k", "2", "--data-dir", str(tmp_path)]) == 2
     assert "FE_FAST_DATA" in capsys.readouterr().err
+
+
+def test_cluster_cli_real_folder(tmp_path, capsys):
+    """A folder of mixed-size, mixed-mode PNG/JPEG files with one corrupt file: it is named on
+    stderr and in the JSON, the rest is clustered at --size, labels come from the sub-folders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "faces"
+    for c, (mode, hw) in enumerate([("L", (30, 24)), ("RGB", (36, 28))]):
+        (root / f"id{c}").mkdir(parents=True)
+        for i in range(6):
+            base = np.full(hw + (3,), 60 + 120 * c, np.uint8) + rng.integers(0, 40, hw + (3,), dtype=np.uint8)
+            Image.fromarray(base).convert(mode).save(root / f"id{c}" / f"{i}.{'png' if i % 2 else 'jpg'}")
+    (root / "id1" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "o"
+    assert main(["cluster", str(root), "--k", "2", "--epochs", "1", "--rounds", "1", "--reducer", "none",
+                 "--size", "20", "16", "--out", str(out), "--json"]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out.strip().splitlines()[-1])
+    assert "id1/bad.png" in cap.err and [s.split(":")[0] for s in res["skipped"]] == ["id1/bad.png"]
+    assert res["n_samples"] == 12 and res["image_size"] == [20, 16] and res["acc"] is not None
+    assert np.load(out / "labels.npy").shape == (12,) and (out / "clusters.png").exists()
+    # --labels none: the same images without scores; no --size: the median size (33 x 26)
+    assert main(["cluster", str(root), "--k", "2", "--epochs", "1", "--rounds", "0", "--reducer", "none",
+                 "--labels", "none", "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["acc"] is None and res["image_size"] == [33, 26] and res["n_samples"] == 12
+    assert main(["cluster", "digits", "--k", "3", "--size", "16", "16", "--out", str(out)]) == 2
+    assert "folders only" in capsys.readouterr().err
+
+
+def test_cluster_cli_preset_thesis_and_overrides(tmp_path, tiny_npz, capsys):
+    """--preset thesis runs today's defaults (the thesis); explicit options override the preset."""
+    from fe_fast.clustering import DERC
+    from fe_fast.datasets.images import load_clustering_data
+
+    outs = []
+    for extra in ([], ["--preset", "thesis"]):
+        out = tmp_path / f"p{len(extra)}"
+        assert main(["cluster", str(tiny_npz), "--k", "3", "--epochs", "1", "--rounds", "0", "--reducer", "none",
+                     "--seed", "4", "--out", str(out), "--json", *extra]) == 0
+        outs.append(np.load(out / "labels.npy"))
+    X, _ = load_clustering_data(str(tiny_npz))
+    api = DERC(3, stage1_epochs=1, stage2_rounds=0, reducer="none", random_state=4).fit(X)
+    np.testing.assert_array_equal(outs[0], api.labels_)
+    np.testing.assert_array_equal(outs[1], api.labels_)
+    with pytest.raises(SystemExit) as exc:
+        main(["cluster", str(tiny_npz), "--k", "3", "--preset", "nope"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err

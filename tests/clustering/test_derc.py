@@ -95,7 +95,7 @@ def test_derc_beats_kmeans_on_digits(digits):
     X, y = digits
     km = KMeans(10, n_init=10, random_state=0).fit_predict(X.reshape(len(X), -1).astype(float))
     acc_km = clustering_accuracy(y, km)
-    model = DERC(10, **SHORT_CONFIG, seed=0)
+    model = DERC(10, **SHORT_CONFIG, random_state=0)
     labels = model.fit_predict(X)
     acc = clustering_accuracy(y, labels)
     print(f"k-means ACC {acc_km:.4f} NMI {nmi(y, km):.4f}; DERC ACC {acc:.4f} NMI {nmi(y, labels):.4f}")
@@ -122,8 +122,8 @@ def _tiny(digits, n=150):
 def test_deterministic_with_seed(digits, kwargs):
     X, y = _tiny(digits)
     cfg = dict(stage1_epochs=1, stage2_rounds=1, batch_size=64, latent_dim=16, **kwargs)
-    a = DERC(3, seed=5, **cfg).fit(X)
-    b = DERC(3, seed=5, **cfg).fit(X)
+    a = DERC(3, random_state=5, **cfg).fit(X)
+    b = DERC(3, random_state=5, **cfg).fit(X)
     assert np.array_equal(a.labels_, b.labels_)
     assert np.array_equal(a.embedding_, b.embedding_)
     assert a.history_["stage1_loss"] == b.history_["stage1_loss"]
@@ -137,12 +137,12 @@ def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
 
     X, y = _tiny(digits, 200)
     cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1)
-    daes = [DAE(4, seed=7 + 1000 * m, **cfg).fit(X) for m in range(3)]
-    ref = DERC(4, seed=7, **cfg)  # the mixture settings the ensemble clusters each model's codes with
+    daes = [DAE(4, random_state=7 + 1000 * m, **cfg).fit(X) for m in range(3)]
+    ref = DERC(4, random_state=7, **cfg)  # the mixture settings the ensemble clusters each model's codes with
     probas = [ref._cluster(d.transform(X))[1] for d in daes]
     expected = consensus_responsibilities(probas, 4, seed=7).argmax(1)
-    trained = DERC(4, seed=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y)
-    loaded = DERC(4, seed=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y, init_from=daes)
+    trained = DERC(4, random_state=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y)
+    loaded = DERC(4, random_state=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y, init_from=daes)
     assert np.array_equal(trained.labels_, expected)
     assert np.array_equal(loaded.labels_, expected)
     # autoencoder 0 is the one kept, trained exactly as without the ensemble
@@ -151,7 +151,7 @@ def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
     # on these 200 images the vote differs from model 0's own mixture, so the test sees it
     assert clustering_accuracy(expected, probas[0].argmax(1)) < 0.9
     with pytest.raises(ValueError, match="2 fitted models given for n_autoencoders=3"):
-        DERC(4, seed=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
+        DERC(4, random_state=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
 
 
 def test_stage2_tol_stops_at_the_first_settled_round(digits):
@@ -159,7 +159,7 @@ def test_stage2_tol_stops_at_the_first_settled_round(digits):
     since the previous round, stage 2 stops and that clustering is final. With a tolerance every
     round meets, 3 rounds stop after one round of training, so the labels equal a 1-round run's."""
     X, y = _tiny(digits, 200)
-    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, seed=3)
+    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, random_state=3)
     one = DERC(4, stage2_rounds=1, **cfg).fit(X, y)
     stopped = DERC(4, stage2_rounds=3, stage2_tol=0.99, **cfg).fit(X, y)
     assert np.array_equal(stopped.labels_, one.labels_)
@@ -184,7 +184,7 @@ def test_round_consensus_combines_every_round(digits):
     from fe_fast.clustering.consensus import consensus_responsibilities
 
     X, y = _tiny(digits, 200)
-    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, seed=3)
+    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, random_state=3)
     runs = [DERC(4, stage2_rounds=r, **cfg).fit(X, y) for r in range(3)]
     expected = consensus_responsibilities([m.proba_ for m in runs], 4, seed=3)
     m = DERC(4, stage2_rounds=2, round_consensus=True, **cfg).fit(X, y)
