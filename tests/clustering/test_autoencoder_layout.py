@@ -1,0 +1,51 @@
+"""The encoder adapted to the input size (encoder_layout): Table 4-2 unchanged up to 40x40 pixels
+(28x28 included), more stride-2 layers beyond, the last feature map at most MAX_CODE_SIDE a side."""
+import pytest
+import torch
+
+from fe_fast.clustering.autoencoder import (
+    ENCODER_CHANNELS, ENCODER_STRIDES, MAX_CODE_SIDE, ConvAutoencoder, encoder_geometry, encoder_layout,
+)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (16, 16), (20, 13), (28, 28), (32, 32), (40, 40)])
+def test_table_4_2_unchanged_up_to_40_pixels(hw):
+    chans, strides, pads = encoder_layout(*hw)
+    assert chans == ENCODER_CHANNELS and strides == ENCODER_STRIDES and pads == (1, 1, 1, 1, 0, 1)
+    # the adapted model is the very model Table 4-2's fixed strides build (same weights for a seed)
+    torch.manual_seed(0)
+    a = ConvAutoencoder(1, *hw)
+    torch.manual_seed(0)
+    b = ConvAutoencoder(1, *hw, strides=ENCODER_STRIDES)
+    assert a.sizes == b.sizes and a.flat_dim == b.flat_dim
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+@pytest.mark.parametrize("hw, strides", [
+    ((64, 64), (2, 2, 1, 2, 2, 1)),
+    ((128, 128), (2, 2, 2, 2, 2, 1)),
+    ((256, 256), (2, 2, 2, 2, 2, 2)),
+    ((512, 512), (2, 2, 2, 2, 2, 2, 2)),
+    ((96, 40), (2, 2, 2, 2, 2, 1)),
+])
+def test_larger_images_get_more_stride_2_layers(hw, strides):
+    chans, got, pads = encoder_layout(*hw)
+    assert got == strides
+    assert chans[-len(ENCODER_CHANNELS):] == ENCODER_CHANNELS and len(chans) == len(strides)
+    last = encoder_geometry(*hw, got, pads)[1][-1]
+    assert max(last) <= MAX_CODE_SIDE
+    # one fewer stride-2 layer would leave a larger map: the layout is the shallowest that fits
+    if len(got) == len(ENCODER_STRIDES):
+        fewer = list(got)
+        fewer[max(i for i, s in enumerate(got) if s == 2 and ENCODER_STRIDES[i] == 1)] = 1
+        assert max(encoder_geometry(*hw, fewer, pads)[1][-1]) > MAX_CODE_SIDE
+
+
+def test_adapted_autoencoder_runs_on_colour_images():
+    ae = ConvAutoencoder(3, 72, 56, latent_dim=16)
+    z, rec = ae(torch.rand(2, 3, 72, 56))
+    assert z.shape == (2, 16) and rec.shape == (2, 3, 72, 56)
+    assert max(ae.sizes[-1]) <= MAX_CODE_SIDE and ae.flat_dim <= 32 * MAX_CODE_SIDE ** 2
+    with pytest.raises(ValueError, match="same length"):
+        encoder_layout(64, 64, channels=(2, 16))
