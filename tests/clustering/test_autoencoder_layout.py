@@ -49,3 +49,18 @@ def test_adapted_autoencoder_runs_on_colour_images():
     assert max(ae.sizes[-1]) <= MAX_CODE_SIDE and ae.flat_dim <= 32 * MAX_CODE_SIDE ** 2
     with pytest.raises(ValueError, match="same length"):
         encoder_layout(64, 64, channels=(2, 16))
+
+
+def test_derc_fits_colour_images_larger_than_table_4_2():
+    """DERC end to end on 48x56 RGB images (an adapted encoder: conv1 stride 2)."""
+    import numpy as np
+
+    from fe_fast.clustering import DERC
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.integers(0, 90, (8, 48, 56, 3)), rng.integers(150, 256, (8, 48, 56, 3))]).astype(np.uint8)
+    m = DERC(2, stage1_epochs=1, stage2_rounds=1, latent_dim=8, reducer="none", gmm_n_init=1, batch_size=8).fit(X)
+    assert m.image_shape_ == (3, 48, 56) and m.model_.strides == (2, 2, 1, 2, 2, 1)
+    assert m.embedding_.shape == (16, 8) and m.transform(X[:2]).shape == (2, 8)
+    # two well separated brightness groups: the clusters are the groups
+    assert len(set(m.labels_[:8])) == 1 and len(set(m.labels_[8:])) == 1 and m.labels_[0] != m.labels_[8]
