@@ -10,6 +10,9 @@ into ``--out``. The defaults are the thesis's settings (``--preset thesis``).
 """
 from __future__ import annotations
 
+import argparse
+import copy
+
 # option dest -> DERC parameter; the options' defaults are DERC's (or the preset's)
 _PARAMS = {
     "epochs": "stage1_epochs", "rounds": "stage2_rounds", "stage2_tol": "stage2_tol",
@@ -21,62 +24,74 @@ _PARAMS = {
 _LABELS = {"auto": None, "folders": True, "none": False}
 
 
-def _default(param: str):
+def _default(dest: str):
+    """The library's default behind option ``dest`` (imported only when help is printed)."""
+    if dest == "max_side":
+        from fe_fast.datasets.images import DEFAULT_MAX_SIDE
+
+        return DEFAULT_MAX_SIDE
     import inspect
 
     from fe_fast.clustering.derc import DERC
 
-    return inspect.signature(DERC.__init__).parameters[param].default
+    return inspect.signature(DERC.__init__).parameters[_PARAMS[dest]].default
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    # "%(default)s" of an option left at None shows the library's default, looked up only when
+    # help is printed so that building the parser imports no torch
+    def _expand_help(self, action):
+        if action.default is None and (action.dest in _PARAMS or action.dest == "max_side"):
+            action = copy.copy(action)
+            action.default = _default(action.dest)
+        return super()._expand_help(action)
 
 
 def add_parser(sub):
-    from fe_fast.clustering.presets import PRESETS
-    from fe_fast.datasets.images import DEFAULT_MAX_SIDE
-
-    d = _default
-    p = sub.add_parser("cluster", help="cluster images with DERC (thesis ch. 4)", description=__doc__)
+    p = sub.add_parser("cluster", help="cluster images with DERC (thesis ch. 4)", description=__doc__,
+                       formatter_class=_HelpFormatter)
     p.add_argument("data", metavar="DATA", help="image folder, .npy/.npz/.mat/idx file, or digits | mnist-test | usps")
     p.add_argument("--k", type=int, required=True, help="number of clusters K (>= 2)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="named settings the other options override (thesis: algorithm 4.1 as published; "
-                        "today's defaults are the same)")
-    p.add_argument("--epochs", type=int, help=f"maximum stage-1 (autoencoder) epochs (default {d('stage1_epochs')})")
+    p.add_argument("--preset", default=None,
+                   help="named settings (fe_fast.clustering.presets) that the other options override: thesis "
+                        "(algorithm 4.1 as published; today's defaults are the same)")
+    p.add_argument("--epochs", type=int, help="maximum stage-1 (autoencoder) epochs (default %(default)s)")
     p.add_argument("--rounds", type=int,
-                   help=f"stage-2 triplet rounds (default {d('stage2_rounds')}; 0 = autoencoder only)")
+                   help="stage-2 triplet rounds (default %(default)s; 0 = autoencoder only)")
     p.add_argument("--stage2-tol", type=float,
                    help="stop stage 2 early once fewer than this share of images changed cluster since the "
-                        f"previous round (default {d('stage2_tol')} = run all --rounds, the thesis)")
+                        "previous round (default %(default)s = run all --rounds, the thesis)")
     p.add_argument("--round-consensus", action="store_const", const=True, default=None,
                    help="final labels from the consensus of every round's clustering, not the last one alone "
                         "(off by default, the thesis)")
     p.add_argument("--triplets", type=int, help="triplets per round (default: number of images)")
     p.add_argument("--reducer", choices=("tsne", "umap", "none"),
-                   help=f"t-SNE (DERC), UMAP (not in the thesis) or none (DERC-R) (default {d('reducer')})")
+                   help="t-SNE (DERC), UMAP (not in the thesis) or none (DERC-R) (default %(default)s)")
     p.add_argument("--n-maps", type=int,
-                   help=f"maps combined per clustering (default {d('n_maps')}, the thesis; e.g. 5 with --reducer umap)")
+                   help="maps combined per clustering (default %(default)s, the thesis; e.g. 5 with --reducer umap)")
     p.add_argument("--n-autoencoders", type=int,
-                   help=f"stage-1 autoencoders whose clusterings vote in the first clustering (default "
-                        f"{d('n_autoencoders')}, the thesis; 3 measured on USPS/MNIST, see bench/results/derc.md)")
-    p.add_argument("--clusterer", choices=("gmm", "dbscan"), help=f"(default {d('clusterer')})")
-    p.add_argument("--alpha", type=float, help=f"triplet weight of eq. 4-10 (default {d('alpha')})")
-    p.add_argument("--margin", type=float, help=f"margin of eq. 4-7 (default {d('margin')})")
-    p.add_argument("--batch-size", type=int, help=f"images per Adam step (default {d('batch_size')})")
+                   help="stage-1 autoencoders whose clusterings vote in the first clustering (default "
+                        "%(default)s, the thesis; 3 measured on USPS/MNIST, see bench/results/derc.md)")
+    p.add_argument("--clusterer", choices=("gmm", "dbscan"), help="(default %(default)s)")
+    p.add_argument("--alpha", type=float, help="triplet weight of eq. 4-10 (default %(default)s)")
+    p.add_argument("--margin", type=float, help="margin of eq. 4-7 (default %(default)s)")
+    p.add_argument("--batch-size", type=int, help="images per Adam step (default %(default)s)")
     p.add_argument("--augment-shift", type=float,
                    help="opt-in jitter, not in the thesis: shift training images by up to this fraction of "
-                        f"their side (default {d('augment_shift')} = off; 0.1 measured on USPS/MNIST, see "
+                        "their side (default %(default)s = off; 0.1 measured on USPS/MNIST, see "
                         "bench/results/derc.md)")
     p.add_argument("--augment-rotation", type=float,
-                   help=f"opt-in jitter: rotate training images by up to this many degrees (default "
-                        f"{d('augment_rotation')} = off)")
+                   help="opt-in jitter: rotate training images by up to this many degrees (default "
+                        "%(default)s = off)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="image folders: resize every image to H x W (centre-cropped to that aspect first); "
                         "default: keep one shared size, else the median size scaled to --max-side")
-    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
-                   help=f"image folders without --size: longest side of the derived size (default {DEFAULT_MAX_SIDE})")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="image folders without --size: longest side of the derived size (default %(default)s)")
     p.add_argument("--labels", choices=sorted(_LABELS), default="auto",
                    help="image folders: auto (sub-folders are classes when present, default), folders (they "
                         "must be), none (read every image below DATA without labels)")
-    p.add_argument("--seed", type=int, help=f"the run's random seed (DERC random_state, default {d('random_state')})")
+    p.add_argument("--seed", type=int, help="the run's random seed (DERC random_state, default %(default)s)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--out", default="derc_out", help="output folder (default ./derc_out)")
     p.add_argument("--data-dir", default=None, help="where named datasets live (default $FE_FAST_DATA or ../shared/data)")
@@ -99,8 +114,8 @@ def run(args) -> int:
     if args.k < 2:
         raise ValueError(f"--k must be >= 2, got {args.k}")
     t0 = time.perf_counter()
-    data = load_images(args.data, data_dir=args.data_dir, size=args.size, labels=_LABELS[args.labels],
-                       max_side=args.max_side)
+    given = {"max_side": args.max_side} if args.max_side is not None else {}
+    data = load_images(args.data, data_dir=args.data_dir, size=args.size, labels=_LABELS[args.labels], **given)
     for line in data.skipped:
         print(f"fe-fast cluster: skipped unreadable file {line}", file=sys.stderr)
     images = prepare_images(data.images, name="DATA")
