@@ -53,7 +53,7 @@ def stage1(name, X, y, k, seed, common, args):
     if cache is not None and cache.is_file():
         print(f"[{name} seed {seed}] stage 1 loaded from {cache}", flush=True)
         return torch.load(cache, weights_only=False)  # our own file, written below
-    dae = DAE(k, **dict(common, seed=seed)).fit(X, y)
+    dae = DAE(k, **dict(common, random_state=seed)).fit(X, y)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(dae, cache)
@@ -65,7 +65,7 @@ def run_one(name, X, y, seed, args, log):
     rows = {}
     common = dict(
         stage1_epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha, margin=args.margin,
-        triplets_per_round=args.triplets, seed=seed, progress=args.progress, tsne_n_jobs=args.tsne_jobs,
+        triplets_per_round=args.triplets, random_state=seed, verbose=args.progress, tsne_n_jobs=args.tsne_jobs,
         patience=args.patience, augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
     )
     Xf = prepare_images(X).reshape(len(X), -1)

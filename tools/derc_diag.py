@@ -55,7 +55,7 @@ def main(argv=None):
     k = int(np.unique(y).size)
     # a DERC object only for its settings, autoencoder and mixture (same code path as fit)
     d = DERC(
-        k, seed=args.seed, batch_size=args.batch_size,
+        k, random_state=args.seed, batch_size=args.batch_size,
         augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
     )
     Xt = torch.from_numpy(prepare_images(X))
