@@ -7,8 +7,10 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from fe_fast import __version__
+from fe_fast.cli._common import add_common_options, apply_common  # noqa: F401  (the shared option set)
 
 
 class UserError(Exception):
@@ -36,8 +38,13 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"fe-fast {args.command}: {category.__name__}: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line  # library warnings (e.g. a subsampled cloud): one line each
+            return int(args.func(args) or 0)
     except (UserError, ValueError, FileNotFoundError) as exc:
         print(f"fe-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2

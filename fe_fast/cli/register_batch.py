@@ -1,4 +1,4 @@
-"""``fe-fast register-batch PAIRS.csv --out results.jsonl``: register many pairs with HOUV.
+"""``fe-fast register-batch PAIRS.csv --out DIR``: register many pairs with HOUV.
 
 PAIRS.csv has a header with at least the columns ``src`` and ``tgt`` (paths, relative to the CSV's
 folder or absolute); optional ``name``, ``gt`` (a .npy or .json 4x4 ground truth P -> Q, which
@@ -12,16 +12,16 @@ Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank takes rows ``rank, rank + wor
 and rank 0 gathers all results and writes one JSONL in the CSV's row order. ``--pairs-per-call K``
 registers K pairs at once (B pairs x G groups in one batched optimisation). ``--preset A+B`` (with
 ``--accept-score``: the cascade, :func:`fe_fast.registration.houv_best_of`) registers one pair per call
-and adds each run's selection score (``best_of``) to the pair's line."""
+and adds each run's selection score (``best_of``) to the pair's line. The work is
+:func:`fe_fast.registration.register_pairs` (``sharded`` under torchrun); ``--out DIR`` receives
+``results.jsonl`` and ``summary.json``."""
 from __future__ import annotations
 
-import csv
-import json
-import os
-import time
 from pathlib import Path
 
-from fe_fast.cli.register import add_houv_arguments, houv_settings, parse_point, read_cloud, read_transform
+from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, deprecation, print_json, \
+    record_defaults
+from fe_fast.cli.register import add_houv_arguments, houv_settings
 
 
 def add_parser(sub):
@@ -29,140 +29,73 @@ def add_parser(sub):
         "register-batch",
         help="register many point-cloud pairs listed in a CSV (torchrun: sharded over ranks)",
         description=__doc__,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("pairs", metavar="PAIRS.csv", help="CSV with columns src,tgt[,name,gt]")
-    p.add_argument("--out", required=True, metavar="results.jsonl", help="output JSONL (written by rank 0)")
     p.add_argument("--pairs-per-call", type=int, default=1, help="pairs optimised together in one batch")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_houv_arguments(p)
+    add_common_options(p, out_required=True,
+                       out_help="folder for results.jsonl (one line per pair, written by rank 0) and summary.json "
+                                "(what --json prints)")
+    record_defaults(p)
     p.set_defaults(func=run)
 
 
 def read_pairs_csv(path):
-    from fe_fast.cli import UserError
+    """The pair list (:func:`fe_fast.registration.io.read_pairs`)."""
+    from fe_fast.registration.io import read_pairs
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise UserError(f"{path}: no pairs (need a header with src,tgt and at least one row)")
-    for k in ("src", "tgt"):
-        if k not in rows[0]:
-            raise UserError(f"{path}: missing column {k!r} (header must include src,tgt)")
-    base = path.parent
-    out = []
-    for i, r in enumerate(rows):
-        item = {
-            "row": i,
-            "name": r.get("name") or f"pair_{i}",
-            "src": str((base / r["src"]) if not Path(r["src"]).is_absolute() else Path(r["src"])),
-            "tgt": str((base / r["tgt"]) if not Path(r["tgt"]).is_absolute() else Path(r["tgt"])),
-        }
-        if r.get("gt"):
-            item["gt"] = str((base / r["gt"]) if not Path(r["gt"]).is_absolute() else Path(r["gt"]))
-        try:
-            vp = tuple(parse_point(r.get(k) or None, f"{path} row {i + 2} column {k}")
-                       for k in ("src_viewpoint", "tgt_viewpoint"))
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        if vp != (None, None):
-            item["viewpoints"] = vp
-        out.append(item)
+    return read_pairs(path)
+
+
+def summary(rows, path) -> dict:
+    """``{"results": path, "pairs": n}`` plus, over the pairs with a ground truth, the mean rotation
+    error and the recall (share of successes)."""
+    import numpy as np
+
+    out = {"results": str(path), "pairs": len(rows)}
+    ok = [r for r in rows if "success" in r]
+    if ok:
+        out.update(with_gt=len(ok), mean_rot_err=float(np.mean([r["rot_err"] for r in ok])),
+                   recall=float(np.mean([r["success"] for r in ok])))
     return out
 
 
-def _dist_env():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return world, rank
-
-
 def run(args) -> int:
-    import numpy as np
-    import torch
+    import json
 
-    from fe_fast.cli.register import result_dict
-    from fe_fast.registration import baselines, houv_batch, houv_best_of
-    from fe_fast.registration.metrics import evaluate
+    from fe_fast.registration import register_pairs
 
-    if args.pairs_per_call < 1:
-        raise ValueError("--pairs-per-call must be >= 1")
+    apply_common(args)
+    out = Path(args.out)
+    if out.suffix == ".jsonl":  # the old spelling: --out results.jsonl
+        deprecation("--out FILE.jsonl", "--out DIR (writes DIR/results.jsonl)")
+        path = out
+    else:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: exists and is not a folder")
+        path = out / "results.jsonl"
     names, settings = houv_settings(args)
     if len(names) > 1 and args.pairs_per_call != 1:
         raise ValueError("--preset A+B registers one pair per call (each pair may stop after a different "
                          "preset); leave --pairs-per-call at 1")
-    items = read_pairs_csv(args.pairs)
-    world, rank = _dist_env()
-    kw = settings[0]
-    dist = None
-    if world > 1:
-        import torch.distributed as dist
-
-        use_cuda = kw["device"] is not None and torch.device(kw["device"]).type == "cuda"
-        if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            for kw_ in settings:
-                kw_["device"] = torch.device("cuda", local)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    mine = items[rank::world]
-    results = []
-    bar = None
-    if not args.no_progress and rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(mine), desc=f"register-batch (rank {rank}/{world})", unit="pair", leave=False)
-    K = args.pairs_per_call
-    for s in range(0, len(mine), K):
-        chunk = mine[s : s + K]
-        Ps = [read_cloud(it["src"]) for it in chunk]
-        Qs = [read_cloud(it["tgt"]) for it in chunk]
-        t0 = time.perf_counter()
-        vps = [it.get("viewpoints") for it in chunk]
-        run_kw = {"viewpoints": vps} if any(v is not None for v in vps) else {}
-        ransac = [baselines.ransac_icp(P, Q, seed=args.seed) for P, Q in zip(Ps, Qs)] if args.ransac_start else None
-        if ransac is not None:
-            run_kw["init_transforms"] = [r["transform"] for r in ransac]
-        if len(settings) > 1:  # one pair
-            one = {k: v[0] for k, v in run_kw.items()}
-            res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=args.accept_score, **one)]
-        else:
-            res = houv_batch(Ps, Qs, **kw, **run_kw)
-        per_pair = (time.perf_counter() - t0) / len(chunk)
-        for i, (it, P, Q, r) in enumerate(zip(chunk, Ps, Qs, res)):
-            d = {"row": it["row"], "name": it["name"], "src": it["src"], "tgt": it["tgt"], **result_dict(r)}
-            d["seconds"] = per_pair
-            if ransac is not None:
-                d["ransac_seconds"] = ransac[i]["seconds"]
-            if "best_of" in r.extra:
-                d.update(best_of=r.extra["best_of"], preset=names[r.extra["best_of_index"]])
-            if "gt" in it:
-                ev = evaluate(r.transform.numpy(), read_transform(it["gt"]), P, Q)
-                d.update({k: ev[k] for k in ("rot_err", "trans_err", "mse", "rmse", "success")})
-            results.append(d)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    if dist is not None:
-        gathered = [None] * world if rank == 0 else None
-        dist.gather_object(results, gathered, dst=0)
-        dist.destroy_process_group()
-        if rank != 0:
-            return 0
-        results = [r for part in gathered for r in part]
-    results.sort(key=lambda r: r["row"])
-    with open(args.out, "w") as f:
-        for r in results:
+    rows = register_pairs(args.pairs, settings, names=names or None, accept_score=args.accept_score,
+                          pairs_per_call=args.pairs_per_call, ransac_start=args.ransac_start,
+                          progress=args.progress)
+    if rows is None:  # a rank other than 0 under torchrun
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for r in rows:
             f.write(json.dumps(r) + "\n")
-    ok = [r for r in results if "success" in r]
-    msg = f"wrote {len(results)} results to {args.out}"
-    if ok:
-        msg += (
-            f"; mean rotation error {np.mean([r['rot_err'] for r in ok]):.3f} deg, "
-            f"recall {np.mean([r['success'] for r in ok]):.3f}"
-        )
-    print(msg)
+    info = summary(rows, path)
+    if path.name == "results.jsonl" and path.parent == out:
+        (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
+    if args.json:
+        print_json(info)
+    else:
+        msg = f"wrote {len(rows)} results to {path}"
+        if "recall" in info:
+            msg += f"; mean rotation error {info['mean_rot_err']:.3f} deg, recall {info['recall']:.3f}"
+        print(msg)
     return 0

@@ -9,6 +9,15 @@ from fe_fast.cli import main
 FAST = ["--iters", "15", "--groups", "2", "--lr", "0.03"]
 
 
+def effective(kw):
+    """houv()'s arguments as a call with ``kw`` sees them (its defaults for the rest)."""
+    import inspect
+
+    from fe_fast.registration import houv
+
+    return {**{k: p.default for k, p in inspect.signature(houv).parameters.items()}, **kw}
+
+
 @pytest.fixture()
 def tiny(tmp_path):
     from fe_fast.datasets.bunny import bundled_pair
@@ -135,7 +144,7 @@ def test_register_preset_fills_only_options_left_at_default(tiny, capsys):
     assert kw["groups"] == 64 and kw["prune_groups"] == 8 and kw["select"] == "inlier"
     assert kw["lr_schedule"] == "cosine" and kw["schedule"] == [(256, 150), (1024, 50)]
     assert kw["refine_iters"] == 7  # given explicitly: the preset does not replace it
-    thesis = houv_kwargs(build_parser().parse_args(["register", str(src), str(src)]))
+    thesis = effective(houv_kwargs(build_parser().parse_args(["register", str(src), str(src)])))
     assert thesis["groups"] == 32 and thesis["iters"] == 500 and thesis["lr_schedule"] == "constant"
     rc = main(["register", str(src), str(src), "--preset", "robust", "--schedule", "60:6,120:3", "--groups", "4",
                "--refine-iters", "2", "--json"])
@@ -238,7 +247,7 @@ def test_register_best_of_two_presets(tiny, capsys):
     _, src, _, _ = tiny
     args = build_parser().parse_args(["register", str(src), str(src), "--preset", "robust-wide+halving-local"])
     assert preset_names(args) == ["robust-wide", "halving-local"]
-    assert [houv_kwargs(args, n)["alpha"] for n in preset_names(args)] == [0.5, 0.3]
+    assert [effective(houv_kwargs(args, n))["alpha"] for n in preset_names(args)] == [0.5, 0.3]
     small = ["--schedule", "60:6,120:3", "--groups", "4", "--prune-groups", "2", "--refine-iters", "2"]
     rc = main(["register", str(src), str(src), "--preset", "robust+halving-local", *small])
     assert rc == 0

@@ -1,0 +1,176 @@
+"""Register a list of pairs (files or arrays), optionally sharded over ``torch.distributed`` ranks.
+
+``register_pairs(pairs, settings)`` runs :func:`~fe_fast.registration.houv_batch` on
+``pairs_per_call`` pairs at a time (B pairs x G groups in one batched optimisation, algorithm 3.1),
+or, with several settings, :func:`~fe_fast.registration.houv_best_of` on one pair at a time, and
+returns one JSON-ready dict per pair (:func:`~fe_fast.registration.io.result_dict` plus ``row``,
+``name``, ``src``, ``tgt`` and, with a ground truth, ``rot_err`` / ``trans_err`` / ``mse`` /
+``rmse`` / ``success``, thesis eq. 3-13, 3-14).
+
+Sharded (under ``torchrun``: ``WORLD_SIZE`` > 1), rank r takes pairs r, r + world, ... (gloo on
+CPU; nccl on CUDA, each rank on GPU ``LOCAL_RANK``), and rank 0 gathers every rank's rows and
+returns them all in the input order; the other ranks return ``None``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Mapping, Optional, Sequence, Union
+
+from fe_fast.registration.io import MAX_POINTS
+
+__all__ = ["register_pairs", "dist_env"]
+
+
+def dist_env() -> tuple:
+    """``(world, rank)`` from torchrun's environment (``(1, 0)`` outside it)."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def _as_pairs(pairs) -> list:
+    from fe_fast.registration.io import read_pairs
+
+    if isinstance(pairs, (str, os.PathLike)):
+        return read_pairs(pairs)
+    out = []
+    for i, p in enumerate(pairs):
+        if not isinstance(p, Mapping) or "src" not in p or "tgt" not in p:
+            raise ValueError(f"pairs[{i}] must be a dict with 'src' and 'tgt' (paths or [N, 3] arrays)")
+        out.append({"row": i, "name": f"pair_{i}", **p})
+    return out
+
+
+def _cloud(x, max_points, seed):
+    from fe_fast.registration.io import check_cloud, read_cloud
+
+    if isinstance(x, (str, os.PathLike)):
+        return read_cloud(x, max_points=max_points, seed=seed)
+    return check_cloud(x, "cloud")
+
+
+def register_pairs(
+    pairs: Union[str, os.PathLike, Sequence[Mapping]],
+    settings: Union[Mapping, Sequence[Mapping], None] = None,
+    *,
+    names: Optional[Sequence[str]] = None,
+    accept_score: Optional[float] = None,
+    pairs_per_call: int = 1,
+    ransac_start: bool = False,
+    sharded: Optional[bool] = None,
+    max_points: Optional[int] = MAX_POINTS,
+    progress: bool = False,
+) -> Optional[list]:
+    """Register every pair of ``pairs``: a pair-list CSV (:func:`~fe_fast.registration.io.read_pairs`)
+    or dicts with ``src`` and ``tgt`` (file paths or [N, 3] arrays) and optional ``name``, ``gt``
+    (4x4 array or file), ``viewpoints``.
+
+    ``settings``: :func:`~fe_fast.registration.houv` keyword arguments (a dict; None = its
+    defaults), or a list of such dicts: the best of them per pair (``houv_best_of``, one pair per
+    call, ``accept_score`` as there; ``names`` labels each setting in the rows' ``preset``).
+    ``ransac_start``: also start one group per pair at Open3D RANSAC+ICP's answer (its time is in
+    the pair's ``ransac_seconds`` and ``seconds``). ``sharded``: split the pairs over the
+    ``torch.distributed`` ranks (None: when ``WORLD_SIZE`` > 1). ``max_points``: passed to
+    :func:`~fe_fast.registration.io.read_cloud` (None: every point; arrays are used whole). Returns the rows in the order
+    of ``pairs`` (``None`` on ranks other than 0 when sharded); ``seconds`` of a row is its share
+    of its batch's time."""
+    import numpy as np
+    import torch
+
+    from fe_fast.registration import houv_batch, houv_best_of
+    from fe_fast.registration.io import read_transform, result_dict
+    from fe_fast.registration.metrics import evaluate
+
+    if settings is None:
+        settings = [{}]
+    elif isinstance(settings, Mapping):
+        settings = [settings]
+    settings = [dict(s) for s in settings]
+    if not settings:
+        raise ValueError("settings must hold at least one dict of houv() arguments")
+    if names is not None and len(names) != len(settings):
+        raise ValueError(f"names has {len(names)} entries for {len(settings)} settings")
+    if int(pairs_per_call) < 1:
+        raise ValueError(f"pairs_per_call must be >= 1, got {pairs_per_call}")
+    if len(settings) > 1 and pairs_per_call != 1:
+        raise ValueError("several settings (best of) register one pair per call (each pair may stop after a "
+                         "different setting); leave pairs_per_call at 1")
+    items = _as_pairs(pairs)
+    seed = settings[0].get("seed", 0)
+    world, rank = dist_env()
+    if sharded is None:
+        sharded = world > 1
+    dist, own_group = None, False
+    if sharded:
+        import torch.distributed as dist
+
+        if not dist.is_initialized() and "WORLD_SIZE" not in os.environ:
+            raise ValueError("sharded=True needs torch.distributed: run under torchrun (WORLD_SIZE set) or "
+                             "initialise the process group first")
+        device = settings[0].get("device")
+        use_cuda = device is not None and torch.device(device).type == "cuda"
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            for s in settings:
+                s["device"] = torch.device("cuda", local)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+            own_group = True
+        world, rank = dist.get_world_size(), dist.get_rank()
+    else:
+        world, rank = 1, 0
+    mine = items[rank::world]
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(mine), desc=f"registering pairs (rank {rank}/{world})", unit="pair", leave=False)
+    rows = []
+    K = int(pairs_per_call)
+    for s0 in range(0, len(mine), K):
+        chunk = mine[s0:s0 + K]
+        Ps = [_cloud(it["src"], max_points, seed) for it in chunk]
+        Qs = [_cloud(it["tgt"], max_points, seed) for it in chunk]
+        t0 = time.perf_counter()
+        vps = [it.get("viewpoints") for it in chunk]
+        run_kw = {"viewpoints": vps} if any(v is not None for v in vps) else {}
+        ransac = None
+        if ransac_start:
+            from fe_fast.registration import baselines
+
+            ransac = [baselines.ransac_icp(P, Q, seed=seed) for P, Q in zip(Ps, Qs)]
+            run_kw["init_transforms"] = [r["transform"] for r in ransac]
+        if len(settings) > 1:  # one pair
+            one = {k: v[0] for k, v in run_kw.items()}
+            res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=accept_score, **one)]
+        else:
+            res = houv_batch(Ps, Qs, **settings[0], **run_kw)
+        per_pair = (time.perf_counter() - t0) / len(chunk)
+        for i, (it, P, Q, r) in enumerate(zip(chunk, Ps, Qs, res)):
+            d = {"row": it["row"], "name": it["name"]}
+            d.update({k: it[k] for k in ("src", "tgt") if isinstance(it[k], (str, os.PathLike))})
+            d.update(result_dict(r), seconds=per_pair)
+            if ransac is not None:
+                d["ransac_seconds"] = ransac[i]["seconds"]
+            if "best_of" in r.extra:
+                d["best_of"] = r.extra["best_of"]
+                d["preset"] = names[r.extra["best_of_index"]] if names else r.extra["best_of_index"]
+            if it.get("gt") is not None:
+                gt = read_transform(it["gt"]) if isinstance(it["gt"], (str, os.PathLike)) else np.asarray(it["gt"])
+                ev = evaluate(r.transform.numpy(), gt, P, Q)
+                d.update({k: ev[k] for k in ("rot_err", "trans_err", "mse", "rmse", "success")})
+            rows.append(d)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if dist is not None and world > 1:
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(rows, gathered, dst=0)
+    if own_group:
+        dist.destroy_process_group()
+    if dist is not None and world > 1:
+        if rank != 0:
+            return None
+        rows = [r for part in gathered for r in part]
+    return sorted(rows, key=lambda r: r["row"])
