@@ -21,10 +21,11 @@ class AlignedFace(NamedTuple):
 
 
 def align_face(photo, landmarks: LandmarkSource = None, size: int = 256, pose_method: str = "umeyama",
-               device: str = "cpu") -> AlignedFace:
+               device: str = "cpu", seed: int = 0) -> AlignedFace:
     """Align the face in ``photo`` (RGB uint8 array): landmarks from ``landmarks`` (see
     :func:`~fe_fast.align.landmarks.get_landmarks`; None = 3D FAN on ``device``), the head pose by
-    ``pose_method`` when they are 3D, and the FFHQ crop at ``size``."""
+    ``pose_method`` when they are 3D (``seed``: HOUV's random starts with ``pose_method="houv"``),
+    and the FFHQ crop at ``size``."""
     L = get_landmarks(photo, landmarks, device=device)
-    pose = estimate_pose(L, pose_method) if L.shape[1] == 3 else None
+    pose = estimate_pose(L, pose_method, seed=seed) if L.shape[1] == 3 else None
     return AlignedFace(L, pose, align_crop(photo, L, size=size))

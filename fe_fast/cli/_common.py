@@ -98,9 +98,12 @@ class HelpFormatter(argparse.HelpFormatter):
 
 def library_option(p, *flags, source: str, param: str = None, help: str = "", **kw):
     """Add an option that maps to parameter ``param`` of ``source`` (``"module:function"`` or a
-    dataclass): default None, i.e. "use the library's default", which ``--help`` shows."""
+    dataclass): default None, i.e. "use the library's default", which ``--help`` shows (unless the
+    help text explains None itself, as in ``"(None: off)"``)."""
     dest = kw.pop("dest", None) or flags[0].lstrip("-").replace("-", "_")
-    action = p.add_argument(*flags, dest=dest, default=None, help=f"{help} (default %(default)s)".lstrip(), **kw)
+    if "None:" not in help:  # else the help says what None (the default) means
+        help = f"{help} (default %(default)s)".lstrip()
+    action = p.add_argument(*flags, dest=dest, default=None, help=help, **kw)
     action.library_source = (source, param or dest)
     return action
 
@@ -117,7 +120,7 @@ def given(args, names) -> dict:
 
 def record_defaults(p) -> None:
     """Remember ``p``'s defaults on the parsed namespace (``args._cli_defaults``), for :func:`preset_values`."""
-    p.set_defaults(_cli_defaults={a.dest: a.default for a in p._actions if a.dest != "help"})
+    p.set_defaults(_cli_defaults={a.dest: a.default for a in p._actions if a.default is not argparse.SUPPRESS})
 
 
 def preset_values(args, preset: dict, rename=None) -> dict:

@@ -1,27 +1,34 @@
 """``fe-fast teachers train``: render toy faces, train the toy attribute classifier and face parser,
-print held-out accuracy per attribute and IoU per class, and save both teachers in ``--out``."""
+print held-out accuracy per attribute and IoU per class (``--json``: one object), and save both
+teachers in ``--out``. The work is :func:`fe_fast.teachers.toy.train_toy_teachers`; options left
+out take its defaults."""
 from __future__ import annotations
+
+from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, given, library_default, \
+    library_option, print_json
+
+TRAIN = "fe_fast.teachers.toy:train_toy_teachers"
+#: train_toy_teachers() parameters that are options of ``teachers train`` with the same name.
+TRAIN_OPTIONS = ("size", "n", "n_val", "epochs", "parser_epochs", "parser_n", "width")
 
 
 def add_parser(sub):
     p = sub.add_parser("teachers", help="train the toy attribute / region teachers")
     tsub = p.add_subparsers(dest="teachers_command", metavar="ACTION")
-    t = tsub.add_parser("train", help="train the toy attribute classifier and face parser on procedural faces")
-    t.add_argument("--out", required=True, help="directory for attribute_classifier.pt and face_parser.pt")
-    t.add_argument("--size", type=int, default=64, help="image size, 16..256 (default 64)")
-    t.add_argument("--n", type=int, default=8000, help="training faces (default 8000)")
-    t.add_argument("--n-val", type=int, default=1000, help="held-out faces (default 1000)")
-    t.add_argument("--epochs", type=int, default=8, help="epochs of the attribute classifier (default 8)")
-    t.add_argument("--parser-epochs", type=int, default=8, help="epochs of the face parser (default 8)")
-    t.add_argument("--parser-n", type=int, default=3000,
-                   help="training faces for the parser, the first N of the training set (default 3000)")
-    t.add_argument("--width", type=int, default=16, help="base width of both networks (default 16)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the faces and the training (default 0)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t = tsub.add_parser("train", help="train the toy attribute classifier and face parser on procedural faces",
+                        description=__doc__, formatter_class=HelpFormatter)
+    opt = lambda *a, **k: library_option(t, *a, source=TRAIN, type=int, **k)  # noqa: E731
+    opt("--size", help="image size, 16..256")
+    opt("--n", help="training faces")
+    opt("--n-val", help="held-out faces")
+    opt("--epochs", help="epochs of the attribute classifier")
+    opt("--parser-epochs", help="epochs of the face parser")
+    opt("--parser-n", help="training faces for the parser, the first N of the training set")
+    opt("--width", help="base width of both networks")
     t.add_argument("--augment", action="store_true",
                    help="train the attribute classifier on half-resolution and blurred copies too (robust labels "
                         "for a half-resolution generator's upsampled output)")
-    t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_common_options(t, out_required=True, out_help="folder for attribute_classifier.pt and face_parser.pt")
     t.set_defaults(func=run)
     p.set_defaults(func=_help(p))
 
@@ -39,42 +46,45 @@ def run(args) -> int:
 
     from fe_fast.cli import UserError
 
-    if args.n < 1 or args.n_val < 1:
-        raise ValueError(f"--n and --n-val must be >= 1, got {args.n}, {args.n_val}")
-    if args.epochs < 1 or args.parser_epochs < 1:
+    apply_common(args)
+    kw = given(args, TRAIN_OPTIONS)
+    use = {k: kw.get(k, library_default(TRAIN, k)) for k in TRAIN_OPTIONS}  # the values the run will use
+    if use["n"] < 1 or use["n_val"] < 1:
+        raise ValueError(f"--n and --n-val must be >= 1, got {use['n']}, {use['n_val']}")
+    if use["epochs"] < 1 or use["parser_epochs"] < 1:
         raise ValueError("--epochs and --parser-epochs must be >= 1")
-    if not 16 <= args.size <= 256:
-        raise ValueError(f"--size must be between 16 and 256, got {args.size}")
+    if not 16 <= use["size"] <= 256:
+        raise ValueError(f"--size must be between 16 and 256, got {use['size']}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
 
-    import torch
-
     from fe_fast.teachers.toy import ATTRIBUTE_CLASSIFIER_FILE, FACE_PARSER_FILE, save_teacher, train_toy_teachers
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    r = train_toy_teachers(n=args.n, n_val=args.n_val, size=args.size, epochs=args.epochs, parser_n=args.parser_n,
-                           parser_epochs=args.parser_epochs, width=args.width, seed=args.seed,
-                           progress=not args.no_progress, augment=args.augment)
-    acc, ious, miou = r.accuracy, r.iou, r.mean_iou
-    print(f"attribute classifier: held-out accuracy on {args.n_val} faces ({r.seconds['classifier'][0]:.0f} s)")
-    for name, a in acc.items():
-        print(f"  {name:12s} {100 * a:6.2f} %")
-    print(f"  {'min':12s} {100 * min(acc.values()):6.2f} %   mean {100 * sum(acc.values()) / len(acc):6.2f} %")
-    half = r.accuracy_half
-    print(f"  through half resolution: min {100 * min(half.values()):6.2f} % ({min(half, key=half.get)}), "
-          f"mean {100 * sum(half.values()) / len(half):6.2f} %")
-    print(f"face parser: held-out IoU per class on {args.n_val} faces ({r.seconds['parser'][0]:.0f} s)")
-    for name, v in ious.items():
-        print(f"  {name:12s} {v:6.3f}")
-    print(f"  {'mean IoU':12s} {miou:6.3f}")
-
-    meta = {"size": args.size, "n_train": args.n, "n_val": args.n_val, "seed": args.seed}
+    if args.device is not None:
+        kw["device"] = args.device
+    r = train_toy_teachers(**kw, seed=args.seed, progress=args.progress, augment=args.augment)
+    acc, ious, miou, half = r.accuracy, r.iou, r.mean_iou, r.accuracy_half
+    meta = {"size": use["size"], "n_train": use["n"], "n_val": use["n_val"], "seed": args.seed}
     p1 = save_teacher(r.classifier, out / ATTRIBUTE_CLASSIFIER_FILE,
                       metrics={**meta, "accuracy": acc, "accuracy_half": half, "augment": args.augment})
     p2 = save_teacher(r.parser, out / FACE_PARSER_FILE, metrics={**meta, "iou": ious, "mean_iou": miou})
     total = sum(w for w, _ in r.seconds.values())
+    if args.json:
+        print_json({**meta, "accuracy": acc, "accuracy_half": half, "iou": ious, "mean_iou": miou,
+                    "attribute_classifier": str(p1), "face_parser": str(p2),
+                    "seconds": {k: w for k, (w, _) in r.seconds.items()}})
+        return 0
+    n_val = use["n_val"]
+    print(f"attribute classifier: held-out accuracy on {n_val} faces ({r.seconds['classifier'][0]:.0f} s)")
+    for name, a in acc.items():
+        print(f"  {name:12s} {100 * a:6.2f} %")
+    print(f"  {'min':12s} {100 * min(acc.values()):6.2f} %   mean {100 * sum(acc.values()) / len(acc):6.2f} %")
+    print(f"  through half resolution: min {100 * min(half.values()):6.2f} % ({min(half, key=half.get)}), "
+          f"mean {100 * sum(half.values()) / len(half):6.2f} %")
+    print(f"face parser: held-out IoU per class on {n_val} faces ({r.seconds['parser'][0]:.0f} s)")
+    for name, v in ious.items():
+        print(f"  {name:12s} {v:6.3f}")
+    print(f"  {'mean IoU':12s} {miou:6.3f}")
     print(f"saved {p1} and {p2} (render {r.seconds['render'][0]:.0f} s, total {total:.0f} s)")
     return 0

@@ -5,12 +5,14 @@ Several processes: ``torchrun --nproc_per_node 2 -m fe_fast.stylegan.train ...``
 nccl on GPU)."""
 from __future__ import annotations
 
+from fe_fast.cli._common import add_common_options, apply_common, deprecated_alias, preset_values, print_json, \
+    record_defaults
+
 
 def add_parser(sub):
     p = sub.add_parser("train-gan", help="train a StyleGAN2 generator (WGAN-GP / logistic, path loss, EMA)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="toyfaces", help="'toyfaces' (the toy face world) or a folder / .zip of images")
-    p.add_argument("--out", default="stylegan-run", help="output folder (metrics.jsonl, samples/, checkpoint.pt)")
     p.add_argument("--resolution", type=int, default=32, help="power of two, 8..1024")
     p.add_argument("--toy-images", type=int, default=20000, help="number of toy faces (data=toyfaces)")
     p.add_argument("--xflip", action="store_true", help="random horizontal flips of real images")
@@ -33,7 +35,8 @@ def add_parser(sub):
     p.add_argument("--d-arch", choices=["resnet", "plain"], default="resnet",
                    help="critic layout: resnet = StyleGAN2's residual critic; plain = plain stride-2 convs on the "
                         "2x-upsampled image (sees the toy faces' 8-pixel fringe; bench/results/stylegan.md)")
-    p.add_argument("--batch", type=int, default=32, help="global batch (split over processes)")
+    p.add_argument("--batch-size", dest="batch", type=int, default=32, help="global batch (split over processes)")
+    deprecated_alias(p, "--batch", "--batch-size")
     p.add_argument("--kimg", type=float, default=100, help="stop after this many thousand real images")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None,
@@ -61,8 +64,6 @@ def add_parser(sub):
     p.add_argument("--noise-mode", choices=["random", "none"], default="random",
                    help="the generator's noise inputs while training: random (StyleGAN2) or none (off)")
     p.add_argument("--ema-kimg", type=float, default=10.0, help="G EMA half-life in thousands of images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl records")
     p.add_argument("--sample-every", type=int, default=5000, help="images between sample grids (0: never)")
@@ -74,13 +75,14 @@ def add_parser(sub):
     p.add_argument("--inception-weights", default=None,
                    help="pytorch-fid pt_inception-2015-12-05-6726825d.pth (else toy-face features, labelled fid_toy)")
     p.add_argument("--resume", default=None, help="checkpoint.pt to resume, or 'auto'")
-    p.add_argument("--no-progress", action="store_true")
     p.add_argument("--preset", choices=["toy32"], default=None,
                    help="toy32: the CPU recipe for 32x32 toy faces (narrow nets, logistic + lazy R1; see "
                         "docs/stylegan.md); options given explicitly still win")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
-    p.set_defaults(func=run, _cli_defaults={a.dest: a.default for a in p._actions})
+    add_common_options(p, out_default="stylegan-run",
+                       out_help="output folder (metrics.jsonl, samples/, checkpoint.pt, G_ema.safetensors)",
+                       device_help="auto, cpu, cuda, cuda:1 ...")
+    record_defaults(p)
+    p.set_defaults(func=run)
 
 
 def run(args) -> int:
@@ -89,6 +91,7 @@ def run(args) -> int:
     from fe_fast.cli import UserError
     from fe_fast.stylegan.train import TrainConfig, train
 
+    apply_common(args)
     if args.data != "toyfaces" and not os.path.exists(args.data):
         raise FileNotFoundError(f"training data not found: {args.data}")
     for name in ("vgg_weights", "inception_weights"):
@@ -98,39 +101,41 @@ def run(args) -> int:
     if args.preset is not None:
         from fe_fast.stylegan.train import PRESETS
 
-        for k, v in PRESETS[args.preset].items():  # preset replaces only the options left at their default
-            dest, v = ("ema_kimg", v / 1000) if k == "ema_img" else (k, v)
-            if getattr(args, dest) == args._cli_defaults[dest]:
-                setattr(args, dest, v)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+        # the preset replaces only the options left at their default
+        vars(args).update(preset_values(args, PRESETS[args.preset], rename={"ema_img": ("ema_kimg", _per_k)}))
     if args.resolution < 8 or args.resolution & (args.resolution - 1):
         raise UserError(f"--resolution must be a power of two >= 8, got {args.resolution}")
-    cfg = TrainConfig(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
-                      xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
-                      lr_mlp=args.lr_mlp, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
-                      channel_base=args.channel_base, d_channel_base=args.d_channel_base,
-                      mbstd_group=args.mbstd_group, d_scales=args.d_scales, d_arch=args.d_arch, batch=args.batch,
-                      total_img=int(args.kimg * 1000), max_steps=args.max_steps,
-                      max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, d_lr=args.d_lr,
-                      lr_rampdown=args.lr_rampdown,
-                      loss=args.loss,
-                      gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
-                      vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
-                      path_every=args.path_every, style_mixing=args.style_mixing,
-                      noise_mode=args.noise_mode, d_attr_weight=args.d_attr_weight, ema_img=args.ema_kimg * 1000,
-                      seed=args.seed, device=args.device, workers=args.workers, log_every=args.log_every,
-                      sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-                      snapshot_every=args.snapshot_every,
-                      fid_every=args.fid_every, fid_images=args.fid_images,
-                      inception_weights=args.inception_weights, resume=args.resume,
-                      progress=not args.no_progress)
-    result = train(cfg)
-    if result["rank"] == 0:
+    fields = dict(out_dir=args.out, data=args.data, resolution=args.resolution, toy_images=args.toy_images,
+                  xflip=args.xflip, z_dim=args.z_dim, w_dim=args.w_dim, n_mlp=args.n_mlp,
+                  lr_mlp=args.lr_mlp, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max,
+                  channel_base=args.channel_base, d_channel_base=args.d_channel_base,
+                  mbstd_group=args.mbstd_group, d_scales=args.d_scales, d_arch=args.d_arch, batch=args.batch,
+                  total_img=int(args.kimg * 1000), max_steps=args.max_steps,
+                  max_seconds=None if args.minutes is None else args.minutes * 60, lr=args.lr, d_lr=args.d_lr,
+                  lr_rampdown=args.lr_rampdown,
+                  loss=args.loss,
+                  gp_lambda=args.gp_lambda, r1_gamma=args.r1_gamma, r1_every=args.r1_every, path=args.path,
+                  vgg_weights=args.vgg_weights, path_alpha=args.path_alpha, path_epsilon=args.path_epsilon,
+                  path_every=args.path_every, style_mixing=args.style_mixing,
+                  noise_mode=args.noise_mode, d_attr_weight=args.d_attr_weight, ema_img=args.ema_kimg * 1000,
+                  seed=args.seed, device=args.device, workers=args.workers, log_every=args.log_every,
+                  sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
+                  snapshot_every=args.snapshot_every,
+                  fid_every=args.fid_every, fid_images=args.fid_images,
+                  inception_weights=args.inception_weights, resume=args.resume,
+                  progress=args.progress)
+    if args.device is None:
+        del fields["device"]  # TrainConfig's default
+    result = train(TrainConfig(**fields))
+    if result["rank"] == 0 and args.json:
+        print_json({k: result[k] for k in ("steps", "img_seen", "img_per_s", "world", "out_dir", "checkpoint",
+                                           "G_ema")})
+    elif result["rank"] == 0:
         print(f"trained {result['steps']} steps ({result['img_seen']} images, {result['img_per_s']:.1f} img/s "
               f"on {result['world']} process(es)); generator: {result['G_ema']}")
     return 0
+
+
+def _per_k(v):
+    """images -> thousands of images (a preset's ``ema_img`` as ``--ema-kimg``)."""
+    return v / 1000

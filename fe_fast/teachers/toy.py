@@ -216,7 +216,7 @@ def _check_arrays(images, *others):
 def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model: Optional[AttributeClassifier] = None,
                                epochs: int = 6, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
                                progress: bool = False, max_steps: Optional[int] = None,
-                               augment: bool = False) -> Tuple[AttributeClassifier, list]:
+                               augment: bool = False, device=None) -> Tuple[AttributeClassifier, list]:
     """Train (or continue training) an :class:`AttributeClassifier` with binary cross-entropy on
     the logits, Adam and a one-cycle learning-rate schedule.
 
@@ -226,7 +226,8 @@ def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model
     order and updates are seeded by ``seed``, so runs on one machine are bit-identical (another CPU's
     float kernels, e.g. AVX2 against AVX-512, give other weights). ``augment=True`` passes
     every batch through :func:`resample_augment` (robust labels for upsampled or slightly blurred
-    generator output). Returns ``(model, losses)`` with the mean loss of every step."""
+    generator output). ``device``: train there (None: where the model is). Returns ``(model, losses)``
+    with the mean loss of every step."""
     images = _check_arrays(images, attributes)
     if model is None:
         torch.manual_seed(seed)
@@ -234,17 +235,18 @@ def train_attribute_classifier(images: np.ndarray, attributes: np.ndarray, model
     targets = _select_targets(np.asarray(attributes, dtype=np.float32), model.attributes)
     return _fit(model, images, torch.from_numpy(targets), lambda out, y: F.binary_cross_entropy_with_logits(out, y),
                 epochs, batch_size, lr, seed, progress, max_steps, "attribute classifier",
-                resample_augment if augment else None)
+                resample_augment if augment else None, device)
 
 
 def train_face_parser(images: np.ndarray, masks: np.ndarray, model: Optional[FaceParser] = None, epochs: int = 8,
                       batch_size: int = 16, lr: float = 1e-2, seed: int = 0, progress: bool = False,
-                      max_steps: Optional[int] = None, class_weights: Optional[Sequence[float]] = "auto"):
+                      max_steps: Optional[int] = None, class_weights: Optional[Sequence[float]] = "auto",
+                      device=None):
     """Train (or continue training) a :class:`FaceParser` with per-pixel softmax cross-entropy,
     Adam and a one-cycle schedule. ``masks``: uint8/int (n, H, W) class indices.
     ``class_weights="auto"`` weights class c by (median frequency / frequency)^0.5 on the
     training masks (small parts such as eyes and brows count more), ``None`` = unweighted.
-    Returns ``(model, losses)``."""
+    ``device``: train there (None: where the model is). Returns ``(model, losses)``."""
     images = _check_arrays(images, masks)
     masks = np.asarray(masks)
     if masks.shape != images.shape[:3]:
@@ -266,8 +268,10 @@ def train_face_parser(images: np.ndarray, masks: np.ndarray, model: Optional[Fac
         if weight.shape != (model.n_classes,):
             raise ValueError(f"class_weights must have {model.n_classes} entries, got {tuple(weight.shape)}")
     y = torch.from_numpy(masks.astype(np.int64))
+    if weight is not None and device is not None:
+        weight = weight.to(device)
     return _fit(model, images, y, lambda out, t: F.cross_entropy(out, t, weight=weight), epochs, batch_size, lr, seed,
-                progress, max_steps, "face parser")
+                progress, max_steps, "face parser", device=device)
 
 
 def _select_targets(attributes: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -283,7 +287,8 @@ def _select_targets(attributes: np.ndarray, names: Sequence[str]) -> np.ndarray:
                      f"got {attributes.shape[1]}")
 
 
-def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress, max_steps, what, augment=None):
+def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress, max_steps, what, augment=None,
+         device=None):
     if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
         raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
     torch.manual_seed(seed)
@@ -293,6 +298,8 @@ def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress
     total = steps_per_epoch * int(epochs)
     if max_steps is not None:
         total = min(total, int(max_steps))
+    model.to(device)
+    device = next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.2)
     model.train()
@@ -308,7 +315,7 @@ def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress
             x = images_to_tensor(images[idx])
             if augment is not None:
                 x = augment(x, gen)
-            loss = loss_fn(model(x), targets[idx])
+            loss = loss_fn(model(x.to(device)), targets[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -329,10 +336,11 @@ def _fit(model, images, targets, loss_fn, epochs, batch_size, lr, seed, progress
 @torch.no_grad()
 def _predict(model, images: np.ndarray, batch_size: int, fn, transform=None):
     model.eval()
+    device = next(model.parameters()).device
     outs = []
     for i in range(0, len(images), batch_size):
         x = images_to_tensor(images[i:i + batch_size])
-        outs.append(fn(model(x if transform is None else transform(x))))
+        outs.append(fn(model((x if transform is None else transform(x)).to(device))).cpu())
     return torch.cat(outs) if outs else torch.zeros(0)
 
 
@@ -441,13 +449,14 @@ def _since(t: Tuple[float, float]) -> Tuple[float, float]:
 
 def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs: int = 8, parser_n: int = 3000,
                        parser_epochs: int = 8, width: int = 16, seed: int = 0, progress: bool = True,
-                       augment: bool = False) -> ToyTeachers:
+                       augment: bool = False, device=None) -> ToyTeachers:
     """Render ``n`` training and ``n_val`` held-out toy faces, train the attribute classifier on all
     training faces and the face parser on the first ``parser_n``, and score both on the held-out
     faces (accuracy per binary attribute, as rendered and through half resolution; IoU per mask
     class). ``augment``: train the classifier with :func:`resample_augment`. Each model is
     initialised right after ``torch.manual_seed(seed)``, so the result is deterministic for a seed on
-    one machine; across CPUs the weights differ, and so do their labels of off-manifold (generated) images."""
+    one machine; across CPUs the weights differ, and so do their labels of off-manifold (generated) images.
+    ``device``: where both train and are scored (None: the CPU); the teachers are returned on the CPU."""
     t = _clock()
     train = ToyFaces(n, size=size, seed=seed)
     val = ToyFaces(n_val, size=size, seed=seed + 1_000_003)
@@ -458,7 +467,7 @@ def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs:
     t = _clock()
     torch.manual_seed(seed)
     clf, _ = train_attribute_classifier(xi, train.attributes, AttributeClassifier(width=width),
-                                        epochs=epochs, seed=seed, progress=progress, augment=augment)
+                                        epochs=epochs, seed=seed, progress=progress, augment=augment, device=device)
     seconds["classifier"] = _since(t)
     acc = attribute_accuracy(clf, vi, val.attributes)
     acc_half = attribute_accuracy(clf, vi, val.attributes, half_resolution=True)
@@ -467,7 +476,8 @@ def train_toy_teachers(n: int = 8000, n_val: int = 1000, size: int = 64, epochs:
     torch.manual_seed(seed)
     k = min(parser_n, n)
     parser, _ = train_face_parser(xi[:k], xm[:k], FaceParser(width=width), epochs=parser_epochs,
-                                  seed=seed, progress=progress)
+                                  seed=seed, progress=progress, device=device)
     seconds["parser"] = _since(t)
     miou, ious = mean_iou(predict_masks(parser, vi), vm)
+    clf, parser = clf.cpu(), parser.cpu()
     return ToyTeachers(clf, parser, acc, ious, miou, k, seconds, acc_half)
