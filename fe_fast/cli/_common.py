@@ -182,16 +182,18 @@ def apply_common(args) -> None:
             raise ValueError(f"--device {args.device}: CUDA is not available")
 
 
-def out_folder(args, name: str = "--out"):
-    """``args.out`` as a created folder (``None`` when not given); a file there is a user error."""
+def out_folder(args, create: bool = True):
+    """``args.out`` as a folder (``None`` when not given), created unless ``create=False``; an
+    existing file there is a user error."""
     from pathlib import Path
 
     if args.out is None:
         return None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{name} {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, deprecation, given, \
-    library_option, print_json
+    library_option, out_folder, print_json
 
 ALIGN = "fe_fast.align.face:align_face"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -50,8 +50,7 @@ def run(args) -> int:
         deprecation("--out FILE.png", "--out DIR (writes DIR/crop.png and DIR/align.json)")
         crop_path, info_path = out, None
     else:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out}: exists and is not a folder")
+        out = out_folder(args, create=False)
         crop_path, info_path = out / "crop.png", out / "align.json"
     if crop_path.resolve() == src.resolve():
         raise UserError("--out must not overwrite the input image")

@@ -180,6 +180,7 @@ def run(args) -> int:
     from fe_fast.registration.io import read_cloud, read_transform, result_dict, write_cloud, write_transform
 
     apply_common(args)
+    folder = out_folder(args, create=False)  # checked before the work
     names, settings = houv_settings(args)
     P = read_cloud(args.src, seed=args.seed)
     Q = read_cloud(args.tgt, seed=args.seed)
@@ -204,8 +205,8 @@ def run(args) -> int:
     if len(names) > 1:
         out.update(preset=names[res.extra["best_of_index"]], best_of=res.extra["best_of"])
     aligned = P @ np.asarray(out["rotation"]).T + np.asarray(out["translation"])
-    folder = out_folder(args)
     if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "result.json").write_text(json.dumps(out, indent=2) + "\n")
         write_transform(folder / "transform.json", out["transform"])
         write_cloud(folder / f"aligned{Path(args.src).suffix.lower()}", aligned)

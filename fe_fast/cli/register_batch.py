@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, deprecation, print_json, \
-    record_defaults
+from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, deprecation, out_folder, \
+    print_json, record_defaults
 from fe_fast.cli.register import add_houv_arguments, houv_settings
 
 
@@ -72,9 +72,7 @@ def run(args) -> int:
         deprecation("--out FILE.jsonl", "--out DIR (writes DIR/results.jsonl)")
         path = out
     else:
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out}: exists and is not a folder")
-        path = out / "results.jsonl"
+        path = out_folder(args, create=False) / "results.jsonl"
     names, settings = houv_settings(args)
     if len(names) > 1 and args.pairs_per_call != 1:
         raise ValueError("--preset A+B registers one pair per call (each pair may stop after a different "

@@ -5,7 +5,7 @@ out take its defaults."""
 from __future__ import annotations
 
 from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, given, library_default, \
-    library_option, print_json
+    library_option, out_folder, print_json
 
 TRAIN = "fe_fast.teachers.toy:train_toy_teachers"
 #: train_toy_teachers() parameters that are options of ``teachers train`` with the same name.
@@ -42,10 +42,6 @@ def _help(p):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from fe_fast.cli import UserError
-
     apply_common(args)
     kw = given(args, TRAIN_OPTIONS)
     use = {k: kw.get(k, library_default(TRAIN, k)) for k in TRAIN_OPTIONS}  # the values the run will use
@@ -55,9 +51,7 @@ def run(args) -> int:
         raise ValueError("--epochs and --parser-epochs must be >= 1")
     if not 16 <= use["size"] <= 256:
         raise ValueError(f"--size must be between 16 and 256, got {use['size']}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
+    out = out_folder(args, create=False)
 
     from fe_fast.teachers.toy import ATTRIBUTE_CLASSIFIER_FILE, FACE_PARSER_FILE, save_teacher, train_toy_teachers
 

@@ -5,8 +5,8 @@ Several processes: ``torchrun --nproc_per_node 2 -m fe_fast.stylegan.train ...``
 nccl on GPU)."""
 from __future__ import annotations
 
-from fe_fast.cli._common import add_common_options, apply_common, deprecated_alias, preset_values, print_json, \
-    record_defaults
+from fe_fast.cli._common import add_common_options, apply_common, deprecated_alias, out_folder, preset_values, \
+    print_json, record_defaults
 
 
 def add_parser(sub):
@@ -92,6 +92,7 @@ def run(args) -> int:
     from fe_fast.stylegan.train import TrainConfig, train
 
     apply_common(args)
+    out_folder(args, create=False)  # train() creates it (rank 0)
     if args.data != "toyfaces" and not os.path.exists(args.data):
         raise FileNotFoundError(f"training data not found: {args.data}")
     for name in ("vgg_weights", "inception_weights"):
