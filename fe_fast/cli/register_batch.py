@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, deprecation, out_folder, \
-    print_json, record_defaults
+from fe_fast.cli._common import HelpFormatter, add_common_options, apply_common, deprecation, given, \
+    library_option, out_folder, print_json, record_defaults
 from fe_fast.cli.register import add_houv_arguments, houv_settings
 
 
@@ -32,7 +32,8 @@ def add_parser(sub):
         formatter_class=HelpFormatter,
     )
     p.add_argument("pairs", metavar="PAIRS.csv", help="CSV with columns src,tgt[,name,gt]")
-    p.add_argument("--pairs-per-call", type=int, default=1, help="pairs optimised together in one batch")
+    library_option(p, "--pairs-per-call", source="fe_fast.registration.batch:register_pairs", type=int,
+                   help="pairs optimised together in one batch")
     add_houv_arguments(p)
     add_common_options(p, out_required=True,
                        out_help="folder for results.jsonl (one line per pair, written by rank 0) and summary.json "
@@ -41,54 +42,30 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def read_pairs_csv(path):
-    """The pair list (:func:`fe_fast.registration.io.read_pairs`)."""
-    from fe_fast.registration.io import read_pairs
-
-    return read_pairs(path)
-
-
-def summary(rows, path) -> dict:
-    """``{"results": path, "pairs": n}`` plus, over the pairs with a ground truth, the mean rotation
-    error and the recall (share of successes)."""
-    import numpy as np
-
-    out = {"results": str(path), "pairs": len(rows)}
-    ok = [r for r in rows if "success" in r]
-    if ok:
-        out.update(with_gt=len(ok), mean_rot_err=float(np.mean([r["rot_err"] for r in ok])),
-                   recall=float(np.mean([r["success"] for r in ok])))
-    return out
-
-
 def run(args) -> int:
     import json
 
     from fe_fast.registration import register_pairs
+    from fe_fast.registration.batch import summarize
+    from fe_fast.registration.io import write_rows
 
     apply_common(args)
-    out = Path(args.out)
-    if out.suffix == ".jsonl":  # the old spelling: --out results.jsonl
+    legacy = Path(args.out).suffix == ".jsonl"  # the old spelling: --out results.jsonl
+    if legacy:
         deprecation("--out FILE.jsonl", "--out DIR (writes DIR/results.jsonl)")
-        path = out
+        path = Path(args.out)
     else:
         path = out_folder(args, create=False) / "results.jsonl"
     names, settings = houv_settings(args)
-    if len(names) > 1 and args.pairs_per_call != 1:
-        raise ValueError("--preset A+B registers one pair per call (each pair may stop after a different "
-                         "preset); leave --pairs-per-call at 1")
     rows = register_pairs(args.pairs, settings, names=names or None, accept_score=args.accept_score,
-                          pairs_per_call=args.pairs_per_call, ransac_start=args.ransac_start,
-                          progress=args.progress)
+                          ransac_start=args.ransac_start, progress=args.progress,
+                          **given(args, ("pairs_per_call",)))
     if rows is None:  # a rank other than 0 under torchrun
         return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    info = summary(rows, path)
-    if path.name == "results.jsonl" and path.parent == out:
-        (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_rows(path, rows)
+    info = {"results": str(path), **summarize(rows)}
+    if not legacy:
+        (path.parent / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
     if args.json:
         print_json(info)
     else:

@@ -19,7 +19,20 @@ from typing import Mapping, Optional, Sequence, Union
 
 from fe_fast.registration.io import MAX_POINTS
 
-__all__ = ["register_pairs", "dist_env"]
+__all__ = ["register_pairs", "summarize", "dist_env"]
+
+
+def summarize(rows) -> dict:
+    """``{"pairs": n}`` plus, over the rows with a ground truth, ``with_gt``, the mean rotation error
+    ``mean_rot_err`` (degrees, thesis eq. 3-13) and ``recall`` (the share of successes)."""
+    import numpy as np
+
+    out = {"pairs": len(rows)}
+    ok = [r for r in rows if "success" in r]
+    if ok:
+        out.update(with_gt=len(ok), mean_rot_err=float(np.mean([r["rot_err"] for r in ok])),
+                   recall=float(np.mean([r["success"] for r in ok])))
+    return out
 
 
 def dist_env() -> tuple:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CLOUD_FORMATS", "MAX_POINTS", "CloudSubsampled", "read_cloud", "write_cloud", "read_transform",
-           "write_transform", "read_pairs", "result_dict"]
+           "write_transform", "read_pairs", "write_rows", "result_dict"]
 
 OPEN3D_EXT = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 NUMPY_TEXT_EXT = (".txt", ".csv")
@@ -194,6 +194,17 @@ def read_pairs(path) -> list:
             item["viewpoints"] = vp
         out.append(item)
     return out
+
+
+def write_rows(path, rows) -> Path:
+    """One JSON object per line (the rows of :func:`~fe_fast.registration.register_pairs`); the
+    folder is created."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return p
 
 
 def result_dict(res) -> dict:

@@ -219,7 +219,7 @@ def test_register_batch_defaults_are_houv_and_register_pairs_defaults(monkeypatc
     (pairs, settings), kw = calls[0]
     assert all(settings[0][k] == lib[k] for k in settings[0])  # only the seed, at houv's default
     rp = _signature_defaults(register_pairs)
-    assert all(kw[k] == rp[k] for k in ("accept_score", "pairs_per_call", "ransac_start"))
+    assert all({**rp, **kw}[k] == rp[k] for k in ("accept_score", "pairs_per_call", "ransac_start"))
 
 
 def test_align_defaults_are_align_face_defaults(monkeypatch, inputs):

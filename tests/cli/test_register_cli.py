@@ -223,7 +223,7 @@ def test_register_viewpoints(tiny, capsys):
 
 
 def test_register_batch_reads_viewpoint_columns(tiny, capsys):
-    from fe_fast.cli.register_batch import read_pairs_csv
+    from fe_fast.registration.io import read_pairs as read_pairs_csv
 
     tmp, src, _, d = tiny
     vp = " ".join(str(x) for x in d["viewpoints"][0])

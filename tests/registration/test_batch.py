@@ -104,3 +104,15 @@ def test_sharded_over_two_ranks_equals_one_process(pairs_csv, tmp_path):
     assert [r["name"] for r in sharded] == [r["name"] for r in whole]
     for a, b in zip(sharded, whole):
         np.testing.assert_allclose(a["transform"], b["transform"], atol=1e-5)
+
+
+def test_summarize_and_write_rows(tmp_path):
+    from fe_fast.registration.batch import summarize
+    from fe_fast.registration.io import write_rows
+
+    rows = [{"name": "a", "rot_err": 1.0, "success": True}, {"name": "b", "rot_err": 3.0, "success": False},
+            {"name": "c"}]
+    assert summarize(rows) == {"pairs": 3, "with_gt": 2, "mean_rot_err": 2.0, "recall": 0.5}
+    assert summarize(rows[2:]) == {"pairs": 1}
+    path = write_rows(tmp_path / "sub" / "r.jsonl", rows)
+    assert [json.loads(x) for x in path.read_text().splitlines()] == rows
