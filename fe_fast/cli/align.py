@@ -26,7 +26,7 @@ def add_parser(sub):
     library_option(p, "--pose-method", choices=("umeyama", "houv"), source=ALIGN,
                    help="landmarks -> template registration (umeyama: the more accurate in bench_align)")
     add_common_options(p, out_default=".", out_help="folder for crop.png and align.json",
-                       device_help="device of the 3D FAN: cpu, cuda ...", progress=False)
+                       device_help="cpu, cuda ... (where the 3D FAN runs)", progress=False)
     p.set_defaults(func=run)
 
 
