@@ -25,9 +25,9 @@ import sys
 #: The shared option set, in the order ``--help`` lists it.
 COMMON_OPTIONS = ("--json", "--device", "--seed", "--threads", "--no-progress", "--out")
 #: Compute commands converted to :func:`add_common_options` (tests check each lists the options).
-COMMANDS = ("register", "register-batch", "align", "teachers train", "train-gan")
+COMMANDS = ("register", "register-batch", "align", "teachers train", "train-gan", "locate", "edit", "edit-image")
 #: Compute commands whose conversion lands from another branch (the integrator moves them up).
-PENDING = {"cluster": "h8-cluster", "locate": "h2-locate", "edit": "h2-locate", "edit-image": "h2-locate"}
+PENDING = {"cluster": "h8-cluster"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,13 +4,19 @@ a region (parser teacher, eq. 6-2), printed as thesis Table 6-3 or as JSON
 samples are shared out over the ranks (gloo) and rank 0 prints the one-process result."""
 from __future__ import annotations
 
+from fe_fast.cli._common import add_common_options, apply_common, deprecated_alias, out_folder, print_json
+
 
 def add_teacher_args(p, required: bool = True):
+    """Teacher and locating options (``locate``, ``edit``, ``edit-image``); the parser must already
+    have the shared options (the samples' seed is ``--seed``)."""
     p.add_argument("--classifier", help="attribute classifier file (fe-fast teachers train)")
     p.add_argument("--attribute", help="attribute to locate, e.g. smiling (with --classifier)")
     p.add_argument("--parser", help="face parser file (fe-fast teachers train), for --region")
     p.add_argument("--region", help="region to locate, e.g. mouth (with --parser)")
-    p.add_argument("--k", type=int, default=3, help="channels per selected layer (eq. 6-6, default 3)")
+    p.add_argument("--channels-per-layer", dest="k", type=int, default=3,
+                   help="channels per selected layer (eq. 6-6, default 3)")
+    deprecated_alias(p, "--k", "--channels-per-layer")
     p.add_argument("--n", "--n-samples", dest="n", type=int, default=1000,
                    help="generated samples (default 1000; spell it --n-samples after torchrun, whose own "
                         "options --nnodes/--nproc-per-node make --n ambiguous)")
@@ -27,15 +33,15 @@ def add_teacher_args(p, required: bool = True):
                    help="samples per teacher-pass forward (default: from the generator's size, 64 small, 5 at 1024)")
     p.add_argument("--cache-dir", help="keep finished chunks here; the same command again resumes an "
                                        "interrupted run (refused if the arguments differ)")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of the N samples (default 0)")
+    deprecated_alias(p, "--sample-seed", "--seed")  # the seed of the N samples is the run's seed
 
 
 def add_parser(sub):
     p = sub.add_parser("locate", help="locate the S-space channels of an attribute or a region")
     p.add_argument("--generator", required=True, help="generator checkpoint (.safetensors, rosinality .pt, NVlabs .pkl)")
+    add_common_options(p, out_help="folder for channels.json (what --json prints: a list of {layer, channel, rank, "
+                                   "score})")
     add_teacher_args(p)
-    p.add_argument("--json", action="store_true", help="print JSON: list of {layer, channel, rank, score}")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
@@ -63,6 +69,8 @@ def locate_from_args(args, G):
         if not args.region:
             raise ValueError("--parser needs --region NAME")
         teacher, target = load_teacher(args.parser, kind="face_parser"), args.region
+    if getattr(args, "device", None) is not None:
+        teacher = teacher.to(args.device)
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.batch_size is not None and args.batch_size < 1:
@@ -74,8 +82,8 @@ def locate_from_args(args, G):
     return locate(G, teacher, target, n_samples=args.n, k=args.k, layers=parse_layers(args.layers),
                   n_layers=args.n_layers, selection=args.selection, threshold=args.threshold,
                   max_positives=args.max_positives, batch_size=args.batch_size,
-                  teacher_batch_size=args.teacher_batch_size, seed=args.sample_seed,
-                  cache_dir=args.cache_dir, progress=not getattr(args, "no_progress", True))
+                  teacher_batch_size=args.teacher_batch_size, seed=args.seed,
+                  cache_dir=args.cache_dir, progress=args.progress)
 
 
 def channels_from_args(args, G, channels_form: str = "LAYER:CHANNEL,..."):
@@ -91,19 +99,31 @@ def channels_from_args(args, G, channels_form: str = "LAYER:CHANNEL,..."):
     return locate_from_args(args, G)
 
 
+def load_generator_on(args):
+    """The generator of ``--generator``, on ``--device`` when given."""
+    from fe_fast.stylegan.io import load_generator
+
+    G = load_generator(args.generator)
+    return G if args.device is None else G.to(args.device)
+
+
 def run(args) -> int:
     import json
 
     from fe_fast._distributed import init_from_env, is_main, shutdown
-    from fe_fast.stylegan.io import load_generator
 
-    G = load_generator(args.generator)
+    apply_common(args)
+    folder = out_folder(args, create=False)
+    G = load_generator_on(args)
     joined = init_from_env(next(G.parameters()).device)  # under torchrun: one shard of the samples per rank
     try:
         cs = locate_from_args(args, G)
         if is_main():
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "channels.json").write_text(json.dumps(cs.to_json(), indent=2) + "\n")
             if args.json:
-                print(json.dumps(cs.to_json()))
+                print_json(cs.to_json())
             else:
                 print(cs.table())
                 print(f"located in {cs.seconds:.1f} s")

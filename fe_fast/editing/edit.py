@@ -169,7 +169,7 @@ def sweep_grid(G, s: Sequence[torch.Tensor], channels, alphas: Sequence[float], 
 
 
 def s_for_seeds(G, seeds: Union[int, Sequence[int]], truncation_psi: float = 1.0) -> List[torch.Tensor]:
-    """s codes of the samples with the given seeds (one z per seed, as ``fe-fast edit --seed``)."""
+    """s codes of the samples with the given seeds (one z per seed, as ``fe-fast edit --sample-seeds``)."""
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     s_all = [sample_styles(G, 1, sd, truncation_psi)[1] for sd in seeds]
     return [torch.cat([s_i[l] for s_i in s_all]) for l in range(len(s_all[0]))]

@@ -36,7 +36,22 @@ def inputs(tmp_path):
     r = render_with_labels(params[0], 96)
     Image.fromarray(r.image).save(tmp_path / "face.png")
     np.save(tmp_path / "lm.npy", r.landmarks)
+    from fe_fast.stylegan import Generator
+    from fe_fast.stylegan.io import save_generator
+    from fe_fast.teachers.toy import AttributeClassifier, save_teacher
+
+    save_generator(Generator(16, z_dim=16, w_dim=16, n_mlp=1, channel_max=16, seed=0), tmp_path / "G.safetensors")
+    save_teacher(AttributeClassifier(width=4), tmp_path / "C.pt")
     return tmp_path
+
+
+def _teacher(d):
+    return ["--generator", str(d / "G.safetensors"), "--classifier", str(d / "C.pt"), "--attribute", "smiling",
+            "--n", "4", "--threshold", "0"]
+
+
+def _on(G):
+    return next(G.parameters()).device.type
 
 
 def _stop():
@@ -60,10 +75,20 @@ SPECS = {
                        ["--size", "16", "--n", "24", "--n-val", "8", "--epochs", "1", "--parser-epochs", "1",
                         "--width", "4"], ["attribute_classifier.pt", "face_parser.pt"]),
     "train-gan": (lambda d: ["train-gan"], ("fe_fast.stylegan.train", "train"),
-                  lambda a, k: dict(seed=a[0].seed, device=a[0].device, progress=a[0].progress),
+                  lambda a, k: {n: a[0].to_dict()[n] for n in ("seed", "device", "progress")},  # flat names
                   ["--resolution", "8", "--toy-images", "8", "--z-dim", "8", "--w-dim", "8", "--n-mlp", "1",
                    "--channel-max", "8", "--batch-size", "4", "--max-steps", "1", "--sample-every", "0"],
                   ["G_ema.safetensors", "metrics.jsonl", "checkpoint.pt"]),
+    "locate": (lambda d: ["locate", *_teacher(d)], ("fe_fast.editing.locate", "locate"),
+               lambda a, k: dict(seed=k["seed"], device=_on(a[0]), progress=k["progress"]),
+               ["--channels-per-layer", "2"], ["channels.json"]),
+    "edit": (lambda d: ["edit", "--sample-seeds", "1,2", *_teacher(d)], ("fe_fast.editing.locate", "locate"),
+             lambda a, k: dict(seed=k["seed"], device=_on(a[0]), progress=k["progress"]),
+             ["--alphas", "0,5"], ["grid.png", "edit.json"]),
+    "edit-image": (lambda d: ["edit-image", str(d / "face.png"), "--landmarks", str(d / "lm.npy"), *_teacher(d)],
+                   ("fe_fast.editing.pipeline", "edit_photo"),
+                   lambda a, k: dict(seed=k["seed"], device=k.get("device"), progress=k["progress"]),
+                   ["--steps", "2"], ["edited.png", "grid.png", "edit.json"]),
 }
 assert set(SPECS) == set(COMMANDS)
 
@@ -112,7 +137,8 @@ def test_device_reaches_the_library(monkeypatch, inputs, capsys, cmd):
     assert _run(monkeypatch, cmd, inputs, "--device", "cpu")["device"] == "cpu"
     module, name = SPECS[cmd][1]
     default = _run(monkeypatch, cmd, inputs)["device"]
-    assert default is None or default == "auto"  # not given: the library's default
+    assert default in (None, "auto", "cpu")  # not given: the library's default (the generator where it loads)
+    capsys.readouterr()  # progress bars of the runs above
     assert main([*SPECS[cmd][0](inputs), "--out", str(inputs / "out"), "--device", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--device: not a device: 'nope'" in err and len(err.splitlines()) == 1
@@ -154,7 +180,8 @@ def test_json_prints_one_object_and_out_receives_the_files(inputs, capsys, resto
     rc = main([*SPECS[cmd][0](inputs), *SPECS[cmd][3], "--json", "--out", str(out), "--threads", "1"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert len(text.strip().splitlines()) == 1 and isinstance(json.loads(text), dict)
+    assert len(text.strip().splitlines()) == 1
+    assert isinstance(json.loads(text), list if cmd == "locate" else dict)  # locate: the list edit-image reads
     assert all((out / f).is_file() for f in SPECS[cmd][4]), sorted(p.name for p in out.iterdir())
 
 
@@ -265,12 +292,13 @@ def test_train_gan_batch_is_a_deprecated_spelling_of_batch_size(monkeypatch, cap
                         lambda cfg: calls.append(cfg) or _stop())
     with pytest.raises(_Stop):
         main(["train-gan", "--batch", "8"])
-    assert calls[-1].batch == 8
+    assert calls[-1].to_dict()["batch"] == 8
     err = capsys.readouterr().err
     assert "--batch is deprecated" in err and "--batch-size" in err
     with pytest.raises(_Stop):
         main(["train-gan", "--batch-size", "6", "--preset", "toy32"])  # explicit value wins over the preset's
-    assert calls[-1].batch == 6 and calls[-1].loss == "logistic" and "deprecated" not in capsys.readouterr().err
+    assert calls[-1].to_dict()["batch"] == 6 and calls[-1].to_dict()["loss"] == "logistic"
+    assert "deprecated" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train-gan", "--help"])
     assert "--batch " not in capsys.readouterr().out  # hidden from --help
@@ -300,3 +328,33 @@ def test_a_library_warning_is_one_stderr_line(inputs, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fe-fast register: CloudSubsampled: {inputs / 'src.npy'}: 100 points, registering a random 60 "
                    "of them"] * 2
+
+
+@pytest.mark.parametrize("cmd, target, names", [
+    ("locate", ("fe_fast.editing.locate", "locate"),
+     ("k", "n_samples", "layers", "n_layers", "selection", "threshold", "max_positives", "batch_size",
+      "teacher_batch_size", "seed", "cache_dir")),
+    ("edit", ("fe_fast.editing.edit", "sweep_grid"), ("mode", "sigma")),
+    ("edit-image", ("fe_fast.editing.pipeline", "edit_photo"),
+     ("mode", "space", "steps", "vgg_weights", "lpips_weights", "seed", "device", "landmarks")),
+])
+def test_editing_defaults_are_the_library_defaults(monkeypatch, inputs, cmd, target, names):
+    """locate / edit / edit-image with no tuning options call the library with its own defaults."""
+    module = importlib.import_module(target[0])
+    original = getattr(module, target[1])
+    calls = []
+    monkeypatch.setattr(module, target[1], functools.wraps(original)(lambda *a, **k: calls.append((a, k)) or _stop()))
+    argv = {"locate": ["locate", *_teacher(inputs)],
+            "edit": ["edit", "--sample-seeds", "1", "--channels", "1:3", "--generator", str(inputs / "G.safetensors"),
+                     "--out", str(inputs / "o")],
+            "edit-image": ["edit-image", str(inputs / "face.png"), "--generator", str(inputs / "G.safetensors"),
+                           "--channels", "1:3", "--out", str(inputs / "o")]}[cmd]
+    if cmd == "locate":  # the tiny-run options of _teacher are not defaults: compare without them
+        argv = argv[:7]
+    with pytest.raises(_Stop):
+        main(argv)
+    a, k = calls[0]
+    bound = inspect.signature(original).bind(*a, **k)
+    bound.apply_defaults()
+    lib = _signature_defaults(original)
+    assert {n: bound.arguments[n] for n in names} == {n: lib[n] for n in names}

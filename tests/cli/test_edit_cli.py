@@ -40,7 +40,7 @@ def files(tmp_path_factory):
 def test_locate_json_attribute(files, capsys):
     d, _ = files
     rc = main(["locate", "--generator", str(d / "G.safetensors"), "--classifier", str(d / "C.pt"),
-               "--attribute", "smiling", "--k", "2", "--n", "6", "--threshold", "0", "--json"])
+               "--attribute", "smiling", "--channels-per-layer", "2", "--n", "6", "--threshold", "0", "--json"])
     assert rc == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in rows] == [1, 2]
@@ -59,9 +59,9 @@ def test_locate_region_table(files, capsys):
 def test_edit_writes_grid(files, tmp_path, capsys):
     d, _ = files
     out = tmp_path / "grid.png"
-    rc = main(["edit", "--generator", str(d / "G.safetensors"), "--seed", "1,2", "--channels", "3:5",
-               "--alphas", "-5,0,5", "--out", str(out)])
-    assert rc == 0 and out.exists()
+    rc = main(["edit", "--generator", str(d / "G.safetensors"), "--sample-seeds", "1,2", "--channels", "3:5",
+               "--alphas", "-5,0,5", "--out", str(tmp_path)])
+    assert rc == 0 and out.exists() and json.loads((tmp_path / "edit.json").read_text())["samples"] == 2
     from PIL import Image
 
     assert Image.open(out).size == (3 * 18 + 2, 2 * 18 + 2)
@@ -77,8 +77,9 @@ def test_edit_writes_grid(files, tmp_path, capsys):
     (["locate", "--classifier", "C.pt", "--attribute", "flying", "--n", "2"], "unknown attribute 'flying'"),
     (["locate", "--classifier", "C.pt", "--attribute", "smiling", "--n", "4", "--threshold", "0.999999"],
      "no positive sample"),
-    (["edit", "--seed", "1", "--channels", "3:99", "--out", "x.png"], "channel 99 out of range"),
-    (["edit", "--seed", "1", "--channels", "3:1", "--alphas", "a,b", "--out", "x.png"], "--alphas"),
+    (["edit", "--sample-seeds", "1", "--channels", "3:99", "--out", "x"], "channel 99 out of range"),
+    (["edit", "--sample-seeds", "1", "--channels", "3:1", "--alphas", "a,b", "--out", "x"], "--alphas"),
+    (["edit", "--channels", "3:1", "--out", "x"], "--sample-seeds SEEDS or --latent"),
     (["locate", "--parser", "P.pt", "--region", "tail", "--n", "2"], "unknown region 'tail'"),
 ])
 def test_bad_input_exits_2(files, capsys, extra, match):
@@ -88,3 +89,20 @@ def test_bad_input_exits_2(files, capsys, extra, match):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
+
+
+def test_old_spellings_still_work_with_a_deprecation_line(files, tmp_path, capsys):
+    """edit --seed SEEDS --out GRID.png and locate --k / --sample-seed: one more release."""
+    d, _ = files
+    rc = main(["edit", "--generator", str(d / "G.safetensors"), "--seed", "1,2", "--channels", "3:5",
+               "--alphas", "0,5", "--out", str(tmp_path / "old.png")])
+    assert rc == 0 and (tmp_path / "old.png").exists()
+    err = capsys.readouterr().err
+    assert "edit --seed SEEDS (the samples' seeds) is deprecated" in err and "--out GRID.png is deprecated" in err
+    base = ["locate", "--generator", str(d / "G.safetensors"), "--classifier", str(d / "C.pt"), "--attribute",
+            "smiling", "--n", "6", "--threshold", "0", "--json"]
+    assert main([*base, "--channels-per-layer", "2", "--seed", "3"]) == 0
+    new = capsys.readouterr().out
+    assert main([*base, "--k", "2", "--sample-seed", "3"]) == 0
+    out = capsys.readouterr()
+    assert out.out == new and "--k is deprecated" in out.err and "--sample-seed is deprecated" in out.err

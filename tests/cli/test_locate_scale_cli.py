@@ -41,7 +41,7 @@ def files(tmp_path_factory):
 
 def _args(d, *extra):
     return ["locate", "--generator", str(d / "G.safetensors"), "--classifier", str(d / "C.pt"),
-            "--attribute", "smiling", "--n-samples", "16", "--k", "3", "--threshold", "0", "--max-positives", "7",
+            "--attribute", "smiling", "--n-samples", "16", "--channels-per-layer", "3", "--threshold", "0", "--max-positives", "7",
             "--batch-size", "2", "--layers", "all", "--json", "--no-progress", *extra]
 
 
@@ -81,7 +81,7 @@ def test_killed_locate_resumes_with_the_same_channels(files, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == full
     assert len(list(cache.glob("grads_*.pt"))) == 4
     # the same cache with other arguments: one clear error, exit status 2
-    assert main(_args(d, "--cache-dir", str(cache), "--sample-seed", "1")) == 2
+    assert main(_args(d, "--cache-dir", str(cache), "--seed", "1")) == 2
     err = capsys.readouterr().err
     assert "other arguments (seed: cached 0, now 1)" in err and err.count("\n") == 1
 
