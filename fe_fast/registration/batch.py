@@ -181,6 +181,7 @@ def register_pairs(
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(rows, gathered, dst=0)
     if own_group:
+        dist.barrier()  # every rank done communicating before the group goes (gloo aborts otherwise)
         dist.destroy_process_group()
     if dist is not None and world > 1:
         if rank != 0:
