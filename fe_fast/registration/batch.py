@@ -7,9 +7,10 @@ returns one JSON-ready dict per pair (:func:`~fe_fast.registration.io.result_dic
 ``name``, ``src``, ``tgt`` and, with a ground truth, ``rot_err`` / ``trans_err`` / ``mse`` /
 ``rmse`` / ``success``, thesis eq. 3-13, 3-14).
 
-Sharded (under ``torchrun``: ``WORLD_SIZE`` > 1), rank r takes pairs r, r + world, ... (gloo on
-CPU; nccl on CUDA, each rank on GPU ``LOCAL_RANK``), and rank 0 gathers every rank's rows and
-returns them all in the input order; the other ranks return ``None``.
+Sharded (under ``torchrun``: ``WORLD_SIZE`` > 1), rank r takes pairs r, r + world, ... (the group
+of :mod:`fe_fast._distributed`: gloo on CPU; nccl on CUDA, each rank on GPU ``LOCAL_RANK``), and
+rank 0 gathers every rank's rows and returns them all in the input order; the other ranks return
+``None``. An error on one rank (say, an unreadable cloud) is raised on every rank as one line.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import os
 import time
 from typing import Mapping, Optional, Sequence, Union
 
+from fe_fast._distributed import all_gather_or_raise, init_from_env, shutdown, world_size
 from fe_fast.registration.io import MAX_POINTS
 
-__all__ = ["register_pairs", "summarize", "dist_env"]
+__all__ = ["register_pairs", "summarize"]
 
 
 def summarize(rows) -> dict:
@@ -33,11 +35,6 @@ def summarize(rows) -> dict:
         out.update(with_gt=len(ok), mean_rot_err=float(np.mean([r["rot_err"] for r in ok])),
                    recall=float(np.mean([r["success"] for r in ok])))
     return out
-
-
-def dist_env() -> tuple:
-    """``(world, rank)`` from torchrun's environment (``(1, 0)`` outside it)."""
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
 
 
 def _as_pairs(pairs) -> list:
@@ -109,82 +106,80 @@ def register_pairs(
                          "different setting); leave pairs_per_call at 1")
     items = _as_pairs(pairs)
     seed = settings[0].get("seed", 0)
-    world, rank = dist_env()
     if sharded is None:
-        sharded = world > 1
-    dist, own_group = None, False
+        sharded = world_size() > 1
+    dist, own_group, world, rank = None, False, 1, 0
     if sharded:
         import torch.distributed as dist
 
         if not dist.is_initialized() and "WORLD_SIZE" not in os.environ:
             raise ValueError("sharded=True needs torch.distributed: run under torchrun (WORLD_SIZE set) or "
                              "initialise the process group first")
-        device = settings[0].get("device")
-        use_cuda = device is not None and torch.device(device).type == "cuda"
-        if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
+        device = torch.device(settings[0].get("device") or "cpu")
+        own_group = init_from_env(device)  # nccl on CUDA (this rank's GPU), gloo on the CPU
+        if device.type == "cuda" and device.index is None:
             for s in settings:
-                s["device"] = torch.device("cuda", local)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-            own_group = True
+                s["device"] = torch.device("cuda", torch.cuda.current_device())
         world, rank = dist.get_world_size(), dist.get_rank()
-    else:
-        world, rank = 1, 0
     mine = items[rank::world]
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
 
         bar = tqdm(total=len(mine), desc=f"registering pairs (rank {rank}/{world})", unit="pair", leave=False)
-    rows = []
+    rows, error = [], None
     K = int(pairs_per_call)
-    for s0 in range(0, len(mine), K):
-        chunk = mine[s0:s0 + K]
-        Ps = [_cloud(it["src"], max_points, seed) for it in chunk]
-        Qs = [_cloud(it["tgt"], max_points, seed) for it in chunk]
-        t0 = time.perf_counter()
-        vps = [it.get("viewpoints") for it in chunk]
-        run_kw = {"viewpoints": vps} if any(v is not None for v in vps) else {}
-        ransac = None
-        if ransac_start:
-            from fe_fast.registration import baselines
+    try:
+        for s0 in range(0, len(mine), K):
+            chunk = mine[s0:s0 + K]
+            Ps = [_cloud(it["src"], max_points, seed) for it in chunk]
+            Qs = [_cloud(it["tgt"], max_points, seed) for it in chunk]
+            t0 = time.perf_counter()
+            vps = [it.get("viewpoints") for it in chunk]
+            run_kw = {"viewpoints": vps} if any(v is not None for v in vps) else {}
+            ransac = None
+            if ransac_start:
+                from fe_fast.registration import baselines
 
-            ransac = [baselines.ransac_icp(P, Q, seed=seed) for P, Q in zip(Ps, Qs)]
-            run_kw["init_transforms"] = [r["transform"] for r in ransac]
-        if len(settings) > 1:  # one pair
-            one = {k: v[0] for k, v in run_kw.items()}
-            res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=accept_score, **one)]
-        else:
-            res = houv_batch(Ps, Qs, **settings[0], **run_kw)
-        per_pair = (time.perf_counter() - t0) / len(chunk)
-        for i, (it, P, Q, r) in enumerate(zip(chunk, Ps, Qs, res)):
-            d = {"row": it["row"], "name": it["name"]}
-            d.update({k: it[k] for k in ("src", "tgt") if isinstance(it[k], (str, os.PathLike))})
-            d.update(result_dict(r), seconds=per_pair)
-            if ransac is not None:
-                d["ransac_seconds"] = ransac[i]["seconds"]
-            if "best_of" in r.extra:
-                d["best_of"] = r.extra["best_of"]
-                d["preset"] = names[r.extra["best_of_index"]] if names else r.extra["best_of_index"]
-            if it.get("gt") is not None:
-                gt = read_transform(it["gt"]) if isinstance(it["gt"], (str, os.PathLike)) else np.asarray(it["gt"])
-                ev = evaluate(r.transform.numpy(), gt, P, Q)
-                d.update({k: ev[k] for k in ("rot_err", "trans_err", "mse", "rmse", "success")})
-            rows.append(d)
+                ransac = [baselines.ransac_icp(P, Q, seed=seed) for P, Q in zip(Ps, Qs)]
+                run_kw["init_transforms"] = [r["transform"] for r in ransac]
+            if len(settings) > 1:  # one pair
+                one = {k: v[0] for k, v in run_kw.items()}
+                res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=accept_score, **one)]
+            else:
+                res = houv_batch(Ps, Qs, **settings[0], **run_kw)
+            per_pair = (time.perf_counter() - t0) / len(chunk)
+            for i, (it, P, Q, r) in enumerate(zip(chunk, Ps, Qs, res)):
+                d = {"row": it["row"], "name": it["name"]}
+                d.update({k: it[k] for k in ("src", "tgt") if isinstance(it[k], (str, os.PathLike))})
+                d.update(result_dict(r), seconds=per_pair)
+                if ransac is not None:
+                    d["ransac_seconds"] = ransac[i]["seconds"]
+                if "best_of" in r.extra:
+                    d["best_of"] = r.extra["best_of"]
+                    d["preset"] = names[r.extra["best_of_index"]] if names else r.extra["best_of_index"]
+                if it.get("gt") is not None:
+                    gt = read_transform(it["gt"]) if isinstance(it["gt"], (str, os.PathLike)) else np.asarray(it["gt"])
+                    ev = evaluate(r.transform.numpy(), gt, P, Q)
+                    d.update({k: ev[k] for k in ("rot_err", "trans_err", "mse", "rmse", "success")})
+                rows.append(d)
+            if bar is not None:
+                bar.update(len(chunk))
+    except Exception as exc:  # noqa: BLE001 - under torchrun every rank hears of it at the gather
+        if dist is None:
+            raise
+        error = exc
+    finally:
         if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    if dist is not None and world > 1:
-        gathered = [None] * world if rank == 0 else None
-        dist.gather_object(rows, gathered, dst=0)
-    if own_group:
-        dist.barrier()  # every rank done communicating before the group goes (gloo aborts otherwise)
-        dist.destroy_process_group()
-    if dist is not None and world > 1:
+            bar.close()
+    if dist is not None:
+        try:
+            parts = all_gather_or_raise(dist, rows, error)  # one rank's error reaches every rank
+        finally:
+            if own_group:
+                dist.barrier()  # every rank done communicating before the group goes (gloo aborts otherwise)
+                shutdown()
         if rank != 0:
             return None
-        rows = [r for part in gathered for r in part]
+        rows = [r for part in parts for r in part]
     return sorted(rows, key=lambda r: r["row"])

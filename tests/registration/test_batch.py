@@ -77,6 +77,41 @@ else:
 """
 
 
+_WORKER_ERROR = """
+import os, sys
+from fe_fast.registration import register_pairs
+try:
+    register_pairs(sys.argv[1], dict(groups=2, iters=2), sharded=True)
+    msg = "no error"
+except ValueError as e:
+    msg = str(e)
+open(sys.argv[2] + os.environ["RANK"], "w").write(msg)
+"""
+
+
+def _two_ranks(script, *argv):
+    port = str(_free_port())
+    root = str(Path(__file__).resolve().parents[2])
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=port, OMP_NUM_THREADS="1", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        procs.append(subprocess.Popen([sys.executable, "-c", script, *argv], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+
+
+def test_sharded_error_on_one_rank_reaches_every_rank(pairs_csv, tmp_path):
+    """Rank 1's pair has a cloud on one line: both ranks raise the same one-line ValueError."""
+    np.save(tmp_path / "line.npy", np.outer(np.arange(10.0), [1.0, 2.0, 3.0]))
+    (tmp_path / "bad.csv").write_text("name,src,tgt\na,src.npy,src.npy\nb,line.npy,src.npy\n")
+    _two_ranks(_WORKER_ERROR, str(tmp_path / "bad.csv"), str(tmp_path / "msg"))
+    msgs = [(tmp_path / f"msg{r}").read_text() for r in (0, 1)]
+    assert msgs[0] == msgs[1] and msgs[0].startswith("rank 1: ") and "lie on one line" in msgs[0]
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,17 +122,7 @@ def test_sharded_over_two_ranks_equals_one_process(pairs_csv, tmp_path):
     """Two gloo ranks (as torchrun starts them): rank 0 returns every pair in order, equal to an
     unsharded run; rank 1 returns None."""
     out = tmp_path / "rows.json"
-    port = str(_free_port())
-    root = str(Path(__file__).resolve().parents[2])
-    procs = []
-    for rank in (0, 1):
-        env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=port, OMP_NUM_THREADS="1", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        procs.append(subprocess.Popen([sys.executable, "-c", _WORKER, str(pairs_csv), str(out)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()[-2000:]
+    _two_ranks(_WORKER, str(pairs_csv), str(out))
     sharded = json.loads(out.read_text())
     assert Path(str(out) + ".rank1").read_text() == "none"
     whole = register_pairs(pairs_csv, FAST)
