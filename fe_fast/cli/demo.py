@@ -91,7 +91,15 @@ def _clustering(out: Path) -> list:
 
 
 def _cluster_map(path, model, labels, images, k_found):
-    """The 2-D map coloured by cluster with sample images per cluster (as ``fe-fast cluster`` draws it)."""
+    """The 2-D map coloured by cluster with sample images per cluster (as ``fe-fast cluster`` draws it):
+    the clustering report's plot, where the library has it."""
+    try:
+        from fe_fast.clustering.report import plot_clusters
+    except ImportError:  # before the clustering report moved out of the command (then delete this branch)
+        plot_clusters = None
+    if plot_clusters is not None:
+        plot_clusters(path, model.reduced_, labels, images, seed=0)
+        return
     from fe_fast.cli.cluster import _plot
 
     reduced = model.reduced_
