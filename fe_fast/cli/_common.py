@@ -25,9 +25,8 @@ import sys
 #: The shared option set, in the order ``--help`` lists it.
 COMMON_OPTIONS = ("--json", "--device", "--seed", "--threads", "--no-progress", "--out")
 #: Compute commands converted to :func:`add_common_options` (tests check each lists the options).
-COMMANDS = ("register", "register-batch", "align", "teachers train", "train-gan", "locate", "edit", "edit-image")
-#: Compute commands whose conversion lands from another branch (the integrator moves them up).
-PENDING = {"cluster": "h8-cluster (landed with --json --device --seed --out; --threads and --no-progress missing)"}
+COMMANDS = ("register", "register-batch", "cluster", "align", "teachers train", "train-gan", "locate", "edit",
+            "edit-image")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import copy
 
+from fe_fast.cli._common import add_common_options, apply_common, out_folder
+
 # option dest -> DERC parameter; the options' defaults are DERC's (or the preset's)
 _PARAMS = {
     "epochs": "stage1_epochs", "rounds": "stage2_rounds", "stage2_tol": "stage2_tol",
@@ -91,12 +93,8 @@ def add_parser(sub):
     p.add_argument("--labels", choices=sorted(_LABELS), default="auto",
                    help="image folders: auto (sub-folders are classes when present, default), folders (they "
                         "must be), none (read every image below DATA without labels)")
-    p.add_argument("--seed", type=int, help="the run's random seed (DERC random_state, default %(default)s)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--out", default="derc_out", help="output folder (default ./derc_out)")
     p.add_argument("--data-dir", default=None, help="where named datasets live (default $FE_FAST_DATA or ../shared/data)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object {acc, nmi, n_clusters, seconds, stage_seconds, ...}")
+    add_common_options(p, out_default="derc_out", device_help="cpu, cuda ... (DERC's default: cuda if available)")
     p.set_defaults(func=run)
 
 
@@ -111,6 +109,8 @@ def run(args) -> int:
     from fe_fast.clustering.report import write_report
     from fe_fast.datasets.images import load_images
 
+    apply_common(args)
+    out_folder(args, create=False)  # a file there is refused before the work
     if args.k < 2:
         raise ValueError(f"--k must be >= 2, got {args.k}")
     t0 = time.perf_counter()
@@ -122,7 +122,7 @@ def run(args) -> int:
     if args.k > images.shape[0]:
         raise ValueError(f"--k ({args.k}) must not exceed the number of images ({images.shape[0]})")
     params = derc_params(args.preset, **{param: getattr(args, dest) for dest, param in _PARAMS.items()})
-    model = DERC(args.k, verbose=not args.json, **params).fit(images)
+    model = DERC(args.k, verbose=args.progress, **params).fit(images)
     result = write_report(args.out, model, images, y=data.labels, seconds=time.perf_counter() - t0,
                           skipped=data.skipped)
     if args.json:

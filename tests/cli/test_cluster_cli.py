@@ -155,4 +155,4 @@ def test_cluster_help_shows_library_defaults_without_importing_torch():
     assert out.splitlines()[0] == "False"
     text = " ".join(out.split())
     assert "stage-1 (autoencoder) epochs (default 100)" in text and "(default tsne)" in text
-    assert "derived size (default 64)" in text and "random_state, default 0)" in text
+    assert "derived size (default 64)" in text and "the run's random seed (default 0)" in text

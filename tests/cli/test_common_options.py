@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from fe_fast.cli import build_parser, main
-from fe_fast.cli._common import COMMANDS, COMMON_OPTIONS, PENDING
+from fe_fast.cli._common import COMMANDS, COMMON_OPTIONS
 
 
 class _Stop(Exception):
@@ -32,6 +32,7 @@ def inputs(tmp_path):
 
     np.save(tmp_path / "src.npy", bundled_pair()["P"][:100])
     (tmp_path / "pairs.csv").write_text("name,src,tgt\na,src.npy,src.npy\n")
+    np.save(tmp_path / "imgs.npy", np.random.default_rng(0).random((24, 8, 8)).astype(np.float32))
     params, _ = sample_params(1, seed=2, attributes={"yaw": 10.0})
     r = render_with_labels(params[0], 96)
     Image.fromarray(r.image).save(tmp_path / "face.png")
@@ -67,6 +68,9 @@ SPECS = {
     "register-batch": (lambda d: ["register-batch", str(d / "pairs.csv")], ("fe_fast.registration", "register_pairs"),
                        lambda a, k: dict(seed=a[1][0]["seed"], device=a[1][0].get("device"), progress=k["progress"]),
                        ["--iters", "5", "--groups", "2"], ["results.jsonl", "summary.json"]),
+    "cluster": (lambda d: ["cluster", str(d / "imgs.npy"), "--k", "2"], ("fe_fast.clustering", "DERC"),
+                lambda a, k: dict(seed=k["random_state"], device=k.get("device"), progress=k["verbose"]),
+                ["--epochs", "1", "--rounds", "0", "--reducer", "none"], ["labels.npy", "embedding.npy"]),
     "align": (lambda d: ["align", str(d / "face.png"), "--landmarks", str(d / "lm.npy")], ("fe_fast.align", "align_face"),
               lambda a, k: dict(seed=k["seed"], device=k.get("device"), progress=None),
               ["--size", "32"], ["crop.png", "align.json"]),
@@ -185,8 +189,7 @@ def test_json_prints_one_object_and_out_receives_the_files(inputs, capsys, resto
     assert all((out / f).is_file() for f in SPECS[cmd][4]), sorted(p.name for p in out.iterdir())
 
 
-@pytest.mark.parametrize("cmd", [*COMMANDS, *[pytest.param(c, marks=pytest.mark.xfail(
-    strict=True, reason=f"converted on branch {b}")) for c, b in PENDING.items()]])
+@pytest.mark.parametrize("cmd", COMMANDS)
 def test_help_lists_the_shared_options(capsys, cmd):
     with pytest.raises(SystemExit) as e:
         main([*cmd.split(), "--help"])
