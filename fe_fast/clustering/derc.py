@@ -333,14 +333,19 @@ class DERC(ClusterMixin, BaseEstimator):
         self.progress = progress
 
     # ------------------------------------------------------------------ validation
+    def _alias(self, new: str, old: str, warn: bool):
+        """Parameter ``new``, or the deprecated ``old`` when that was given (with a FutureWarning)."""
+        value = getattr(self, old)
+        if isinstance(value, str) and value == _DEPRECATED:
+            return getattr(self, new)
+        if warn:
+            warnings.warn(f"DERC: {old!r} is deprecated and will be removed in the next release; use {new!r}",
+                          FutureWarning, stacklevel=4)
+        return value
+
     def _resolve_seed(self, warn: bool = True) -> int:
         """The run's int seed from ``random_state`` (or the deprecated ``seed``)."""
-        rs = self.random_state
-        if not (isinstance(self.seed, str) and self.seed == _DEPRECATED):
-            if warn:
-                warnings.warn("DERC: 'seed' is deprecated and will be removed in the next release; use "
-                              "'random_state'", FutureWarning, stacklevel=3)
-            rs = self.seed
+        rs = self._alias("random_state", "seed", warn)
         if rs is None or isinstance(rs, np.random.RandomState):
             return int(check_random_state(rs).randint(0, 2**31 - 1))
         if isinstance(rs, bool) or not isinstance(rs, (int, np.integer)) or rs < 0:
@@ -348,12 +353,7 @@ class DERC(ClusterMixin, BaseEstimator):
         return int(rs)
 
     def _resolve_verbose(self, warn: bool = True) -> bool:
-        v = self.verbose
-        if not (isinstance(self.progress, str) and self.progress == _DEPRECATED):
-            if warn:
-                warnings.warn("DERC: 'progress' is deprecated and will be removed in the next release; use "
-                              "'verbose'", FutureWarning, stacklevel=3)
-            v = self.progress
+        v = self._alias("verbose", "progress", warn)
         if not isinstance(v, (bool, int, np.integer)) or v < 0:
             raise ValueError(f"verbose must be a non-negative int or a bool, got {v!r}")
         return bool(v)
