@@ -43,7 +43,10 @@ def _channels(args, G):
     if p is not None and p.suffix == ".json" and not (args.classifier or args.parser):
         if not p.is_file():
             raise FileNotFoundError(f"channels file not found: {p}")
-        return parse_channels([(c["layer"], c["channel"]) for c in json.loads(p.read_text())], G)
+        rows = json.loads(p.read_text())
+        if isinstance(rows, dict):  # the object `locate --json` prints
+            rows = rows.get("channels", [])
+        return parse_channels([(c["layer"], c["channel"]) for c in rows], G)
     return channels_from_args(args, G, "(LAYER:CHANNEL,... or a locate JSON file)")
 
 

@@ -123,7 +123,7 @@ def run(args) -> int:
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "channels.json").write_text(json.dumps(cs.to_json(), indent=2) + "\n")
             if args.json:
-                print_json(cs.to_json())
+                print_json({"channels": cs.to_json(), "seconds": cs.seconds})
             else:
                 print(cs.table())
                 print(f"located in {cs.seconds:.1f} s")

@@ -185,7 +185,7 @@ def test_json_prints_one_object_and_out_receives_the_files(inputs, capsys, resto
     assert rc == 0
     text = capsys.readouterr().out
     assert len(text.strip().splitlines()) == 1
-    assert isinstance(json.loads(text), list if cmd == "locate" else dict)  # locate: the list edit-image reads
+    assert isinstance(json.loads(text), dict)
     assert all((out / f).is_file() for f in SPECS[cmd][4]), sorted(p.name for p in out.iterdir())
 
 

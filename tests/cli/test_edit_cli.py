@@ -42,8 +42,9 @@ def test_locate_json_attribute(files, capsys):
     rc = main(["locate", "--generator", str(d / "G.safetensors"), "--classifier", str(d / "C.pt"),
                "--attribute", "smiling", "--channels-per-layer", "2", "--n", "6", "--threshold", "0", "--json"])
     assert rc == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["rank"] for r in rows] == [1, 2]
+    obj = json.loads(capsys.readouterr().out)
+    rows = obj["channels"]
+    assert [r["rank"] for r in rows] == [1, 2] and obj["seconds"] > 0
     assert set(rows[0]) == {"layer", "channel", "rank", "score"}
 
 
@@ -102,7 +103,7 @@ def test_old_spellings_still_work_with_a_deprecation_line(files, tmp_path, capsy
     base = ["locate", "--generator", str(d / "G.safetensors"), "--classifier", str(d / "C.pt"), "--attribute",
             "smiling", "--n", "6", "--threshold", "0", "--json"]
     assert main([*base, "--channels-per-layer", "2", "--seed", "3"]) == 0
-    new = capsys.readouterr().out
+    new = json.loads(capsys.readouterr().out)["channels"]
     assert main([*base, "--k", "2", "--sample-seed", "3"]) == 0
     out = capsys.readouterr()
-    assert out.out == new and "--k is deprecated" in out.err and "--sample-seed is deprecated" in out.err
+    assert json.loads(out.out)["channels"] == new and "--k is deprecated" in out.err and "--sample-seed is deprecated" in out.err

@@ -43,3 +43,19 @@ def test_edit_image_end_to_end(tmp_path, capsys):
     assert main(args[:-1] + [str(tmp_path / "photo.png"), "--channels", "1:3"]) == 2
     assert main(args) == 2  # neither channels nor a teacher
     assert np.array_equal(np.asarray(Image.open(tmp_path / "photo.png")), r.image)
+
+
+def test_edit_image_reads_the_object_locate_json_prints(tmp_path, capsys):
+    """``fe-fast locate --json > ch.json`` then ``edit-image --channels ch.json``: the object form works."""
+    G = Generator(16, z_dim=16, w_dim=16, n_mlp=1, channel_max=16, seed=0)
+    save_generator(G, tmp_path / "G.safetensors")
+    from fe_fast.cli.edit_image import _channels as channels_of
+
+    (tmp_path / "ch.json").write_text(json.dumps({"channels": [{"layer": 1, "channel": 3, "rank": 1, "score": 1.0}],
+                                                  "seconds": 0.5}))
+    (tmp_path / "list.json").write_text(json.dumps([{"layer": 1, "channel": 3, "rank": 1, "score": 1.0}]))
+    import argparse
+
+    args = argparse.Namespace(channels=str(tmp_path / "ch.json"), classifier=None, parser=None)
+    same = argparse.Namespace(channels=str(tmp_path / "list.json"), classifier=None, parser=None)
+    assert channels_of(args, G) == channels_of(same, G)

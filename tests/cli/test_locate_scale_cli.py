@@ -56,7 +56,7 @@ def _env():
 def test_killed_locate_resumes_with_the_same_channels(files, tmp_path, capsys):
     d = files
     assert main(_args(d)) == 0
-    full = json.loads(capsys.readouterr().out)
+    full = json.loads(capsys.readouterr().out)["channels"]
     cache = tmp_path / "cache"
     # a process that SIGKILLs itself when it starts its second gradient chunk (7 positives: 4 chunks)
     script = textwrap.dedent("""
@@ -78,7 +78,7 @@ def test_killed_locate_resumes_with_the_same_channels(files, tmp_path, capsys):
     assert [p.name for p in sorted(cache.glob("grads_*.pt"))] == ["grads_000000.pt"]
     assert (cache / "manifest.json").exists() and list(cache.glob("teacher_*.pt"))
     assert main(_args(d, "--cache-dir", str(cache))) == 0
-    assert json.loads(capsys.readouterr().out) == full
+    assert json.loads(capsys.readouterr().out)["channels"] == full
     assert len(list(cache.glob("grads_*.pt"))) == 4
     # the same cache with other arguments: one clear error, exit status 2
     assert main(_args(d, "--cache-dir", str(cache), "--seed", "1")) == 2
@@ -90,20 +90,20 @@ def test_torchrun_two_processes_equal_one(files, tmp_path, capsys):
     d = files
     extra = ["--teacher-batch-size", "5", "--batch-size", "3", "--max-positives", "9"]  # 4 + 3 chunks, uneven
     assert main(_args(d, *extra)) == 0
-    one = json.loads(capsys.readouterr().out)
+    one = json.loads(capsys.readouterr().out)["channels"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "fe_fast", *_args(d, *extra, "--cache-dir", str(tmp_path / "c"))]
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1, r.stdout  # rank 0 prints, rank 1 does not
-    two = json.loads(lines[0])
+    two = json.loads(lines[0])["channels"]
     assert [(c["layer"], c["channel"], c["rank"]) for c in two] == [(c["layer"], c["channel"], c["rank"]) for c in one]
     for a, b in zip(two, one):
         assert abs(a["score"] - b["score"]) <= 1e-6 * abs(b["score"])
     # both ranks wrote their chunks into the shared cache: one process now reads them all
     assert main(_args(d, *extra, "--cache-dir", str(tmp_path / "c"))) == 0
-    assert json.loads(capsys.readouterr().out) == one
+    assert json.loads(capsys.readouterr().out)["channels"] == one
 
 
 def test_bad_max_positives_is_one_line_and_exit_2(files, capsys):
