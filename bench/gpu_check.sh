@@ -103,7 +103,7 @@ bench() {  # name (the module's report name), timeout, pytest args... (full size
   cat "$LOG/bench/$name.md" >>"$OUT/tables.md" 2>/dev/null || tail -20 "$LOG/bench_$name.log"
   echo >>"$OUT/tables.md"
 }
-bench knn 60 bench/bm_knn_gpu.py
+bench knn_gpu 60 bench/bm_knn_gpu.py
 bench knn_topk_gpu 40 bench/bm_knn_topk_gpu.py
 bench s_grad_reduce 40 bench/bm_s_grad_reduce.py -k cuda
 if [ -d .gpudata/pairs ]; then
