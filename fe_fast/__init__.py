@@ -13,10 +13,10 @@ def _passive_openmp_waits() -> None:
     ``import torch`` loads it. Its default spins about 300,000 times (GOMP_SPINCOUNT) after every
     parallel region and barrier; on a machine shared with other processes those spins take the
     cores that the other team threads and processes need, and a loop of short regions (HOUV's
-    inner loop) slows down 10x and more. Measured on the shared 2-core dev VM
-    (bench/bm_ops_contention.py, bench/results/ops.md). So, if torch is not loaded yet and the user
-    set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT, ask for passive waits. Imported after torch,
-    this changes nothing: set OMP_WAIT_POLICY=PASSIVE in the environment instead."""
+    inner loop) slows down 10x and more. So, if torch is not loaded yet and the user set neither
+    OMP_WAIT_POLICY nor GOMP_SPINCOUNT, ask for passive waits (on an idle machine they cost the
+    wake-up of a sleeping thread per region; OMP_WAIT_POLICY=ACTIVE keeps the spinning). Imported
+    after torch, this changes nothing: set OMP_WAIT_POLICY=PASSIVE in the environment instead."""
     import os
     import sys
 
