@@ -38,51 +38,14 @@ void knn_impl(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_sh
   using I = typename Tree::I;
   constexpr int W = Tree::kLanes;
   auto valid_n = [&](int64_t b) { return std::min<int64_t>(std::max<int64_t>(x_len[b], 0), N); };
-  // Which tree answers batch element b, and what each tree indexes.
-  std::vector<int64_t> tree_of(B, -1);
-  std::vector<const T*> tree_y;
-  std::vector<int64_t> tree_n;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t m = std::min<int64_t>(y_len[b], M);
-    if (valid_n(b) <= 0 || m <= 0) continue;
-    if (y_shared) {
-      const auto it = std::find(tree_n.begin(), tree_n.end(), m);
-      if (it != tree_n.end()) {
-        tree_of[b] = it - tree_n.begin();
-        continue;
-      }
-      tree_y.push_back(y);
-    } else {
-      tree_y.push_back(y + b * M * D);
-    }
-    tree_of[b] = int64_t(tree_n.size());
-    tree_n.push_back(m);
-  }
-  const int64_t ntrees = int64_t(tree_n.size());
-  std::vector<Tree> trees(ntrees);
-  std::vector<int32_t> order(B * N);
   // Small problems run on one thread: waking a team costs more than the work, and on a loaded
   // machine a waiting team member can cost milliseconds (HOUV on 68 landmarks: 32x68 points).
-  const bool par = B * (N + M) >= kParallelMinPoints;
   // Phase 1: the indexes and a spatially coherent (Morton) order of each batch element's queries.
-#pragma omp parallel if (par)
-  {
-    std::vector<uint32_t> keys, tmp_keys;
-    std::vector<int32_t> tmp_order;
-    if (ntrees == 1 && tree_n[0] > 65536) {
-#pragma omp single
-      trees[0].build(tree_y[0], tree_n[0], true);
-    } else {
-#pragma omp for schedule(dynamic, 1) nowait
-      for (int64_t t = 0; t < ntrees; ++t) trees[t].build(tree_y[t], tree_n[t], false);
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t n = valid_n(b);
-      if (n > 0 && tree_of[b] >= 0)
-        kd::morton_order<T, D>(x + b * N * D, n, order.data() + b * N, keys, tmp_keys, tmp_order);
-    }
-  }
+  const bool par = B * (N + M) >= kParallelMinPoints;
+  auto forest = kd::build_forest<Tree, T, D>(x, y, B, N, M, y_shared, x_len, y_len, par);
+  const std::vector<int64_t>& tree_of = forest.tree_of;
+  const std::vector<Tree>& trees = forest.trees;
+  const std::vector<int32_t>& order = forest.order;
 
   // Phase 2: packets of kLanes consecutive queries in Morton order, parallel over blocks.
   std::vector<std::pair<int64_t, int64_t>> items;  // (batch element, first position in order)

@@ -353,6 +353,65 @@ void morton_order(const T* p, int64_t n, int32_t* order, std::vector<uint32_t>& 
   }
 }
 
+// The kd-trees of a batch and a spatially coherent (Morton) order of each batch element's queries,
+// shared by the nearest-neighbour and the K-nearest-neighbour kernels. One tree per distinct
+// reference cloud (a shared y: one per distinct valid length); tree_of[b] is -1 where batch element
+// b has no valid query or no valid reference point. order[b * N + i] lists b's valid queries.
+template <typename Tree>
+struct Forest {
+  std::vector<int64_t> tree_of;
+  std::vector<Tree> trees;
+  std::vector<int32_t> order;
+};
+
+template <typename Tree, typename T, int D>
+Forest<Tree> build_forest(const T* x, const T* y, int64_t B, int64_t N, int64_t M, bool y_shared,
+                          const int64_t* x_len, const int64_t* y_len, bool parallel) {
+  auto valid_n = [&](int64_t b) { return std::min<int64_t>(std::max<int64_t>(x_len[b], 0), N); };
+  Forest<Tree> f;
+  f.tree_of.assign(B, -1);
+  std::vector<const T*> tree_y;
+  std::vector<int64_t> tree_n;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t m = std::min<int64_t>(y_len[b], M);
+    if (valid_n(b) <= 0 || m <= 0) continue;
+    if (y_shared) {
+      const auto it = std::find(tree_n.begin(), tree_n.end(), m);
+      if (it != tree_n.end()) {
+        f.tree_of[b] = it - tree_n.begin();
+        continue;
+      }
+      tree_y.push_back(y);
+    } else {
+      tree_y.push_back(y + b * M * D);
+    }
+    f.tree_of[b] = int64_t(tree_n.size());
+    tree_n.push_back(m);
+  }
+  const int64_t ntrees = int64_t(tree_n.size());
+  f.trees.resize(ntrees);
+  f.order.resize(B * N);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<uint32_t> keys, tmp_keys;
+    std::vector<int32_t> tmp_order;
+    if (ntrees == 1 && tree_n[0] > 65536) {
+#pragma omp single
+      f.trees[0].build(tree_y[0], tree_n[0], true);
+    } else {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t t = 0; t < ntrees; ++t) f.trees[t].build(tree_y[t], tree_n[t], false);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = valid_n(b);
+      if (n > 0 && f.tree_of[b] >= 0)
+        morton_order<T, D>(x + b * N * D, n, f.order.data() + b * N, keys, tmp_keys, tmp_order);
+    }
+  }
+  return f;
+}
+
 }  // namespace kd
 }  // namespace fe_fast
 
