@@ -8,12 +8,7 @@ import torch
 from fe_fast.cli import main
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: one thread is faster
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks
 
 
 @pytest.fixture(scope="module")
