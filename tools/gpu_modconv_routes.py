@@ -48,11 +48,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fe_fast.ops import modulated_conv2d  # noqa: E402
 from fe_fast.ops.modulated_conv import demodulation_coefficients  # noqa: E402
 from fe_fast.ops.reference.modulated_conv import modulated_conv2d_reference  # noqa: E402
+from bm_modulated_conv import _inputs as benchmark_inputs  # noqa: E402
 
 LARGE = [(8, 512, 64), (8, 128, 256), (8, 32, 1024)]
 SMALL = [(4, 512, 16), (8, 256, 32), (8, 128, 64)]
@@ -114,13 +116,8 @@ def make_route(name, device):
 
 
 def make_inputs(B, C, H, dtype, device, grad, channels_last=False):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(B, C, H, H, generator=g)
-    w = torch.randn(C, C, 3, 3, generator=g) / (C * 9) ** 0.5
-    s = torch.randn(B, C, generator=g) + 1.0
-    n = torch.randn(B, 1, H, H, generator=g) * 0.1
-    b = torch.randn(C, generator=g) * 0.1
-    x, w, s, n, b = (t.to(device=device, dtype=dtype) for t in (x, w, s, n, b))
+    """The inputs of ``bench/bm_modulated_conv.py`` (same seeds), in ``dtype`` on ``device``."""
+    x, w, s, n, b = (t.to(device=device, dtype=dtype) for t in benchmark_inputs(B, C, H, "cpu", False))
     if channels_last:
         x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
     if grad:
