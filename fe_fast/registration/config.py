@@ -261,7 +261,12 @@ class Accept:
     at most ``score``, it is returned at once (no HOUV optimisation). The score is about ``2 - 2 x``
     the overlap at the true pose (a point without a partner within tau costs 1 on each side), so a
     threshold accepts only pairs overlapping enough to be unambiguous. None: never (every pair runs
-    the schedule)."""
+    the schedule); without correspondence starts (``Starts.correspondence = 0``) there is nothing to
+    accept and the rule is skipped.
+
+    The default 0.8 is a placeholder, not a measured choice: it accepts the true pose of a clean
+    pair overlapping about 0.6 or more (``2 - 2 x 0.6``), and :mod:`.selection`'s evidence is that its
+    flip candidates score higher than the truth on nearly symmetric partial scans."""
 
     score: Optional[float] = 0.8
 
@@ -296,9 +301,6 @@ class RegistrationConfig:
         p = self.schedule.prune
         if isinstance(p, tuple) and p[0] > self.starts.groups:
             raise ValueError(f"Schedule.prune must not exceed Starts.groups ({self.starts.groups}), got {p!r}")
-        if self.accept.score is not None and not self.starts.correspondence:
-            raise ValueError(f"Accept.score ({self.accept.score}) needs correspondence starts "
-                             "(Starts.correspondence >= 1); use Accept(score=None)")
 
     def replace(self, **changes) -> "RegistrationConfig":
         """A copy with some fields changed: a stage (``starts=Starts(...)``, or a dict of that stage's
