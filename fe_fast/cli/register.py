@@ -253,8 +253,6 @@ def run(args) -> int:
     res = (houv_best_of(P, Q, settings, accept_score=args.accept_score, **run_kw) if len(settings) > 1
            else houv(P, Q, settings[0], **run_kw))
     out = result_dict(res)
-    if "correspondence" in out["stage_seconds"]:
-        out["ransac_seconds"] = out["stage_seconds"]["correspondence"]
     if len(names) > 1:
         out.update(preset=names[res.extra["best_of_index"]], best_of=res.extra["best_of"])
     aligned = P @ np.asarray(out["rotation"]).T + np.asarray(out["translation"])
