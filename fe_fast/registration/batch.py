@@ -93,8 +93,23 @@ def register_pairs(
     from fe_fast.registration.config import DEFAULT_CONFIG, RegistrationConfig
     from fe_fast.registration.presets import preset
 
-    if config is None or isinstance(config, (RegistrationConfig, str)):
+    if config is None or isinstance(config, (RegistrationConfig, str, Mapping)):
         config = [config]
+    if any(isinstance(c, Mapping) for c in config):  # the old style: houv() keyword dicts
+        import warnings
+
+        from fe_fast.registration.config import config_from_kwargs, split_run_kwargs
+
+        warnings.warn("register_pairs with dicts of houv() keywords is deprecated and will be removed in the next "
+                      "release; pass RegistrationConfig objects or preset names", FutureWarning, stacklevel=2)
+        converted = []
+        for c in config:
+            if isinstance(c, Mapping):
+                c, run = split_run_kwargs(dict(c))
+                seed, device = run.get("seed", seed), run.get("device", device)
+                c = config_from_kwargs(**c)
+            converted.append(c)
+        config = converted
     settings = [DEFAULT_CONFIG if c is None else preset(c) if isinstance(c, str) else c for c in config]
     if not settings:
         raise ValueError("config must be a RegistrationConfig, a preset name or a non-empty list of them")

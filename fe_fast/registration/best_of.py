@@ -15,13 +15,13 @@ import math
 import warnings
 from typing import Mapping, Optional, Sequence, Union
 
-from fe_fast.registration.config import RegistrationConfig, config_from_kwargs
+from fe_fast.registration.config import RegistrationConfig, config_from_kwargs, split_run_kwargs
 from fe_fast.registration.houv import RegistrationResult, houv
 
 __all__ = ["houv_best_of"]
 
 
-def _as_config(s, i: int) -> RegistrationConfig:
+def _as_config(s, i: int, run: dict) -> RegistrationConfig:
     if isinstance(s, RegistrationConfig):
         return s
     if isinstance(s, str):
@@ -31,7 +31,9 @@ def _as_config(s, i: int) -> RegistrationConfig:
     if isinstance(s, Mapping):  # the old style: houv() keyword dicts
         warnings.warn("houv_best_of with dicts of houv() keywords is deprecated and will be removed in the next "
                       "release; pass RegistrationConfig objects or preset names", FutureWarning, stacklevel=3)
-        return config_from_kwargs(**s)
+        settings, per_call = split_run_kwargs(dict(s))
+        run.update(per_call)  # the old style put seed / device in the dicts
+        return config_from_kwargs(**settings)
     raise ValueError(f"settings[{i}] must be a RegistrationConfig or a preset name, got {type(s).__name__}")
 
 
@@ -55,7 +57,9 @@ def houv_best_of(P, Q, settings: Sequence[Union[RegistrationConfig, str]], accep
     runs made) and ``extra["best_of_index"]`` the chosen run."""
     if len(settings) == 0:
         raise ValueError("settings must hold at least one config or preset name")
-    runs = [_as_config(s, i) for i, s in enumerate(settings)]
+    per_call = {}
+    runs = [_as_config(s, i, per_call) for i, s in enumerate(settings)]
+    kwargs = {**per_call, **kwargs}
     for name in ("inlier_factor", "visibility_weight"):
         values = {float(getattr(r.selection, name)) for r in runs}
         if len(values) > 1:
@@ -64,7 +68,8 @@ def houv_best_of(P, Q, settings: Sequence[Union[RegistrationConfig, str]], accep
     for i, r in enumerate(runs):
         if r.selection.method != "inlier":
             raise ValueError(f"settings[{i}] selects by {r.selection.method!r}; houv_best_of compares the inlier "
-                             "score, so every setting needs Selection.method 'inlier' (every robust* preset)")
+                             "score, so every setting needs Selection.method 'inlier' (select='inlier'; every "
+                             "robust* preset)")
     if accept_score is not None and not math.isfinite(accept_score):
         raise ValueError(f"accept_score must be a finite number or None, got {accept_score!r}")
     results, scores = [], []

@@ -403,4 +403,18 @@ def config_from_kwargs(base: Optional[RegistrationConfig] = None, **kwargs) -> R
     cfg = base
     if per_stage.get("objective", {}).get("angle_bounds") is not None and cfg.starts.correspondence:
         per_stage.setdefault("starts", {})["correspondence"] = 0
-    return cfg.replace(**per_stage)
+    try:
+        return cfg.replace(**per_stage)
+    except ValueError as exc:  # name the old keyword too
+        old = [k for k, (st, f) in CORE_KEYWORDS.items() if k in kwargs and f"{STAGES[st].__name__}.{f}" in str(exc)]
+        raise ValueError(f"{exc} (keyword {', '.join(old)})" if old else str(exc)) from None
+
+
+#: per-call arguments that the old keyword style mixed with the settings
+RUN_KEYWORDS = ("seed", "device", "progress", "init_transforms", "viewpoints")
+
+
+def split_run_kwargs(kwargs: dict):
+    """``(settings, per-call arguments)`` of an old-style keyword dict."""
+    return ({k: v for k, v in kwargs.items() if k not in RUN_KEYWORDS},
+            {k: v for k, v in kwargs.items() if k in RUN_KEYWORDS})

@@ -1260,17 +1260,21 @@ class HOUV:
     (``HOUV(**old_kwargs)`` still works for this release with a FutureWarning)."""
 
     def __init__(self, config=None, **legacy):
+        from fe_fast.registration.config import split_run_kwargs
+
+        legacy, run = split_run_kwargs(legacy)
+        self._run = {k: run[k] for k in ("seed", "device", "progress") if k in run}  # the old style's
         self.config = _resolve(config, legacy, "HOUV")
 
-    def register(self, P, Q, init_transforms=None, viewpoints=None, *, seed: int = 0, device=None,
-                 progress: bool = False) -> RegistrationResult:
-        return houv(P, Q, self.config, init_transforms=init_transforms, viewpoints=viewpoints, seed=seed,
-                    device=device, progress=progress)
+    def register(self, P, Q, init_transforms=None, viewpoints=None, **run) -> RegistrationResult:
+        """``houv(P, Q, self.config, ...)``; ``run``: ``seed``, ``device``, ``progress``."""
+        return houv(P, Q, self.config, init_transforms=init_transforms, viewpoints=viewpoints,
+                    **{**self._run, **run})
 
-    def register_batch(self, Ps, Qs, init_transforms=None, viewpoints=None, *, seed: int = 0, device=None,
-                       progress: bool = False) -> List[RegistrationResult]:
-        return houv_batch(Ps, Qs, self.config, init_transforms=init_transforms, viewpoints=viewpoints, seed=seed,
-                          device=device, progress=progress)
+    def register_batch(self, Ps, Qs, init_transforms=None, viewpoints=None, **run) -> List[RegistrationResult]:
+        """``houv_batch(Ps, Qs, self.config, ...)``; ``run``: ``seed``, ``device``, ``progress``."""
+        return houv_batch(Ps, Qs, self.config, init_transforms=init_transforms, viewpoints=viewpoints,
+                          **{**self._run, **run})
 
     def __repr__(self) -> str:
         return f"HOUV({self.config!r})"

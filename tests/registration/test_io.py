@@ -131,4 +131,5 @@ def test_result_dict_is_json_ready():
     d = result_dict(houv(P, P, groups=2, iters=3))
     back = json.loads(json.dumps(d))
     assert np.allclose(np.array(back["transform"])[:3, :3], back["rotation"])
-    assert set(back) == {"transform", "rotation", "translation", "local_cd", "loss", "seconds", "group", "iters"}
+    assert set(back) == {"transform", "rotation", "translation", "local_cd", "loss", "seconds", "group", "iters",
+                         "stage_seconds", "accepted"}

@@ -9,6 +9,10 @@ from fe_fast.registration import houv
 from fe_fast.registration.metrics import rotation_error
 from fe_fast.registration.visibility import depth_maps, free_space_violation
 
+# these tests drive the core loop through the old keyword style (houv(P, Q, groups=..., ...): the
+# thesis preset with these fields changed), which still works for one release with a FutureWarning
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
 VIEW = torch.tensor([0.0, 0.0, 3.0])
 
 
@@ -167,7 +171,7 @@ def test_free_space_check_turns_a_selection_failure_into_the_truth():
 
 
 @pytest.mark.parametrize("kwargs, viewpoints, msg", [
-    (dict(select="local_cd"), ([0, 0, 1], [0, 0, 1]), "select='inlier'"),
+    (dict(select="local_cd"), ([0, 0, 1], [0, 0, 1]), "Selection.method 'inlier' or 'flips'"),
     (dict(select="inlier"), ([0, 0], None), "3 finite numbers"),
     (dict(select="inlier"), ([0, float("nan"), 0], None), "3 finite numbers"),
     (dict(select="inlier"), ([0, 0, 1],), r"\(source_viewpoint, target_viewpoint\)"),
