@@ -169,8 +169,8 @@ def test_houv_equals_houv_batch_for_one_pair():
 
 def test_houv_batch_runs_pairs_together_like_single_calls():
     P, Q, _, _ = _pair()
-    P2, Q2, _, _ = _pair(n_q=180, n_p=120, deg=-20.0)
-    cfg = PRESETS["fast"].replace(starts={"groups": 4}, schedule={"stages": ((60, 8), (120, 4))})
+    P2, Q2, _, _ = _pair(deg=-20.0)
+    cfg = PRESETS["thesis"].replace(starts={"groups": 4}, schedule={"iters": 12, "lr": 1e-2})
     rs = houv_batch([P, P2], [Q, Q2], cfg, seed=5)
     for r, (p, q) in zip(rs, ((P, Q), (P2, Q2))):
         one = houv(p, q, cfg, seed=5)
@@ -207,7 +207,9 @@ def test_default_config_without_accept_runs_the_schedule_and_the_flips():
 
 
 def test_threads_field_sets_torch_threads_during_the_call_only(monkeypatch):
-    import fe_fast.registration.houv as H
+    import sys
+
+    H = sys.modules["fe_fast.registration.houv"]  # the module (the package's attribute is the function)
 
     seen = []
     real = H._houv_core
