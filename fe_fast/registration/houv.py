@@ -31,7 +31,9 @@ of the two aligned partial views, and both centroids lie inside the object, so `
 to one cloud radius, ``max(radius(P), radius(Q))`` (1.0 in normalised units). A user-given
 ``d_max`` is in input units.
 
-Options beyond the thesis (defaults keep the thesis's behaviour): ``early_stop`` (stop when no
+Options beyond the thesis (keywords of the core loop :func:`_houv_core`; :func:`houv` and
+:func:`houv_batch` set them from a :class:`~fe_fast.registration.config.RegistrationConfig`, whose
+field names they map to in :data:`~fe_fast.registration.config.CORE_KEYWORDS`): ``early_stop`` (stop when no
 group's loss improved by more than a relative ``early_stop`` over ``patience`` iterations),
 ``schedule`` (coarse-to-fine point counts: ``[(n_points, iters), ...]`` replaces ``iters``; each
 stage uses a fixed seeded random subset of both clouds), ``lr_schedule="cosine"`` (Adam's rate
@@ -49,7 +51,8 @@ Chamfer with a threshold from the clouds' point spacing instead of the local Cha
 ``alpha`` of algorithm 3.1, line 10, which prefers wrong poses when the overlap is below ``alpha``);
 ``refine_objective="inlier"`` refines on that truncated Chamfer; ``init_transforms`` (warm starts:
 given transforms, e.g. RANSAC's, held during the schedule, then refined and selected like every
-group). See :func:`houv_batch`.
+group). See :func:`_houv_core`; the stages around the loop (correspondence starts, early accept,
+flip-aware selection) are :mod:`fe_fast.registration.config`'s.
 
 Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
 eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
