@@ -1182,7 +1182,8 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                 corr[b] = np.stack([r["transform"] for r in runs])
                 stage_s[b]["correspondence"] = sum(r["seconds"] for r in runs)
         results: List[Optional[RegistrationResult]] = [None] * B
-        if acc.score is not None:
+        accept_scores = [None] * B
+        if acc.score is not None and st.correspondence:
             for b in range(B):
                 ta = time.perf_counter()
                 T, info = sel.best_of_flips(Ps[b], Qs[b], corr[b], iters=sl.flip_iters, extra_axes=sl.extra_axes,
@@ -1191,8 +1192,7 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                 if info["score"] <= acc.score:
                     results[b] = _pose_result(Ps[b], Qs[b], T, config.objective.alpha, config.objective.beta,
                                               {"select": "flips", "accepted": True, "flip": info})
-                else:
-                    stage_s[b]["accept_score"] = info["score"]
+                accept_scores[b] = info["score"]
         todo = [b for b in range(B) if results[b] is None]
         if todo:
             both = []
@@ -1217,7 +1217,8 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
     for b, r in enumerate(results):
         r.seconds = seconds
         r.extra = {**r.extra, "stage_seconds": stage_s[b],
-                   **({"correspondence_starts": torch.as_tensor(corr[b])} if corr[b] is not None else {})}
+                   **({"correspondence_starts": torch.as_tensor(corr[b])} if corr[b] is not None else {}),
+                   **({"accept_score": accept_scores[b]} if accept_scores[b] is not None else {})}
     return results
 
 
@@ -1232,7 +1233,9 @@ def houv_batch(Ps: Sequence, Qs: Sequence, config=None, *, init_transforms=None,
     transforms (P onto Q, input units); ``viewpoints``: one entry per pair, None or ``(source,
     target)`` sensor positions, each in its scan's own frame (the free-space check; needs
     ``Selection.method`` ``"inlier"`` or ``"flips"``). ``seconds`` of each result is the whole call's
-    time; ``extra["stage_seconds"]`` splits it per pair (correspondence, accept, houv, flips).
+    time; ``extra["stage_seconds"]`` splits it per pair (correspondence, accept, houv, flips);
+    ``extra["accept_score"]`` is the score the accept rule saw, ``extra["accepted"]`` is true when it
+    returned the correspondence start, ``extra["correspondence_starts"]`` [k, 4, 4] RANSAC's answers.
     The old keyword style (``houv_batch(Ps, Qs, groups=64, ...)``: the thesis's settings with these
     changed) still works for this release with a FutureWarning."""
     config = _resolve(config, legacy, "houv_batch")

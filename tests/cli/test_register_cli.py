@@ -321,3 +321,18 @@ def test_register_batch_cascade_with_correspondence_start(tiny, capsys):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["preset"] for r in rows] == ["robust", "robust"] and all(len(r["best_of"]) == 1 for r in rows)
     assert all(0 < r["ransac_seconds"] <= r["seconds"] for r in rows)
+
+
+def test_register_without_options_recovers_a_generated_pair(tmp_path, capsys):
+    """``fe-fast register S T`` alone (the default config) on a virtual range-scan pair of a choosing object."""
+    pytest.importorskip("open3d", reason="the default config's correspondence starts are Open3D's RANSAC")
+    from fe_fast.datasets import range_scans
+    from fe_fast.registration.metrics import rotation_error
+
+    p = range_scans.make_scan_pair(0, seed=7, n_points=1024, min_overlap=0.6)
+    np.save(tmp_path / "s.npy", p["P"])
+    np.save(tmp_path / "t.npy", p["Q"])
+    assert main(["register", str(tmp_path / "s.npy"), str(tmp_path / "t.npy"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert rotation_error(np.array(out["rotation"]), p["T_gt"][:3, :3]) < 2.0
+    assert "correspondence" in out["stage_seconds"] and out["ransac_seconds"] > 0

@@ -10,13 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fe_fast.registration import houv, register_pairs
+from fe_fast.registration import PRESETS, houv, register_pairs
 
-# these tests drive the core loop through the old keyword style (houv(P, Q, groups=..., ...): the
-# thesis preset with these fields changed), which still works for one release with a FutureWarning
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-FAST = dict(groups=2, iters=10, lr=0.03)
+FAST = PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 10, "lr": 0.03})
 
 
 @pytest.fixture()
@@ -37,7 +33,7 @@ def test_rows_match_single_houv_calls(pairs_csv):
     assert [r["name"] for r in rows] == [f"p{i}" for i in range(5)] and [r["row"] for r in rows] == list(range(5))
     P = np.load(pairs_csv.parent / "src.npy")
     Q = np.load(pairs_csv.parent / "tgt.npy")
-    one = houv(P, Q, **FAST)
+    one = houv(P, Q, FAST)
     np.testing.assert_allclose(rows[1]["transform"], one.transform.numpy(), atol=1e-5)
     assert {"rot_err", "trans_err", "rmse", "success"} <= set(rows[0])
 
@@ -72,8 +68,9 @@ def test_best_of_rows_name_the_preset():
 _WORKER = """
 import json, os, sys
 import numpy as np
-from fe_fast.registration import register_pairs
-rows = register_pairs(sys.argv[1], dict(groups=2, iters=10, lr=0.03), sharded=True)
+from fe_fast.registration import PRESETS, register_pairs
+rows = register_pairs(sys.argv[1], PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 10, "lr": 0.03}),
+                      sharded=True)
 if rows is not None:
     open(sys.argv[2], "w").write(json.dumps(rows))
 else:
@@ -84,9 +81,9 @@ os._exit(0)  # skip interpreter teardown: gloo's can abort a rank after its work
 
 _WORKER_ERROR = """
 import os, sys
-from fe_fast.registration import register_pairs
+from fe_fast.registration import PRESETS, register_pairs
 try:
-    register_pairs(sys.argv[1], dict(groups=2, iters=2), sharded=True)
+    register_pairs(sys.argv[1], PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 2}), sharded=True)
     msg = "no error"
 except ValueError as e:
     msg = str(e)

@@ -201,9 +201,19 @@ def test_default_config_without_accept_runs_the_schedule_and_the_flips():
                                  refinement={"iters": 10, "groups": 2}, selection={"hypotheses": 2})
     res = houv(P, Q, cfg, seed=0)
     assert not res.extra.get("accepted") and "flip" in res.extra
-    assert set(res.extra["stage_seconds"]) == {"correspondence", "houv", "flips"}
+    assert set(res.extra["stage_seconds"]) == {"correspondence", "houv", "flips"} and "accept_score" not in res.extra
     assert res.extra["correspondence_starts"].shape == (1, 4, 4)
     assert rotation_error(res.R.numpy(), R) < 2.0
+
+
+def test_accept_is_skipped_without_correspondence_starts():
+    P, Q, R, _ = _pair()
+    cfg = DEFAULT_CONFIG.replace(starts={"groups": 8, "correspondence": 0}, schedule={"stages": ((80, 10), (150, 10)),
+                                                                                     "prune": (4,)},
+                                 refinement={"iters": 5, "groups": 2}, selection={"hypotheses": 1, "extra_axes": 0})
+    assert cfg.accept.score is not None
+    res = houv(P, Q, cfg, seed=0)
+    assert set(res.extra["stage_seconds"]) == {"houv", "flips"} and "accept_score" not in res.extra
 
 
 def test_threads_field_sets_torch_threads_during_the_call_only(monkeypatch):
