@@ -85,7 +85,7 @@ def main(argv=None):
         row = {"pair": i, "mesh": p["mesh"], "overlap": p["overlap"], "angle": p["angle"]}
         res = None
         if "HOUV" in args.methods or "HOUV+flips" in args.methods:
-            res = houv(p["P"], p["Q"], **preset(args.preset))
+            res = houv(p["P"], p["Q"], preset(args.preset))
             row["HOUV"] = {**evaluate(res.transform, p["T_gt"], p["P"], p["Q"]), "seconds": res.seconds}
         if "HOUV+flips" in args.methods:
             r2 = refine_with_flips(p["P"], p["Q"], res, hypotheses=args.hypotheses, viewpoints=vp)

@@ -28,7 +28,6 @@ as seconds per pair.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -48,6 +47,7 @@ from fe_fast.datasets import partial_pairs as pp
 from fe_fast.registration import baselines, houv, houv_batch
 from fe_fast.registration.best_of import houv_best_of
 from fe_fast.registration.metrics import evaluate, summarize
+from fe_fast.registration.config import core_kwargs
 from fe_fast.registration.presets import PRESETS, preset
 
 PRI_BOUNDS = [[0, 45], [45, 90], [90, 135], [135, 180]]  # thesis §3.3.2: 180 degrees in 4 ranges
@@ -55,7 +55,7 @@ PRI_BOUNDS = [[0, 45], [45, 90], [90, 135], [135, 180]]  # thesis §3.3.2: 180 d
 def houv_settings(name, groups=None, schedule=None, init_translation=None):
     """The preset's houv() arguments with the command line's --groups / --schedule /
     --init-translation on top."""
-    kw = {"groups": inspect.signature(houv).parameters["groups"].default, **preset(name)}
+    kw = core_kwargs(preset(name))  # the core loop's keywords (houv(P, Q, **kw): the old style, FutureWarning)
     if groups is not None:
         kw["groups"] = groups
     if schedule is not None:
@@ -211,7 +211,7 @@ def main(argv=None):
 
     if args.accept_score is not None and not args.best_of:
         ap.error("--accept-score needs --best-of")
-    best_of = ({"settings": [preset(name) for name in args.best_of], "accept_score": args.accept_score}
+    best_of = ({"settings": [core_kwargs(preset(name)) for name in args.best_of], "accept_score": args.accept_score}
                if args.best_of else None)
     methods = {}
     for m in args.methods:

@@ -46,8 +46,8 @@ def collect(sets, presets, seed, run_seed, pairs_dir, out):
                 R_gt = torch.as_tensor(p["T_gt"][:3, :3])
                 row = {"set": name, "pair": k, "ransac_s": start["seconds"], "overlap": p.get("overlap")}
                 for pr in presets:
-                    r = houv(p["P"], p["Q"], seed=run_seed + k, init_transforms=start["transform"],
-                             viewpoints=p["viewpoints"], **preset(pr))
+                    r = houv(p["P"], p["Q"], preset(pr), seed=run_seed + k, init_transforms=start["transform"],
+                             viewpoints=p["viewpoints"])
                     row[pr] = {"err": float(rotation_error(r.R, R_gt)),
                                "score": float(r.extra["group_score"][r.group]), "s": r.seconds}
                 f.write(json.dumps(row) + "\n")

@@ -38,6 +38,7 @@ from bm_houv import _cached_pairs  # noqa: E402
 from fe_fast.registration import houv  # noqa: E402
 from fe_fast.registration.houv import _radius, _start_variables, rodrigues  # noqa: E402
 from fe_fast.registration.metrics import rotation_error  # noqa: E402
+from fe_fast.registration.config import config_from_kwargs, core_kwargs  # noqa: E402
 from fe_fast.registration.presets import preset  # noqa: E402
 
 ANGLES = (10, 20, 30, 45)
@@ -49,7 +50,7 @@ def _reference(rows_path, method="HOUV", set_name="mvp"):
 
 
 def _settings(a):
-    return {**preset(a.preset), **json.loads(a.kw)}
+    return {**core_kwargs(preset(a.preset)), **json.loads(a.kw)}  # core-loop keywords (config.CORE_KEYWORDS)
 
 
 def _flips(ref):
@@ -66,7 +67,7 @@ def truth_start(a, pairs, ref):
     won = 0
     for i in flips:
         p = pairs[i]
-        r = houv(p["P"], p["Q"], seed=i, init_transforms=p["T_gt"], **_settings(a))
+        r = houv(p["P"], p["Q"], config_from_kwargs(**_settings(a)), seed=i, init_transforms=p["T_gt"])
         score = r.extra["group_score"]
         row = dict(pair=i, overlap=round(ref[i]["overlap"], 3), error=round(_err(r.R, p["T_gt"]), 2),
                    truth_start_error=round(_err(r.all_R[-1], p["T_gt"]), 2),
@@ -123,7 +124,7 @@ def _free_starts(P, Q, starts, seed, kw, with_translation):
 
     H._init_groups = init
     try:
-        return houv(P, Q, seed=seed, **kw)
+        return houv(P, Q, config_from_kwargs(**kw), seed=seed)
     finally:
         H._init_groups = original
 
@@ -135,7 +136,7 @@ def subset(a, pairs, ref):
     for i in chosen:
         p = pairs[i]
         t0 = time.perf_counter()
-        r = houv(p["P"], p["Q"], seed=i, **kw)
+        r = houv(p["P"], p["Q"], config_from_kwargs(**kw), seed=i)
         secs.append(time.perf_counter() - t0)
         errs.append(_err(r.R, p["T_gt"]))
         base.append(ref[i]["rot_err"])

@@ -145,11 +145,12 @@ def estimate_pose(landmarks, method: str = "umeyama", template: Optional[np.ndar
     if method == "umeyama":
         s, R, t = umeyama(Tp, Lp)
     else:
-        from fe_fast.registration import houv
+        from fe_fast.registration import PRESETS, houv
 
         Ln, _, _ = normalize_landmarks(Lp)
         Tn, _, _ = normalize_landmarks(T[~np.isnan(T).any(axis=1)])
-        res = houv(Ln.astype(np.float32), Tn.astype(np.float32), groups=groups, iters=iters, lr=lr, seed=seed)
+        cfg = PRESETS["thesis"].replace(starts={"groups": groups}, schedule={"iters": iters, "lr": lr})
+        res = houv(Ln.astype(np.float32), Tn.astype(np.float32), cfg, seed=seed)
         R = res.R.double().cpu().numpy().T  # HOUV maps landmarks -> template; the pose is its inverse
         # scale and translation for that rotation (least squares over the present points)
         Rt = Tp @ R.T

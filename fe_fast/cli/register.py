@@ -5,16 +5,21 @@ Reads .ply .pcd .xyz .pts (Open3D), .npy (numpy [N, 3]) and .txt/.csv (numpy tex
 clouds over a million points are subsampled (fe_fast.registration.io.read_cloud).
 Prints the 4x4 matrix mapping SRC onto TGT and the losses, or with ``--json`` one JSON object with
 keys ``transform`` (4x4 list), ``rotation`` (3x3), ``translation`` (3), ``local_cd``, ``loss``,
-``seconds`` (plus ``group`` and ``iters``, ``ransac_seconds`` with ``--ransac-start``, ``preset``
-and ``best_of`` with ``--preset A+B``). Options left out take houv()'s defaults."""
+``seconds`` (plus ``group``, ``iters``, ``stage_seconds``, ``accepted``, ``ransac_seconds`` with
+correspondence starts, ``preset`` and ``best_of`` with ``--preset A+B``).
+
+With no options this runs the default config (fe_fast.registration.config.DEFAULT_CONFIG: RANSAC+ICP
+starts on FPFH features, early accept, HOUV's halving schedule, flip-aware selection); ``--preset
+thesis`` is the thesis's algorithm 3.1. Every option sets one field of the config (options left out
+keep the preset's or the default config's value); ``--threads`` sets its torch thread count."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from fe_fast.cli._common import (HelpFormatter, add_common_options, apply_common, given, library_option, out_folder,
-                                 preset_values, print_json, record_defaults)
+from fe_fast.cli._common import (HelpFormatter, add_common_options, apply_common, deprecation, given, library_option,
+                                 out_folder, print_json, record_defaults)
 
 
 def add_parser(sub):
@@ -43,72 +48,116 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-HOUV = "fe_fast.registration.houv:houv"
-#: houv() parameters that are options of register / register-batch with the same name.
-HOUV_OPTIONS = ("alpha", "beta", "groups", "iters", "lr", "lr_schedule", "mapping", "d_max", "early_stop",
-                "refine_iters", "refine_groups", "refine_lr", "init", "select", "inlier_factor", "init_translation",
-                "refine_alpha", "refine_objective", "refine_by", "visibility_weight")
-#: houv() parameters given as text options and parsed ('a:b,c:d', '32,8').
-HOUV_SPEC_OPTIONS = ("angle_bounds", "schedule", "prune_groups")
+CONFIG = "fe_fast.registration.config"
+#: the register / register-batch options that set a config field: option dest -> (stage, field) of
+#: fe_fast.registration.config.RegistrationConfig (each option's default, shown by --help, is the
+#: field's default, i.e. DEFAULT_CONFIG's; tests/cli/test_register_cli.py checks the table)
+CONFIG_OPTIONS = {
+    "groups": ("starts", "groups"),
+    "init": ("starts", "rotations"),
+    "init_translation": ("starts", "translation"),
+    "correspondence_starts": ("starts", "correspondence"),
+    "alpha": ("objective", "alpha"),
+    "beta": ("objective", "beta"),
+    "mapping": ("objective", "mapping"),
+    "d_max": ("objective", "d_max"),
+    "angle_bounds": ("objective", "angle_bounds"),
+    "schedule": ("schedule", "stages"),
+    "iters": ("schedule", "iters"),
+    "lr": ("schedule", "lr"),
+    "lr_schedule": ("schedule", "lr_schedule"),
+    "prune_groups": ("schedule", "prune"),
+    "early_stop": ("schedule", "early_stop"),
+    "patience": ("schedule", "patience"),
+    "refine_iters": ("refinement", "iters"),
+    "refine_groups": ("refinement", "groups"),
+    "refine_lr": ("refinement", "lr"),
+    "refine_objective": ("refinement", "objective"),
+    "refine_alpha": ("refinement", "alpha"),
+    "refine_by": ("refinement", "by"),
+    "select": ("selection", "method"),
+    "flip_hypotheses": ("selection", "hypotheses"),
+    "flip_iters": ("selection", "flip_iters"),
+    "flip_extra_axes": ("selection", "extra_axes"),
+    "inlier_factor": ("selection", "inlier_factor"),
+    "visibility_weight": ("selection", "visibility_weight"),
+    "accept_threshold": ("accept", "score"),
+}
+_CLASSES = {"starts": "Starts", "objective": "Objective", "schedule": "Schedule", "refinement": "Refinement",
+            "selection": "Selection", "accept": "Accept"}
+
+
+def _optional_float(text):
+    """A float, or the text 'none' (None once the config is built; None itself means "not given")."""
+    return "none" if str(text).lower() == "none" else float(text)
 
 
 def add_houv_arguments(p):
-    """HOUV options shared by ``register`` and ``register-batch``: default None = houv()'s default
-    (``--help`` shows it), so the defaults live in :func:`fe_fast.registration.houv` alone."""
+    """Registration options shared by ``register`` and ``register-batch``: one per config field
+    (:data:`CONFIG_OPTIONS`), default None = "not given", so the value comes from ``--preset`` or the
+    default config; ``--help`` shows the field's default. The defaults live in
+    :mod:`fe_fast.registration.config` alone."""
     p.add_argument("--preset", metavar="NAME", default=None,
-                   help="named settings that fill the options left at their default: thesis, fast, refine, "
-                        "robust, robust-pruned, robust-sfib, robust-wide, robust-search, robust-halving, "
-                        "halving-local (fe_fast.registration.presets, measured in bench/results/houv.md: with "
-                        "a RANSAC+ICP start and the sensor positions, halving-local was the most accurate on "
-                        "generated mvp and modelnet pairs, robust-halving on so3); 'A+B': run both, keep the "
-                        "answer with the lower selection score (see --accept-score); default: the thesis's settings")
+                   help="start from a named config instead of the default one: thesis (algorithm 3.1 exactly), fast, "
+                        "refine, robust, robust-pruned, robust-sfib, robust-wide, robust-search, robust-halving, "
+                        "halving-local, default (fe_fast.registration.presets); options given override its values; "
+                        "'A+B': run both, keep the answer with the lower inlier score (see --accept-score); "
+                        "default: the general recipe (RANSAC+ICP starts, early accept, halving schedule, flip-aware "
+                        "selection)")
     p.add_argument("--accept-score", type=float, default=None, metavar="S",
                    help="with --preset A+B: run the presets in order and stop at the first answer whose selection "
                         "score is at most S (0 = every point has a partner; see fe_fast.registration.houv_best_of)")
-    p.add_argument("--ransac-start", action="store_true",
-                   help="also start one group (per pair) at Open3D RANSAC+ICP's answer on FPFH features (about "
-                        "0.1 s for 2048 points; its time is included in 'seconds' and given as 'ransac_seconds')")
-    opt = lambda *a, **k: library_option(p, *a, source=HOUV, **k)  # noqa: E731
-    opt("--alpha", type=float, help="local Chamfer fraction, eq. 3-9")
-    opt("--beta", type=float, help="projected Chamfer weight, eq. 3-11")
-    opt("--groups", type=int, help="random initialisations optimised together")
-    opt("--iters", type=int, help="Adam iterations")
-    opt("--lr", type=float, help="Adam learning rate")
-    opt("--mapping", choices=("sin", "sigmoid"), help="translation mapping, eq. 3-8 / 3-7")
-    opt("--d-max", type=float, help="largest translation after centring (input units; None: from the clouds)")
-    p.add_argument("--angle-bounds", default=None,
-                   help="HOUV_pri angle sub-ranges in degrees, e.g. '0:45,45:90,90:135,135:180' (default: none)")
-    p.add_argument("--schedule", default=None,
-                   help="coarse-to-fine point counts and iterations, e.g. '256:400,2048:100' (replaces --iters; "
-                        "default: all points for --iters)")
-    opt("--lr-schedule", choices=("constant", "cosine"), help="Adam rate over each schedule stage")
-    opt("--early-stop", type=float, help="relative plateau tolerance (None: off)")
-    opt("--refine-iters", type=int,
-        help="after the schedule: iterations of local-Chamfer-only refinement of the best groups "
-             "(removes the projected terms' bias on partial pairs; 0 = off, the thesis's method)")
-    opt("--refine-groups", type=int, help="groups refined")
-    opt("--refine-lr", type=float, help="refinement rate (None: --lr)")
-    opt("--init", choices=("random", "sfib"),
-        help="initial rotations: 'random' (thesis) or 'sfib' (Super-Fibonacci, an even cover of SO(3) "
-             "or of each --angle-bounds range)")
-    opt("--select", choices=("local_cd", "inlier"),
-        help="final choice: 'local_cd' (thesis, algorithm 3.1 line 10) or 'inlier' (truncated Chamfer "
-             "within --inlier-factor x point spacing; holds at low overlap)")
-    opt("--inlier-factor", type=float, help="inlier threshold / point spacing")
-    opt("--refine-alpha", type=float,
-        help="local Chamfer fraction during the refinement (None: --alpha; below the overlap helps)")
-    opt("--refine-objective", choices=("local_cd", "inlier"),
-        help="refinement loss: local Chamfer or the truncated Chamfer of --select inlier")
-    opt("--refine-by", choices=("local_cd", "inlier"),
-        help="criterion that picks the groups to refine (None: --select)")
-    p.add_argument("--prune-groups", default=None,
-                   help="with a --schedule: after its first stage keep only this many best groups; a comma "
-                        "list prunes after each of the first stages in turn, e.g. '32,8' (default: no pruning)")
-    opt("--init-translation", choices=("random", "search"),
-        help="start translations: 'random' (small random offsets) or 'search' (the best of 79 "
-             "candidate offsets for each start rotation)")
-    opt("--visibility-weight", type=float,
-        help="weight of the free-space violation share in the selection when viewpoints are given")
+    p.add_argument("--ransac-start", action="store_true", help=argparse.SUPPRESS)  # deprecated: --correspondence-starts 1
+
+    def opt(flag, help, **kw):
+        dest = flag.lstrip("-").replace("-", "_")
+        stage, field = CONFIG_OPTIONS[dest]
+        return library_option(p, flag, source=f"{CONFIG}:{_CLASSES[stage]}", param=field, help=help, **kw)
+
+    g = p
+    opt("--groups", "hypotheses (Starts.groups)", type=int)
+    opt("--init", "initial rotations: 'random' (thesis) or 'sfib' (Super-Fibonacci, an even cover of SO(3) or of "
+                  "each --angle-bounds range)", choices=("random", "sfib"))
+    opt("--init-translation", "start translations: 'random' (small random offsets) or 'search' (the best of 79 "
+                              "candidate offsets for each start rotation)", choices=("random", "search"))
+    opt("--correspondence-starts", "Open3D RANSAC+ICP runs on FPFH features whose answers start groups (0: none)",
+        type=int, metavar="K")
+    opt("--alpha", "local Chamfer fraction, eq. 3-9", type=float)
+    opt("--beta", "projected Chamfer weight, eq. 3-11", type=float)
+    opt("--mapping", "translation mapping, eq. 3-8 / 3-7", choices=("sin", "sigmoid"))
+    opt("--d-max", "largest translation after centring (input units; None: from the clouds)", type=float)
+    opt("--angle-bounds", "HOUV_pri angle sub-ranges in degrees, e.g. '0:45,45:90,90:135,135:180' (None: none; needs "
+                          "--correspondence-starts 0)")
+    opt("--schedule", "coarse-to-fine point counts and iterations, e.g. '256:400,2048:100'; 'none': all points for "
+                      "--iters")
+    opt("--iters", "Adam iterations without a --schedule", type=int)
+    opt("--lr", "Adam learning rate", type=float)
+    opt("--lr-schedule", "Adam rate over the schedule", choices=("constant", "cosine"))
+    opt("--prune-groups", "after the schedule's first stage keep only this many best groups; a comma list prunes "
+                          "after each of the first stages in turn, e.g. '32,8'; 'none': no pruning")
+    opt("--early-stop", "relative plateau tolerance (None: off)", type=float)
+    opt("--patience", "iterations without improvement before --early-stop stops", type=int)
+    opt("--refine-iters", "after the schedule: iterations of local-Chamfer-only refinement of the best groups "
+                          "(0 = off, the thesis's method)", type=int)
+    opt("--refine-groups", "groups refined", type=int)
+    opt("--refine-lr", "refinement rate (None: --lr)", type=float)
+    opt("--refine-objective", "refinement loss: local Chamfer or the truncated Chamfer of --select inlier",
+        choices=("local_cd", "inlier"))
+    opt("--refine-alpha", "local Chamfer fraction during the refinement (None: --alpha)", type=float)
+    opt("--refine-by", "criterion that picks the groups to refine (None: the selection's)",
+        choices=("local_cd", "inlier"))
+    opt("--select", "final choice: 'local_cd' (thesis, algorithm 3.1 line 10), 'inlier' (truncated Chamfer within "
+                    "--inlier-factor x point spacing) or 'flips' (the best --flip-hypotheses groups and their "
+                    "symmetric flips, refined by point-to-plane ICP, by fe_fast.registration.selection's score)",
+        choices=("local_cd", "inlier", "flips"))
+    opt("--flip-hypotheses", "with --select flips: best groups expanded by their flips", type=int)
+    opt("--flip-iters", "point-to-plane ICP iterations per flip candidate (and for --accept-threshold)", type=int)
+    opt("--flip-extra-axes", "half-turns about this many more axes per hypothesis", type=int)
+    opt("--inlier-factor", "inlier threshold / point spacing", type=float)
+    opt("--visibility-weight", "weight of the free-space violation share in the selection when viewpoints are given",
+        type=float)
+    opt("--accept-threshold", "return the best correspondence start (flips, refined) at once when its selection score "
+                              "is at most this ('none': never)", type=_optional_float, metavar="S")
 
 
 def parse_pairs_spec(text, name, cast=float):
@@ -144,33 +193,44 @@ def preset_names(args) -> list:
     return [] if args.preset is None else [n.strip() for n in args.preset.split("+")]
 
 
+def config_changes(args) -> dict:
+    """The config fields the options given set: ``{stage: {field: value}}`` (plus ``threads`` from the
+    shared ``--threads``), for :meth:`~fe_fast.registration.config.RegistrationConfig.replace`."""
+    values = given(args, CONFIG_OPTIONS)
+    for dest, parse in (("angle_bounds", lambda x: parse_pairs_spec(x, "--angle-bounds")),
+                        ("schedule", lambda x: parse_pairs_spec(x, "--schedule", int)),
+                        ("prune_groups", parse_prune_groups)):
+        if dest in values:
+            text = values[dest]
+            values[dest] = None if isinstance(text, str) and text.strip().lower() == "none" else parse(text)
+    if values.get("accept_threshold") == "none":
+        values["accept_threshold"] = None
+    changes = {}
+    for dest, v in values.items():
+        stage, field = CONFIG_OPTIONS[dest]
+        changes.setdefault(stage, {})[field] = v
+    if getattr(args, "ransac_start", False):
+        deprecation("--ransac-start", "--correspondence-starts 1 (the default config has it)")
+        starts = changes.setdefault("starts", {})
+        starts.setdefault("correspondence", 1)
+    if args.threads is not None:
+        changes["threads"] = args.threads
+    return changes
+
+
 def houv_settings(args):
-    """``(preset names, one houv() kwargs dict per run)`` from parsed options: one dict, or one per
-    ``--preset A+B`` name (for :func:`fe_fast.registration.houv_best_of`); checks ``--accept-score``."""
+    """``(preset names, one RegistrationConfig per run)`` from parsed options: the default config or
+    ``--preset``'s, with the options given applied; one per ``--preset A+B`` name (for
+    :func:`fe_fast.registration.houv_best_of`); checks ``--accept-score``."""
+    from fe_fast.registration.config import DEFAULT_CONFIG
+    from fe_fast.registration.presets import preset
+
     names = preset_names(args)
     if args.accept_score is not None and len(names) < 2:
         raise ValueError("--accept-score needs several presets, e.g. --preset halving-local+robust-halving")
-    return names, ([houv_kwargs(args, n) for n in names] if len(names) > 1 else [houv_kwargs(args)])
-
-
-def houv_kwargs(args, preset_name=None) -> dict:
-    """houv() keyword arguments from parsed options: only the options given (houv()'s defaults apply
-    to the rest), the preset's values for the options left at their default (``preset_name``:
-    instead of ``--preset``), ``seed`` and ``device`` when given."""
-    kw = given(args, HOUV_OPTIONS)
-    kw.update(given(argparse.Namespace(
-        angle_bounds=parse_pairs_spec(args.angle_bounds, "--angle-bounds"),
-        schedule=parse_pairs_spec(args.schedule, "--schedule", int),
-        prune_groups=parse_prune_groups(args.prune_groups)), HOUV_SPEC_OPTIONS))
-    kw["seed"] = args.seed
-    if args.device is not None:
-        kw["device"] = args.device
-    name = args.preset if preset_name is None else preset_name
-    if name is not None:
-        from fe_fast.registration.presets import preset
-
-        kw.update(preset_values(args, preset(name)))  # the preset fills only the options left at their default
-    return kw
+    changes = config_changes(args)
+    bases = [preset(n) for n in names] or [DEFAULT_CONFIG]
+    return names, [b.replace(**changes) for b in bases]
 
 
 def run(args) -> int:
@@ -184,24 +244,15 @@ def run(args) -> int:
     names, settings = houv_settings(args)
     P = read_cloud(args.src, seed=args.seed)
     Q = read_cloud(args.tgt, seed=args.seed)
-    run_kw = {"progress": args.progress}
+    run_kw = {"progress": args.progress, "seed": args.seed, "device": args.device}
     starts = [read_transform(f) for f in args.init_transform or []]
-    ransac = None
-    if args.ransac_start:
-        from fe_fast.registration import baselines
-
-        ransac = baselines.ransac_icp(P, Q, seed=args.seed)
-        starts.append(ransac["transform"])
     if starts:
         run_kw["init_transforms"] = np.stack(starts)
     if args.source_viewpoint is not None or args.target_viewpoint is not None:
         run_kw["viewpoints"] = (args.source_viewpoint, args.target_viewpoint)
     res = (houv_best_of(P, Q, settings, accept_score=args.accept_score, **run_kw) if len(settings) > 1
-           else houv(P, Q, **settings[0], **run_kw))
+           else houv(P, Q, settings[0], **run_kw))
     out = result_dict(res)
-    if ransac is not None:
-        out["seconds"] += ransac["seconds"]
-        out["ransac_seconds"] = ransac["seconds"]
     if len(names) > 1:
         out.update(preset=names[res.extra["best_of_index"]], best_of=res.extra["best_of"])
     aligned = P @ np.asarray(out["rotation"]).T + np.asarray(out["translation"])
@@ -224,7 +275,8 @@ def run(args) -> int:
         print(f"hybrid loss (eq. 3-11): {out['loss']:.6g}")
         best = res.extra.get("best_of_index", 0)
         print(f"group {out['group']} of {res.all_R.shape[0]}, {out['iters']} iterations, {out['seconds']:.2f} s"
-              + (f" with the RANSAC+ICP start's {ransac['seconds']:.2f} s" if ransac is not None else "")
+              + (f" with the RANSAC+ICP starts' {out['ransac_seconds']:.2f} s" if "ransac_seconds" in out else "")
+              + (" (a correspondence start accepted early)" if out["accepted"] else "")
               + (f" (best of presets {args.preset}: {names[best]}; {len(res.extra['best_of'])} of {len(names)} run)"
                  if len(names) > 1 else "")
               + (f"; wrote {folder}/" if folder is not None else ""))

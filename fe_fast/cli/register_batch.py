@@ -4,7 +4,8 @@ PAIRS.csv has a header with at least the columns ``src`` and ``tgt`` (paths, rel
 folder or absolute); optional ``name``, ``gt`` (a .npy or .json 4x4 ground truth P -> Q, which
 adds rot_err / trans_err / mse / success to the output, thesis eq. 3-13, 3-14) and
 ``src_viewpoint`` / ``tgt_viewpoint`` (each scan's sensor position in its own frame, 'x y z': the
-free-space check, with ``--select inlier``). This is the format
+free-space check, with ``--select inlier`` or ``flips``). The options are ``register``'s: each sets
+one field of the config (fe_fast.registration.config; none given: the default config). This is the format
 ``fe_fast.datasets.partial_pairs.save_pairs`` writes.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank takes rows ``rank, rank + world, ...``
@@ -57,8 +58,8 @@ def run(args) -> int:
     else:
         path = out_folder(args, create=False) / "results.jsonl"
     names, settings = houv_settings(args)
-    rows = register_pairs(args.pairs, settings, names=names or None, accept_score=args.accept_score,
-                          ransac_start=args.ransac_start, progress=args.progress,
+    rows = register_pairs(args.pairs, settings if len(settings) > 1 else settings[0], names=names or None,
+                          accept_score=args.accept_score, seed=args.seed, device=args.device, progress=args.progress,
                           **given(args, ("pairs_per_call",)))
     if rows is None:  # a rank other than 0 under torchrun
         return 0

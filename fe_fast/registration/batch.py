@@ -1,8 +1,8 @@
 """Register a list of pairs (files or arrays), optionally sharded over ``torch.distributed`` ranks.
 
-``register_pairs(pairs, settings)`` runs :func:`~fe_fast.registration.houv_batch` on
+``register_pairs(pairs, config)`` runs :func:`~fe_fast.registration.houv_batch` on
 ``pairs_per_call`` pairs at a time (B pairs x G groups in one batched optimisation, algorithm 3.1),
-or, with several settings, :func:`~fe_fast.registration.houv_best_of` on one pair at a time, and
+or, with several configs, :func:`~fe_fast.registration.houv_best_of` on one pair at a time, and
 returns one JSON-ready dict per pair (:func:`~fe_fast.registration.io.result_dict` plus ``row``,
 ``name``, ``src``, ``tgt`` and, with a ground truth, ``rot_err`` / ``trans_err`` / ``mse`` /
 ``rmse`` / ``success``, thesis eq. 3-13, 3-14).
@@ -60,12 +60,13 @@ def _cloud(x, max_points, seed):
 
 def register_pairs(
     pairs: Union[str, os.PathLike, Sequence[Mapping]],
-    settings: Union[Mapping, Sequence[Mapping], None] = None,
+    config=None,
     *,
     names: Optional[Sequence[str]] = None,
     accept_score: Optional[float] = None,
     pairs_per_call: int = 1,
-    ransac_start: bool = False,
+    seed: int = 0,
+    device=None,
     sharded: Optional[bool] = None,
     max_points: Optional[int] = MAX_POINTS,
     progress: bool = False,
@@ -74,11 +75,10 @@ def register_pairs(
     or dicts with ``src`` and ``tgt`` (file paths or [N, 3] arrays) and optional ``name``, ``gt``
     (4x4 array or file), ``viewpoints``.
 
-    ``settings``: :func:`~fe_fast.registration.houv` keyword arguments (a dict; None = its
-    defaults), or a list of such dicts: the best of them per pair (``houv_best_of``, one pair per
-    call, ``accept_score`` as there; ``names`` labels each setting in the rows' ``preset``).
-    ``ransac_start``: also start one group per pair at Open3D RANSAC+ICP's answer (its time is in
-    the pair's ``ransac_seconds`` and ``seconds``). ``sharded``: split the pairs over the
+    ``config``: a :class:`~fe_fast.registration.config.RegistrationConfig` or a preset name (None:
+    the default config), or a list of them: the best of them per pair (``houv_best_of``, one pair
+    per call, ``accept_score`` as there; ``names`` labels each in the rows' ``preset``). ``seed`` and
+    ``device`` go to every call. ``sharded``: split the pairs over the
     ``torch.distributed`` ranks (None: when ``WORLD_SIZE`` > 1). ``max_points``: passed to
     :func:`~fe_fast.registration.io.read_cloud` (None: every point; arrays are used whole). Returns the rows in the order
     of ``pairs`` (``None`` on ranks other than 0 when sharded); ``seconds`` of a row is its share
@@ -90,13 +90,32 @@ def register_pairs(
     from fe_fast.registration.io import read_transform, result_dict
     from fe_fast.registration.metrics import evaluate
 
-    if settings is None:
-        settings = [{}]
-    elif isinstance(settings, Mapping):
-        settings = [settings]
-    settings = [dict(s) for s in settings]
+    from fe_fast.registration.config import DEFAULT_CONFIG, RegistrationConfig
+    from fe_fast.registration.presets import preset
+
+    if config is None or isinstance(config, (RegistrationConfig, str, Mapping)):
+        config = [config]
+    if any(isinstance(c, Mapping) for c in config):  # the old style: houv() keyword dicts
+        import warnings
+
+        from fe_fast.registration.config import config_from_kwargs, split_run_kwargs
+
+        warnings.warn("register_pairs with dicts of houv() keywords is deprecated and will be removed in the next "
+                      "release; pass RegistrationConfig objects or preset names", FutureWarning, stacklevel=2)
+        converted = []
+        for c in config:
+            if isinstance(c, Mapping):
+                c, run = split_run_kwargs(dict(c))
+                seed, device = run.get("seed", seed), run.get("device", device)
+                c = config_from_kwargs(**c)
+            converted.append(c)
+        config = converted
+    settings = [DEFAULT_CONFIG if c is None else preset(c) if isinstance(c, str) else c for c in config]
     if not settings:
-        raise ValueError("settings must hold at least one dict of houv() arguments")
+        raise ValueError("config must be a RegistrationConfig, a preset name or a non-empty list of them")
+    for i, c in enumerate(settings):
+        if not isinstance(c, RegistrationConfig):
+            raise ValueError(f"config[{i}] must be a RegistrationConfig or a preset name, got {type(c).__name__}")
     if names is not None and len(names) != len(settings):
         raise ValueError(f"names has {len(names)} entries for {len(settings)} settings")
     if int(pairs_per_call) < 1:
@@ -105,7 +124,6 @@ def register_pairs(
         raise ValueError("several settings (best of) register one pair per call (each pair may stop after a "
                          "different setting); leave pairs_per_call at 1")
     items = _as_pairs(pairs)
-    seed = settings[0].get("seed", 0)
     if sharded is None:
         sharded = world_size() > 1
     dist, own_group, world, rank = None, False, 1, 0
@@ -115,11 +133,10 @@ def register_pairs(
         if not dist.is_initialized() and "WORLD_SIZE" not in os.environ:
             raise ValueError("sharded=True needs torch.distributed: run under torchrun (WORLD_SIZE set) or "
                              "initialise the process group first")
-        device = torch.device(settings[0].get("device") or "cpu")
-        own_group = init_from_env(device)  # nccl on CUDA (this rank's GPU), gloo on the CPU
-        if device.type == "cuda" and device.index is None:
-            for s in settings:
-                s["device"] = torch.device("cuda", torch.cuda.current_device())
+        dev = torch.device(device or "cpu")
+        own_group = init_from_env(dev)  # nccl on CUDA (this rank's GPU), gloo on the CPU
+        if dev.type == "cuda" and dev.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         world, rank = dist.get_world_size(), dist.get_rank()
     mine = items[rank::world]
     bar = None
@@ -136,25 +153,17 @@ def register_pairs(
             Qs = [_cloud(it["tgt"], max_points, seed) for it in chunk]
             t0 = time.perf_counter()
             vps = [it.get("viewpoints") for it in chunk]
-            run_kw = {"viewpoints": vps} if any(v is not None for v in vps) else {}
-            ransac = None
-            if ransac_start:
-                from fe_fast.registration import baselines
-
-                ransac = [baselines.ransac_icp(P, Q, seed=seed) for P, Q in zip(Ps, Qs)]
-                run_kw["init_transforms"] = [r["transform"] for r in ransac]
+            vps = vps if any(v is not None for v in vps) else None
             if len(settings) > 1:  # one pair
-                one = {k: v[0] for k, v in run_kw.items()}
-                res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=accept_score, **one)]
+                res = [houv_best_of(Ps[0], Qs[0], settings, accept_score=accept_score, seed=seed, device=device,
+                                    viewpoints=None if vps is None else vps[0])]
             else:
-                res = houv_batch(Ps, Qs, **settings[0], **run_kw)
+                res = houv_batch(Ps, Qs, settings[0], viewpoints=vps, seed=seed, device=device)
             per_pair = (time.perf_counter() - t0) / len(chunk)
             for i, (it, P, Q, r) in enumerate(zip(chunk, Ps, Qs, res)):
                 d = {"row": it["row"], "name": it["name"]}
                 d.update({k: it[k] for k in ("src", "tgt") if isinstance(it[k], (str, os.PathLike))})
                 d.update(result_dict(r), seconds=per_pair)
-                if ransac is not None:
-                    d["ransac_seconds"] = ransac[i]["seconds"]
                 if "best_of" in r.extra:
                     d["best_of"] = r.extra["best_of"]
                     d["preset"] = names[r.extra["best_of_index"]] if names else r.extra["best_of_index"]

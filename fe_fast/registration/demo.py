@@ -10,13 +10,16 @@ demo finishes in a few minutes on two CPU cores, and with alpha = 0.8 (see ``DEM
 :data:`~fe_fast.datasets.bunny.SCANNER_VIEWPOINT`, moved with the source)."""
 from __future__ import annotations
 
+from fe_fast.registration.presets import PRESETS
+
 import time
 
 import numpy as np
 
 # alpha 0.8: the pair overlaps by 0.89 and thesis §3.3.3 tunes alpha to the overlap; with the default
 # 0.5 HOUV ended 9.1 degrees off on this pair, with 0.8 1.8 degrees (one run each, seed 0).
-DEMO_HOUV = dict(groups=32, alpha=0.8, schedule=[(256, 150), (1024, 50)], lr=3e-2, lr_schedule="cosine")
+# the "fast" preset (the thesis's 32 groups, coarse to fine) at alpha 0.8
+DEMO_HOUV = PRESETS["fast"].replace(objective={"alpha": 0.8})
 PRI_BOUNDS = [[0, 45], [45, 90], [90, 135], [135, 180]]
 
 
@@ -40,10 +43,9 @@ def run_demo(seed: int = 0, progress: bool = True) -> list:
           f"{len(P)} + {len(Q)} points, source moved by a random rigid transform (seed {seed})")
 
     methods = {
-        "HOUV": lambda: houv(P, Q, seed=seed, progress=progress, **DEMO_HOUV),
-        "HOUV_pri": lambda: houv(P, Q, seed=seed, progress=progress, angle_bounds=PRI_BOUNDS, **DEMO_HOUV),
-        "HOUV+vis": lambda: houv(P, Q, seed=seed, progress=progress, viewpoints=viewpoints,
-                                 **preset("robust-halving")),
+        "HOUV": lambda: houv(P, Q, DEMO_HOUV, seed=seed, progress=progress),
+        "HOUV_pri": lambda: houv(P, Q, DEMO_HOUV.replace(angle_bounds=PRI_BOUNDS), seed=seed, progress=progress),
+        "HOUV+vis": lambda: houv(P, Q, preset("robust-halving"), seed=seed, progress=progress, viewpoints=viewpoints),
         "ICP": lambda: baselines.icp(P, Q, seed=seed),
         "FGR": lambda: baselines.fgr(P, Q, seed=seed),
         "RANSAC+ICP": lambda: baselines.ransac_icp(P, Q, seed=seed),

@@ -31,7 +31,9 @@ of the two aligned partial views, and both centroids lie inside the object, so `
 to one cloud radius, ``max(radius(P), radius(Q))`` (1.0 in normalised units). A user-given
 ``d_max`` is in input units.
 
-Options beyond the thesis (defaults keep the thesis's behaviour): ``early_stop`` (stop when no
+Options beyond the thesis (keywords of the core loop :func:`_houv_core`; :func:`houv` and
+:func:`houv_batch` set them from a :class:`~fe_fast.registration.config.RegistrationConfig`, whose
+field names they map to in :data:`~fe_fast.registration.config.CORE_KEYWORDS`): ``early_stop`` (stop when no
 group's loss improved by more than a relative ``early_stop`` over ``patience`` iterations),
 ``schedule`` (coarse-to-fine point counts: ``[(n_points, iters), ...]`` replaces ``iters``; each
 stage uses a fixed seeded random subset of both clouds), ``lr_schedule="cosine"`` (Adam's rate
@@ -49,22 +51,25 @@ Chamfer with a threshold from the clouds' point spacing instead of the local Cha
 ``alpha`` of algorithm 3.1, line 10, which prefers wrong poses when the overlap is below ``alpha``);
 ``refine_objective="inlier"`` refines on that truncated Chamfer; ``init_transforms`` (warm starts:
 given transforms, e.g. RANSAC's, held during the schedule, then refined and selected like every
-group). See :func:`houv_batch`.
+group). See :func:`_houv_core`; the stages around the loop (correspondence starts, early accept,
+flip-aware selection) are :mod:`fe_fast.registration.config`'s.
 
 Distances come only from :mod:`fe_fast.ops` (``knn_select`` for eq. 3-9, ``projected_chamfer`` for
 eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-import inspect
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from fe_fast.registration.config import core_kwargs
 from fe_fast.registration.visibility import depth_maps, free_space_violation
 
 __all__ = [
@@ -667,7 +672,7 @@ def _cosine(lr: float, step: int, total: int) -> float:
     return lo + (lr - lo) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def houv_batch(
+def _houv_core(
     Ps: Sequence,
     Qs: Sequence,
     *,
@@ -701,8 +706,14 @@ def houv_batch(
     visibility_weight: float = 4.0,
     progress: bool = False,
 ) -> List[RegistrationResult]:
-    """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with G groups each, all B*G hypotheses in one
-    batched optimisation (algorithm 3.1 / 3.2; see the module docstring). Clouds may have different
+    """The core loop that :func:`houv` and :func:`houv_batch` share: register B pairs (``Ps[b]`` onto
+    ``Qs[b]``) with G groups each, all B*G hypotheses in one batched optimisation. Its keywords are
+    the fields of the stages of :mod:`fe_fast.registration.config` under their core names
+    (:data:`~fe_fast.registration.config.CORE_KEYWORDS`: ``groups`` is ``Starts.groups``, ``select``
+    is ``Selection.method`` ...); its defaults here are the thesis's and are never used by the public
+    functions, which always pass every keyword from a config.
+
+    The rest describes the loop (algorithm 3.1 / 3.2; see the module docstring). Clouds may have different
     sizes (padded, with lengths). Pair b uses groups seeded exactly like a single :func:`houv` call
     with the same seed, so results match per-pair calls. Returns one :class:`RegistrationResult`
     per pair; ``seconds`` is the whole call's time.
@@ -772,8 +783,8 @@ def houv_batch(
     surface does not. ``extra["violation"]`` holds every group's summed share."""
     _validate(alpha, beta, groups, iters, lr, mapping, schedule, early_stop, patience, lr_schedule)
     if viewpoints is not None and select != "inlier":
-        raise ValueError("viewpoints (the free-space check) need select='inlier': the violation share is "
-                         "added to the inlier score, which is a share too")
+        raise ValueError("viewpoints (the free-space check) need Selection.method 'inlier' or 'flips': the "
+                         "violation share is added to the inlier score, which is a share too")
     if not visibility_weight >= 0:
         raise ValueError(f"visibility_weight must be >= 0, got {visibility_weight}")
     if int(refine_iters) < 0:
@@ -1066,65 +1077,210 @@ def houv_batch(
     return results
 
 
-# houv(), HOUV and houv_batch() take the same settings: houv_batch's keyword-only parameters are
-# the one list of them and of their defaults; houv() and HOUV take them as keywords and show
-# houv_batch's signature (inspect.signature, help()).
-_BATCH_SIGNATURE = inspect.signature(houv_batch)
-_PER_CALL = ("init_transforms", "viewpoints")  # per pair: arguments of houv() and HOUV.register, not settings
-_SETTINGS = tuple(p for p in _BATCH_SIGNATURE.parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _PER_CALL)
+# ----------------------------------------------------------------------------------------------
+# Public API: a config (fe_fast.registration.config) runs its stages around the one core loop
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _torch_threads(n: Optional[int]):
+    """``RegistrationConfig.threads``: the one place a registration sets torch's intra-op threads
+    (restored on exit; None leaves them)."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
-def houv(P, Q, *, init_transforms=None, viewpoints=None, **settings) -> RegistrationResult:
-    """Register the partial cloud P [N, 3] onto Q [M, 3] with HOUV (thesis algorithm 3.1; with
-    ``angle_bounds``, HOUV_pri, algorithm 3.2). Defaults are the thesis's settings (alpha 0.5,
-    beta 0.1, 32 groups, 500 Adam iterations at lr 1e-3, sin mapping eq. 3-8). Returns a
-    :class:`RegistrationResult` with ``Q ~ R P + t``. ``init_transforms``: optional 4x4 starting
-    transforms (P onto Q, input units) that replace the last groups' random starts; ``viewpoints``:
-    ``(source_viewpoint, target_viewpoint)``, each scan's sensor position in its own frame, for the
-    free-space check. The other settings and their defaults are :func:`houv_batch`'s."""
-    return houv_batch(
-        [P],
-        [Q],
-        init_transforms=None if init_transforms is None else [init_transforms],
-        viewpoints=None if viewpoints is None else [viewpoints],
-        **settings,
-    )[0]
+def _resolve(config, legacy: dict, where: str):
+    """The config of a call: ``config`` (None: DEFAULT_CONFIG), or the old keyword style translated
+    (FutureWarning)."""
+    from fe_fast.registration.config import DEFAULT_CONFIG, RegistrationConfig, config_from_kwargs
+
+    if legacy:
+        if config is not None:
+            raise TypeError(f"{where}: pass either a config or the old keyword arguments "
+                            f"({', '.join(sorted(legacy))}), not both")
+        warnings.warn(f"{where}(..., {', '.join(sorted(legacy))}=...) is deprecated and will be removed in the next "
+                      "release; pass a RegistrationConfig (fe_fast.registration.config, e.g. "
+                      "PRESETS['thesis'].replace(...)); the keywords are applied to the 'thesis' preset, as before",
+                      FutureWarning, stacklevel=3)
+        return config_from_kwargs(**legacy)
+    if config is None:
+        return DEFAULT_CONFIG
+    if not isinstance(config, RegistrationConfig):
+        raise ValueError(f"config must be a RegistrationConfig (or None for the default), got {type(config).__name__}")
+    return config
 
 
-houv.__signature__ = _BATCH_SIGNATURE.replace(
-    parameters=[inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("P", "Q")]
-    + list(_BATCH_SIGNATURE.parameters.values())[2:],
-    return_annotation="RegistrationResult",
-)
+def _user_starts(init_transforms, B: int) -> List[Optional[np.ndarray]]:
+    """Per pair: None or [k, 4, 4] (validated by the core loop)."""
+    if init_transforms is None:
+        return [None] * B
+    if len(init_transforms) != B:
+        raise ValueError(f"init_transforms must have one entry per pair ({B}), got {len(init_transforms)}")
+    out = []
+    for T in init_transforms:
+        if T is None:
+            out.append(None)
+            continue
+        T = np.asarray(T.detach().cpu() if torch.is_tensor(T) else T, dtype=np.float64)
+        out.append(T[None] if T.ndim == 2 else T)
+    return out
+
+
+def _pose_result(P, Q, T: torch.Tensor, alpha: float, beta: float, extra: dict) -> RegistrationResult:
+    """A RegistrationResult for a single pose T (4x4, P onto Q, input units) that did not come from
+    the core loop (an accepted correspondence start): its local Chamfer (eq. 3-9) and hybrid loss
+    (eq. 3-11) in the core loop's normalised frame, in squared input units."""
+    Pt, Qt = torch.as_tensor(P, dtype=torch.float32).cpu(), torch.as_tensor(Q, dtype=torch.float32).cpu()
+    cP, cQ = Pt.mean(0), Qt.mean(0)
+    s = float(torch.maximum(_radius(Pt), _radius(Qt)).clamp_min(1e-12))
+    T = T.to(torch.float64)
+    R32 = T[:3, :3].to(torch.float32)
+    tn = (R32 @ cP + T[:3, 3].to(torch.float32) - cQ) / s
+    with torch.no_grad():
+        loc, hyb = _hybrid_terms(((Pt - cP) / s)[None], ((Qt - cQ) / s)[None], R32[None], tn[None], alpha, beta)
+    lc, hl = float(loc[0]) * s * s, float(hyb[0]) * s * s
+    return RegistrationResult(
+        R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone(), local_cd=lc, loss=hl, group=0,
+        group_local_cd=torch.tensor([lc], dtype=torch.float64), group_loss=torch.tensor([hl], dtype=torch.float64),
+        all_R=T[:3, :3][None].clone(), all_t=T[:3, 3][None].clone(), history=torch.zeros(0, dtype=torch.float64),
+        iters=0, seconds=0.0, scale=s, extra=extra)
+
+
+def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progress: bool) -> List[RegistrationResult]:
+    """The stages of ``config`` (module docstring of :mod:`fe_fast.registration.config`) for B pairs:
+    correspondence starts, early accept, the core loop on the pairs not accepted (one batched call),
+    flip-aware selection."""
+    from fe_fast.registration import selection as sel
+
+    if len(Ps) != len(Qs) or len(Ps) == 0:
+        raise ValueError("Ps and Qs must be non-empty sequences of the same length")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    B = len(Ps)
+    if viewpoints is not None and len(viewpoints) != B:
+        raise ValueError(f"viewpoints: need one entry per pair ({B}), got {len(viewpoints)}")
+    vps = [None] * B if viewpoints is None else list(viewpoints)
+    st, sl, acc = config.starts, config.selection, config.accept
+    t0 = time.perf_counter()
+    with _torch_threads(config.threads):
+        starts = _user_starts(init_transforms, B)
+        stage_s = [dict() for _ in range(B)]
+        corr = [None] * B
+        if st.correspondence:
+            from fe_fast.registration import baselines
+
+            for b in range(B):
+                P = _as_cloud(Ps[b], f"P[{b}]" if B > 1 else "P", "cpu", min_points=3).numpy()
+                Q = _as_cloud(Qs[b], f"Q[{b}]" if B > 1 else "Q", "cpu", min_points=3).numpy()
+                runs = [baselines.ransac_icp(P, Q, seed=int(seed) + i) for i in range(st.correspondence)]
+                corr[b] = np.stack([r["transform"] for r in runs])
+                stage_s[b]["correspondence"] = sum(r["seconds"] for r in runs)
+        results: List[Optional[RegistrationResult]] = [None] * B
+        accept_scores = [None] * B
+        if acc.score is not None and st.correspondence:
+            for b in range(B):
+                ta = time.perf_counter()
+                T, info = sel.best_of_flips(Ps[b], Qs[b], corr[b], iters=sl.flip_iters, extra_axes=sl.extra_axes,
+                                            viewpoints=vps[b])
+                stage_s[b]["accept"] = time.perf_counter() - ta
+                if info["score"] <= acc.score:
+                    results[b] = _pose_result(Ps[b], Qs[b], T, config.objective.alpha, config.objective.beta,
+                                              {"select": "flips", "accepted": True, "flip": info})
+                accept_scores[b] = info["score"]
+        todo = [b for b in range(B) if results[b] is None]
+        if todo:
+            both = []
+            for b in todo:
+                parts = [x for x in (starts[b], corr[b]) if x is not None]
+                both.append(np.concatenate(parts) if parts else None)
+            any_vp = any(vps[b] is not None for b in todo)
+            th = time.perf_counter()
+            core = _houv_core([Ps[b] for b in todo], [Qs[b] for b in todo],
+                              init_transforms=both if any(x is not None for x in both) else None,
+                              viewpoints=[vps[b] for b in todo] if any_vp else None,
+                              seed=seed, device=device, progress=progress, **core_kwargs(config))
+            for b, r in zip(todo, core):
+                stage_s[b]["houv"] = time.perf_counter() - th
+                if sl.method == "flips":
+                    tf = time.perf_counter()
+                    r = sel.refine_with_flips(Ps[b], Qs[b], r, hypotheses=sl.hypotheses, iters=sl.flip_iters,
+                                              extra_axes=sl.extra_axes, viewpoints=vps[b])
+                    stage_s[b]["flips"] = time.perf_counter() - tf
+                results[b] = r
+    seconds = time.perf_counter() - t0
+    for b, r in enumerate(results):
+        r.seconds = seconds
+        r.extra = {**r.extra, "stage_seconds": stage_s[b],
+                   **({"correspondence_starts": torch.as_tensor(corr[b])} if corr[b] is not None else {}),
+                   **({"accept_score": accept_scores[b]} if accept_scores[b] is not None else {})}
+    return results
+
+
+def houv_batch(Ps: Sequence, Qs: Sequence, config=None, *, init_transforms=None, viewpoints=None, seed: int = 0,
+               device=None, progress: bool = False, **legacy) -> List[RegistrationResult]:
+    """Register B pairs (``Ps[b]`` onto ``Qs[b]``) with the stages of ``config`` (a
+    :class:`~fe_fast.registration.config.RegistrationConfig`; None:
+    :data:`~fe_fast.registration.config.DEFAULT_CONFIG`), the HOUV optimisation of all pairs not
+    accepted early in one batched core loop (B pairs x G groups; clouds may differ in size). Pair b's
+    groups are seeded exactly like a single :func:`houv` call with the same seed, so the results
+    equal per-pair calls. ``init_transforms``: one entry per pair, None, a 4x4 or [k, 4, 4] starting
+    transforms (P onto Q, input units); ``viewpoints``: one entry per pair, None or ``(source,
+    target)`` sensor positions, each in its scan's own frame (the free-space check; needs
+    ``Selection.method`` ``"inlier"`` or ``"flips"``). ``seconds`` of each result is the whole call's
+    time; ``extra["stage_seconds"]`` splits it per pair (correspondence, accept, houv, flips);
+    ``extra["accept_score"]`` is the score the accept rule saw, ``extra["accepted"]`` is true when it
+    returned the correspondence start, ``extra["correspondence_starts"]`` [k, 4, 4] RANSAC's answers.
+    The old keyword style (``houv_batch(Ps, Qs, groups=64, ...)``: the thesis's settings with these
+    changed) still works for this release with a FutureWarning."""
+    config = _resolve(config, legacy, "houv_batch")
+    return _run(Ps, Qs, config, init_transforms, viewpoints, seed, device, progress)
+
+
+def houv(P, Q, config=None, *, init_transforms=None, viewpoints=None, seed: int = 0, device=None,
+         progress: bool = False, **legacy) -> RegistrationResult:
+    """Register the partial cloud P [N, 3] onto Q [M, 3]: a :class:`RegistrationResult` with
+    ``Q ~ R P + t``. ``config``: a :class:`~fe_fast.registration.config.RegistrationConfig` (None:
+    :data:`~fe_fast.registration.config.DEFAULT_CONFIG`, the general recipe; ``PRESETS["thesis"]``
+    from :mod:`fe_fast.registration.presets` is algorithm 3.1 exactly). ``init_transforms``: None, a
+    4x4 or [k, 4, 4] starting transforms (P onto Q, input units, e.g. a feature matcher's answer),
+    started in the last groups; ``viewpoints``: ``(source_viewpoint, target_viewpoint)``, each scan's
+    sensor position in its own frame, for the free-space check; ``seed``: the random starts and
+    subsets; ``device``: where the optimisation runs (None: P's); ``progress``: a progress bar.
+    The same as ``houv_batch([P], [Q], ...)[0]``. The old keyword style (``houv(P, Q, groups=64,
+    ...)``, the thesis's settings with these changed) still works for this release with a
+    FutureWarning."""
+    config = _resolve(config, legacy, "houv")
+    return _run([P], [Q], config, None if init_transforms is None else [init_transforms],
+                None if viewpoints is None else [viewpoints], seed, device, progress)[0]
 
 
 class HOUV:
-    """Reusable HOUV settings: ``HOUV(**params).register(P, Q)`` equals ``houv(P, Q, **params)``;
-    ``register_batch(Ps, Qs)`` equals :func:`houv_batch`. The settings and their defaults are
-    :func:`houv_batch`'s keyword arguments but ``init_transforms`` and ``viewpoints`` (per call);
-    they are checked here."""
+    """A registration method holding one config: ``HOUV(config).register(P, Q)`` equals
+    ``houv(P, Q, config)`` and ``register_batch(Ps, Qs)`` equals :func:`houv_batch`
+    (``HOUV(**old_kwargs)`` still works for this release with a FutureWarning)."""
 
-    __signature__ = inspect.Signature(_SETTINGS)
+    def __init__(self, config=None, **legacy):
+        from fe_fast.registration.config import split_run_kwargs
 
-    def __init__(self, **settings):
-        known = {p.name for p in _SETTINGS}
-        for name in settings:
-            if name not in known:
-                raise TypeError(f"HOUV() got an unexpected keyword argument {name!r}")
-        self.params = {p.name: settings.get(p.name, p.default) for p in _SETTINGS}
-        k = self.params
-        _validate(k["alpha"], k["beta"], k["groups"], k["iters"], k["lr"], k["mapping"], k["schedule"],
-                  k["early_stop"], k["patience"], k["lr_schedule"])
-        _parse_bounds(k["angle_bounds"])
-        _validate_choice(k["init"], k["select"], k["inlier_factor"], k["refine_objective"], k["init_translation"])
+        legacy, run = split_run_kwargs(legacy)
+        self._run = {k: run[k] for k in ("seed", "device", "progress") if k in run}  # the old style's
+        self.config = _resolve(config, legacy, "HOUV")
 
-    def register(self, P, Q, init_transforms=None, viewpoints=None) -> RegistrationResult:
-        return houv(P, Q, init_transforms=init_transforms, viewpoints=viewpoints, **self.params)
+    def register(self, P, Q, init_transforms=None, viewpoints=None, **run) -> RegistrationResult:
+        """``houv(P, Q, self.config, ...)``; ``run``: ``seed``, ``device``, ``progress``."""
+        return houv(P, Q, self.config, init_transforms=init_transforms, viewpoints=viewpoints,
+                    **{**self._run, **run})
 
-    def register_batch(self, Ps, Qs, init_transforms=None, viewpoints=None) -> List[RegistrationResult]:
-        return houv_batch(Ps, Qs, init_transforms=init_transforms, viewpoints=viewpoints, **self.params)
+    def register_batch(self, Ps, Qs, init_transforms=None, viewpoints=None, **run) -> List[RegistrationResult]:
+        """``houv_batch(Ps, Qs, self.config, ...)``; ``run``: ``seed``, ``device``, ``progress``."""
+        return houv_batch(Ps, Qs, self.config, init_transforms=init_transforms, viewpoints=viewpoints,
+                          **{**self._run, **run})
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"HOUV({args})"
+        return f"HOUV({self.config!r})"

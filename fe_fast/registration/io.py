@@ -210,7 +210,10 @@ def write_rows(path, rows) -> Path:
 def result_dict(res) -> dict:
     """A :class:`~fe_fast.registration.RegistrationResult` as JSON-ready values: ``transform``
     (4x4), ``rotation`` (3x3), ``translation`` (3), ``local_cd``, ``loss``, ``seconds``, ``group``,
-    ``iters``."""
+    ``iters``, ``stage_seconds`` (the seconds of each stage that ran: correspondence, accept, houv,
+    flips), ``accepted`` (true when a correspondence start was accepted early) and, with
+    correspondence starts, ``ransac_seconds`` (their share of ``seconds``)."""
+    stages = res.extra.get("stage_seconds", {})
     return {
         "transform": res.transform.tolist(),
         "rotation": res.R.tolist(),
@@ -220,4 +223,7 @@ def result_dict(res) -> dict:
         "seconds": res.seconds,
         "group": res.group,
         "iters": res.iters,
+        "stage_seconds": {k: float(v) for k, v in stages.items()},
+        "accepted": bool(res.extra.get("accepted", False)),
+        **({"ransac_seconds": float(stages["correspondence"])} if "correspondence" in stages else {}),
     }

@@ -64,10 +64,10 @@ def _stop():
 SPECS = {
     "register": (lambda d: ["register", str(d / "src.npy"), str(d / "src.npy")], ("fe_fast.registration", "houv"),
                  lambda a, k: dict(seed=k["seed"], device=k.get("device"), progress=k["progress"]),
-                 ["--iters", "5", "--groups", "2"], ["result.json", "transform.json", "aligned.npy"]),
+                 ["--preset", "thesis", "--iters", "5", "--groups", "2"], ["result.json", "transform.json", "aligned.npy"]),
     "register-batch": (lambda d: ["register-batch", str(d / "pairs.csv")], ("fe_fast.registration", "register_pairs"),
-                       lambda a, k: dict(seed=a[1][0]["seed"], device=a[1][0].get("device"), progress=k["progress"]),
-                       ["--iters", "5", "--groups", "2"], ["results.jsonl", "summary.json"]),
+                       lambda a, k: dict(seed=k["seed"], device=k.get("device"), progress=k["progress"]),
+                       ["--preset", "thesis", "--iters", "5", "--groups", "2"], ["results.jsonl", "summary.json"]),
     "cluster": (lambda d: ["cluster", str(d / "imgs.npy"), "--k", "2"], ("fe_fast.clustering", "DERC"),
                 lambda a, k: dict(seed=k["random_state"], device=k.get("device"), progress=k["verbose"]),
                 ["--epochs", "1", "--rounds", "0", "--reducer", "none"], ["labels.npy", "embedding.npy"]),
@@ -223,33 +223,31 @@ def _signature_defaults(fn):
     return {k: v.default for k, v in inspect.signature(fn).parameters.items()}
 
 
-def test_register_defaults_are_houv_defaults(monkeypatch, inputs):
-    from fe_fast.cli.register import HOUV_OPTIONS, HOUV_SPEC_OPTIONS
-    from fe_fast.registration import houv
+def test_register_without_options_runs_the_default_config(monkeypatch, inputs):
+    from fe_fast.registration import DEFAULT_CONFIG
 
-    lib = _signature_defaults(houv)
     calls = []
     monkeypatch.setattr(importlib.import_module("fe_fast.registration"), "houv",
-                        lambda P, Q, **k: calls.append(k) or _stop())
+                        lambda P, Q, config, **k: calls.append((config, k)) or _stop())
     with pytest.raises(_Stop):
         main(["register", str(inputs / "src.npy"), str(inputs / "src.npy")])
-    used = {**lib, **calls[0]}
-    for k in (*HOUV_OPTIONS, *HOUV_SPEC_OPTIONS, "seed", "device"):
-        assert used[k] == lib[k], k
+    config, kw = calls[0]
+    assert config == DEFAULT_CONFIG
+    assert kw["seed"] == 0 and kw["device"] is None
 
 
-def test_register_batch_defaults_are_houv_and_register_pairs_defaults(monkeypatch, inputs):
-    from fe_fast.registration import houv, register_pairs
+def test_register_batch_defaults_are_the_default_config_and_register_pairs_defaults(monkeypatch, inputs):
+    from fe_fast.registration import DEFAULT_CONFIG, register_pairs
 
-    lib, calls = _signature_defaults(houv), []
+    calls = []
     monkeypatch.setattr(importlib.import_module("fe_fast.registration"), "register_pairs",
                         lambda *a, **k: calls.append((a, k)) or _stop())
     with pytest.raises(_Stop):
         main(["register-batch", str(inputs / "pairs.csv"), "--out", str(inputs / "o")])
-    (pairs, settings), kw = calls[0]
-    assert all(settings[0][k] == lib[k] for k in settings[0])  # only the seed, at houv's default
+    (pairs, config), kw = calls[0]
+    assert config == DEFAULT_CONFIG
     rp = _signature_defaults(register_pairs)
-    assert all({**rp, **kw}[k] == rp[k] for k in ("accept_score", "pairs_per_call", "ransac_start"))
+    assert all({**rp, **kw}[k] == rp[k] for k in ("accept_score", "pairs_per_call", "seed", "device"))
 
 
 def test_align_defaults_are_align_face_defaults(monkeypatch, inputs):
@@ -326,7 +324,8 @@ def test_a_library_warning_is_one_stderr_line(inputs, capsys, monkeypatch):
     import fe_fast.registration.io as rio
 
     monkeypatch.setattr(rio.read_cloud, "__kwdefaults__", {**rio.read_cloud.__kwdefaults__, "max_points": 60})
-    assert main(["register", str(inputs / "src.npy"), str(inputs / "src.npy"), "--iters", "2", "--groups", "1",
+    assert main(["register", str(inputs / "src.npy"), str(inputs / "src.npy"), "--preset", "thesis", "--iters", "2",
+                 "--groups", "1",
                  "--json"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fe-fast register: CloudSubsampled: {inputs / 'src.npy'}: 100 points, registering a random 60 "

@@ -6,16 +6,8 @@ import pytest
 
 from fe_fast.cli import main
 
-FAST = ["--iters", "15", "--groups", "2", "--lr", "0.03"]
-
-
-def effective(kw):
-    """houv()'s arguments as a call with ``kw`` sees them (its defaults for the rest)."""
-    import inspect
-
-    from fe_fast.registration import houv
-
-    return {**{k: p.default for k, p in inspect.signature(houv).parameters.items()}, **kw}
+# the thesis's algorithm, small (the default config's schedule and starts are too large for tiny pairs)
+FAST = ["--preset", "thesis", "--iters", "15", "--groups", "2", "--lr", "0.03"]
 
 
 @pytest.fixture()
@@ -66,7 +58,7 @@ def test_register_refinement_option(tiny, capsys):
 
 def test_register_even_init_inlier_selection_and_pruning(tiny, capsys):
     _, src, _, _ = tiny
-    rc = main(["register", str(src), str(src), "--groups", "4", "--lr", "0.03", "--schedule", "60:8,120:4",
+    rc = main(["register", str(src), str(src), "--preset", "thesis", "--groups", "4", "--lr", "0.03", "--schedule", "60:8,120:4",
                "--prune-groups", "2", "--init", "sfib", "--select", "inlier", "--inlier-factor", "3", "--json",
                "--refine-iters", "2", "--refine-alpha", "0.3", "--refine-objective", "inlier",
                "--refine-by", "local_cd"])
@@ -79,7 +71,8 @@ def test_register_even_init_inlier_selection_and_pruning(tiny, capsys):
 
 def test_register_successive_pruning_and_translation_search(tiny, capsys):
     _, src, _, _ = tiny
-    rc = main(["register", str(src), str(src), "--groups", "8", "--lr", "0.03", "--schedule", "40:4,60:4,120:2",
+    rc = main(["register", str(src), str(src), "--preset", "thesis", "--groups", "8", "--lr", "0.03", "--schedule",
+               "40:4,60:4,120:2",
                "--prune-groups", "4,2", "--init-translation", "search", "--json"])
     assert rc == 0
     assert json.loads(capsys.readouterr().out)["iters"] == 10
@@ -136,16 +129,15 @@ def test_register_batch(tiny, capsys):
 
 def test_register_preset_fills_only_options_left_at_default(tiny, capsys):
     from fe_fast.cli import build_parser
-    from fe_fast.cli.register import houv_kwargs
+    from fe_fast.cli.register import houv_settings
+    from fe_fast.registration import DEFAULT_CONFIG, PRESETS
 
     _, src, _, _ = tiny
     args = build_parser().parse_args(["register", str(src), str(src), "--preset", "robust-wide", "--refine-iters", "7"])
-    kw = houv_kwargs(args)
-    assert kw["groups"] == 64 and kw["prune_groups"] == 8 and kw["select"] == "inlier"
-    assert kw["lr_schedule"] == "cosine" and kw["schedule"] == [(256, 150), (1024, 50)]
-    assert kw["refine_iters"] == 7  # given explicitly: the preset does not replace it
-    thesis = effective(houv_kwargs(build_parser().parse_args(["register", str(src), str(src)])))
-    assert thesis["groups"] == 32 and thesis["iters"] == 500 and thesis["lr_schedule"] == "constant"
+    names, (cfg,) = houv_settings(args)
+    assert names == ["robust-wide"]
+    assert cfg == PRESETS["robust-wide"].replace(refinement={"iters": 7})  # given explicitly: it wins
+    assert houv_settings(build_parser().parse_args(["register", str(src), str(src)]))[1] == [DEFAULT_CONFIG]
     rc = main(["register", str(src), str(src), "--preset", "robust", "--schedule", "60:6,120:3", "--groups", "4",
                "--refine-iters", "2", "--json"])
     assert rc == 0
@@ -166,13 +158,58 @@ def test_register_help_names_every_preset(capsys):
 
 def test_register_accepts_every_preset(tiny):
     from fe_fast.cli import build_parser
-    from fe_fast.cli.register import houv_kwargs
-    from fe_fast.registration.presets import PRESETS, preset
+    from fe_fast.cli.register import houv_settings
+    from fe_fast.registration.presets import PRESETS
 
     _, src, _, _ = tiny
-    for name in PRESETS:  # every preset key must be a register option, or --preset NAME fails
-        kw = houv_kwargs(build_parser().parse_args(["register", str(src), str(src), "--preset", name]))
-        assert {k: kw[k] for k in preset(name)} == preset(name)
+    for name in PRESETS:
+        names, configs = houv_settings(build_parser().parse_args(["register", str(src), str(src), "--preset", name]))
+        assert configs == [PRESETS[name]]
+
+
+def test_every_config_option_maps_to_a_field_with_the_same_default():
+    """Each option of CONFIG_OPTIONS names a field of its stage class, --help shows that field's default
+    (DEFAULT_CONFIG's value), and every field of every stage has an option."""
+    import dataclasses
+
+    from fe_fast.cli import build_parser
+    from fe_fast.cli._common import library_default, library_options
+    from fe_fast.cli.register import CONFIG_OPTIONS
+    from fe_fast.registration.config import DEFAULT_CONFIG, STAGES
+
+    for cmd in ("register", "register-batch"):
+        sub = next(a for a in build_parser()._actions if a.dest == "command" or hasattr(a, "choices")
+                   and isinstance(a.choices, dict) and cmd in a.choices).choices[cmd]
+        opts = library_options(sub)
+        config_opts = {d: v for d, v in opts.items() if v[0].startswith("fe_fast.registration.config:")}
+        assert set(config_opts) == set(CONFIG_OPTIONS), cmd
+        for dest, (source, field) in config_opts.items():
+            stage, name = CONFIG_OPTIONS[dest]
+            assert source.endswith(":" + type(getattr(DEFAULT_CONFIG, stage)).__name__) and field == name, dest
+            assert library_default(source, field) == getattr(getattr(DEFAULT_CONFIG, stage), name), dest
+            assert sub.get_default(dest) is None, dest  # None = not given: the config's value applies
+    covered = set(CONFIG_OPTIONS.values())
+    for stage, cls in STAGES.items():
+        for f in dataclasses.fields(cls):
+            assert (stage, f.name) in covered, f"{cls.__name__}.{f.name} has no register option"
+
+
+def test_register_options_set_config_fields(tiny):
+    from fe_fast.cli import build_parser
+    from fe_fast.cli.register import houv_settings
+
+    _, src, _, _ = tiny
+    args = build_parser().parse_args(["register", str(src), str(src), "--schedule", "64:5,128:5", "--prune-groups",
+                                      "4", "--accept-threshold", "none", "--select", "inlier", "--threads", "1",
+                                      "--correspondence-starts", "2", "--alpha", "0.4"])
+    (cfg,) = houv_settings(args)[1]
+    assert cfg.schedule.stages == ((64, 5), (128, 5)) and cfg.schedule.prune == 4
+    assert cfg.accept.score is None and cfg.selection.method == "inlier" and cfg.threads == 1
+    assert cfg.starts.correspondence == 2 and cfg.objective.alpha == 0.4
+    args = build_parser().parse_args(["register", str(src), str(src), "--alpha", "2"])
+    with pytest.raises(ValueError, match="Objective.alpha"):
+        houv_settings(args)
+    assert main(["register", str(src), str(src), "--alpha", "2"]) == 2
 
 
 def test_register_init_transform(tiny, capsys):
@@ -182,7 +219,7 @@ def test_register_init_transform(tiny, capsys):
     T = np.eye(4)
     (tmp / "start.json").write_text(json.dumps({"transform": T.tolist()}))
     (tmp / "plain.json").write_text(json.dumps(T.tolist()))
-    rc = main(["register", str(src), str(src), "--groups", "3", "--iters", "0", "--json",
+    rc = main(["register", str(src), str(src), "--preset", "thesis", "--groups", "3", "--iters", "0", "--json",
                "--init-transform", str(tmp / "start.json"), "--init-transform", str(tmp / "plain.json")])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -193,16 +230,21 @@ def test_register_init_transform(tiny, capsys):
     assert main(["register", str(src), str(src), *FAST, "--init-transform", str(tmp / "none.json")]) == 2
 
 
-def test_register_ransac_start(tiny, capsys):
-    """--ransac-start adds a group started at RANSAC+ICP's answer: SRC onto itself with no iterations
-    returns that group's (near-identity) transform, and the RANSAC time is part of 'seconds'."""
+def test_register_correspondence_start(tiny, capsys):
+    """--correspondence-starts 1 adds a group started at RANSAC+ICP's answer: SRC onto itself with no
+    iterations returns that group's (near-identity) transform, and the RANSAC time is part of 'seconds';
+    the old --ransac-start still does the same with a deprecation line."""
     pytest.importorskip("open3d", reason="RANSAC+ICP is Open3D's")
     _, src, _, _ = tiny
-    rc = main(["register", str(src), str(src), "--groups", "3", "--iters", "0", "--json", "--ransac-start"])
-    assert rc == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["group"] == 2 and np.allclose(out["transform"], np.eye(4), atol=1e-3)
-    assert 0 < out["ransac_seconds"] <= out["seconds"]
+    for flag in (["--correspondence-starts", "1"], ["--ransac-start"]):
+        rc = main(["register", str(src), str(src), "--preset", "thesis", "--groups", "3", "--iters", "0", "--json",
+                   *flag])
+        assert rc == 0
+        captured = capsys.readouterr()
+        out = json.loads(captured.out)
+        assert out["group"] == 2 and np.allclose(out["transform"], np.eye(4), atol=1e-3)
+        assert 0 < out["ransac_seconds"] <= out["seconds"]
+        assert ("deprecated" in captured.err) == (flag == ["--ransac-start"])
 
 
 def test_register_viewpoints(tiny, capsys):
@@ -219,7 +261,7 @@ def test_register_viewpoints(tiny, capsys):
     err = capsys.readouterr().err.strip()
     assert "expected 3 arguments" in err
     assert main(["register", str(src), str(src), *FAST, "--target-viewpoint", *vp]) == 2
-    assert "select='inlier'" in capsys.readouterr().err
+    assert "Selection.method 'inlier' or 'flips'" in capsys.readouterr().err
 
 
 def test_register_batch_reads_viewpoint_columns(tiny, capsys):
@@ -242,12 +284,13 @@ def test_register_batch_reads_viewpoint_columns(tiny, capsys):
 
 def test_register_best_of_two_presets(tiny, capsys):
     from fe_fast.cli import build_parser
-    from fe_fast.cli.register import houv_kwargs, preset_names
+    from fe_fast.cli.register import houv_settings
 
     _, src, _, _ = tiny
     args = build_parser().parse_args(["register", str(src), str(src), "--preset", "robust-wide+halving-local"])
-    assert preset_names(args) == ["robust-wide", "halving-local"]
-    assert [effective(houv_kwargs(args, n))["alpha"] for n in preset_names(args)] == [0.5, 0.3]
+    names, configs = houv_settings(args)
+    assert names == ["robust-wide", "halving-local"]
+    assert [c.objective.alpha for c in configs] == [0.5, 0.3]
     small = ["--schedule", "60:6,120:3", "--groups", "4", "--prune-groups", "2", "--refine-iters", "2"]
     rc = main(["register", str(src), str(src), "--preset", "robust+halving-local", *small])
     assert rc == 0
@@ -264,17 +307,32 @@ def test_register_best_of_two_presets(tiny, capsys):
     assert "one pair per call" in capsys.readouterr().err
 
 
-def test_register_batch_cascade_with_ransac_start(tiny, capsys):
-    """register-batch --preset A+B --accept-score S --ransac-start: one pair per call; each line names
+def test_register_batch_cascade_with_correspondence_start(tiny, capsys):
+    """register-batch --preset A+B --accept-score S --correspondence-starts 1: one pair per call; each line names
     the preset kept, its runs' scores and the RANSAC+ICP time (included in 'seconds')."""
     pytest.importorskip("open3d", reason="RANSAC+ICP is Open3D's")
     tmp, _, _, _ = tiny
     (tmp / "pairs.csv").write_text("name,src,tgt\na,src.npy,src.npy\nb,src.npy,src.npy\n")
     out = tmp / "res.jsonl"
     small = ["--schedule", "60:6,120:3", "--groups", "4", "--prune-groups", "2", "--refine-iters", "2"]
-    rc = main(["register-batch", str(tmp / "pairs.csv"), "--out", str(out), "--no-progress", "--ransac-start",
+    rc = main(["register-batch", str(tmp / "pairs.csv"), "--out", str(out), "--no-progress", "--correspondence-starts", "1",
                "--preset", "robust+halving-local", "--accept-score", "2", *small])  # score <= 2: stop after one
     assert rc == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["preset"] for r in rows] == ["robust", "robust"] and all(len(r["best_of"]) == 1 for r in rows)
     assert all(0 < r["ransac_seconds"] <= r["seconds"] for r in rows)
+
+
+def test_register_without_options_recovers_a_generated_pair(tmp_path, capsys):
+    """``fe-fast register S T`` alone (the default config) on a virtual range-scan pair of a choosing object."""
+    pytest.importorskip("open3d", reason="the default config's correspondence starts are Open3D's RANSAC")
+    from fe_fast.datasets import range_scans
+    from fe_fast.registration.metrics import rotation_error
+
+    p = range_scans.make_scan_pair(0, seed=7, n_points=1024, min_overlap=0.6)
+    np.save(tmp_path / "s.npy", p["P"])
+    np.save(tmp_path / "t.npy", p["Q"])
+    assert main(["register", str(tmp_path / "s.npy"), str(tmp_path / "t.npy"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert rotation_error(np.array(out["rotation"]), p["T_gt"][:3, :3]) < 2.0
+    assert "correspondence" in out["stage_seconds"] and out["ransac_seconds"] > 0

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fe_fast.registration import houv, register_pairs
+from fe_fast.registration import PRESETS, houv, register_pairs
 
-FAST = dict(groups=2, iters=10, lr=0.03)
+FAST = PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 10, "lr": 0.03})
 
 
 @pytest.fixture()
@@ -33,7 +33,7 @@ def test_rows_match_single_houv_calls(pairs_csv):
     assert [r["name"] for r in rows] == [f"p{i}" for i in range(5)] and [r["row"] for r in rows] == list(range(5))
     P = np.load(pairs_csv.parent / "src.npy")
     Q = np.load(pairs_csv.parent / "tgt.npy")
-    one = houv(P, Q, **FAST)
+    one = houv(P, Q, FAST)
     np.testing.assert_allclose(rows[1]["transform"], one.transform.numpy(), atol=1e-5)
     assert {"rot_err", "trans_err", "rmse", "success"} <= set(rows[0])
 
@@ -58,9 +58,9 @@ def test_best_of_rows_name_the_preset():
     from fe_fast.registration.presets import preset
 
     P = np.random.default_rng(0).normal(size=(60, 3))
-    small = dict(schedule=[(30, 4), (60, 2)], groups=2)
-    settings = [{**preset("robust"), **small, "refine_iters": 1}, {**preset("halving-local"), **small,
-                                                                   "prune_groups": 1, "refine_iters": 1}]
+    small = dict(schedule={"stages": ((30, 4), (60, 2))}, starts={"groups": 2})
+    settings = [preset("robust").replace(**small, refinement={"iters": 1}),
+                preset("halving-local").replace(**small, refinement={"iters": 1}, prune=1)]
     rows = register_pairs([{"src": P, "tgt": P}], settings, names=["robust", "halving-local"], accept_score=2.0)
     assert rows[0]["preset"] == "robust" and len(rows[0]["best_of"]) == 1
 
@@ -68,8 +68,9 @@ def test_best_of_rows_name_the_preset():
 _WORKER = """
 import json, os, sys
 import numpy as np
-from fe_fast.registration import register_pairs
-rows = register_pairs(sys.argv[1], dict(groups=2, iters=10, lr=0.03), sharded=True)
+from fe_fast.registration import PRESETS, register_pairs
+rows = register_pairs(sys.argv[1], PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 10, "lr": 0.03}),
+                      sharded=True)
 if rows is not None:
     open(sys.argv[2], "w").write(json.dumps(rows))
 else:
@@ -80,9 +81,9 @@ os._exit(0)  # skip interpreter teardown: gloo's can abort a rank after its work
 
 _WORKER_ERROR = """
 import os, sys
-from fe_fast.registration import register_pairs
+from fe_fast.registration import PRESETS, register_pairs
 try:
-    register_pairs(sys.argv[1], dict(groups=2, iters=2), sharded=True)
+    register_pairs(sys.argv[1], PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 2}), sharded=True)
     msg = "no error"
 except ValueError as e:
     msg = str(e)

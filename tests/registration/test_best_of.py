@@ -5,9 +5,18 @@ import torch
 
 from fe_fast.registration import houv
 from fe_fast.registration.best_of import houv_best_of
+from fe_fast.registration.config import config_from_kwargs
 
-SMALL = dict(groups=8, schedule=[(64, 20), (128, 10)], lr=3e-2, lr_schedule="cosine", refine_iters=10,
-             refine_groups=2, refine_lr=1e-2, select="inlier")
+_SMALL = dict(groups=8, schedule=[(64, 20), (128, 10)], lr=3e-2, lr_schedule="cosine", refine_iters=10,
+              refine_groups=2, refine_lr=1e-2, select="inlier")
+
+
+def small(**changes):
+    """A small inlier-selecting config (the thesis's settings with the core keywords of _SMALL and ``changes``)."""
+    return config_from_kwargs(**{**_SMALL, **changes})
+
+
+SMALL = small()
 
 
 def _pair():
@@ -23,8 +32,8 @@ def test_best_of_returns_the_run_with_the_lowest_selection_score(monkeypatch):
     import fe_fast.registration.best_of as best_of_module
 
     P, Q = _pair()
-    settings = [dict(SMALL, alpha=0.5, beta=0.1), dict(SMALL, alpha=0.3, beta=0.0), dict(SMALL, groups=4)]
-    alone = [houv(P, Q, seed=3, **s) for s in settings]
+    settings = [small(alpha=0.5, beta=0.1), small(alpha=0.3, beta=0.0), small(groups=4)]
+    alone = [houv(P, Q, s, seed=3) for s in settings]
     scores = [float(r.extra["group_score"][r.group]) for r in alone]
     run_seconds = []
 
@@ -46,14 +55,14 @@ def test_accept_score_stops_at_the_first_good_enough_run(monkeypatch):
     import fe_fast.registration.best_of as best_of_module
 
     P, Q = _pair()
-    settings = [dict(SMALL, alpha=0.3, beta=0.0), dict(SMALL, alpha=0.5, beta=0.1)]
-    first = houv(P, Q, seed=3, **settings[0])
+    settings = [small(alpha=0.3, beta=0.0), small(alpha=0.5, beta=0.1)]
+    first = houv(P, Q, settings[0], seed=3)
     s0 = float(first.extra["group_score"][first.group])
     calls = []
 
-    def counting_houv(*args, **kwargs):
-        calls.append(kwargs["alpha"])
-        return houv(*args, **kwargs)
+    def counting_houv(P, Q, config, **kwargs):
+        calls.append(config.objective.alpha)
+        return houv(P, Q, config, **kwargs)
 
     monkeypatch.setattr(best_of_module, "houv", counting_houv)
     accepted = houv_best_of(P, Q, settings, accept_score=s0, seed=3)  # score <= threshold: stop
@@ -71,18 +80,18 @@ def test_best_of_treats_an_explicit_default_as_omitted(monkeypatch):
     calls = []
     monkeypatch.setattr(best_of_module, "houv", lambda *a, **k: calls.append(k) or houv(*a, **k))
     P, Q = _pair()
-    res = houv_best_of(P, Q, [SMALL, dict(SMALL, inlier_factor=1.0, visibility_weight=4.0)], seed=3)
+    res = houv_best_of(P, Q, [SMALL, small(inlier_factor=1.0, visibility_weight=4.0)], seed=3)
     assert len(calls) == 2 and len(res.extra["best_of"]) == 2
 
 
 def test_best_of_needs_comparable_scores():
     P, Q = _pair()
     with pytest.raises(ValueError, match="select='inlier'"):
-        houv_best_of(P, Q, [SMALL, dict(SMALL, select="local_cd")])
+        houv_best_of(P, Q, [SMALL, small(select="local_cd")])
     with pytest.raises(ValueError, match="inlier_factor"):
-        houv_best_of(P, Q, [SMALL, dict(SMALL, inlier_factor=2.0)])
+        houv_best_of(P, Q, [SMALL, small(inlier_factor=2.0)])
     with pytest.raises(ValueError, match="visibility_weight"):
-        houv_best_of(P, Q, [SMALL, dict(SMALL, visibility_weight=1.0)])
+        houv_best_of(P, Q, [SMALL, small(visibility_weight=1.0)])
     with pytest.raises(ValueError, match="at least one"):
         houv_best_of(P, Q, [])
     with pytest.raises(ValueError, match="accept_score"):

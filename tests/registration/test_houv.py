@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fe_fast.registration import HOUV, houv, houv_batch
+from fe_fast.registration.config import config_from_kwargs
 from fe_fast.registration.houv import (
     axis_angle_from_rotation,
     map_bounded_angle,
@@ -15,6 +16,20 @@ from fe_fast.registration.houv import (
     unmap_translation,
 )
 from fe_fast.registration.metrics import rotation_error, translation_error
+
+
+def run(P, Q, seed=0, init_transforms=None, viewpoints=None, device=None, **settings):
+    """houv() with the core loop's keywords (``groups``, ``iters`` ...: the thesis's settings with these
+    changed, :func:`~fe_fast.registration.config.config_from_kwargs`)."""
+    return houv(P, Q, config_from_kwargs(**settings), seed=seed, init_transforms=init_transforms,
+                viewpoints=viewpoints, device=device)
+
+
+def run_batch(Ps, Qs, seed=0, init_transforms=None, viewpoints=None, device=None, **settings):
+    """houv_batch() as :func:`run`."""
+    return houv_batch(Ps, Qs, config_from_kwargs(**settings), seed=seed, init_transforms=init_transforms,
+                      viewpoints=viewpoints, device=device)
+
 
 FAST = dict(lr=3e-2, lr_schedule="cosine")
 
@@ -97,7 +112,7 @@ def test_exact_recovery_full_overlap():
     R = _rot([0.3, -1.0, 0.4], 50)
     t = np.array([0.2, -0.1, 0.15])
     Q = P @ R.T + t
-    res = houv(P, Q, groups=8, iters=200, seed=0, **FAST)
+    res = run(P, Q, groups=8, iters=200, seed=0, **FAST)
     assert rotation_error(res.R, R) < 0.2
     assert translation_error(res.t, t) < 2e-3
     assert res.local_cd < 1e-5
@@ -121,7 +136,7 @@ def test_units_and_offsets_do_not_matter():
     c = np.array([10.0, -3.0, 2.0])
     Ps, Qs = 0.08 * P + c, 0.08 * (P @ R.T + t) + c
     ts = 0.08 * t + c - R @ c  # Qs = R Ps + ts
-    res = houv(Ps, Qs, groups=8, iters=200, seed=0, **FAST)
+    res = run(Ps, Qs, groups=8, iters=200, seed=0, **FAST)
     assert rotation_error(res.R, R) < 0.2
     # the translation carries the rotation error times the 10 m lever arm: compare aligned points
     assert np.abs(res.apply(Ps).numpy() - Qs).max() < 0.08 * 5e-3
@@ -132,7 +147,7 @@ def test_partial_pair_within_two_degrees():
 
     # at 256 points the Chamfer floor of two independent samplings hides a few degrees: finish at 1024
     pair = make_pair(3, protocol="modelnet", n_points=1024, meshes=("bunny",), dense=4000, min_overlap=0.6)
-    res = houv(pair["P"], pair["Q"], groups=16, schedule=[(256, 150), (1024, 40)], seed=0, **FAST)
+    res = run(pair["P"], pair["Q"], groups=16, schedule=[(256, 150), (1024, 40)], seed=0, **FAST)
     T = pair["T_gt"]
     assert rotation_error(res.R, T[:3, :3]) < 2.0
 
@@ -140,8 +155,8 @@ def test_partial_pair_within_two_degrees():
 def test_groups_batched_equal_one_group_alone():
     P = _cloud(128, seed=1)
     Q = P @ _rot([0, 0, 1], 70).T + 0.1
-    many = houv(P, Q, groups=4, iters=25, seed=5, lr=1e-2)
-    one = houv(P, Q, groups=1, iters=25, seed=5, lr=1e-2)
+    many = run(P, Q, groups=4, iters=25, seed=5, lr=1e-2)
+    one = run(P, Q, groups=1, iters=25, seed=5, lr=1e-2)
     assert torch.allclose(many.all_R[0], one.R, atol=1e-5)
     assert torch.allclose(many.all_t[0], one.t, atol=1e-5)
     assert abs(float(many.group_local_cd[0]) - one.local_cd) < 1e-6
@@ -151,9 +166,9 @@ def test_pairs_batched_equal_single_calls():
     P1, P2 = _cloud(100, seed=2), _cloud(120, seed=3)
     Q1 = P1 @ _rot([1, 0, 0], 20).T
     Q2 = P2[:90] @ _rot([0, 1, 0], 35).T + 0.05
-    both = houv_batch([P1, P2], [Q1, Q2], groups=3, iters=20, seed=1, lr=1e-2)
+    both = run_batch([P1, P2], [Q1, Q2], groups=3, iters=20, seed=1, lr=1e-2)
     for (P, Q), r in zip([(P1, Q1), (P2, Q2)], both):
-        s = houv(P, Q, groups=3, iters=20, seed=1, lr=1e-2)
+        s = run(P, Q, groups=3, iters=20, seed=1, lr=1e-2)
         assert torch.allclose(r.all_R, s.all_R, atol=1e-4)
         assert r.group == s.group
 
@@ -162,7 +177,7 @@ def test_angle_bounds_keep_each_group_in_its_range():
     P = _cloud(100)
     Q = P @ _rot([0.2, 1, 0], 100).T
     bounds = [[0, 45], [45, 90], [90, 135], [135, 180]]
-    res = houv(P, Q, groups=8, iters=40, seed=0, angle_bounds=bounds, lr=1e-2)
+    res = run(P, Q, groups=8, iters=40, seed=0, angle_bounds=bounds, lr=1e-2)
     _, ang = axis_angle_from_rotation(res.all_R)
     ang = torch.rad2deg(ang)
     for g in range(8):
@@ -173,12 +188,12 @@ def test_angle_bounds_keep_each_group_in_its_range():
 def test_class_equals_function_and_options():
     P = _cloud(96)
     Q = P @ _rot([1, 1, 0], 25).T
-    a = HOUV(groups=2, iters=15, lr=1e-2, mapping="sigmoid").register(P, Q)
-    b = houv(P, Q, groups=2, iters=15, lr=1e-2, mapping="sigmoid")
+    a = HOUV(config_from_kwargs(groups=2, iters=15, lr=1e-2, mapping="sigmoid")).register(P, Q)
+    b = run(P, Q, groups=2, iters=15, lr=1e-2, mapping="sigmoid")
     assert torch.allclose(a.R, b.R) and a.group == b.group
-    es = houv(P, P, groups=2, iters=400, lr=1e-2, early_stop=1e-3, patience=10)
+    es = run(P, P, groups=2, iters=400, lr=1e-2, early_stop=1e-3, patience=10)
     assert es.iters < 400
-    sc = houv(P, Q, groups=2, schedule=[(32, 10), (96, 5)], lr=1e-2)
+    sc = run(P, Q, groups=2, schedule=[(32, 10), (96, 5)], lr=1e-2)
     assert sc.iters == 15 and sc.history.shape == (15,)
 
 
@@ -217,8 +232,8 @@ def test_projected_terms_are_biased_on_partial_pairs():
 def test_refinement_removes_projected_bias_on_partial_pair():
     P, Q, R, t = _partial_pair()
     base = dict(groups=8, iters=150, seed=0, **FAST)
-    plain = houv(P, Q, **base)
-    ref = houv(P, Q, refine_iters=150, refine_groups=4, refine_lr=1e-2, **base)
+    plain = run(P, Q, **base)
+    ref = run(P, Q, refine_iters=150, refine_groups=4, refine_lr=1e-2, **base)
     e_plain, e_ref = rotation_error(plain.R, R), rotation_error(ref.R, R)
     assert e_ref < 2.0 and e_ref < e_plain
     assert translation_error(ref.t, t) < 0.05
@@ -234,14 +249,14 @@ def test_refinement_removes_projected_bias_on_partial_pair():
 def test_refine_options():
     P = _cloud(96)
     Q = P @ _rot([1, 1, 0], 25).T
-    r = houv(P, Q, groups=3, iters=10, lr=1e-2, refine_iters=5, refine_groups=10)  # clamped to 3 groups
+    r = run(P, Q, groups=3, iters=10, lr=1e-2, refine_iters=5, refine_groups=10)  # clamped to 3 groups
     assert r.iters == 15 and r.history.shape == (15,)
-    r = houv(P, Q, groups=4, iters=10, lr=1e-2, refine_iters=5, refine_groups=1)
+    r = run(P, Q, groups=4, iters=10, lr=1e-2, refine_iters=5, refine_groups=1)
     assert r.iters == 15 and torch.isfinite(r.history).all()  # the only refined group is the answer
     for bad, msg in (({"refine_iters": -1}, "refine_iters"), ({"refine_groups": 0}, "refine_groups"),
                      ({"refine_lr": 0.0}, "refine_lr")):
         with pytest.raises(ValueError, match=msg):
-            houv(P, Q, groups=1, iters=1, **bad)
+            run(P, Q, groups=1, iters=1, **bad)
 
 
 def _pairwise_deg(R):
@@ -296,7 +311,7 @@ def test_angle_bounds_hold_for_both_inits(init):
     P = _cloud(100)
     Q = P @ _rot([0.2, 1, 0], 100).T
     bounds = [[0, 45], [45, 90], [90, 135], [135, 180]]
-    res = houv(P, Q, groups=8, iters=20, seed=0, angle_bounds=bounds, lr=1e-2, init=init)
+    res = run(P, Q, groups=8, iters=20, seed=0, angle_bounds=bounds, lr=1e-2, init=init)
     _, ang = axis_angle_from_rotation(res.all_R)
     for g in range(8):
         lo, hi = bounds[g % 4]
@@ -307,15 +322,15 @@ def test_prune_groups_continues_only_the_best():
     P = _cloud(128, seed=4)
     Q = P @ _rot([0, 1, 1], 60).T
     kw = dict(groups=6, lr=3e-2, seed=2, init="sfib")  # constant rate: the first stage is the same
-    first = houv(P, Q, schedule=[(64, 20)], **kw)
-    pr = houv(P, Q, schedule=[(64, 20), (128, 10)], prune_groups=2, **kw)
+    first = run(P, Q, schedule=[(64, 20)], **kw)
+    pr = run(P, Q, schedule=[(64, 20), (128, 10)], prune_groups=2, **kw)
     assert pr.iters == 30 and pr.history.shape == (30,) and torch.isfinite(pr.history).all()
     top = torch.topk(first.group_local_cd, 2, largest=False).indices.tolist()
     assert pr.group in top
     rest = [g for g in range(6) if g not in top]
     assert torch.allclose(pr.all_R[rest], first.all_R[rest], atol=1e-6)  # left after the first stage
     with pytest.raises(ValueError, match="prune_groups"):
-        houv(P, Q, groups=2, iters=1, prune_groups=0)
+        run(P, Q, groups=2, iters=1, prune_groups=0)
 
 
 def test_prune_groups_per_stage_counts():
@@ -325,10 +340,10 @@ def test_prune_groups_per_stage_counts():
     Q = P @ _rot([0, 1, 1], 60).T
     kw = dict(groups=8, lr=3e-2, seed=2, init="sfib")  # constant rate: shorter runs are prefixes
     sched = [(32, 10), (64, 10), (128, 5)]
-    first = houv(P, Q, schedule=sched[:1], **kw)
-    two = houv(P, Q, schedule=sched[:2], prune_groups=[4], **kw)
-    three = houv(P, Q, schedule=sched, prune_groups=[4, 2], **kw)
-    assert torch.equal(houv(P, Q, schedule=sched[:2], prune_groups=4, **kw).all_R, two.all_R)
+    first = run(P, Q, schedule=sched[:1], **kw)
+    two = run(P, Q, schedule=sched[:2], prune_groups=[4], **kw)
+    three = run(P, Q, schedule=sched, prune_groups=[4, 2], **kw)
+    assert torch.equal(run(P, Q, schedule=sched[:2], prune_groups=4, **kw).all_R, two.all_R)
 
     def moved(a, b):
         return {g for g in range(8) if not torch.allclose(a.all_R[g], b.all_R[g], atol=1e-7)}
@@ -340,7 +355,7 @@ def test_prune_groups_per_stage_counts():
     for bad, msg in (([4, 2, 1], "stage boundaries"), ([2, 4], "increase"), ([0], "prune_groups"),
                      (2.5, "prune_groups")):
         with pytest.raises(ValueError, match=msg):
-            houv(P, Q, groups=8, schedule=sched, prune_groups=bad)
+            run(P, Q, groups=8, schedule=sched, prune_groups=bad)
 
 
 def test_translation_search_starts_near_the_true_offset():
@@ -361,18 +376,18 @@ def test_translation_search_starts_near_the_true_offset():
 
 def test_translation_search_registers_partial_pair_and_keeps_warm_starts():
     P, Q, R, t = _partial_pair()
-    res = houv(P, Q, groups=8, iters=150, seed=0, refine_iters=150, refine_groups=4, refine_lr=1e-2,
+    res = run(P, Q, groups=8, iters=150, seed=0, refine_iters=150, refine_groups=4, refine_lr=1e-2,
                init_translation="search", **FAST)
     assert rotation_error(res.R, R) < 2.0 and translation_error(res.t, t) < 0.05
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, t
-    held = houv(P, Q, groups=4, iters=0, seed=3, init_transforms=T, init_translation="search")
+    held = run(P, Q, groups=4, iters=0, seed=3, init_transforms=T, init_translation="search")
     assert np.allclose(held.all_t[3].numpy(), t, atol=1e-4)  # the warm start's translation is kept
-    plain = houv(P, Q, groups=4, iters=0, seed=3)
+    plain = run(P, Q, groups=4, iters=0, seed=3)
     assert torch.allclose(held.all_R[:3], plain.all_R[:3])  # the search moves translations only
     assert not torch.allclose(held.all_t[:3], plain.all_t[:3])
     with pytest.raises(ValueError, match="init_translation"):
-        HOUV(init_translation="grid")
+        HOUV(config_from_kwargs(init_translation="grid"))
 
 
 def _low_overlap_plates(seed=0, n=1200):
@@ -414,12 +429,12 @@ def test_inlier_score_prefers_truth_below_alpha_overlap(factor):
 def test_select_chooses_by_its_criterion(select):
     P = _cloud(128, seed=6)
     Q = P[:100] @ _rot([1, 0, 1], 50).T
-    r = houv(P, Q, groups=6, iters=20, lr=3e-2, init="sfib", select=select, seed=1)
+    r = run(P, Q, groups=6, iters=20, lr=3e-2, init="sfib", select=select, seed=1)
     crit = r.group_local_cd if select == "local_cd" else r.extra["group_score"]
     assert r.group == int(torch.argmin(crit))
     assert ("tau" in r.extra) == (select == "inlier")
     # without refinement or pruning the groups' optimisation does not depend on the criterion
-    other = houv(P, Q, groups=6, iters=20, lr=3e-2, init="sfib", seed=1,
+    other = run(P, Q, groups=6, iters=20, lr=3e-2, init="sfib", seed=1,
                  select="inlier" if select == "local_cd" else "local_cd")
     assert torch.allclose(r.all_R, other.all_R)
 
@@ -427,22 +442,22 @@ def test_select_chooses_by_its_criterion(select):
 def test_inlier_refinement_objective_runs():
     P = _cloud(128, seed=7)
     Q = P @ _rot([0, 0, 1], 10).T
-    r = houv(P, Q, groups=2, iters=10, lr=1e-2, refine_iters=5, refine_groups=1, select="inlier",
+    r = run(P, Q, groups=2, iters=10, lr=1e-2, refine_iters=5, refine_groups=1, select="inlier",
              refine_objective="inlier")
     assert r.iters == 15 and torch.isfinite(r.history).all() and r.extra["tau"] > 0
     with pytest.raises(ValueError, match="refine_objective"):
-        houv(P, Q, groups=1, iters=1, refine_objective="icp")
-    r = houv(P, Q, groups=2, iters=10, lr=1e-2, refine_iters=5, refine_groups=1, refine_alpha=0.3)
+        run(P, Q, groups=1, iters=1, refine_objective="icp")
+    r = run(P, Q, groups=2, iters=10, lr=1e-2, refine_iters=5, refine_groups=1, refine_alpha=0.3)
     assert r.iters == 15
     with pytest.raises(ValueError, match="refine_alpha"):
-        houv(P, Q, groups=1, iters=1, refine_alpha=1.5)
+        run(P, Q, groups=1, iters=1, refine_alpha=1.5)
     # refine_by: which groups are refined (default: the select criterion)
     base = dict(groups=4, iters=10, lr=1e-2, select="inlier", seed=3)
-    plain = houv(P, Q, **base)
-    r = houv(P, Q, refine_iters=3, refine_groups=1, refine_by="local_cd", **base)
+    plain = run(P, Q, **base)
+    r = run(P, Q, refine_iters=3, refine_groups=1, refine_by="local_cd", **base)
     assert r.group == int(torch.argmin(plain.group_local_cd))
     with pytest.raises(ValueError, match="refine_by"):
-        houv(P, Q, groups=1, iters=1, refine_by="loss")
+        run(P, Q, groups=1, iters=1, refine_by="loss")
 
 
 def test_inverse_mappings_give_unit_directions_at_identity_and_zero_translation():
@@ -468,21 +483,22 @@ def test_warm_start_is_the_last_group_and_reproduces_its_transform():
     c = np.array([5.0, 1.0, -2.0])  # off-centre input: the start must survive the normalisation
     Tc = np.eye(4)
     Tc[:3, :3], Tc[:3, 3] = R, t + c - R @ c
-    zero = houv(P + c, Q + c, groups=4, iters=0, seed=3, init_transforms=Tc)
+    zero = run(P + c, Q + c, groups=4, iters=0, seed=3, init_transforms=Tc)
     assert torch.allclose(zero.all_R[3], torch.tensor(R), atol=1e-5)
     assert np.allclose(zero.all_t[3].numpy(), Tc[:3, 3], atol=1e-4)
-    plain = houv(P + c, Q + c, groups=4, iters=0, seed=3)
+    plain = run(P + c, Q + c, groups=4, iters=0, seed=3)
     assert torch.allclose(zero.all_R[:3], plain.all_R[:3])
     assert zero.group == 3 and zero.local_cd < 1e-8
     # two starts, identity among them (no axis): the optimisation keeps the exact one
-    both = HOUV(groups=4, iters=20, seed=3, lr=1e-2).register(P, Q, init_transforms=np.stack([np.eye(4), T]))
+    both = HOUV(config_from_kwargs(groups=4, iters=20, lr=1e-2)).register(P, Q, init_transforms=np.stack([np.eye(4), T]),
+                                                                       seed=3)
     assert both.group == 3 and rotation_error(both.R, R) < 1e-3  # held during the schedule
     assert rotation_error(both.all_R[2], np.eye(3)) < 1e-3
     assert rotation_error(both.all_R[0], plain.all_R[0]) > 0  # the random groups moved
-    refined = houv(P, Q, groups=4, iters=20, seed=3, lr=1e-2, refine_iters=5, refine_groups=1, refine_lr=1e-2,
+    refined = run(P, Q, groups=4, iters=20, seed=3, lr=1e-2, refine_iters=5, refine_groups=1, refine_lr=1e-2,
                    init_transforms=np.stack([np.eye(4), T]))
     assert refined.group == 3 and rotation_error(refined.R, R) < 1.0  # refined from the held start
-    batch = houv_batch([P, P], [Q, Q], groups=2, iters=0, seed=3, init_transforms=[None, T])
+    batch = run_batch([P, P], [Q, Q], groups=2, iters=0, seed=3, init_transforms=[None, T])
     assert rotation_error(batch[1].all_R[1], R) < 1e-3 and rotation_error(batch[0].all_R[1], R) > 1.0
 
 
@@ -496,9 +512,9 @@ def test_warm_start_is_the_last_group_and_reproduces_its_transform():
 def test_warm_start_bad_input(starts, kwargs, msg):
     P = _cloud(32)
     with pytest.raises(ValueError, match=msg):
-        houv(P, P, groups=2, iters=1, init_transforms=starts, **kwargs)
+        run(P, P, groups=2, iters=1, init_transforms=starts, **kwargs)
     with pytest.raises(ValueError, match="one entry per pair"):
-        houv_batch([P, P], [P, P], groups=2, iters=1, init_transforms=[np.eye(4)])
+        run_batch([P, P], [P, P], groups=2, iters=1, init_transforms=[np.eye(4)])
 
 
 @pytest.mark.parametrize(
@@ -521,4 +537,4 @@ def test_warm_start_bad_input(starts, kwargs, msg):
 def test_bad_input(kwargs, P, msg):
     good = _cloud(32)
     with pytest.raises(ValueError, match=msg):
-        houv(good if P is None else P, good, **{"iters": 1, "groups": 1, **kwargs})
+        run(good if P is None else P, good, **{"iters": 1, "groups": 1, **kwargs})

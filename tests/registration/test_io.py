@@ -125,10 +125,11 @@ def test_read_pairs(tmp_path):
 
 
 def test_result_dict_is_json_ready():
-    from fe_fast.registration import houv
+    from fe_fast.registration import PRESETS, houv
 
     P = np.random.default_rng(0).normal(size=(40, 3))
-    d = result_dict(houv(P, P, groups=2, iters=3))
+    d = result_dict(houv(P, P, PRESETS["thesis"].replace(starts={"groups": 2}, schedule={"iters": 3})))
     back = json.loads(json.dumps(d))
     assert np.allclose(np.array(back["transform"])[:3, :3], back["rotation"])
-    assert set(back) == {"transform", "rotation", "translation", "local_cd", "loss", "seconds", "group", "iters"}
+    assert set(back) == {"transform", "rotation", "translation", "local_cd", "loss", "seconds", "group", "iters",
+                         "stage_seconds", "accepted"}

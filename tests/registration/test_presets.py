@@ -1,25 +1,18 @@
-"""Named HOUV settings (fe_fast.registration.presets)."""
-import inspect
-
+"""Named registration configs (fe_fast.registration.presets); their pinned values and results are in
+test_config.py."""
 import numpy as np
 import pytest
 
-from fe_fast.registration import houv
+from fe_fast.registration import RegistrationConfig, houv
 from fe_fast.registration.metrics import rotation_error
 from fe_fast.registration.presets import PRESETS, preset
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_every_preset_names_only_houv_parameters(name):
-    params = set(inspect.signature(houv).parameters)
-    assert set(preset(name)) <= params - {"P", "Q", "seed", "device", "progress"}
-
-
-def test_preset_is_a_copy():
-    kw = preset("robust")
-    kw["schedule"].append((2048, 10))
-    kw["lr"] = 1.0
-    assert PRESETS["robust"]["schedule"] == [(256, 150), (1024, 50)] and PRESETS["robust"]["lr"] == 3e-2
+def test_every_preset_is_a_config(name):
+    assert isinstance(PRESETS[name], RegistrationConfig) and preset(name) is PRESETS[name]
 
 
 def test_unknown_preset_lists_the_names():
@@ -35,16 +28,22 @@ def test_robust_wide_recovers_a_known_transform():
     R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32)
     t = np.array([0.01, -0.02, 0.005], dtype=np.float32)
     P = (Q - t) @ R  # Q = R P + t
-    kw = preset("robust-wide")
-    kw.update(schedule=[(128, 60), (400, 20)], refine_iters=40)  # smaller than the benchmark's
-    res = houv(P, Q, seed=0, **kw)
+    cfg = preset("robust-wide").replace(schedule={"stages": ((128, 60), (400, 20))},  # smaller than the benchmark's
+                                        refinement={"iters": 40})
+    res = houv(P, Q, cfg, seed=0)
     assert rotation_error(res.R.numpy(), R) < 1.0
 
 
 def test_halving_local_is_robust_halving_on_the_local_chamfer_alone():
     local, halving = preset("halving-local"), preset("robust-halving")
-    assert (local.pop("alpha"), local.pop("beta")) == (0.3, 0.0)
-    assert local == halving
+    assert (local.objective.alpha, local.objective.beta) == (0.3, 0.0)
+    assert local.replace(objective={"alpha": 0.5, "beta": 0.1}) == halving
+
+
+def test_default_preset_is_the_default_config():
+    from fe_fast.registration import DEFAULT_CONFIG
+
+    assert preset("default") == DEFAULT_CONFIG == RegistrationConfig()
 
 
 def test_halving_local_recovers_a_known_transform_of_a_partial_pair():
@@ -55,7 +54,7 @@ def test_halving_local_recovers_a_known_transform_of_a_partial_pair():
     R = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=np.float32)
     t = np.array([0.02, 0.0, -0.01], dtype=np.float32)
     P = ((Q - t) @ R)[Q[:, 0] < np.median(Q[:, 0]) + 0.25 * Q[:, 0].std()]  # about 60 % of Q, moved
-    kw = preset("halving-local")
-    kw.update(groups=64, schedule=[(128, 30), (256, 40), (400, 20)], prune_groups=[16, 4], refine_iters=40)
-    res = houv(P, Q, seed=0, **kw)
+    cfg = preset("halving-local").replace(starts={"groups": 64}, schedule={"stages": ((128, 30), (256, 40), (400, 20)),
+                                                                           "prune": (16, 4)}, refinement={"iters": 40})
+    res = houv(P, Q, cfg, seed=0)
     assert rotation_error(res.R.numpy(), R) < 1.0

@@ -6,8 +6,18 @@ import pytest
 import torch
 
 from fe_fast.registration import houv
+from fe_fast.registration.config import config_from_kwargs
 from fe_fast.registration.metrics import rotation_error
 from fe_fast.registration.visibility import depth_maps, free_space_violation
+
+
+def run(P, Q, seed=0, init_transforms=None, viewpoints=None, device=None, **settings):
+    """houv() with the core loop's keywords (``groups``, ``iters`` ...: the thesis's settings with these
+    changed, :func:`~fe_fast.registration.config.config_from_kwargs`)."""
+    return houv(P, Q, config_from_kwargs(**settings), seed=seed, init_transforms=init_transforms,
+                viewpoints=viewpoints, device=device)
+
+
 
 VIEW = torch.tensor([0.0, 0.0, 3.0])
 
@@ -104,7 +114,7 @@ def test_viewpoints_move_with_the_clouds():
     vp_P, vp_Q = pair["viewpoints"]
     starts = np.stack([T_gt, _flip_about_vertical(T_gt, Q.mean(0))])
     kw = dict(groups=2, iters=1, select="inlier")
-    a = houv(P, Q, init_transforms=starts, viewpoints=(vp_P, vp_Q), **kw)
+    a = run(P, Q, init_transforms=starts, viewpoints=(vp_P, vp_Q), **kw)
 
     M = np.eye(4)  # move the source: P' = M P
     M[:3, :3] = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
@@ -114,7 +124,7 @@ def test_viewpoints_move_with_the_clouds():
     P2 = s * (P @ M[:3, :3].T + M[:3, 3])
     starts2 = np.stack([S @ T @ np.linalg.inv(M) @ np.linalg.inv(S) for T in starts])
     vp2 = (s * (M[:3, :3] @ vp_P + M[:3, 3]), s * vp_Q)
-    b = houv(P2, s * Q, init_transforms=starts2, viewpoints=vp2, **kw)
+    b = run(P2, s * Q, init_transforms=starts2, viewpoints=vp2, **kw)
 
     va, vb = a.extra["violation"], b.extra["violation"]
     assert va[0] < 0.01 and va[1] > 0.3
@@ -126,7 +136,7 @@ def test_houv_with_viewpoints_reports_every_groups_violation():
     from fe_fast.datasets.bunny import bundled_pair
 
     pair = bundled_pair()
-    r = houv(pair["P"], pair["Q"], viewpoints=pair["viewpoints"], seed=0, **SMALL)
+    r = run(pair["P"], pair["Q"], viewpoints=pair["viewpoints"], seed=0, **SMALL)
     viol = r.extra["violation"]
     assert viol.shape == (16,) and bool((viol >= 0).all()) and bool((viol <= 2).all())
     assert float(viol[r.group]) <= float(viol.median())
@@ -136,8 +146,8 @@ def test_zero_visibility_weight_chooses_as_without_viewpoints():
     from fe_fast.datasets.bunny import bundled_pair
 
     pair = bundled_pair()
-    a = houv(pair["P"], pair["Q"], seed=1, **SMALL)
-    b = houv(pair["P"], pair["Q"], seed=1, viewpoints=pair["viewpoints"], visibility_weight=0.0, **SMALL)
+    a = run(pair["P"], pair["Q"], seed=1, **SMALL)
+    b = run(pair["P"], pair["Q"], seed=1, viewpoints=pair["viewpoints"], visibility_weight=0.0, **SMALL)
     assert a.group == b.group and torch.equal(a.R, b.R)
     assert "violation" in b.extra and "violation" not in a.extra
 
@@ -158,8 +168,8 @@ def test_free_space_check_turns_a_selection_failure_into_the_truth():
     p = make_pair(3, protocol="mvp", seed=0)
     starts = np.stack([np.array(FLIP_PAIR_3), p["T_gt"]])  # held still: only the selection decides
     kw = dict(groups=2, iters=1, select="inlier", init_transforms=starts)
-    without = houv(p["P"], p["Q"], **kw)
-    with_check = houv(p["P"], p["Q"], viewpoints=p["viewpoints"], **kw)
+    without = run(p["P"], p["Q"], **kw)
+    with_check = run(p["P"], p["Q"], viewpoints=p["viewpoints"], **kw)
     assert without.group == 0
     assert with_check.group == 1
     assert float(rotation_error(with_check.R, torch.as_tensor(p["T_gt"][:3, :3]))) < 1e-3
@@ -167,7 +177,7 @@ def test_free_space_check_turns_a_selection_failure_into_the_truth():
 
 
 @pytest.mark.parametrize("kwargs, viewpoints, msg", [
-    (dict(select="local_cd"), ([0, 0, 1], [0, 0, 1]), "select='inlier'"),
+    (dict(select="local_cd"), ([0, 0, 1], [0, 0, 1]), "Selection.method 'inlier' or 'flips'"),
     (dict(select="inlier"), ([0, 0], None), "3 finite numbers"),
     (dict(select="inlier"), ([0, float("nan"), 0], None), "3 finite numbers"),
     (dict(select="inlier"), ([0, 0, 1],), r"\(source_viewpoint, target_viewpoint\)"),
@@ -178,4 +188,4 @@ def test_bad_viewpoints(kwargs, viewpoints, msg):
 
     pair = bundled_pair()
     with pytest.raises(ValueError, match=msg):
-        houv(pair["P"], pair["Q"], groups=2, iters=1, viewpoints=viewpoints, **kwargs)
+        run(pair["P"], pair["Q"], groups=2, iters=1, viewpoints=viewpoints, **kwargs)
