@@ -83,6 +83,8 @@ def collect(args):
     if out.exists():
         done = {json.loads(line)["pair"] for line in out.read_text().splitlines() if line.strip()}
     names = args.schedules or list(SCHEDULES)
+    import fe_fast.ops  # noqa: F401  (import time is start-up, not a stage's seconds)
+
     with open(out, "a") as f:
         for i, p in enumerate(pairs):
             if i in done:
