@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from bm_houv import DEFAULT_RECIPE, prototype_default, same_pose  # noqa: E402
 
-from fe_fast.datasets.registration_sets import choosing_pairs  # noqa: E402
+from fe_fast.datasets.registration_sets import CHOOSING_PAIRS, choosing_pairs  # noqa: E402
 from fe_fast.registration import houv  # noqa: E402
 from fe_fast.registration.baselines import ransac_icp  # noqa: E402
 from fe_fast.registration.metrics import evaluate  # noqa: E402
@@ -56,7 +56,7 @@ SCHEDULES = {
     "HL-tiny": dict(_HL, groups=64, schedule=[(128, 30), (256, 50)], prune_groups=[8], refine_iters=50,
                     refine_groups=4),
 }
-MAX_HYPOTHESES = 4
+MAX_HYPOTHESES = 2  # 4 for pairs 0-13 (the first collection); 2 after, to fit the time
 
 
 def _ev(T, p):
@@ -76,7 +76,7 @@ def _top_groups(res, k):
 
 
 def collect(args):
-    pairs = choosing_pairs(args.pairs)
+    pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS)
     done = set()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def collect(args):
 
     with open(out, "a") as f:
         for i, p in enumerate(pairs):
-            if i in done:
+            if i in done or i < args.start:
                 continue
             P, Q = torch.as_tensor(p["P"], dtype=torch.float64), torch.as_tensor(p["Q"], dtype=torch.float64)
             rec = {"pair": i, "mesh": p["mesh"], "overlap": p["overlap"], "angle": p["angle"],
@@ -142,7 +142,8 @@ def replay(rec, accept, fast, schedule, hypotheses):
 
 
 def choose(args):
-    rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for path in args.rows for line in Path(path).read_text().splitlines() if line.strip()]
+    rows.sort(key=lambda r: r["pair"])
     n = len(rows)
     loads = [r["load"] for r in rows]
     print(f"{n} choosing pairs; load (1 min) during collection {min(loads):.1f}-{max(loads):.1f}, "
@@ -160,6 +161,17 @@ def choose(args):
         print(f"| {name} | {np.mean(ok):.3f} | {np.mean([x[1] for x in res]):.2f} | {np.median([x[2] for x in res]):.2f} | "
               f"{fast:.2f} | {rec} | {lost} |")
 
+    if args.show:
+        fast, sched, k, acc = args.show[0], args.show[1], int(args.show[2]), float(args.show[3])
+        print(f"per pair, {fast} + {sched} + flips of {k} best, accept <= {acc}:\n")
+        print("| pair | mesh | overlap | fast score | path | ours rot err | ours s | RANSAC+ICP rot err | HOUV answer rot err |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            ok, rot, sec, path = replay(r, acc, fast, sched, k)
+            print(f"| {r['pair']} | {r['mesh']} | {r['overlap']:.2f} | {r[fast]['score']:.3f} | {path} | "
+                  f"{rot:.2f}{' ok' if ok else ''} | {sec:.2f} | {r['ransac']['rot']:.2f}{' ok' if r['ransac']['ok'] else ''} | "
+                  f"{r[sched]['rot']:.2f} |")
+        print()
     line("RANSAC+ICP (Open3D)", [(*b, "-") for b in base])
     schedules = [s for s in SCHEDULES if s in rows[0]]
     for s in schedules:
@@ -174,7 +186,7 @@ def choose(args):
 
 
 def verify(args):
-    pairs = choosing_pairs(args.pairs)
+    pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS)
     print(f"recipe: {json.dumps(DEFAULT_RECIPE, default=str)}; torch threads {torch.get_num_threads()}")
     ours, base = [], []
     for i, p in enumerate(pairs):
@@ -196,15 +208,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collect")
-    c.add_argument("--pairs", type=int, default=48)
+    c.add_argument("--pairs", type=int, default=None, help="the first K choosing pairs (default: all)")
+    c.add_argument("--start", type=int, default=0, help="skip the pairs before this one")
     c.add_argument("--iters", type=int, default=30, help="refine_local iterations")
     c.add_argument("--schedules", nargs="*", choices=sorted(SCHEDULES), default=None)
     c.add_argument("--out", default="bench/out/houv_choose.jsonl")
     h = sub.add_parser("choose")
-    h.add_argument("--rows", default="bench/out/houv_choose.jsonl")
+    h.add_argument("--rows", nargs="+", default=["bench/out/houv_choose.jsonl"])
     h.add_argument("--accept", type=float, nargs="*", default=[0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2])
+    h.add_argument("--show", nargs=4, metavar=("FAST", "SCHEDULE", "K", "ACCEPT"), default=None,
+                   help="also the per-pair table of one recipe, e.g. fast_flips HL-small 2 0.9")
     v = sub.add_parser("verify")
-    v.add_argument("--pairs", type=int, default=48)
+    v.add_argument("--pairs", type=int, default=None)
     args = ap.parse_args(argv)
     {"collect": collect, "choose": choose, "verify": verify}[args.cmd](args)
 

@@ -24,6 +24,9 @@ def test_object_lists_are_disjoint_and_bunny_free():
 
 def test_seeds_and_sizes_follow_the_protocol():
     assert sets.CHOOSING_SEED < range_scans.HELD_OUT_SEED <= sets.REPORT_SEED
+    assert all(seed < range_scans.HELD_OUT_SEED for seed, _, _ in sets.CHOOSING_BLOCKS)
+    assert all(seed >= range_scans.HELD_OUT_SEED for seed, _, _ in sets.REPORT_BLOCKS)
+    assert sets.CHOOSING_PAIRS == sum(n for _, n, _ in sets.CHOOSING_BLOCKS)
     assert sets.CHOOSING_PAIRS >= 40
     assert sets.REPORT_GENERATED + 2 * len(sets.BUNNY_RING_NEIGHBOURS) * sets.BUNNY_TRANSFORMS >= 40
 
