@@ -148,9 +148,6 @@ def choose(args):
     loads = [r["load"] for r in rows]
     print(f"{n} choosing pairs; load (1 min) during collection {min(loads):.1f}-{max(loads):.1f}, "
           f"median {np.median(loads):.1f}\n")
-    print("| recipe | recall | mean rot err | median s | fast-path share | RANSAC+ICP fails recovered | "
-          "RANSAC+ICP successes lost |")
-    print("|---|---|---|---|---|---|---|")
     base = [(r["ransac"]["ok"], r["ransac"]["rot"], r["ransac"]["s"]) for r in rows]
 
     def line(name, res):
@@ -172,6 +169,16 @@ def choose(args):
                   f"{rot:.2f}{' ok' if ok else ''} | {sec:.2f} | {r['ransac']['rot']:.2f}{' ok' if r['ransac']['ok'] else ''} | "
                   f"{r[sched]['rot']:.2f} |")
         print()
+    for fast in ("fast_refine", "fast_flips"):
+        good = [r[fast]["score"] for r in rows if r[fast]["ok"]]
+        bad = [r[fast]["score"] for r in rows if not r[fast]["ok"]]
+        print(f"{fast}: selection score of its right answers {min(good):.3f}-{max(good):.3f} ({len(good)}), "
+              f"of its wrong ones {min(bad) if bad else float('nan'):.3f}-{max(bad) if bad else float('nan'):.3f} "
+              f"({len(bad)}): an accept threshold below {min(bad) if bad else float('inf'):.3f} accepts no wrong answer")
+    print()
+    print("| recipe | recall | mean rot err | median s | fast-path share | RANSAC+ICP fails recovered | "
+          "RANSAC+ICP successes lost |")
+    print("|---|---|---|---|---|---|---|")
     line("RANSAC+ICP (Open3D)", [(*b, "-") for b in base])
     schedules = [s for s in SCHEDULES if s in rows[0]]
     for s in schedules:
