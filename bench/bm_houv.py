@@ -119,16 +119,17 @@ def houv_ransac_method(settings, device=None, use_viewpoints=False, best_of=None
     return f
 
 
-#: The default registration recipe (chosen on the choosing set of
-#: fe_fast.datasets.registration_sets by tools/houv_default_choose.py; never on the report set):
-#: RANSAC+ICP start; its flips (``fast``: "flips", or "refine": the start refined alone) accepted at once
-#: when their selection score is at most ``accept_score``; otherwise HOUV (``houv`` settings, the RANSAC
-#: transform as one start) and the flips of its ``hypotheses`` best groups, the lowest selection score wins.
+#: The default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
+#: (64 pairs) by tools/houv_default_choose.py, never on the report set (bench/results/houv.md, "Default
+#: recipe"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
+#: and accepted at once when its selection_score is at most ``accept_score`` (the fast path); 3. otherwise
+#: the start's flips (best_of_flips) and HOUV with ``houv`` settings (preset halving-local, the RANSAC
+#: transform as one start); 4. the flips of HOUV's ``hypotheses`` best groups (best_of_flips, groups within
+#: 3 degrees of an earlier one skipped); the lowest selection score among all these candidates wins.
 DEFAULT_RECIPE = {
-    "fast": "flips",
-    "accept_score": 0.9,
-    "houv": dict(preset("halving-local"), groups=128, schedule=[(128, 30), (256, 60), (1024, 30)],
-                 prune_groups=[16, 4], refine_iters=100, refine_groups=4),
+    "fast": "refine_then_flips",
+    "accept_score": 1.0,
+    "houv": preset("halving-local"),
     "hypotheses": 2,
     "refine_iters": 30,
 }
@@ -154,14 +155,20 @@ def prototype_default(P, Q, seed=0, recipe=None):
     P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
     Q = torch.as_tensor(np.asarray(Q), dtype=torch.float64)
     start = baselines.ransac_icp(P, Q, seed=seed)["transform"]
-    if r["fast"] == "flips":
+    if r["fast"] == "flips":  # the start and its flips, refined, before the accept test
         T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
         best, best_score = T, info["score"]
-    else:
+    elif r["fast"] in ("refine", "refine_then_flips"):  # the start refined alone
         C = refine_local(P, Q, start, iters=r["refine_iters"])
         best, best_score = C[0], float(selection_score(P, Q, C).score[0])
+    else:
+        raise ValueError(f"recipe fast must be flips, refine or refine_then_flips, got {r['fast']!r}")
     if best_score <= r["accept_score"]:
         return best.numpy(), time.perf_counter() - t0, {"path": "fast", "score": best_score}
+    if r["fast"] == "refine_then_flips":  # not accepted: the start's flips join the candidates
+        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
+        if info["score"] < best_score:
+            best, best_score = T, info["score"]
     res = houv(P, Q, init_transforms=start, seed=seed, **r["houv"])
     score = res.extra["group_score"]
     order = [res.group] + [g for g in torch.argsort(score).tolist()

@@ -126,11 +126,16 @@ def collect(args):
 
 
 def replay(rec, accept, fast, schedule, hypotheses):
-    """(ok, rot, seconds, path) of one recipe on one collected pair."""
-    f = rec[fast]
+    """(ok, rot, seconds, path) of one recipe on one collected pair. ``fast``: "fast_refine" (the RANSAC
+    start refined alone), "fast_flips" (with its flips), or "refine_then_flips" (refined alone for the
+    accept test; when it is not accepted its flips join the HOUV candidates)."""
+    f = rec["fast_refine" if fast == "refine_then_flips" else fast]
     sec = rec["ransac"]["s"] + f["s"]
     if schedule is None or (accept is not None and f["score"] <= accept):
         return f["ok"], f["rot"], sec, "fast"
+    if fast == "refine_then_flips":
+        f = rec["fast_flips"]
+        sec += f["s"]
     h = rec[schedule]
     sec += h["s"]
     best = f
@@ -161,11 +166,12 @@ def choose(args):
     if args.show:
         fast, sched, k, acc = args.show[0], args.show[1], int(args.show[2]), float(args.show[3])
         print(f"per pair, {fast} + {sched} + flips of {k} best, accept <= {acc}:\n")
+        fast_key = "fast_refine" if fast == "refine_then_flips" else fast
         print("| pair | mesh | overlap | fast score | path | ours rot err | ours s | RANSAC+ICP rot err | HOUV answer rot err |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ok, rot, sec, path = replay(r, acc, fast, sched, k)
-            print(f"| {r['pair']} | {r['mesh']} | {r['overlap']:.2f} | {r[fast]['score']:.3f} | {path} | "
+            print(f"| {r['pair']} | {r['mesh']} | {r['overlap']:.2f} | {r[fast_key]['score']:.3f} | {path} | "
                   f"{rot:.2f}{' ok' if ok else ''} | {sec:.2f} | {r['ransac']['rot']:.2f}{' ok' if r['ransac']['ok'] else ''} | "
                   f"{r[sched]['rot']:.2f} |")
         print()
@@ -183,8 +189,9 @@ def choose(args):
     schedules = [s for s in SCHEDULES if s in rows[0]]
     for s in schedules:
         line(f"HOUV {s} alone (RANSAC start)", [(r[s]["ok"], r[s]["rot"], r["ransac"]["s"] + r[s]["s"], "houv") for r in rows])
-    for fast in ("fast_refine", "fast_flips"):
-        line(f"{fast} only", [replay(r, None, fast, None, 0) for r in rows])
+    for fast in ("fast_refine", "fast_flips", "refine_then_flips"):
+        if fast != "refine_then_flips":
+            line(f"{fast} only", [replay(r, None, fast, None, 0) for r in rows])
         for s in schedules:
             for k in range(1, MAX_HYPOTHESES + 1):
                 for acc in (None, *args.accept):
