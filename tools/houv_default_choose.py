@@ -47,14 +47,15 @@ from fe_fast.registration.metrics import evaluate  # noqa: E402
 from fe_fast.registration.presets import preset  # noqa: E402
 from fe_fast.registration.selection import best_of_flips, refine_local, selection_score  # noqa: E402
 
-_HL = preset("halving-local")
-#: HOUV schedules tried (each with the RANSAC transform as a start); "HL" is preset halving-local
+_HL = preset("halving-local")  # a RegistrationConfig: no correspondence starts, no accept, select "inlier"
+#: HOUV schedules tried (each with the RANSAC transform as a start); "HL" is preset halving-local (256 groups,
+#: 128:40/256:110/1024:50, prune 32, 8, refinement 200 iterations on 8 groups)
 SCHEDULES = {
     "HL": _HL,
-    "HL-small": dict(_HL, groups=128, schedule=[(128, 30), (256, 60), (1024, 30)], prune_groups=[16, 4],
-                     refine_iters=100, refine_groups=4),
-    "HL-tiny": dict(_HL, groups=64, schedule=[(128, 30), (256, 50)], prune_groups=[8], refine_iters=50,
-                    refine_groups=4),
+    "HL-small": _HL.replace(starts={"groups": 128}, schedule={"stages": ((128, 30), (256, 60), (1024, 30)),
+                                                              "prune": (16, 4)}, refinement={"iters": 100, "groups": 4}),
+    "HL-tiny": _HL.replace(starts={"groups": 64}, schedule={"stages": ((128, 30), (256, 50)), "prune": (8,)},
+                           refinement={"iters": 50, "groups": 4}),
 }
 MAX_HYPOTHESES = 2  # 4 for pairs 0-13 (the first collection); 2 after, to fit the time
 
@@ -103,7 +104,7 @@ def collect(args):
             rec["fast_flips"] = {**_ev(T.numpy(), p), "score": info["score"], "label": info["label"],
                                  "s": time.perf_counter() - t0}
             for name in names:
-                res = houv(P, Q, init_transforms=rr["transform"], seed=i, **SCHEDULES[name])
+                res = houv(P, Q, SCHEDULES[name], init_transforms=rr["transform"], seed=i)
                 hyps, seen = [], []
                 for T_h in _top_groups(res, MAX_HYPOTHESES):
                     dup = next((j for j, T_s in enumerate(seen) if same_pose(T_h, T_s, Q)), None)

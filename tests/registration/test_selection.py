@@ -211,11 +211,14 @@ def test_refine_with_flips_corrects_houvs_flipped_answer():
     """A short HOUV run (8 groups, 80 iterations) on a near-symmetric object's scan pair ends about
     170 degrees off; its half-turn candidates, refined, contain the truth and the score picks it."""
     from fe_fast.registration import houv
+    from fe_fast.registration.presets import PRESETS
 
     objs = [f"{f}:{s}" for f in ("nearsym", "blob", "sq") for s in range(8)]
     p = rs.make_scan_pair(0, objects=objs, seed=21, n_points=1024, min_overlap=0.3, max_overlap=0.7)
     assert p["mesh"] == "nearsym:4"
-    r = houv(p["P"], p["Q"], groups=8, schedule=[(256, 80)], lr=3e-2, lr_schedule="cosine", select="inlier", seed=0)
+    cfg = PRESETS["thesis"].replace(starts={"groups": 8}, selection={"method": "inlier"},
+                                    schedule={"stages": ((256, 80),), "lr": 3e-2, "lr_schedule": "cosine"})
+    r = houv(p["P"], p["Q"], cfg, seed=0)
     T_gt = p["T_gt"][:3, :3]
     assert _angle(r.R, T_gt) > 150
     out = sel.refine_with_flips(p["P"], p["Q"], r, hypotheses=2)
