@@ -27,8 +27,10 @@ as seconds per pair.
 """
 from __future__ import annotations
 
+import fe_fast  # noqa: F401  (before torch: passive OpenMP waits, see fe_fast/__init__.py)
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -115,6 +117,82 @@ def houv_ransac_method(settings, device=None, use_viewpoints=False, best_of=None
         return r.transform.cpu().numpy(), start["seconds"] + r.seconds, _best_of_record(r)
 
     return f
+
+
+#: The default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
+#: (64 pairs) by tools/houv_default_choose.py, never on the report set (bench/results/houv.md, "Default
+#: recipe"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
+#: and accepted at once when its selection_score is at most ``accept_score`` (the fast path); 3. otherwise
+#: the start's flips (best_of_flips) and HOUV with ``houv`` settings (preset halving-local, the RANSAC
+#: transform as one start); 4. the flips of HOUV's ``hypotheses`` best groups (best_of_flips, groups within
+#: 3 degrees of an earlier one skipped); the lowest selection score among all these candidates wins.
+DEFAULT_RECIPE = {
+    "fast": "refine_then_flips",
+    "accept_score": 1.0,
+    "houv": preset("halving-local"),
+    "hypotheses": 2,
+    "refine_iters": 30,
+}
+
+
+def same_pose(A, B, Q, deg=3.0, frac=0.01):
+    """Whether 4x4 poses A and B are within ``deg`` degrees and ``frac`` of Q's bbox diagonal (then their
+    flips and refinements are the same candidates)."""
+    A, B = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(B, dtype=torch.float64)
+    c = float(((A[:3, :3] * B[:3, :3]).sum() - 1) / 2)
+    diag = float((Q.max(0).values - Q.min(0).values).norm())
+    return math.degrees(math.acos(max(-1.0, min(1.0, c)))) < deg and float((A[:3, 3] - B[:3, 3]).norm()) < frac * diag
+
+
+def prototype_default(P, Q, seed=0, recipe=None):
+    """The default recipe (``recipe``, default :data:`DEFAULT_RECIPE`) from public functions only:
+    returns (4x4 transform P onto Q as float64 numpy, seconds, info with ``path`` "fast" or "houv" and
+    the winning ``score``)."""
+    from fe_fast.registration.selection import best_of_flips, refine_local, selection_score
+
+    r = dict(DEFAULT_RECIPE if recipe is None else recipe)
+    t0 = time.perf_counter()
+    P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
+    Q = torch.as_tensor(np.asarray(Q), dtype=torch.float64)
+    start = baselines.ransac_icp(P, Q, seed=seed)["transform"]
+    if r["fast"] == "flips":  # the start and its flips, refined, before the accept test
+        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
+        best, best_score = T, info["score"]
+    elif r["fast"] in ("refine", "refine_then_flips"):  # the start refined alone
+        C = refine_local(P, Q, start, iters=r["refine_iters"])
+        best, best_score = C[0], float(selection_score(P, Q, C).score[0])
+    else:
+        raise ValueError(f"recipe fast must be flips, refine or refine_then_flips, got {r['fast']!r}")
+    if best_score <= r["accept_score"]:
+        return best.numpy(), time.perf_counter() - t0, {"path": "fast", "score": best_score}
+    if r["fast"] == "refine_then_flips":  # not accepted: the start's flips join the candidates
+        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
+        if info["score"] < best_score:
+            best, best_score = T, info["score"]
+    res = houv(P, Q, r["houv"], init_transforms=start, seed=seed)
+    score = res.extra["group_score"]
+    order = [res.group] + [g for g in torch.argsort(score).tolist()
+                           if g != res.group and bool(torch.isfinite(score[g]))]
+    seen = []
+    for g in order[: r["hypotheses"]]:
+        T_h = torch.eye(4, dtype=torch.float64)
+        T_h[:3, :3], T_h[:3, 3] = res.all_R[g].double(), res.all_t[g].double()
+        if any(same_pose(T_h, T_s, Q) for T_s in seen):
+            continue  # its flips were refined already
+        seen.append(T_h)
+        T, info = best_of_flips(P, Q, T_h, iters=r["refine_iters"])
+        if info["score"] < best_score:
+            best, best_score = T, info["score"]
+    return best.numpy(), time.perf_counter() - t0, {"path": "houv", "score": best_score}
+
+
+def run_default(P, Q, seed=0):
+    """The default registration of P onto Q: (4x4 transform, seconds, info with ``path`` and ``score``).
+    The one place that says what "the default" is for this benchmark: the chosen recipe's prototype
+    until the library's ``houv(P, Q)`` (DEFAULT_CONFIG) runs it; the switch is the return line below:
+    ``r = houv(P, Q, seed=seed); return r.transform.double().numpy(), r.seconds, {"path": "fast" if
+    r.extra.get("accepted") else "houv", "score": r.extra.get("flip", {}).get("score")}``."""
+    return prototype_default(P, Q, seed=seed)
 
 
 def o3d_method(name):
@@ -205,7 +283,22 @@ def main(argv=None):
                          "(lets a machine without Open3D or the bunny scans run the same pairs)")
     ap.add_argument("--out", default=None,
                     help="markdown file for the table, and <out>.jsonl per pair (default bench/out/houv.md)")
+    ap.add_argument("--default", action="store_true",
+                    help="the default recipe (run_default) against Open3D RANSAC+ICP, per-pair table, on the "
+                         "frozen pairs of fe_fast.datasets.registration_sets (--default-set); ignores the HOUV "
+                         "options above")
+    ap.add_argument("--default-set", choices=("report", "choose"), default="report",
+                    help="with --default: the REPORT set (40 held-out generated pairs + the real bunny ring "
+                         "pairs) or the CHOOSING set (48 pairs)")
+    ap.add_argument("--limit", type=int, default=None, help="with --default: only the first K pairs")
+    ap.add_argument("--busy", action="store_true",
+                    help="with --default: speed only; each pair's run_default seconds with the machine as it is "
+                         "and with one more process spinning one core, as a ratio in one run")
+    ap.add_argument("--threads", type=int, nargs="*", default=None,
+                    help="with --busy: torch intra-op thread counts to measure (default: the current one)")
     args = ap.parse_args(argv)
+    if args.default:
+        return (main_busy if args.busy else main_default)(args, argv)
     settings = houv_settings(args.preset, args.groups, parse_pairs_spec(args.schedule, "--schedule", int),
                              args.init_translation)
 
@@ -304,12 +397,139 @@ def main(argv=None):
     return rows
 
 
+def _default_pairs(args):
+    from fe_fast.datasets import registration_sets
+
+    if args.default_set == "choose":
+        return registration_sets.choosing_pairs(args.limit or registration_sets.CHOOSING_PAIRS, args.n_points)
+    n_gen = registration_sets.REPORT_GENERATED if args.limit is None else min(args.limit, registration_sets.REPORT_GENERATED)
+    pairs = registration_sets.report_generated_pairs(n_gen, args.n_points)
+    if not args.no_real and (args.limit is None or args.limit > n_gen):
+        pairs += registration_sets.bunny_report_pairs(n_points=args.n_points)
+    return pairs[: args.limit]
+
+
+def main_default(args, argv):
+    """``--default``: run_default and RANSAC+ICP on every pair, per-pair table and summary per subset."""
+    out = Path(args.out) if args.out else benchutil.out_path(f"houv_default_{args.default_set}.md")
+    report = benchutil.Report(out.stem, f"Default registration vs Open3D RANSAC+ICP ({args.default_set} set)",
+                              "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)") + " "
+                              + benchutil.script_command(__file__, argv if argv is not None else sys.argv[1:]))
+    if args.default_set == "report":
+        print("REPORT SET: no setting may be chosen on these numbers", file=sys.stderr)
+    pairs = _default_pairs(args)
+    import fe_fast.ops  # noqa: F401  (its import, about 4 s with torch._dynamo, is start-up, not the algorithm's time)
+
+    rows = []
+    for k, p in enumerate(pairs):
+        load = os.getloadavg()[0]
+        T, sec, info = run_default(p["P"], p["Q"], seed=k)
+        rr = baselines.ransac_icp(p["P"], p["Q"], seed=k)
+        a = evaluate(T, p["T_gt"], p["P"], p["Q"])
+        b = evaluate(rr["transform"], p["T_gt"], p["P"], p["Q"])
+        row = {"pair": k, "name": p["name"], "set": p["set"], "overlap": float(p["overlap"]), "load": load,
+               "ours": {**a, "seconds": sec, **info}, "RANSAC+ICP": {**b, "seconds": rr["seconds"]}}
+        rows.append(row)
+        print(f"{k:3d} {p['name']:>22s} ov {p['overlap']:.2f} | ours {a['rot_err']:7.2f} {'ok' if a['success'] else '--'} "
+              f"{sec:5.2f}s | RANSAC+ICP {b['rot_err']:7.2f} {'ok' if b['success'] else '--'} {rr['seconds']:.2f}s",
+              file=sys.stderr, flush=True)
+    lines = [f"N = {args.n_points}; torch {torch.__version__}, {torch.get_num_threads()} torch threads; "
+             f"load (1 min) during the run {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f}. "
+             "Ok: rotation error < 5 deg and translation < 5 % of the target's bbox diagonal. "
+             "Seconds: the algorithm's own (no start-up).", "",
+             "| pair | overlap | ours ok | ours rot err | ours s | path | RANSAC+ICP ok | RANSAC+ICP rot err | "
+             "RANSAC+ICP s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a, b = r["ours"], r["RANSAC+ICP"]
+        lines.append(f"| {r['name']} | {r['overlap']:.2f} | {'yes' if a['success'] else 'no'} | {a['rot_err']:.2f} | "
+                     f"{a['seconds']:.2f} | {a['path']} | {'yes' if b['success'] else 'no'} | {b['rot_err']:.2f} | "
+                     f"{b['seconds']:.2f} |")
+    lines += ["", "| subset | method | pairs | recall | mean rot err (deg) | median s/pair | "
+              "successes the other method misses |", "|---|---|---|---|---|---|---|"]
+    subsets = [("all", rows)] + [(s, [r for r in rows if r["set"] == s]) for s in dict.fromkeys(r["set"] for r in rows)]
+    summary = {}
+    for name, rs in subsets:
+        if not rs or (name != "all" and len(subsets) == 2):
+            continue
+        for m, other in (("ours", "RANSAC+ICP"), ("RANSAC+ICP", "ours")):
+            only = sum(1 for r in rs if r[m]["success"] and not r[other]["success"])
+            s = {"pairs": len(rs), "recall": float(np.mean([r[m]["success"] for r in rs])),
+                 "rot_err": float(np.mean([r[m]["rot_err"] for r in rs])),
+                 "median_s": float(np.median([r[m]["seconds"] for r in rs])), "only": only}
+            summary[(name, m)] = s
+            lines.append(f"| {name} | {m} | {s['pairs']} | {s['recall']:.3f} | {s['rot_err']:.2f} | "
+                         f"{s['median_s']:.2f} | {only} |")
+    text = "\n".join(lines)
+    print(text)
+    report.add(text)
+    report.write(out)
+    with open(out.with_suffix(".jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, default=float) + "\n")
+    return rows
+
+
+def _spinner():
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def main_busy(args, argv):
+    """``--default --busy``: seconds of run_default per pair with the machine as it is ("idle") and with one
+    more process spinning a core ("busy"), for each torch thread count, as ratios measured in one run."""
+    out = Path(args.out) if args.out else benchutil.out_path("houv_default_busy.md")
+    report = benchutil.Report(out.stem, "Default registration: one busy process on the machine",
+                              "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)") + " "
+                              + benchutil.script_command(__file__, argv if argv is not None else sys.argv[1:]))
+    pairs = _default_pairs(args)
+    threads = args.threads or [torch.get_num_threads()]
+    before = torch.get_num_threads()
+    lines = ["| torch threads | pair | idle s | busy s | busy / idle | load idle | load busy |", "|---|---|---|---|---|---|---|"]
+    summary = {}
+    run_default(pairs[0]["P"], pairs[0]["Q"], seed=0)  # warm-up (lazy imports, first allocations)
+    try:
+        for th in threads:
+            torch.set_num_threads(th)
+            ratios = []
+            for k, p in enumerate(pairs):
+                l0 = os.getloadavg()[0]
+                idle = run_default(p["P"], p["Q"], seed=k)[1]
+                spin = _spinner()
+                try:
+                    time.sleep(0.2)
+                    l1 = os.getloadavg()[0]
+                    busy = run_default(p["P"], p["Q"], seed=k)[1]
+                finally:
+                    spin.kill()
+                    spin.wait()
+                ratios.append(busy / idle)
+                lines.append(f"| {th} | {p['name']} | {idle:.2f} | {busy:.2f} | {busy / idle:.2f} | {l0:.1f} | {l1:.1f} |")
+                print(lines[-1], file=sys.stderr, flush=True)
+            summary[th] = float(np.median(ratios))
+    finally:
+        torch.set_num_threads(before)
+    lines += ["", "| torch threads | median busy / idle |", "|---|---|"]
+    lines += [f"| {th} | {r:.2f} |" for th, r in summary.items()]
+    text = "\n".join(lines)
+    print(text)
+    report.add(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; 'idle' is the machine as it is "
+               "(load column), 'busy' adds one process spinning one core.\n")
+    report.add(text)
+    report.write(out)
+    return summary
+
+
 #: ``make bench``: the shipped cascade (RANSAC+ICP start, free-space check, ``halving-local`` then
 #: ``robust-halving`` above selection score 1.6) against the Open3D baselines
 CASCADE = ["--methods", "HOUV+RANSAC+vis", "ICP", "FGR", "RANSAC+ICP",
            "--best-of", "halving-local", "robust-halving", "--accept-score", "1.6"]
 QUICK_ARGS = ["--pairs", "3", "--protocols", "mvp", "--real-limit", "2", *CASCADE]
 FULL_ARGS = ["--pairs", "200", "--protocols", "modelnet", "mvp", "so3", *CASCADE]
+#: ``make bench``: the default recipe against RANSAC+ICP; quick: one choosing-set pair (checks that it
+#: runs); full: the whole report set (40 held-out generated pairs + 36 real bunny pairs)
+QUICK_DEFAULT_ARGS = ["--default", "--default-set", "choose", "--limit", "1"]
+FULL_DEFAULT_ARGS = ["--default", "--default-set", "report"]
 
 
 def test_houv():
@@ -324,6 +544,20 @@ def test_houv():
         argv.append("--no-real")
     rows = main(argv)
     assert all(s.get("pairs") for by_m in rows.values() for s in by_m.values())
+
+
+def test_houv_default():
+    import pytest
+
+    pytest.importorskip("open3d", reason="the default recipe and RANSAC+ICP need open3d (pip install open3d)")
+    argv = list(benchutil.pick(QUICK_DEFAULT_ARGS, FULL_DEFAULT_ARGS))
+    try:
+        bunny._scans_dir(None)
+    except FileNotFoundError as e:
+        print(f"\n[bm_houv] real bunny scans left out: {e}")
+        argv.append("--no-real")
+    rows = main(argv)
+    assert rows and all(r["ours"]["seconds"] > 0 and r["RANSAC+ICP"]["seconds"] > 0 for r in rows)
 
 
 if __name__ == "__main__":

@@ -211,11 +211,14 @@ def test_refine_with_flips_corrects_houvs_flipped_answer():
     """A short HOUV run (8 groups, 80 iterations) on a near-symmetric object's scan pair ends about
     170 degrees off; its half-turn candidates, refined, contain the truth and the score picks it."""
     from fe_fast.registration import houv
+    from fe_fast.registration.presets import PRESETS
 
     objs = [f"{f}:{s}" for f in ("nearsym", "blob", "sq") for s in range(8)]
     p = rs.make_scan_pair(0, objects=objs, seed=21, n_points=1024, min_overlap=0.3, max_overlap=0.7)
     assert p["mesh"] == "nearsym:4"
-    r = houv(p["P"], p["Q"], groups=8, schedule=[(256, 80)], lr=3e-2, lr_schedule="cosine", select="inlier", seed=0)
+    cfg = PRESETS["thesis"].replace(starts={"groups": 8}, selection={"method": "inlier"},
+                                    schedule={"stages": ((256, 80),), "lr": 3e-2, "lr_schedule": "cosine"})
+    r = houv(p["P"], p["Q"], cfg, seed=0)
     T_gt = p["T_gt"][:3, :3]
     assert _angle(r.R, T_gt) > 150
     out = sel.refine_with_flips(p["P"], p["Q"], r, hypotheses=2)
@@ -234,3 +237,35 @@ def test_clouds_are_checked_like_houvs():
             sel.roughness(bad)
     x = torch.randn(40, 3, dtype=torch.float32)
     assert sel.estimate_normals(x).dtype == torch.float64 and x.dtype == torch.float32  # the user's x is untouched
+
+
+def test_batched_rodrigues_matches_the_matrix_exponential():
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(7, 3, generator=g, dtype=torch.float64) * torch.tensor([0.0, 1e-13, 0.1, 1.0, 2.0, 3.0, 3.1],
+                                                                          dtype=torch.float64)[:, None]
+    R = sel._rotvec(w)
+    x, y, z = w.unbind(-1)
+    o = torch.zeros_like(x)
+    K = torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(7, 3, 3)
+    assert torch.allclose(R, torch.linalg.matrix_exp(K), atol=1e-12)
+    assert torch.equal(R[0], torch.eye(3, dtype=torch.float64))  # the zero vector: the identity, no NaN
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(7, 3, 3), atol=1e-12)
+
+
+def test_remembered_normals_are_the_cloud_s_own_and_copies():
+    _, P, Q = _pair("blob:1")
+    sel._NORMALS_CACHE.clear()
+    nP, rP = sel._normals_roughness(P, sel.NORMAL_K)
+    ref_n, ref_r = sel._normals_roughness_uncached(P, sel.NORMAL_K)
+    assert torch.equal(nP, ref_n) and rP == ref_r
+    nP.zero_()  # a caller writing into its normals does not change the remembered ones
+    again, _ = sel._normals_roughness(P, sel.NORMAL_K)
+    assert torch.equal(again, ref_n)
+    moved = P + torch.tensor([1e-3, 0.0, 0.0], dtype=torch.float64)  # another cloud, another entry
+    sel._normals_roughness(moved, sel.NORMAL_K)
+    oriented, _ = sel._normals_roughness(P, sel.NORMAL_K, viewpoint=(0.0, 0.0, 5.0))
+    assert torch.equal(oriented.abs(), ref_n.abs())
+    assert len(sel._NORMALS_CACHE) == 3
+    for i in range(sel._NORMALS_CACHE_SIZE + 2):  # bounded
+        sel._normals_roughness(P + i, sel.NORMAL_K)
+    assert len(sel._NORMALS_CACHE) == sel._NORMALS_CACHE_SIZE

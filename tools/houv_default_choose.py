@@ -1,0 +1,243 @@
+"""Choosing the default registration recipe on the CHOOSING set only (never on the report set).
+
+The recipe (``bench/bm_houv.py``: :func:`prototype_default`, called by ``run_default``) has four stages,
+built from public functions only (``baselines.ransac_icp``, ``houv(..., init_transforms=...)``,
+``selection.refine_local`` / ``best_of_flips`` / ``selection_score``):
+
+1. RANSAC+ICP on FPFH correspondences (Open3D) gives a start;
+2. fast path: that start, refined (``refine_local``) or expanded by its flips (``best_of_flips``), is
+   returned at once when its ``selection_score`` is at most ``accept_score``;
+3. otherwise HOUV (a schedule below) with the RANSAC transform as one of its starts;
+4. the ``hypotheses`` best HOUV groups (by HOUV's inlier score) are each expanded by their flips and
+   refined (``best_of_flips``); the answer is the candidate with the lowest ``selection_score`` among
+   those and the fast-path candidate.
+
+``collect`` runs every stage on every choosing pair once (each HOUV schedule of ``SCHEDULES``, the flips
+of its 4 best groups one group at a time) and writes one json line per pair; ``choose`` then replays
+every recipe (accept threshold x fast-path kind x schedule x hypotheses) from those lines, so a recipe's
+answer and seconds are exactly what the stages gave (seconds: the sum of the stages it runs). ``verify``
+runs the chosen recipe end to end (``bm_houv.prototype_default``) on the choosing set against RANSAC+ICP.
+
+    OMP_NUM_THREADS=1 nice -n 5 python tools/houv_default_choose.py collect --out bench/out/houv_choose.jsonl
+    python tools/houv_default_choose.py choose --rows bench/out/houv_choose.jsonl
+    OMP_NUM_THREADS=1 python tools/houv_default_choose.py verify
+
+Only :func:`fe_fast.datasets.registration_sets.choosing_pairs` is ever loaded here.
+"""
+from __future__ import annotations
+
+import fe_fast  # noqa: F401  (before torch: passive OpenMP waits)
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bm_houv import DEFAULT_RECIPE, prototype_default, same_pose  # noqa: E402
+
+from fe_fast.datasets.registration_sets import CHOOSING_PAIRS, choosing_pairs  # noqa: E402
+from fe_fast.registration import houv  # noqa: E402
+from fe_fast.registration.baselines import ransac_icp  # noqa: E402
+from fe_fast.registration.metrics import evaluate  # noqa: E402
+from fe_fast.registration.presets import preset  # noqa: E402
+from fe_fast.registration.selection import best_of_flips, refine_local, selection_score  # noqa: E402
+
+_HL = preset("halving-local")  # a RegistrationConfig: no correspondence starts, no accept, select "inlier"
+#: HOUV schedules tried (each with the RANSAC transform as a start); "HL" is preset halving-local (256 groups,
+#: 128:40/256:110/1024:50, prune 32, 8, refinement 200 iterations on 8 groups)
+SCHEDULES = {
+    "HL": _HL,
+    "HL-small": _HL.replace(starts={"groups": 128}, schedule={"stages": ((128, 30), (256, 60), (1024, 30)),
+                                                              "prune": (16, 4)}, refinement={"iters": 100, "groups": 4}),
+    "HL-tiny": _HL.replace(starts={"groups": 64}, schedule={"stages": ((128, 30), (256, 50)), "prune": (8,)},
+                           refinement={"iters": 50, "groups": 4}),
+}
+MAX_HYPOTHESES = 2  # 4 for pairs 0-13 (the first collection); 2 after, to fit the time
+
+
+def _ev(T, p):
+    e = evaluate(np.asarray(T, dtype=np.float64), p["T_gt"], p["P"], p["Q"])
+    return {"rot": e["rot_err"], "trans": e["trans_err"], "ok": e["success"]}
+
+
+def _top_groups(res, k):
+    score = res.extra["group_score"]
+    order = [res.group] + [g for g in torch.argsort(score).tolist() if g != res.group and bool(torch.isfinite(score[g]))]
+    out = []
+    for g in order[:k]:
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3], T[:3, 3] = res.all_R[g].double(), res.all_t[g].double()
+        out.append(T)
+    return out
+
+
+def collect(args):
+    pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS)
+    done = set()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        done = {json.loads(line)["pair"] for line in out.read_text().splitlines() if line.strip()}
+    names = args.schedules or list(SCHEDULES)
+    import fe_fast.ops  # noqa: F401  (import time is start-up, not a stage's seconds)
+
+    with open(out, "a") as f:
+        for i, p in enumerate(pairs):
+            if i in done or i < args.start:
+                continue
+            P, Q = torch.as_tensor(p["P"], dtype=torch.float64), torch.as_tensor(p["Q"], dtype=torch.float64)
+            rec = {"pair": i, "mesh": p["mesh"], "overlap": p["overlap"], "angle": p["angle"],
+                   "load": os.getloadavg()[0]}
+            rr = ransac_icp(P, Q, seed=i)
+            rec["ransac"] = {**_ev(rr["transform"], p), "s": rr["seconds"]}
+            t0 = time.perf_counter()
+            C = refine_local(P, Q, rr["transform"], iters=args.iters)
+            sc = float(selection_score(P, Q, C).score[0])
+            rec["fast_refine"] = {**_ev(C[0].numpy(), p), "score": sc, "s": time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            T, info = best_of_flips(P, Q, rr["transform"], iters=args.iters)
+            rec["fast_flips"] = {**_ev(T.numpy(), p), "score": info["score"], "label": info["label"],
+                                 "s": time.perf_counter() - t0}
+            for name in names:
+                res = houv(P, Q, SCHEDULES[name], init_transforms=rr["transform"], seed=i)
+                hyps, seen = [], []
+                for T_h in _top_groups(res, MAX_HYPOTHESES):
+                    dup = next((j for j, T_s in enumerate(seen) if same_pose(T_h, T_s, Q)), None)
+                    seen.append(T_h)
+                    if dup is not None:  # the recipe skips it: its flips were refined already
+                        hyps.append({**hyps[dup], "s": 0.0, "dup": dup, "raw": _ev(T_h.numpy(), p)})
+                        continue
+                    t0 = time.perf_counter()
+                    T, info = best_of_flips(P, Q, T_h, iters=args.iters)
+                    hyps.append({**_ev(T.numpy(), p), "score": info["score"], "label": info["label"],
+                                 "s": time.perf_counter() - t0, "raw": _ev(T_h.numpy(), p)})
+                rec[name] = {**_ev(res.transform.numpy(), p), "s": res.seconds, "hyps": hyps}
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            print(f"{i:3d} {p['mesh']:>10s} ov {p['overlap']:.2f} load {rec['load']:.1f} | RANSAC {rec['ransac']['rot']:6.1f}"
+                  f" | refine {rec['fast_refine']['rot']:6.1f} sc {sc:.3f} | flips {rec['fast_flips']['rot']:6.1f} "
+                  f"sc {rec['fast_flips']['score']:.3f} {rec['fast_flips']['s']:.1f}s | "
+                  + " | ".join(f"{n} {rec[n]['rot']:6.1f} {rec[n]['s']:.1f}s h " + ",".join(
+                      f"{h['rot']:.1f}/{h['score']:.2f}" for h in rec[n]["hyps"]) for n in names), flush=True)
+
+
+def replay(rec, accept, fast, schedule, hypotheses):
+    """(ok, rot, seconds, path) of one recipe on one collected pair. ``fast``: "fast_refine" (the RANSAC
+    start refined alone), "fast_flips" (with its flips), or "refine_then_flips" (refined alone for the
+    accept test; when it is not accepted its flips join the HOUV candidates)."""
+    f = rec["fast_refine" if fast == "refine_then_flips" else fast]
+    sec = rec["ransac"]["s"] + f["s"]
+    if schedule is None or (accept is not None and f["score"] <= accept):
+        return f["ok"], f["rot"], sec, "fast"
+    if fast == "refine_then_flips":
+        f = rec["fast_flips"]
+        sec += f["s"]
+    h = rec[schedule]
+    sec += h["s"]
+    best = f
+    for x in h["hyps"][:hypotheses]:
+        sec += x["s"]
+        if x["score"] < best["score"]:
+            best = x
+    return best["ok"], best["rot"], sec, "houv"
+
+
+def choose(args):
+    rows = [json.loads(line) for path in args.rows for line in Path(path).read_text().splitlines() if line.strip()]
+    rows.sort(key=lambda r: r["pair"])
+    n = len(rows)
+    loads = [r["load"] for r in rows]
+    print(f"{n} choosing pairs; load (1 min) during collection {min(loads):.1f}-{max(loads):.1f}, "
+          f"median {np.median(loads):.1f}\n")
+    base = [(r["ransac"]["ok"], r["ransac"]["rot"], r["ransac"]["s"]) for r in rows]
+
+    def line(name, res):
+        ok = [x[0] for x in res]
+        rec = sum(1 for a, b in zip(res, base) if a[0] and not b[0])
+        lost = sum(1 for a, b in zip(res, base) if b[0] and not a[0])
+        fast = np.mean([x[3] == "fast" for x in res]) if len(res[0]) > 3 else float("nan")
+        print(f"| {name} | {np.mean(ok):.3f} | {np.mean([x[1] for x in res]):.2f} | {np.median([x[2] for x in res]):.2f} | "
+              f"{fast:.2f} | {rec} | {lost} |")
+
+    if args.show:
+        fast, sched, k, acc = args.show[0], args.show[1], int(args.show[2]), float(args.show[3])
+        print(f"per pair, {fast} + {sched} + flips of {k} best, accept <= {acc}:\n")
+        fast_key = "fast_refine" if fast == "refine_then_flips" else fast
+        print("| pair | mesh | overlap | fast score | path | ours rot err | ours s | RANSAC+ICP rot err | HOUV answer rot err |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            ok, rot, sec, path = replay(r, acc, fast, sched, k)
+            print(f"| {r['pair']} | {r['mesh']} | {r['overlap']:.2f} | {r[fast_key]['score']:.3f} | {path} | "
+                  f"{rot:.2f}{' ok' if ok else ''} | {sec:.2f} | {r['ransac']['rot']:.2f}{' ok' if r['ransac']['ok'] else ''} | "
+                  f"{r[sched]['rot']:.2f} |")
+        print()
+    for fast in ("fast_refine", "fast_flips"):
+        good = [r[fast]["score"] for r in rows if r[fast]["ok"]]
+        bad = [r[fast]["score"] for r in rows if not r[fast]["ok"]]
+        print(f"{fast}: selection score of its right answers {min(good):.3f}-{max(good):.3f} ({len(good)}), "
+              f"of its wrong ones {min(bad) if bad else float('nan'):.3f}-{max(bad) if bad else float('nan'):.3f} "
+              f"({len(bad)}): an accept threshold below {min(bad) if bad else float('inf'):.3f} accepts no wrong answer")
+    print()
+    print("| recipe | recall | mean rot err | median s | fast-path share | RANSAC+ICP fails recovered | "
+          "RANSAC+ICP successes lost |")
+    print("|---|---|---|---|---|---|---|")
+    line("RANSAC+ICP (Open3D)", [(*b, "-") for b in base])
+    schedules = [s for s in SCHEDULES if s in rows[0]]
+    for s in schedules:
+        line(f"HOUV {s} alone (RANSAC start)", [(r[s]["ok"], r[s]["rot"], r["ransac"]["s"] + r[s]["s"], "houv") for r in rows])
+    for fast in ("fast_refine", "fast_flips", "refine_then_flips"):
+        if fast != "refine_then_flips":
+            line(f"{fast} only", [replay(r, None, fast, None, 0) for r in rows])
+        for s in schedules:
+            for k in range(1, MAX_HYPOTHESES + 1):
+                for acc in (None, *args.accept):
+                    line(f"{fast} + {s} + flips of {k} best, accept <= {acc}",
+                         [replay(r, acc, fast, s, k) for r in rows])
+
+
+def verify(args):
+    pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS)
+    print(f"recipe: {json.dumps(DEFAULT_RECIPE, default=str)}; torch threads {torch.get_num_threads()}")
+    ours, base = [], []
+    for i, p in enumerate(pairs):
+        load = os.getloadavg()[0]
+        T, sec, info = prototype_default(p["P"], p["Q"], seed=i)
+        rr = ransac_icp(p["P"], p["Q"], seed=i)
+        a, b = _ev(T, p), _ev(rr["transform"], p)
+        ours.append((a["ok"], a["rot"], sec))
+        base.append((b["ok"], b["rot"], rr["seconds"]))
+        print(f"{i:3d} {p['mesh']:>10s} ov {p['overlap']:.2f} load {load:.1f} | ours {a['rot']:7.2f} "
+              f"{'ok' if a['ok'] else '--'} {sec:5.2f}s {info['path']:4s} | RANSAC+ICP {b['rot']:7.2f} "
+              f"{'ok' if b['ok'] else '--'} {rr['seconds']:.2f}s", flush=True)
+    for name, r in (("ours", ours), ("RANSAC+ICP", base)):
+        print(f"{name}: recall {np.mean([x[0] for x in r]):.3f}, mean rot err {np.mean([x[1] for x in r]):.2f}, "
+              f"median s {np.median([x[2] for x in r]):.2f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--pairs", type=int, default=None, help="the first K choosing pairs (default: all)")
+    c.add_argument("--start", type=int, default=0, help="skip the pairs before this one")
+    c.add_argument("--iters", type=int, default=30, help="refine_local iterations")
+    c.add_argument("--schedules", nargs="*", choices=sorted(SCHEDULES), default=None)
+    c.add_argument("--out", default="bench/out/houv_choose.jsonl")
+    h = sub.add_parser("choose")
+    h.add_argument("--rows", nargs="+", default=["bench/out/houv_choose.jsonl"])
+    h.add_argument("--accept", type=float, nargs="*", default=[0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2])
+    h.add_argument("--show", nargs=4, metavar=("FAST", "SCHEDULE", "K", "ACCEPT"), default=None,
+                   help="also the per-pair table of one recipe, e.g. fast_flips HL-small 2 0.9")
+    v = sub.add_parser("verify")
+    v.add_argument("--pairs", type=int, default=None)
+    args = ap.parse_args(argv)
+    {"collect": collect, "choose": choose, "verify": verify}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
