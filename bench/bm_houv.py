@@ -30,7 +30,6 @@ from __future__ import annotations
 import fe_fast  # noqa: F401  (before torch: passive OpenMP waits, see fe_fast/__init__.py)
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -119,80 +118,13 @@ def houv_ransac_method(settings, device=None, use_viewpoints=False, best_of=None
     return f
 
 
-#: The default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
-#: (64 pairs) by tools/houv_default_choose.py, never on the report set (bench/results/houv.md, "Default
-#: recipe"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
-#: and accepted at once when its selection_score is at most ``accept_score`` (the fast path); 3. otherwise
-#: the start's flips (best_of_flips) and HOUV with ``houv`` settings (preset halving-local, the RANSAC
-#: transform as one start); 4. the flips of HOUV's ``hypotheses`` best groups (best_of_flips, groups within
-#: 3 degrees of an earlier one skipped); the lowest selection score among all these candidates wins.
-DEFAULT_RECIPE = {
-    "fast": "refine_then_flips",
-    "accept_score": 1.0,
-    "houv": preset("halving-local"),
-    "hypotheses": 2,
-    "refine_iters": 30,
-}
-
-
-def same_pose(A, B, Q, deg=3.0, frac=0.01):
-    """Whether 4x4 poses A and B are within ``deg`` degrees and ``frac`` of Q's bbox diagonal (then their
-    flips and refinements are the same candidates)."""
-    A, B = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(B, dtype=torch.float64)
-    c = float(((A[:3, :3] * B[:3, :3]).sum() - 1) / 2)
-    diag = float((Q.max(0).values - Q.min(0).values).norm())
-    return math.degrees(math.acos(max(-1.0, min(1.0, c)))) < deg and float((A[:3, 3] - B[:3, 3]).norm()) < frac * diag
-
-
-def prototype_default(P, Q, seed=0, recipe=None):
-    """The default recipe (``recipe``, default :data:`DEFAULT_RECIPE`) from public functions only:
-    returns (4x4 transform P onto Q as float64 numpy, seconds, info with ``path`` "fast" or "houv" and
-    the winning ``score``)."""
-    from fe_fast.registration.selection import best_of_flips, refine_local, selection_score
-
-    r = dict(DEFAULT_RECIPE if recipe is None else recipe)
-    t0 = time.perf_counter()
-    P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
-    Q = torch.as_tensor(np.asarray(Q), dtype=torch.float64)
-    start = baselines.ransac_icp(P, Q, seed=seed)["transform"]
-    if r["fast"] == "flips":  # the start and its flips, refined, before the accept test
-        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
-        best, best_score = T, info["score"]
-    elif r["fast"] in ("refine", "refine_then_flips"):  # the start refined alone
-        C = refine_local(P, Q, start, iters=r["refine_iters"])
-        best, best_score = C[0], float(selection_score(P, Q, C).score[0])
-    else:
-        raise ValueError(f"recipe fast must be flips, refine or refine_then_flips, got {r['fast']!r}")
-    if best_score <= r["accept_score"]:
-        return best.numpy(), time.perf_counter() - t0, {"path": "fast", "score": best_score}
-    if r["fast"] == "refine_then_flips":  # not accepted: the start's flips join the candidates
-        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
-        if info["score"] < best_score:
-            best, best_score = T, info["score"]
-    res = houv(P, Q, r["houv"], init_transforms=start, seed=seed)
-    score = res.extra["group_score"]
-    order = [res.group] + [g for g in torch.argsort(score).tolist()
-                           if g != res.group and bool(torch.isfinite(score[g]))]
-    seen = []
-    for g in order[: r["hypotheses"]]:
-        T_h = torch.eye(4, dtype=torch.float64)
-        T_h[:3, :3], T_h[:3, 3] = res.all_R[g].double(), res.all_t[g].double()
-        if any(same_pose(T_h, T_s, Q) for T_s in seen):
-            continue  # its flips were refined already
-        seen.append(T_h)
-        T, info = best_of_flips(P, Q, T_h, iters=r["refine_iters"])
-        if info["score"] < best_score:
-            best, best_score = T, info["score"]
-    return best.numpy(), time.perf_counter() - t0, {"path": "houv", "score": best_score}
-
-
 def run_default(P, Q, seed=0):
-    """The default registration of P onto Q: (4x4 transform, seconds, info with ``path`` and ``score``).
-    The one place that says what "the default" is for this benchmark: the chosen recipe's prototype
-    until the library's ``houv(P, Q)`` (DEFAULT_CONFIG) runs it; the switch is the return line below:
-    ``r = houv(P, Q, seed=seed); return r.transform.double().numpy(), r.seconds, {"path": "fast" if
-    r.extra.get("accepted") else "houv", "score": r.extra.get("flip", {}).get("score")}``."""
-    return prototype_default(P, Q, seed=seed)
+    """The library's default registration of P onto Q (``houv(P, Q)``, DEFAULT_CONFIG): (4x4 transform,
+    seconds, info with ``path`` "fast" (the correspondence start accepted) or "houv", and the winning
+    selection ``score``)."""
+    r = houv(P, Q, seed=seed)
+    return r.transform.double().numpy(), r.seconds, {
+        "path": "fast" if r.extra.get("accepted") else "houv", "score": r.extra.get("flip", {}).get("score")}
 
 
 def o3d_method(name):

@@ -1,6 +1,7 @@
 """Choosing the default registration recipe on the CHOOSING set only (never on the report set).
 
-The recipe (``bench/bm_houv.py``: :func:`prototype_default`, called by ``run_default``) has four stages,
+The recipe (:func:`prototype_default` below; the library's ``houv(P, Q)`` default runs the chosen one,
+``fe_fast.registration.config``) has four stages,
 built from public functions only (``baselines.ransac_icp``, ``houv(..., init_transforms=...)``,
 ``selection.refine_local`` / ``best_of_flips`` / ``selection_score``):
 
@@ -16,7 +17,8 @@ built from public functions only (``baselines.ransac_icp``, ``houv(..., init_tra
 of its 4 best groups one group at a time) and writes one json line per pair; ``choose`` then replays
 every recipe (accept threshold x fast-path kind x schedule x hypotheses) from those lines, so a recipe's
 answer and seconds are exactly what the stages gave (seconds: the sum of the stages it runs). ``verify``
-runs the chosen recipe end to end (``bm_houv.prototype_default``) on the choosing set against RANSAC+ICP.
+runs the library default (``houv(P, Q)``; ``--prototype``: :func:`prototype_default`) end to end on the
+choosing set against RANSAC+ICP.
 
     OMP_NUM_THREADS=1 nice -n 5 python tools/houv_default_choose.py collect --out bench/out/houv_choose.jsonl
     python tools/houv_default_choose.py choose --rows bench/out/houv_choose.jsonl
@@ -29,6 +31,7 @@ from __future__ import annotations
 import fe_fast  # noqa: F401  (before torch: passive OpenMP waits)
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bm_houv import DEFAULT_RECIPE, prototype_default, same_pose  # noqa: E402
+from bm_houv import run_default  # noqa: E402
 
 from fe_fast.datasets.registration_sets import CHOOSING_PAIRS, choosing_pairs  # noqa: E402
 from fe_fast.registration import houv  # noqa: E402
@@ -200,13 +203,82 @@ def choose(args):
                          [replay(r, acc, fast, s, k) for r in rows])
 
 
+#: The default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
+#: (64 pairs) by tools/houv_default_choose.py, never on the report set (bench/results/houv.md, "Default
+#: recipe"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
+#: and accepted at once when its selection_score is at most ``accept_score`` (the fast path); 3. otherwise
+#: the start's flips (best_of_flips) and HOUV with ``houv`` settings (preset halving-local, the RANSAC
+#: transform as one start); 4. the flips of HOUV's ``hypotheses`` best groups (best_of_flips, groups within
+#: 3 degrees of an earlier one skipped); the lowest selection score among all these candidates wins.
+DEFAULT_RECIPE = {
+    "fast": "refine_then_flips",
+    "accept_score": 1.0,
+    "houv": preset("halving-local"),
+    "hypotheses": 2,
+    "refine_iters": 30,
+}
+
+
+def same_pose(A, B, Q, deg=3.0, frac=0.01):
+    """Whether 4x4 poses A and B are within ``deg`` degrees and ``frac`` of Q's bbox diagonal (then their
+    flips and refinements are the same candidates)."""
+    A, B = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(B, dtype=torch.float64)
+    c = float(((A[:3, :3] * B[:3, :3]).sum() - 1) / 2)
+    diag = float((Q.max(0).values - Q.min(0).values).norm())
+    return math.degrees(math.acos(max(-1.0, min(1.0, c)))) < deg and float((A[:3, 3] - B[:3, 3]).norm()) < frac * diag
+
+
+def prototype_default(P, Q, seed=0, recipe=None):
+    """The default recipe (``recipe``, default :data:`DEFAULT_RECIPE`) from public functions only:
+    returns (4x4 transform P onto Q as float64 numpy, seconds, info with ``path`` "fast" or "houv" and
+    the winning ``score``)."""
+    from fe_fast.registration.selection import best_of_flips, refine_local, selection_score
+
+    r = dict(DEFAULT_RECIPE if recipe is None else recipe)
+    t0 = time.perf_counter()
+    P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
+    Q = torch.as_tensor(np.asarray(Q), dtype=torch.float64)
+    start = baselines.ransac_icp(P, Q, seed=seed)["transform"]
+    if r["fast"] == "flips":  # the start and its flips, refined, before the accept test
+        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
+        best, best_score = T, info["score"]
+    elif r["fast"] in ("refine", "refine_then_flips"):  # the start refined alone
+        C = refine_local(P, Q, start, iters=r["refine_iters"])
+        best, best_score = C[0], float(selection_score(P, Q, C).score[0])
+    else:
+        raise ValueError(f"recipe fast must be flips, refine or refine_then_flips, got {r['fast']!r}")
+    if best_score <= r["accept_score"]:
+        return best.numpy(), time.perf_counter() - t0, {"path": "fast", "score": best_score}
+    if r["fast"] == "refine_then_flips":  # not accepted: the start's flips join the candidates
+        T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
+        if info["score"] < best_score:
+            best, best_score = T, info["score"]
+    res = houv(P, Q, r["houv"], init_transforms=start, seed=seed)
+    score = res.extra["group_score"]
+    order = [res.group] + [g for g in torch.argsort(score).tolist()
+                           if g != res.group and bool(torch.isfinite(score[g]))]
+    seen = []
+    for g in order[: r["hypotheses"]]:
+        T_h = torch.eye(4, dtype=torch.float64)
+        T_h[:3, :3], T_h[:3, 3] = res.all_R[g].double(), res.all_t[g].double()
+        if any(same_pose(T_h, T_s, Q) for T_s in seen):
+            continue  # its flips were refined already
+        seen.append(T_h)
+        T, info = best_of_flips(P, Q, T_h, iters=r["refine_iters"])
+        if info["score"] < best_score:
+            best, best_score = T, info["score"]
+    return best.numpy(), time.perf_counter() - t0, {"path": "houv", "score": best_score}
+
+
 def verify(args):
     pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS)
-    print(f"recipe: {json.dumps(DEFAULT_RECIPE, default=str)}; torch threads {torch.get_num_threads()}")
+    what = json.dumps(DEFAULT_RECIPE, default=str) if args.prototype else "the library default houv(P, Q)"
+    print(f"recipe: {what}; torch threads {torch.get_num_threads()}")
     ours, base = [], []
     for i, p in enumerate(pairs):
         load = os.getloadavg()[0]
-        T, sec, info = prototype_default(p["P"], p["Q"], seed=i)
+        run = prototype_default if args.prototype else run_default
+        T, sec, info = run(p["P"], p["Q"], seed=i)
         rr = ransac_icp(p["P"], p["Q"], seed=i)
         a, b = _ev(T, p), _ev(rr["transform"], p)
         ours.append((a["ok"], a["rot"], sec))
@@ -235,6 +307,7 @@ def main(argv=None):
                    help="also the per-pair table of one recipe, e.g. fast_flips HL-small 2 0.9")
     v = sub.add_parser("verify")
     v.add_argument("--pairs", type=int, default=None)
+    v.add_argument("--prototype", action="store_true", help="the prototype recipe instead of houv(P, Q)")
     args = ap.parse_args(argv)
     {"collect": collect, "choose": choose, "verify": verify}[args.cmd](args)
 

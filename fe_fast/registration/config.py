@@ -238,7 +238,7 @@ class Selection:
     separate a pose from its half-turn flip on a partial scan; see :mod:`.selection`)."""
 
     method: str = "flips"
-    hypotheses: int = 4
+    hypotheses: int = 2
     flip_iters: int = 30
     extra_axes: int = 16
     inlier_factor: float = 1.0
@@ -255,22 +255,23 @@ class Selection:
 
 @dataclass(frozen=True)
 class Accept:
-    """Early accept of a correspondence start (beyond the thesis): when the best of the
-    :attr:`Starts.correspondence` answers, expanded by its flips and refined as in
-    ``Selection(method="flips")``, has a :func:`~fe_fast.registration.selection.selection_score` of
-    at most ``score``, it is returned at once (no HOUV optimisation). The score is about ``2 - 2 x``
-    the overlap at the true pose (a point without a partner within tau costs 1 on each side), so a
-    threshold accepts only pairs overlapping enough to be unambiguous. None: never (every pair runs
-    the schedule); without correspondence starts (``Starts.correspondence = 0``) there is nothing to
-    accept and the rule is skipped.
+    """Early accept of a correspondence start (beyond the thesis): the :attr:`Starts.correspondence`
+    answers are refined as they are by point-to-plane ICP
+    (:func:`~fe_fast.registration.selection.refine_local`, ``Selection.flip_iters`` iterations) and,
+    when the best has a :func:`~fe_fast.registration.selection.selection_score` of at most ``score``,
+    it is returned at once (no HOUV optimisation). Otherwise their flips join the flip-aware
+    selection's candidates. The score is about ``2 - 2 x`` the overlap at the true pose (a point
+    without a partner within tau costs 1 on each side), so a threshold accepts only pairs overlapping
+    enough to be unambiguous. None: never (every pair runs the schedule); without correspondence
+    starts there is nothing to accept and the rule is skipped.
 
-    The default 0.8 is a placeholder from a small probe on choosing pairs only
-    (``tools/houv_accept_probe.py 10``: the first 10 pairs of :mod:`fe_fast.datasets.range_scans`,
-    seed 0, 1024 points): the refined true pose scored 0.56-0.74 at overlaps 0.72-0.87 and 1.07 at
-    0.62, the refined half-turn flips that stayed flips 1.35-1.93; so 0.8 accepts well-overlapping
-    pairs and no flip seen there, and lower-overlap pairs go on to the schedule."""
+    The default 1.0 was chosen on the 64 choosing pairs of
+    :mod:`fe_fast.datasets.registration_sets` only (``tools/houv_default_choose.py``; see
+    bench/results/houv.md, "Default recipe"): right fast answers scored 0.56-1.44 and wrong ones
+    1.41-1.87; every threshold from 0.9 to 1.3 gave the same recall (1.00), and 1.0 keeps a margin of
+    0.41 below the best-scoring wrong answer."""
 
-    score: Optional[float] = 0.8
+    score: Optional[float] = 1.0
 
     def __post_init__(self):
         _positive(self, "score", none_ok=True, zero_ok=True)

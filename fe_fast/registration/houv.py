@@ -60,6 +60,7 @@ eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 import warnings
@@ -1184,15 +1185,17 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
         results: List[Optional[RegistrationResult]] = [None] * B
         accept_scores = [None] * B
         if acc.score is not None and st.correspondence:
-            for b in range(B):
+            for b in range(B):  # the correspondence starts refined as they are (no flips): the fast path
                 ta = time.perf_counter()
-                T, info = sel.best_of_flips(Ps[b], Qs[b], corr[b], iters=sl.flip_iters, extra_axes=sl.extra_axes,
-                                            viewpoints=vps[b])
+                C = sel.refine_local(Ps[b], Qs[b], torch.as_tensor(corr[b]), iters=sl.flip_iters)
+                scores = sel.selection_score(Ps[b], Qs[b], C, viewpoints=vps[b]).score
+                i = int(torch.argmin(scores))
                 stage_s[b]["accept"] = time.perf_counter() - ta
-                if info["score"] <= acc.score:
-                    results[b] = _pose_result(Ps[b], Qs[b], T, config.objective.alpha, config.objective.beta,
+                accept_scores[b] = float(scores[i])
+                if accept_scores[b] <= acc.score:
+                    info = {"label": f"correspondence start {i}", "score": accept_scores[b]}
+                    results[b] = _pose_result(Ps[b], Qs[b], C[i], config.objective.alpha, config.objective.beta,
                                               {"select": "flips", "accepted": True, "flip": info})
-                accept_scores[b] = info["score"]
         todo = [b for b in range(B) if results[b] is None]
         if todo:
             both = []
@@ -1211,6 +1214,13 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                     tf = time.perf_counter()
                     r = sel.refine_with_flips(Ps[b], Qs[b], r, hypotheses=sl.hypotheses, iters=sl.flip_iters,
                                               extra_axes=sl.extra_axes, viewpoints=vps[b])
+                    if corr[b] is not None:  # the correspondence starts' own flips compete with HOUV's groups
+                        T, info = sel.best_of_flips(Ps[b], Qs[b], corr[b], iters=sl.flip_iters,
+                                                    extra_axes=sl.extra_axes, viewpoints=vps[b])
+                        if info["score"] < r.extra["flip"]["score"]:
+                            info["label"] = f"correspondence start {info.pop('hypothesis')}: {info['label']}"
+                            r = dataclasses.replace(r, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone())
+                            r.extra = {**r.extra, "flip": info}
                     stage_s[b]["flips"] = time.perf_counter() - tf
                 results[b] = r
     seconds = time.perf_counter() - t0
