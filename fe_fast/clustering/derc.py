@@ -45,6 +45,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .augment import random_affine
+from .auto import AUTO_PARAMS, resolve
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
 from .consensus import consensus_responsibilities
 from .metrics import clustering_accuracy, nmi
@@ -53,6 +54,7 @@ from .triplets import probabilistic_triplet_loss, sample_triplets
 __all__ = ["DERC", "DAE", "prepare_images", "reduce_tsne", "reduce_umap"]
 
 REDUCERS = ("tsne", "umap", "none")
+COVARIANCE_TYPES = ("full", "diag", "spherical")
 
 
 def prepare_images(X, name: str = "X") -> np.ndarray:
@@ -265,21 +267,21 @@ class DERC(ClusterMixin, BaseEstimator):
         self,
         n_clusters: int = 8,
         *,
-        latent_dim: int = 128,
+        latent_dim="auto",
         alpha: float = 0.1,
         margin: float = 0.5,
-        stage1_epochs: int = 100,
-        stage2_rounds: int = 5,
+        stage1_epochs="auto",
+        stage2_rounds="auto",
         stage2_tol: float = 0.0,
-        round_consensus: bool = False,
+        round_consensus="auto",
         triplets_per_round: Optional[int] = None,
-        reducer: str = "tsne",
+        reducer: str = "auto",
         clusterer: str = "gmm",
-        n_maps: int = 1,
-        n_autoencoders: int = 1,
+        n_maps="auto",
+        n_autoencoders="auto",
         random_state=0,
         device=None,
-        batch_size: int = 64,
+        batch_size="auto",
         lr: float = 1e-3,
         betas=(0.9, 0.99),
         patience: int = 3,
@@ -292,8 +294,12 @@ class DERC(ClusterMixin, BaseEstimator):
         channels=ENCODER_CHANNELS,
         normalize_codes: bool = True,
         negative_weight: str = "complement",
-        augment_shift: float = 0.0,
-        augment_rotation: float = 0.0,
+        augment_shift="auto",
+        augment_rotation="auto",
+        n_neighbors="auto",
+        covariance_type: str = "auto",
+        validation_fraction="auto",
+        map_pixels="auto",
         verbose: int = 0,
         seed=_DEPRECATED,
         progress=_DEPRECATED,
@@ -328,6 +334,10 @@ class DERC(ClusterMixin, BaseEstimator):
         self.negative_weight = negative_weight
         self.augment_shift = augment_shift
         self.augment_rotation = augment_rotation
+        self.n_neighbors = n_neighbors
+        self.covariance_type = covariance_type
+        self.validation_fraction = validation_fraction
+        self.map_pixels = map_pixels
         self.verbose = verbose
         self.seed = seed
         self.progress = progress
@@ -413,6 +423,19 @@ class DERC(ClusterMixin, BaseEstimator):
                 "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
                 f"[0, 180] degrees, got {self.augment_shift} and {self.augment_rotation}"
             )
+        nn_ = self.n_neighbors
+        if isinstance(nn_, bool) or not isinstance(nn_, (int, np.integer)) or nn_ < 2:
+            raise ValueError(f"n_neighbors must be an integer >= 2, got {nn_!r}")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES} or 'auto', got {self.covariance_type!r}")
+        vf = self.validation_fraction
+        if isinstance(vf, bool) or not isinstance(vf, (int, float, np.floating)) or not 0 <= vf < 0.5:
+            raise ValueError(f"validation_fraction must be a fraction in [0, 0.5), got {vf!r}")
+        if not isinstance(self.map_pixels, (bool, np.bool_)):
+            raise ValueError(f"map_pixels must be a bool or 'auto', got {self.map_pixels!r}")
+        if self.map_pixels and self.reducer == "none":
+            raise ValueError("map_pixels=True concatenates a map of the pixels with the map of the codes: it needs "
+                             "reducer 'tsne' or 'umap' (got 'none')")
         try:
             chans = tuple(int(c) for c in self.channels)
         except TypeError:
@@ -460,7 +483,7 @@ class DERC(ClusterMixin, BaseEstimator):
             if self.reducer == "tsne":
                 return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
             if self.reducer == "umap":
-                return reduce_umap(Z, seed=seed)
+                return reduce_umap(Z, seed=seed, n_neighbors=self.n_neighbors)
             return Z
 
     def _consensus(self, probas) -> np.ndarray:
@@ -472,13 +495,30 @@ class DERC(ClusterMixin, BaseEstimator):
         maps (seeds ``seed``, ``seed + 1``, ...; :mod:`.consensus`). Returns (first map, labels,
         responsibilities)."""
         seed = self._run_seed if seed is None else seed
-        R = self._reduce(Z, seed=seed)
+        R = self._with_pixel_map(self._reduce(Z, seed=seed), seed)
         labels, proba = self._cluster(R)
         if self.n_maps > 1:
-            probas = [proba] + [self._cluster(self._reduce(Z, seed=seed + m))[1] for m in range(1, self.n_maps)]
+            probas = [proba] + [self._cluster(self._with_pixel_map(self._reduce(Z, seed=seed + m), seed + m))[1]
+                                for m in range(1, self.n_maps)]
             proba = self._consensus(probas)
             labels = proba.argmax(1)
         return R, labels, proba
+
+    def _with_pixel_map(self, R: np.ndarray, seed: int) -> np.ndarray:
+        """``map_pixels``: the map ``R`` of the codes next to a map of the pixels made with the same
+        seed (computed once per seed and fit: the pixels do not change), each standardised, so the
+        mixture sees ``[UMAP(pixels) | UMAP(codes)]``."""
+        if not self.map_pixels:
+            return R
+        cache = self.__dict__.setdefault("_pixel_maps", {})
+        if seed not in cache:
+            cache[seed] = self._reduce(self._pixels, seed=seed)
+        P = cache[seed]
+
+        def std(A):
+            return (A - A.mean(0)) / (A.std(0).mean() + 1e-12)
+
+        return np.hstack([std(P), std(R)])
 
     def _cluster(self, R: np.ndarray):
         """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
@@ -490,7 +530,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
                 gmm = GaussianMixture(
                     n_components=self.n_clusters,
-                    covariance_type="full",
+                    covariance_type=self.covariance_type,
                     n_init=self.gmm_n_init,
                     reg_covar=1e-4,
                     random_state=self._run_seed,
@@ -576,19 +616,51 @@ class DERC(ClusterMixin, BaseEstimator):
                     raise ValueError("init_from was fitted on images of another shape")
                 self.model_.load_state_dict(init_from.model_.state_dict())
                 return opt, gen, list(init_from.history_["stage1_loss"]), 0, time.perf_counter() - t0
-            losses, best, stale = [], math.inf, 0
+            Xtrain, Xval = self._held_out_split(Xt, seed)
+            bs = min(self.batch_size, Xtrain.shape[0])
+            losses, best, stale, best_state = [], math.inf, 0, None
+            self._val_losses = []
             bar = tqdm(range(self.stage1_epochs), desc=desc, disable=not self._verbose)
             for _ in bar:
-                total = self._reconstruction_epoch(Xt, opt, gen, bs)
+                total = self._reconstruction_epoch(Xtrain, opt, gen, bs)
                 losses.append(total)
-                bar.set_postfix(loss=f"{total:.4f}")
-                if total < best * (1.0 - self.tol):
-                    best, stale = total, 0
+                watched = total if Xval is None else self._held_out_loss(Xval)
+                if Xval is not None:
+                    self._val_losses.append(watched)
+                bar.set_postfix(loss=f"{total:.4f}", **({} if Xval is None else {"held_out": f"{watched:.4f}"}))
+                if watched < best * (1.0 - self.tol):
+                    best, stale = watched, 0
+                    if Xval is not None:
+                        best_state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
                 else:
                     stale += 1
                     if stale >= self.patience:
                         break
+            if best_state is not None:  # the weights of the best held-out epoch
+                self.model_.load_state_dict(best_state)
         return opt, gen, losses, len(losses), time.perf_counter() - t0
+
+    def _held_out_split(self, Xt: torch.Tensor, seed: int):
+        """``(training images, held-out images or None)``: ``validation_fraction`` of the images
+        (drawn with ``seed``), at least one, are kept out of stage-1 training and watched by its
+        early stop."""
+        n = Xt.shape[0]
+        n_val = int(round(self.validation_fraction * n))
+        if self.validation_fraction <= 0 or n_val < 1 or n - n_val < 2:
+            return Xt, None
+        perm = np.random.default_rng(seed + 7919).permutation(n)
+        return Xt[torch.from_numpy(np.sort(perm[n_val:]))], Xt[torch.from_numpy(np.sort(perm[:n_val]))]
+
+    def _held_out_loss(self, Xval: torch.Tensor) -> float:
+        """Mean reconstruction loss (eq. 4-8) of the clean held-out images."""
+        self.model_.eval()
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, Xval.shape[0], 1024):
+                xb = Xval[i : i + 1024].to(self._dev)
+                total += float(self._rec_loss(self.model_(xb)[1], xb)) * xb.shape[0]
+        self.model_.train()
+        return total / Xval.shape[0]
 
     def _first_or_next_clustering(self, state: _FitState, Z: np.ndarray):
         """Reduce and cluster the codes; the first clustering of a run with ``n_autoencoders`` > 1
@@ -639,6 +711,7 @@ class DERC(ClusterMixin, BaseEstimator):
         state.opt, state.gen, losses, epochs1, sec = self._stage1(
             state.Xt, self.random_state_, state.inits[0], "DERC stage 1 (autoencoder)")
         state.hist["stage1_loss"] = losses
+        state.hist["stage1_held_out_loss"] = self.__dict__.pop("_val_losses", [])
         state.hist["stage1_epochs"] = epochs1
         state.hist["stage1_seconds"] = seconds1 + sec
         if state.inits[0] is not None:
@@ -750,16 +823,32 @@ class DERC(ClusterMixin, BaseEstimator):
         """
         t0 = time.perf_counter()
         self._stage_seconds = {}
+        given = self.get_params(deep=False)
         try:
-            state = self._prepare(X, y, init_from)
+            with self._timed("prepare"):
+                Xn = prepare_images(X)
+                k = self.n_clusters
+                used = resolve(given, Xn.shape[0], Xn.shape[1:], k if isinstance(k, (int, np.integer)) else 1)
+            # the stages read the resolved values; the given ones (maybe "auto") are put back below,
+            # so get_params / clone see the parameters unchanged
+            for name in AUTO_PARAMS:
+                if name in used:
+                    setattr(self, name, used[name])
+            self._pixels = Xn.reshape(Xn.shape[0], -1)
+            state = self._prepare(Xn, y, init_from)
             self._fit_autoencoders(state)  # stage 1
             self._fit_rounds(state)  # stage 2
             self._final_clustering(state)
             state.hist["seconds"] = time.perf_counter() - t0
             self.history_ = state.hist
+            self.params_used_ = {name: used[name] for name in given if name not in ("seed", "progress")}
             self.stage_seconds_ = dict(self._stage_seconds, total=time.perf_counter() - t0)
         finally:
-            del self._stage_seconds
+            for name in AUTO_PARAMS:
+                if name in given:
+                    setattr(self, name, given[name])
+            for tmp in ("_stage_seconds", "_pixels", "_pixel_maps"):
+                self.__dict__.pop(tmp, None)
         return self
 
     def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:
