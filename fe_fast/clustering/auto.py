@@ -16,6 +16,8 @@ candidate, the kept and the rejected, is the protocol section of bench/results/d
   (``validation_fraction``). The bound gives about ``STAGE1_STEPS`` Adam steps whatever N (small
   sets need many epochs: 30 epochs of 100 images are 60 steps and left the codes worse than the
   pixels), between 10 and 300 epochs.
+* ``patience``: a tenth of that bound, at least 3 epochs (the held-out loss of a few tens of
+  images is noisy: 3 epochs stopped 100 images after 6 epochs, far from trained).
 * ``batch_size``: 16 below 1,000 images (more steps for the same pixels seen), else 64.
 * ``validation_fraction``: 0.1 (at least ``MIN_HELD_OUT`` images, else no hold-out and the
   training-loss plateau of the thesis).
@@ -24,28 +26,24 @@ candidate, the kept and the rejected, is the protocol section of bench/results/d
 * ``latent_dim``: 128 (the thesis's ``d_z``); smaller codes did not help on the choosing sets.
 * ``reducer``: ``"umap"``; ``n_neighbors``: ``clip(round(m / 2), 5, 20)``: a neighbourhood inside
   one cluster of the expected size (UMAP's own default of 15 merges clusters of 10 images).
-* ``map_pixels``: True up to ``PIXEL_MAP_MAX_N`` images: each clustering also maps the pixels and
-  fits the mixture on the concatenated maps ``[UMAP(pixels) | UMAP(codes)]`` (small sets: the
-  codes of a few hundred images are not yet better than the pixels alone; together they are).
 * ``covariance_type``: ``"full"`` when every component has at least ``FULL_COV_PER_PARAM`` images
-  per free parameter of a full covariance in the map's dimension, ``"diag"`` otherwise.
+  per free parameter of a full covariance in the dimension of the clustered space (2 for a map), ``"diag"`` otherwise.
 * ``n_maps``: 3 below 1,000 images, else 5 (the consensus of maps of the full sets);
   ``n_autoencoders``: 1 below 1,000 images (time), else 3; ``stage2_rounds``: 2 below 1,000
-  images, else 3; ``round_consensus``: True.
+  images, else 3; ``round_consensus``: True. The consensus options stay off where the explicit
+  parameters exclude them (``clusterer="dbscan"``; ``n_maps`` 1 with ``reducer="none"``).
 """
 from __future__ import annotations
 
 import math
 from typing import Mapping, Sequence
 
-__all__ = ["AUTO", "AUTO_PARAMS", "resolve", "STAGE1_STEPS", "PIXEL_MAP_MAX_N", "FULL_COV_PER_PARAM",
+__all__ = ["AUTO", "AUTO_PARAMS", "resolve", "STAGE1_STEPS", "FULL_COV_PER_PARAM",
            "MIN_HELD_OUT", "SMALL_N"]
 
 AUTO = "auto"
 #: Adam steps stage 1 may take (the bound on ``stage1_epochs``; early stopping usually ends sooner)
-STAGE1_STEPS = 3000
-#: largest N whose clusterings also map the pixels (``map_pixels="auto"``)
-PIXEL_MAP_MAX_N = 5000
+STAGE1_STEPS = 1500
 #: images per free parameter of a full covariance below which ``covariance_type`` is ``"diag"``
 FULL_COV_PER_PARAM = 1.0
 #: fewest held-out images for the held-out early stop
@@ -57,7 +55,7 @@ SMALL_N = 1000
 AUTO_PARAMS = (
     "latent_dim", "stage1_epochs", "stage2_rounds", "round_consensus", "reducer", "n_maps",
     "n_autoencoders", "batch_size", "augment_shift", "augment_rotation", "n_neighbors",
-    "covariance_type", "validation_fraction", "map_pixels",
+    "covariance_type", "validation_fraction", "patience",
 )
 
 
@@ -94,22 +92,25 @@ def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clust
     bs = bs if isinstance(bs, int) and bs > 0 else 64
     steps_per_epoch = max(1, math.ceil(0.9 * n / min(bs, n)))
     rule("stage1_epochs", int(min(300, max(10, math.ceil(STAGE1_STEPS / steps_per_epoch)))))
+    epochs = out.get("stage1_epochs")
+    rule("patience", max(3, epochs // 10) if isinstance(epochs, int) else 3)
     rule("validation_fraction", 0.1 if n * 0.1 >= MIN_HELD_OUT else 0.0)
     rule("augment_shift", 0.1)
     rule("augment_rotation", 10.0)
     rule("latent_dim", 128)
     rule("reducer", "umap")
     rule("n_neighbors", int(min(20, max(5, round(per_cluster / 2)))))
-    rule("map_pixels", n <= PIXEL_MAP_MAX_N and out.get("reducer") != "none")
-    # the space the mixture is fitted in: a 2-D map (4-D with the pixel map), or the codes
+    # the space the mixture is fitted in: a 2-D map, or the codes
     if out.get("reducer") == "none":
         dim = out.get("latent_dim", 128) if isinstance(out.get("latent_dim"), int) else 128
     else:
-        dim = 4 if out.get("map_pixels") is True else 2
+        dim = 2
     full_params = dim * (dim + 1) / 2
     rule("covariance_type", "full" if per_cluster >= FULL_COV_PER_PARAM * full_params else "diag")
-    rule("n_maps", 3 if small else 5)
-    rule("n_autoencoders", 1 if small else 3)
+    # the consensus options need mixtures (and several maps need a map); they stay off otherwise
+    gmm = out.get("clusterer", "gmm") == "gmm"
+    rule("n_maps", (3 if small else 5) if gmm and out.get("reducer") != "none" else 1)
+    rule("n_autoencoders", (1 if small else 3) if gmm else 1)
     rule("stage2_rounds", 2 if small else 3)
-    rule("round_consensus", True)
+    rule("round_consensus", gmm)
     return out

@@ -284,7 +284,7 @@ class DERC(ClusterMixin, BaseEstimator):
         batch_size="auto",
         lr: float = 1e-3,
         betas=(0.9, 0.99),
-        patience: int = 3,
+        patience="auto",
         tol: float = 1e-3,
         perplexity: float = 30.0,
         tsne_n_jobs: int = 1,
@@ -299,7 +299,6 @@ class DERC(ClusterMixin, BaseEstimator):
         n_neighbors="auto",
         covariance_type: str = "auto",
         validation_fraction="auto",
-        map_pixels="auto",
         verbose: int = 0,
         seed=_DEPRECATED,
         progress=_DEPRECATED,
@@ -337,7 +336,6 @@ class DERC(ClusterMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.covariance_type = covariance_type
         self.validation_fraction = validation_fraction
-        self.map_pixels = map_pixels
         self.verbose = verbose
         self.seed = seed
         self.progress = progress
@@ -423,6 +421,8 @@ class DERC(ClusterMixin, BaseEstimator):
                 "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
                 f"[0, 180] degrees, got {self.augment_shift} and {self.augment_rotation}"
             )
+        if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)) or self.patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
         nn_ = self.n_neighbors
         if isinstance(nn_, bool) or not isinstance(nn_, (int, np.integer)) or nn_ < 2:
             raise ValueError(f"n_neighbors must be an integer >= 2, got {nn_!r}")
@@ -431,11 +431,6 @@ class DERC(ClusterMixin, BaseEstimator):
         vf = self.validation_fraction
         if isinstance(vf, bool) or not isinstance(vf, (int, float, np.floating)) or not 0 <= vf < 0.5:
             raise ValueError(f"validation_fraction must be a fraction in [0, 0.5), got {vf!r}")
-        if not isinstance(self.map_pixels, (bool, np.bool_)):
-            raise ValueError(f"map_pixels must be a bool or 'auto', got {self.map_pixels!r}")
-        if self.map_pixels and self.reducer == "none":
-            raise ValueError("map_pixels=True concatenates a map of the pixels with the map of the codes: it needs "
-                             "reducer 'tsne' or 'umap' (got 'none')")
         try:
             chans = tuple(int(c) for c in self.channels)
         except TypeError:
@@ -495,30 +490,13 @@ class DERC(ClusterMixin, BaseEstimator):
         maps (seeds ``seed``, ``seed + 1``, ...; :mod:`.consensus`). Returns (first map, labels,
         responsibilities)."""
         seed = self._run_seed if seed is None else seed
-        R = self._with_pixel_map(self._reduce(Z, seed=seed), seed)
+        R = self._reduce(Z, seed=seed)
         labels, proba = self._cluster(R)
         if self.n_maps > 1:
-            probas = [proba] + [self._cluster(self._with_pixel_map(self._reduce(Z, seed=seed + m), seed + m))[1]
-                                for m in range(1, self.n_maps)]
+            probas = [proba] + [self._cluster(self._reduce(Z, seed=seed + m))[1] for m in range(1, self.n_maps)]
             proba = self._consensus(probas)
             labels = proba.argmax(1)
         return R, labels, proba
-
-    def _with_pixel_map(self, R: np.ndarray, seed: int) -> np.ndarray:
-        """``map_pixels``: the map ``R`` of the codes next to a map of the pixels made with the same
-        seed (computed once per seed and fit: the pixels do not change), each standardised, so the
-        mixture sees ``[UMAP(pixels) | UMAP(codes)]``."""
-        if not self.map_pixels:
-            return R
-        cache = self.__dict__.setdefault("_pixel_maps", {})
-        if seed not in cache:
-            cache[seed] = self._reduce(self._pixels, seed=seed)
-        P = cache[seed]
-
-        def std(A):
-            return (A - A.mean(0)) / (A.std(0).mean() + 1e-12)
-
-        return np.hstack([std(P), std(R)])
 
     def _cluster(self, R: np.ndarray):
         """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
@@ -834,7 +812,6 @@ class DERC(ClusterMixin, BaseEstimator):
             for name in AUTO_PARAMS:
                 if name in used:
                     setattr(self, name, used[name])
-            self._pixels = Xn.reshape(Xn.shape[0], -1)
             state = self._prepare(Xn, y, init_from)
             self._fit_autoencoders(state)  # stage 1
             self._fit_rounds(state)  # stage 2
@@ -847,8 +824,7 @@ class DERC(ClusterMixin, BaseEstimator):
             for name in AUTO_PARAMS:
                 if name in given:
                     setattr(self, name, given[name])
-            for tmp in ("_stage_seconds", "_pixels", "_pixel_maps"):
-                self.__dict__.pop(tmp, None)
+            self.__dict__.pop("_stage_seconds", None)
         return self
 
     def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:

@@ -6,7 +6,7 @@ mixture) plus the documented choices the text leaves open (batch 64, margin 0.5,
 docs/clustering.md). It is frozen (a test compares it with a literal copy): every parameter a
 data-dependent default (``"auto"``, :mod:`.auto`) could change is given explicitly, so
 ``--preset thesis`` runs algorithm 4.1 whatever DERC's defaults are. The options of ours it fixes
-are off (no jitter, no pixel map, one map, one autoencoder, the training-loss plateau as the
+are off (no jitter, one map, one autoencoder, the training-loss plateau as the
 stage-1 stop); ``n_neighbors=20`` is the UMAP neighbourhood the ``reducer="umap"`` recipe of
 bench/results/derc.md was measured with (t-SNE ignores it). No preset: DERC's ``"auto"`` defaults.
 """
@@ -23,7 +23,7 @@ PRESETS = {
         n_autoencoders=1, batch_size=64, lr=1e-3, betas=(0.9, 0.99), patience=3, tol=1e-3,
         perplexity=30.0, gmm_n_init=3, channels=(2, 16, 32, 128, 256, 32), normalize_codes=True,
         negative_weight="complement", augment_shift=0.0, augment_rotation=0.0, n_neighbors=20,
-        covariance_type="full", validation_fraction=0.0, map_pixels=False,
+        covariance_type="full", validation_fraction=0.0,
     ),
 }
 
