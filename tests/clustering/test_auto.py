@@ -58,6 +58,9 @@ def test_large_set_rules():
     # neighbourhood grows with the cluster size, within [5, 20]
     nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 200, 400, 2000)]
     assert nn == [5, 5, 10, 20, 20]
+    # between SMALL_N and ENSEMBLE_N: batches of 64, but one autoencoder and 3 maps
+    mid = auto.resolve(_defaults(), 1797, (1, 8, 8), 10)
+    assert (mid["batch_size"], mid["n_autoencoders"], mid["n_maps"], mid["stage2_rounds"]) == (64, 1, 3, 2)
     # no hold-out below MIN_HELD_OUT held-out images
     assert auto.resolve(_defaults(), 50, (1, 8, 8), 5)["validation_fraction"] == 0.0
 
