@@ -24,10 +24,12 @@ candidate, the kept and the rejected, is the protocol section of bench/results/d
 * ``augment_shift`` / ``augment_rotation``: 0.1 of the side and 10 degrees (the jitter measured on
   USPS/MNIST; it is what lets a small set train for many epochs without memorising it).
 * ``latent_dim``: 128 (the thesis's ``d_z``); smaller codes did not help on the choosing sets.
-* ``reducer``: ``"umap"``; ``n_neighbors``: ``clip(round(m / 2), 5, 20)``: a neighbourhood inside
-  one cluster of the expected size (UMAP's own default of 15 merges clusters of 10 images).
-* ``covariance_type``: ``"full"`` when every component has at least ``FULL_COV_PER_PARAM`` images
-  per free parameter of a full covariance in the dimension of the clustered space (2 for a map), ``"diag"`` otherwise.
+* ``reducer``: ``"umap"``; ``n_neighbors``: ``clip(round(m / 4), 5, 20)``: a neighbourhood well
+  inside one cluster of the expected size (at 40 per cluster 10 neighbours beat 20 on all three
+  runs; the full sets' recipe used 20).
+* ``covariance_type``: ``"full"`` when the clusters have at least ``FULL_COV_PER_PARAM`` images
+  per free parameter of a full covariance in the clustered space (100 per cluster for a 2-D map),
+  ``"diag"`` otherwise (diagonal beat full on 3 of 3 runs at 40 per cluster).
 * ``n_maps``, ``n_autoencoders``, ``stage2_rounds``: from ``ENSEMBLE_N`` = 5,000 images on, the
   recipe that met the thesis's numbers on the full sets (5 maps, 3 autoencoders, 3 rounds); below,
   3 maps, 1 autoencoder (a third of stage 1's time) and 2 rounds, measured on 100-400 images.
@@ -45,8 +47,9 @@ __all__ = ["AUTO", "AUTO_PARAMS", "resolve", "STAGE1_STEPS", "FULL_COV_PER_PARAM
 AUTO = "auto"
 #: Adam steps stage 1 may take (the bound on ``stage1_epochs``; early stopping usually ends sooner)
 STAGE1_STEPS = 1500
-#: images per free parameter of a full covariance below which ``covariance_type`` is ``"diag"``
-FULL_COV_PER_PARAM = 1.0
+#: images per cluster and free parameter of a full covariance below which ``covariance_type`` is
+#: ``"diag"``: in a 2-D map (3 parameters) a full covariance from 100 images per cluster on
+FULL_COV_PER_PARAM = 100 / 3
 #: fewest held-out images for the held-out early stop
 MIN_HELD_OUT = 10
 #: below this many images Adam steps on batches of 16 (else 64)
@@ -104,12 +107,12 @@ def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clust
     rule("augment_rotation", 10.0)
     rule("latent_dim", 128)
     rule("reducer", "umap")
-    rule("n_neighbors", int(min(20, max(5, round(per_cluster / 2)))))
-    # the space the mixture is fitted in: a 2-D map, or the codes
+    rule("n_neighbors", int(min(20, max(5, round(per_cluster / 4)))))
+    # the space the mixture is fitted in: a 2-D map (3 free parameters per full covariance), or the
+    # codes (latent_dim (latent_dim + 1) / 2)
+    dim = 2
     if out.get("reducer") == "none":
         dim = out.get("latent_dim", 128) if isinstance(out.get("latent_dim"), int) else 128
-    else:
-        dim = 2
     full_params = dim * (dim + 1) / 2
     rule("covariance_type", "full" if per_cluster >= FULL_COV_PER_PARAM * full_params else "diag")
     # the consensus options need mixtures (and several maps need a map); they stay off otherwise

@@ -36,14 +36,15 @@ def test_small_set_rules():
     assert used["stage1_epochs"] == min(300, int(np.ceil(auto.STAGE1_STEPS / steps)))
     assert used["validation_fraction"] == 0.1
     assert used["patience"] == max(3, used["stage1_epochs"] // 10) == 8  # 89 epochs at most
-    assert used["n_neighbors"] == 5  # round(10 / 2)
+    assert used["n_neighbors"] == 5  # round(10 / 4) -> at least 5
     assert used["reducer"] == "umap"
     assert used["n_maps"] == 3 and used["n_autoencoders"] == 1 and used["stage2_rounds"] == 2
     assert used["round_consensus"] is True
     assert used["augment_shift"] == 0.1 and used["augment_rotation"] == 10.0
-    # 10 images per cluster in a 2-D map: a full covariance has 3 free parameters per component
-    assert used["covariance_type"] == "full"
-    assert auto.resolve(_defaults(), 300, (1, 28, 28), 150)["covariance_type"] == "diag"
+    # 10 images per cluster in a 2-D map: diagonal; full from 100 per cluster
+    assert used["covariance_type"] == "diag"
+    assert auto.resolve(_defaults(), 1000, (1, 28, 28), 10)["covariance_type"] == "full"
+    assert auto.resolve(_defaults(), 990, (1, 28, 28), 10)["covariance_type"] == "diag"
     # the codes themselves (reducer "none", 128-D): 8,256 parameters per full covariance
     assert auto.resolve(dict(_defaults(), reducer="none"), 5000, (1, 28, 28), 10)["covariance_type"] == "diag"
 
@@ -56,8 +57,8 @@ def test_large_set_rules():
     assert used["n_maps"] == 5 and used["n_autoencoders"] == 3 and used["stage2_rounds"] == 3
     assert used["covariance_type"] == "full"
     # neighbourhood grows with the cluster size, within [5, 20]
-    nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 200, 400, 2000)]
-    assert nn == [5, 5, 10, 20, 20]
+    nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 400, 600, 2000)]
+    assert nn == [5, 5, 10, 15, 20]
     # between SMALL_N and ENSEMBLE_N: batches of 64, but one autoencoder and 3 maps
     mid = auto.resolve(_defaults(), 1797, (1, 8, 8), 10)
     assert (mid["batch_size"], mid["n_autoencoders"], mid["n_maps"], mid["stage2_rounds"]) == (64, 1, 3, 2)
@@ -92,7 +93,7 @@ def test_default_fit_records_params_used_and_keeps_auto_params():
     used = m.params_used_
     assert m.get_params()["reducer"] == "auto" and m.get_params()["stage1_epochs"] == 3
     assert used["reducer"] == "umap" and used["stage1_epochs"] == 3 and used["patience"] == 3
-    assert used["batch_size"] == 16 and used["validation_fraction"] == 0.1 and used["n_neighbors"] == 17
+    assert used["batch_size"] == 16 and used["validation_fraction"] == 0.1 and used["n_neighbors"] == 8
     assert not [k for k, v in used.items() if isinstance(v, str) and v == "auto"]
     assert m.labels_.shape == (100,) and m.reduced_.shape == (100, 2)
     # the held-out early stop watched 10 held-out images, one loss per epoch
