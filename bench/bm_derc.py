@@ -9,7 +9,15 @@ sets, see ``fe_fast.datasets``). By hand, for example::
         --methods k-means DAE DERC --augment-shift 0.1 --augment-rotation 10 --reducer umap --n-maps 5 \\
         --n-autoencoders 3 --round-consensus
 
-For each dataset and seed, one stage-1 autoencoder training is shared by DAE, DERC-R and DERC
+``--default`` compares DERC with no option (its ``"auto"`` rules, fe_fast.clustering.auto) against
+k-means and spectral clustering (10-NN graph) on the pixels, on subsamples of USPS and MNIST-test
+(the sets the rules were chosen on), scikit-learn's digits and toy-face identities (validation),
+three seeds each (``FULL_DEFAULT_ARGS``; ``--full-sets`` adds the whole USPS and MNIST-test)::
+
+    OMP_NUM_THREADS=1 python bench/bm_derc.py --default --seeds 0 1 2
+
+The Table 4-3 rows below run on the thesis preset with the options given. For each dataset and
+seed, one stage-1 autoencoder training is shared by DAE, DERC-R and DERC
 (they differ only after stage 1, thesis section 4.4.2); each row's minutes include that shared
 stage-1 time. The mean and spread (min..max, std) over seeds go to ``bench/out/derc.md``, every run's
 record to ``bench/out/derc.json`` (``--out``).

@@ -10,7 +10,8 @@ triplet sampling, then train the autoencoder on ``L_p + alpha * L_c`` (eq. 4-10;
 the hinged eq. 4-7, see :mod:`.triplets`). The final labels come from one more
 embed / reduce / cluster pass.
 
-Options beyond the thesis (defaults keep the thesis's algorithm): ``reducer="umap"`` maps with UMAP
+Options beyond the thesis (the preset ``"thesis"`` turns them off; DERC's ``"auto"`` defaults
+use several of them, see :mod:`.auto`): ``reducer="umap"`` maps with UMAP
 instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``s``,
 ``s + 1``, ... for the run's seed ``s = random_state``) and combines their mixtures
 (:mod:`.consensus`), so that one map's merge of two close classes does not decide the clustering. ``n_autoencoders > 1`` trains several stage-1
@@ -185,37 +186,45 @@ class DERC(ClusterMixin, BaseEstimator):
 
     Parameters are stored unchanged by the constructor (``get_params`` / ``set_params`` /
     ``sklearn.base.clone`` work, and so does a :class:`sklearn.pipeline.Pipeline` ending in DERC);
-    they are checked by :meth:`fit`. The defaults are the thesis's settings
-    (:data:`fe_fast.clustering.presets.PRESETS` ``["thesis"]``).
+    they are checked by :meth:`fit`. Parameters whose good value depends on the data default to
+    ``"auto"``: :meth:`fit` resolves them from the number of images, their shape and K with
+    :func:`fe_fast.clustering.auto.resolve` (rules and how they were chosen in that module) and
+    records the values it ran with in ``params_used_``; ``get_params`` keeps ``"auto"``. The
+    thesis's settings are the preset :data:`fe_fast.clustering.presets.PRESETS` ``["thesis"]``.
+    Below, "auto" names the parameters that accept it.
 
     Parameters
     ----------
     n_clusters: K, number of mixture components (2 <= K <= n_samples; default 8 as in
         scikit-learn's k-means, always pass the number of classes you expect).
-    latent_dim: code size ``d_z`` (thesis default 128).
+    latent_dim: code size ``d_z`` (thesis 128; auto).
     alpha: weight of the triplet loss in eq. 4-10 (thesis default 0.1).
     margin: the margin of eq. 4-7 (distances between unit-length codes when ``normalize_codes``).
-    stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau).
-    stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only).
+    stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau; auto).
+    stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only; thesis 5;
+        auto).
     stage2_tol: label-free early stop of stage 2 (default 0 = always ``stage2_rounds`` rounds, the
         thesis). From the second round on, when the fraction of samples whose cluster changed
         since the previous round's clustering (cluster ids matched by the Hungarian assignment)
         is below ``stage2_tol``, stage 2 stops without training on it and that clustering is
         the final one. ``history_["rounds"][r]["changed"]`` records the fraction either way.
     round_consensus: final labels and ``proba_`` from the consensus (:mod:`.consensus`) of the
-        responsibilities of every clustering of the run, round 0 to the final one (default False:
+        responsibilities of every clustering of the run, round 0 to the final one (auto; False:
         the last clustering alone, the thesis). Costs one k-means on the stacked responsibilities;
         ``history_["final"]`` keeps the last clustering's own scores as ``acc_last``/``nmi_last``.
         Needs ``clusterer="gmm"``.
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
-        ``"none"`` (DERC-R: cluster the codes directly).
+        ``"none"`` (DERC-R: cluster the codes directly); auto.
+    n_neighbors: UMAP's neighbourhood size (auto; 20 in the full sets' recipe).
+    covariance_type: covariance of the mixture's components, ``"full"`` (eq. 4-4, the thesis),
+        ``"diag"`` or ``"spherical"`` (auto).
     clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
-    n_maps: maps per clustering (default 1, the thesis). With M > 1 every clustering fits the
+    n_maps: maps per clustering (thesis 1; auto). With M > 1 every clustering fits the
         mixture on M maps of the codes (seeds ``s .. s + M - 1`` for the run's seed ``s``) and
         combines them (:func:`.consensus.consensus_responsibilities`); needs a reducer and
         ``clusterer="gmm"``.
-    n_autoencoders: stage-1 autoencoders (default 1, the thesis). With A > 1, autoencoders
+    n_autoencoders: stage-1 autoencoders (thesis 1; auto). With A > 1, autoencoders
         ``m = 1 .. A-1`` (seeds ``s + 1000 m``) are trained as stage 1 trains the first, their
         codes are mapped and clustered (``n_maps`` maps each) and only the first clustering is the
         consensus of all A; stage 2 trains and the final labels use the first autoencoder (seed
@@ -228,9 +237,14 @@ class DERC(ClusterMixin, BaseEstimator):
         give the same labels (openTSNE's map depends on its thread count).
     device: torch device for the autoencoder (default: CUDA when available, else CPU).
     batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99). The
-        thesis gives no batch size; 64 is the size our USPS/MNIST measurements used.
-    patience, tol: stage-1 early stop: stop after ``patience`` epochs without a relative loss
-        improvement larger than ``tol``.
+        thesis gives no batch size; 64 is the size our USPS/MNIST measurements used (auto).
+    patience, tol: stage-1 early stop: stop after ``patience`` epochs (auto; thesis preset 3)
+        without a relative improvement larger than ``tol`` of the watched loss: the held-out
+        reconstruction loss when ``validation_fraction`` > 0 (the weights of the best held-out
+        epoch are kept), else the training loss (the thesis's plateau).
+    validation_fraction: share of the images held out of stage-1 training and watched by its
+        early stop (eq. 4-8 on the clean held-out images; auto; 0 = none, the thesis). Stage 2
+        and the clustering use every image.
     perplexity, tsne_n_jobs: t-SNE settings.
     gmm_n_init: restarts of the mixture's EM.
     dbscan_eps, dbscan_min_samples: DBSCAN settings (eps None: 2x the median distance to the
@@ -243,7 +257,7 @@ class DERC(ClusterMixin, BaseEstimator):
         codes from shrinking to a collapse).
     negative_weight: ``"complement"`` (default: ``1 - p_{n,k}`` weights the negative distance) or
         ``"printed"`` (eq. 4-7 as printed, ``p_{n,k}``); see :mod:`.triplets`.
-    augment_shift, augment_rotation: opt-in jitter, not in the thesis (default 0 = off): the
+    augment_shift, augment_rotation: jitter, not in the thesis (auto; 0 = off, the thesis): the
         encoder sees each training image shifted by up to ``augment_shift`` of its side and rotated
         by up to ``augment_rotation`` degrees, and the decoder reconstructs the clean image, in
         both stages (:mod:`.augment`). Codes and clustering always use the clean images.
@@ -251,7 +265,8 @@ class DERC(ClusterMixin, BaseEstimator):
     seed, progress: deprecated aliases of ``random_state`` and ``verbose`` (one release; a
         ``FutureWarning`` is raised by ``fit`` when they are set).
 
-    Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
+    Attributes after ``fit``: ``params_used_`` (every parameter as the fit ran it, ``"auto"``
+    resolved), ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
     ``reduced_`` (the space the final clustering ran in: (N, 2) t-SNE map, or the codes),
     ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``image_shape_``
     ((C, H, W)), ``n_features_in_`` (C*H*W), ``random_state_`` (the int seed the run used),
