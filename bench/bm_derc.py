@@ -9,7 +9,15 @@ sets, see ``fe_fast.datasets``). By hand, for example::
         --methods k-means DAE DERC --augment-shift 0.1 --augment-rotation 10 --reducer umap --n-maps 5 \\
         --n-autoencoders 3 --round-consensus
 
-For each dataset and seed, one stage-1 autoencoder training is shared by DAE, DERC-R and DERC
+``--default`` compares DERC with no option (its ``"auto"`` rules, fe_fast.clustering.auto) against
+k-means and spectral clustering (10-NN graph) on the pixels, on subsamples of USPS and MNIST-test
+(the sets the rules were chosen on), scikit-learn's digits and toy-face identities (validation),
+three seeds each (``FULL_DEFAULT_ARGS``; ``--full-sets`` adds the whole USPS and MNIST-test)::
+
+    OMP_NUM_THREADS=1 python bench/bm_derc.py --default --seeds 0 1 2
+
+The Table 4-3 rows below run on the thesis preset with the options given. For each dataset and
+seed, one stage-1 autoencoder training is shared by DAE, DERC-R and DERC
 (they differ only after stage 1, thesis section 4.4.2); each row's minutes include that shared
 stage-1 time. The mean and spread (min..max, std) over seeds go to ``bench/out/derc.md``, every run's
 record to ``bench/out/derc.json`` (``--out``).
@@ -35,6 +43,7 @@ import benchutil  # noqa: E402
 
 from fe_fast.clustering import DAE, DERC, clustering_accuracy, nmi  # noqa: E402
 from fe_fast.clustering.derc import prepare_images  # noqa: E402
+from fe_fast.clustering.presets import PRESETS  # noqa: E402
 from fe_fast.datasets.images import load_clustering_data  # noqa: E402
 
 THESIS = {  # Table 4-3 (ACC, NMI)
@@ -63,7 +72,10 @@ def stage1(name, X, y, k, seed, common, args):
 def run_one(name, X, y, seed, args, log):
     k = int(np.unique(y).size)
     rows = {}
+    # Table 4-3 rows: the thesis preset (not DERC's data-dependent default), the options below on top
+    fixed = ("stage2_rounds", "stage2_tol", "round_consensus", "reducer", "n_maps", "n_autoencoders")
     common = dict(
+        {p: v for p, v in PRESETS["thesis"].items() if p not in fixed},
         stage1_epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha, margin=args.margin,
         triplets_per_round=args.triplets, random_state=seed, verbose=args.progress, tsne_n_jobs=args.tsne_jobs,
         patience=args.patience, augment_shift=args.augment_shift, augment_rotation=args.augment_rotation,
@@ -137,7 +149,17 @@ def main(argv=None):
     ap.add_argument("--n-autoencoders", type=int, default=1,
                     help="DERC row: stage-1 autoencoders whose clusterings vote in the first round (DERC n_autoencoders)")
     ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
+    ap.add_argument("--default", action="store_true",
+                    help="DERC's default (no options: the 'auto' rules) against k-means and spectral clustering on "
+                         "pixels on --sets; the other method options are ignored")
+    ap.add_argument("--sets", nargs="+", default=None,
+                    help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
+                         "seed); NAME: usps, mnist-test, digits, toyfaces (identities, 10 images each, seeds "
+                         f"{TOYFACE_SEED0}+seed; NAME-N only). Default: {' '.join(DEFAULT_SETS)}")
+    ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
+    if args.default:
+        return main_default(args, argv)
 
     import torch
 
@@ -197,6 +219,100 @@ def main(argv=None):
     return summary
 
 
+#: --default: the choosing sets (subsamples of MNIST-test and USPS) then the validation sets
+DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400"]
+#: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
+TOYFACE_SEED0 = 5000
+
+
+def load_set(spec: str, seed: int, data_dir=None):
+    """Images and labels of one --default set (see --sets) for one seed."""
+    name, _, count = spec.rpartition("-") if spec.rsplit("-", 1)[-1].isdigit() else (spec, "", "")
+    if name == "toyfaces":
+        from fe_fast.datasets.face_identities import identity_set
+
+        if not count:
+            raise ValueError("--sets: toyfaces needs a size, e.g. toyfaces-400 (40 identities x 10 images)")
+        return identity_set(int(count) // 10, 10, size=64, seed=TOYFACE_SEED0 + seed)
+    X, y = load_clustering_data(name, data_dir=data_dir)
+    if not count:
+        return X, y
+    classes = np.unique(y)
+    per = int(count) // classes.size
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(np.flatnonzero(y == c), per, replace=False) for c in classes])
+    return X[idx], y[idx]
+
+
+def main_default(args, argv=None):
+    """``--default``: DERC with no options against k-means and spectral clustering (10-NN graph) on
+    the pixels, every set of ``--sets`` and every seed; prints and writes the table (``--out``)."""
+    import torch
+    from sklearn.cluster import KMeans, SpectralClustering
+
+    sets = list(args.sets or DEFAULT_SETS) + (["usps", "mnist-test"] if args.full_sets else [])
+    out_json = Path(args.out) if args.out else benchutil.out_path("derc_default.json")
+    report = benchutil.Report("derc_default", "DERC's default against k-means and spectral clustering on pixels",
+                              "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)") + " "
+                              + benchutil.script_command(__file__, sys.argv[1:] if argv is None else argv))
+    cond = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "argv": sys.argv}
+    print("conditions:", json.dumps(cond), flush=True)
+    records, summary = [], {}
+    for spec in sets:
+        for seed in args.seeds:
+            X, y = load_set(spec, seed, args.data_dir)
+            k = int(np.unique(y).size)
+            Xf = prepare_images(X).reshape(len(X), -1)
+            runs = {
+                "k-means": lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(Xf),
+                "spectral": lambda: SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10,
+                                                       random_state=seed).fit_predict(Xf),
+            }
+            for method, fn in runs.items():
+                t = time.perf_counter()
+                pred = fn()
+                rec = {"set": spec, "n": len(X), "seed": seed, "method": method, "acc": clustering_accuracy(y, pred),
+                       "nmi": nmi(y, pred), "minutes": (time.perf_counter() - t) / 60}
+                records.append(rec)
+            t = time.perf_counter()
+            m = DERC(k, random_state=seed, verbose=args.progress).fit(X, y)
+            rec = {"set": spec, "n": len(X), "seed": seed, "method": "DERC default", "acc": clustering_accuracy(y, m.labels_),
+                   "nmi": nmi(y, m.labels_), "minutes": (time.perf_counter() - t) / 60,
+                   "stage_seconds": {s: round(v, 2) for s, v in m.stage_seconds_.items()},
+                   "params_used": {p: (list(v) if isinstance(v, tuple) else v) for p, v in m.params_used_.items()},
+                   "stage1_epochs_run": m.history_["stage1_epochs"], "loadavg": os.getloadavg()}
+            records.append(rec)
+            for r in records[-3:]:
+                summary.setdefault(spec, {}).setdefault(r["method"], []).append(r)
+                print(f"[{spec} seed {seed}, {len(X)} images, K={k}] {r['method']:12s} ACC {r['acc']:.4f}  "
+                      f"NMI {r['nmi']:.4f}  {r['minutes']:6.2f} min", flush=True)
+            print(f"    stage seconds {rec['stage_seconds']}  load {os.getloadavg()[0]:.2f}", flush=True)
+            out_json.parent.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps({"conditions": cond, "args": vars(args), "runs": records}, indent=1))
+    print("loadavg at end:", os.getloadavg())
+    report.add(f"Mean over seeds {args.seeds} (min..max); minutes per run. Spectral: scikit-learn "
+               "SpectralClustering(affinity='nearest_neighbors', n_neighbors=10) on pixels. `beats both`: the "
+               f"default's mean ACC and NMI above both baselines'. Every run's record: `{out_json.name}`.\n")
+    report.add("| set | images | method | ACC mean (min..max) | NMI mean (min..max) | minutes | beats both |")
+    report.add("| --- | --- | --- | --- | --- | --- | --- |")
+    table = {}
+    for spec, methods in summary.items():
+        means = {m: (np.mean([r["acc"] for r in rs]), np.mean([r["nmi"] for r in rs])) for m, rs in methods.items()}
+        ours = means.get("DERC default")
+        wins = ours is not None and all(ours[0] > v[0] and ours[1] > v[1] for m, v in means.items() if m != "DERC default")
+        table[spec] = {"means": means, "beats_both": wins}
+        for method, rs in methods.items():
+            a, b = np.array([r["acc"] for r in rs]), np.array([r["nmi"] for r in rs])
+            line = (f"| {spec} | {rs[0]['n']} | {method} | "
+                    f"{a.mean():.4f} ({a.min():.4f}..{a.max():.4f}) | {b.mean():.4f} ({b.min():.4f}..{b.max():.4f}) | "
+                    f"{np.mean([r['minutes'] for r in rs]):.2f} | {('yes' if wins else 'NO') if method == 'DERC default' else ''} |")
+            report.add(line)
+            print(line, flush=True)
+    report.write(out_json.with_suffix(".md"))
+    return table
+
+
 #: ``make bench`` quick: a pipeline run on the bundled digits (seconds per stage, numbers not comparable)
 QUICK_ARGS = ["--datasets", "digits", "--seeds", "0", "--epochs", "3", "--rounds", "1",
               "--methods", "k-means", "DAE", "DERC", "--tsne-jobs", "2"]
@@ -208,11 +324,20 @@ FULL_RUNS = [["--datasets", "usps", "--rounds", "4", *_BEST, "--out", "derc_usps
              ["--datasets", "mnist-test", "--rounds", "3", *_BEST, "--out", "derc_mnist.json"]]
 
 
+#: quick --default run: one small set, one seed (a pipeline check)
+QUICK_DEFAULT_ARGS = ["--default", "--sets", "digits-150", "--seeds", "0"]
+#: full --default run: every set of DEFAULT_SETS, three seeds
+FULL_DEFAULT_ARGS = ["--default", "--seeds", "0", "1", "2"]
+
+
 def test_derc():
     if not benchutil.full():
         summary = main(QUICK_ARGS)
         assert set(summary["digits"]) == {"k-means", "DAE", "DERC"}
+        table = main(QUICK_DEFAULT_ARGS + ["--out", str(benchutil.out_path("derc_default.json"))])
+        assert set(table["digits-150"]["means"]) == {"k-means", "spectral", "DERC default"}
         return
+    main(FULL_DEFAULT_ARGS + ["--out", str(benchutil.out_path("derc_default.json"))])
     for argv in FULL_RUNS:
         argv = argv[:-1] + [str(benchutil.out_path(argv[-1]))]
         main(argv)

@@ -6,7 +6,9 @@ scoring), an ``.npy`` / ``.npz`` / USPS ``.mat`` / MNIST idx file, or one of the
 ``../shared/data``). Folder images are resized to ``--size H W`` or, by default, to a size derived
 from the data (docs/clustering.md); unreadable files are skipped and named on stderr. Writes
 ``labels.npy``, ``embedding.npy``, ``metrics.json`` (when labels are known) and ``clusters.png``
-into ``--out``. The defaults are the thesis's settings (``--preset thesis``).
+into ``--out``. Without options DERC runs its default: the settings marked ``auto`` are chosen
+from the number of images, their size and ``--k`` (fe_fast.clustering.auto; the values used are in
+``--json``'s ``params_used``). ``--preset thesis`` runs the thesis's algorithm 4.1 as published.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def add_parser(sub):
     p.add_argument("--k", type=int, required=True, help="number of clusters K (>= 2)")
     p.add_argument("--preset", default=None,
                    help="named settings (fe_fast.clustering.presets) that the other options override: thesis "
-                        "(algorithm 4.1 as published; today's defaults are the same)")
+                        "(algorithm 4.1 as published; without a preset the defaults marked auto follow the data)")
     p.add_argument("--epochs", type=int, help="maximum stage-1 (autoencoder) epochs (default %(default)s)")
     p.add_argument("--rounds", type=int,
                    help="stage-2 triplet rounds (default %(default)s; 0 = autoencoder only)")
@@ -65,26 +67,25 @@ def add_parser(sub):
                         "previous round (default %(default)s = run all --rounds, the thesis)")
     p.add_argument("--round-consensus", action="store_const", const=True, default=None,
                    help="final labels from the consensus of every round's clustering, not the last one alone "
-                        "(off by default, the thesis)")
+                        "(default auto: on with the mixture clusterer; off in the thesis)")
     p.add_argument("--triplets", type=int, help="triplets per round (default: number of images)")
     p.add_argument("--reducer", choices=("tsne", "umap", "none"),
                    help="t-SNE (DERC), UMAP (not in the thesis) or none (DERC-R) (default %(default)s)")
     p.add_argument("--n-maps", type=int,
-                   help="maps combined per clustering (default %(default)s, the thesis; e.g. 5 with --reducer umap)")
+                   help="maps combined per clustering (default %(default)s; the thesis: 1)")
     p.add_argument("--n-autoencoders", type=int,
                    help="stage-1 autoencoders whose clusterings vote in the first clustering (default "
-                        "%(default)s, the thesis; 3 measured on USPS/MNIST, see bench/results/derc.md)")
+                        "%(default)s; the thesis: 1)")
     p.add_argument("--clusterer", choices=("gmm", "dbscan"), help="(default %(default)s)")
     p.add_argument("--alpha", type=float, help="triplet weight of eq. 4-10 (default %(default)s)")
     p.add_argument("--margin", type=float, help="margin of eq. 4-7 (default %(default)s)")
     p.add_argument("--batch-size", type=int, help="images per Adam step (default %(default)s)")
     p.add_argument("--augment-shift", type=float,
-                   help="opt-in jitter, not in the thesis: shift training images by up to this fraction of "
-                        "their side (default %(default)s = off; 0.1 measured on USPS/MNIST, see "
-                        "bench/results/derc.md)")
+                   help="jitter, not in the thesis: shift training images by up to this fraction of "
+                        "their side (default %(default)s; 0 = off, the thesis)")
     p.add_argument("--augment-rotation", type=float,
-                   help="opt-in jitter: rotate training images by up to this many degrees (default "
-                        "%(default)s = off)")
+                   help="jitter: rotate training images by up to this many degrees (default "
+                        "%(default)s; 0 = off)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="image folders: resize every image to H x W (centre-cropped to that aspect first); "
                         "default: keep one shared size, else the median size scaled to --max-side")

@@ -10,7 +10,8 @@ triplet sampling, then train the autoencoder on ``L_p + alpha * L_c`` (eq. 4-10;
 the hinged eq. 4-7, see :mod:`.triplets`). The final labels come from one more
 embed / reduce / cluster pass.
 
-Options beyond the thesis (defaults keep the thesis's algorithm): ``reducer="umap"`` maps with UMAP
+Options beyond the thesis (the preset ``"thesis"`` turns them off; DERC's ``"auto"`` defaults
+use several of them, see :mod:`.auto`): ``reducer="umap"`` maps with UMAP
 instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``s``,
 ``s + 1``, ... for the run's seed ``s = random_state``) and combines their mixtures
 (:mod:`.consensus`), so that one map's merge of two close classes does not decide the clustering. ``n_autoencoders > 1`` trains several stage-1
@@ -45,6 +46,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .augment import random_affine
+from .auto import AUTO_PARAMS, resolve
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
 from .consensus import consensus_responsibilities
 from .metrics import clustering_accuracy, nmi
@@ -53,6 +55,7 @@ from .triplets import probabilistic_triplet_loss, sample_triplets
 __all__ = ["DERC", "DAE", "prepare_images", "reduce_tsne", "reduce_umap"]
 
 REDUCERS = ("tsne", "umap", "none")
+COVARIANCE_TYPES = ("full", "diag", "spherical")
 
 
 def prepare_images(X, name: str = "X") -> np.ndarray:
@@ -183,37 +186,45 @@ class DERC(ClusterMixin, BaseEstimator):
 
     Parameters are stored unchanged by the constructor (``get_params`` / ``set_params`` /
     ``sklearn.base.clone`` work, and so does a :class:`sklearn.pipeline.Pipeline` ending in DERC);
-    they are checked by :meth:`fit`. The defaults are the thesis's settings
-    (:data:`fe_fast.clustering.presets.PRESETS` ``["thesis"]``).
+    they are checked by :meth:`fit`. Parameters whose good value depends on the data default to
+    ``"auto"``: :meth:`fit` resolves them from the number of images, their shape and K with
+    :func:`fe_fast.clustering.auto.resolve` (rules and how they were chosen in that module) and
+    records the values it ran with in ``params_used_``; ``get_params`` keeps ``"auto"``. The
+    thesis's settings are the preset :data:`fe_fast.clustering.presets.PRESETS` ``["thesis"]``.
+    Below, "auto" names the parameters that accept it.
 
     Parameters
     ----------
     n_clusters: K, number of mixture components (2 <= K <= n_samples; default 8 as in
         scikit-learn's k-means, always pass the number of classes you expect).
-    latent_dim: code size ``d_z`` (thesis default 128).
+    latent_dim: code size ``d_z`` (thesis 128; auto).
     alpha: weight of the triplet loss in eq. 4-10 (thesis default 0.1).
     margin: the margin of eq. 4-7 (distances between unit-length codes when ``normalize_codes``).
-    stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau).
-    stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only).
+    stage1_epochs: maximum epochs of stage 1 (thesis: 100, early stop on plateau; auto).
+    stage2_rounds: outer iterations ``iter`` of algorithm 4.1 (0 = DAE-like, stage 1 only; thesis 5;
+        auto).
     stage2_tol: label-free early stop of stage 2 (default 0 = always ``stage2_rounds`` rounds, the
         thesis). From the second round on, when the fraction of samples whose cluster changed
         since the previous round's clustering (cluster ids matched by the Hungarian assignment)
         is below ``stage2_tol``, stage 2 stops without training on it and that clustering is
         the final one. ``history_["rounds"][r]["changed"]`` records the fraction either way.
     round_consensus: final labels and ``proba_`` from the consensus (:mod:`.consensus`) of the
-        responsibilities of every clustering of the run, round 0 to the final one (default False:
+        responsibilities of every clustering of the run, round 0 to the final one (auto; False:
         the last clustering alone, the thesis). Costs one k-means on the stacked responsibilities;
         ``history_["final"]`` keeps the last clustering's own scores as ``acc_last``/``nmi_last``.
         Needs ``clusterer="gmm"``.
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
-        ``"none"`` (DERC-R: cluster the codes directly).
+        ``"none"`` (DERC-R: cluster the codes directly); auto.
+    n_neighbors: UMAP's neighbourhood size (auto; 20 in the full sets' recipe).
+    covariance_type: covariance of the mixture's components, ``"full"`` (eq. 4-4, the thesis),
+        ``"diag"`` or ``"spherical"`` (auto).
     clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.
-    n_maps: maps per clustering (default 1, the thesis). With M > 1 every clustering fits the
+    n_maps: maps per clustering (thesis 1; auto). With M > 1 every clustering fits the
         mixture on M maps of the codes (seeds ``s .. s + M - 1`` for the run's seed ``s``) and
         combines them (:func:`.consensus.consensus_responsibilities`); needs a reducer and
         ``clusterer="gmm"``.
-    n_autoencoders: stage-1 autoencoders (default 1, the thesis). With A > 1, autoencoders
+    n_autoencoders: stage-1 autoencoders (thesis 1; auto). With A > 1, autoencoders
         ``m = 1 .. A-1`` (seeds ``s + 1000 m``) are trained as stage 1 trains the first, their
         codes are mapped and clustered (``n_maps`` maps each) and only the first clustering is the
         consensus of all A; stage 2 trains and the final labels use the first autoencoder (seed
@@ -226,9 +237,14 @@ class DERC(ClusterMixin, BaseEstimator):
         give the same labels (openTSNE's map depends on its thread count).
     device: torch device for the autoencoder (default: CUDA when available, else CPU).
     batch_size, lr, betas: optimiser settings (Adam, thesis lr 1e-3, momentum 0.99). The
-        thesis gives no batch size; 64 is the size our USPS/MNIST measurements used.
-    patience, tol: stage-1 early stop: stop after ``patience`` epochs without a relative loss
-        improvement larger than ``tol``.
+        thesis gives no batch size; 64 is the size our USPS/MNIST measurements used (auto).
+    patience, tol: stage-1 early stop: stop after ``patience`` epochs (auto; thesis preset 3)
+        without a relative improvement larger than ``tol`` of the watched loss: the held-out
+        reconstruction loss when ``validation_fraction`` > 0 (the weights of the best held-out
+        epoch are kept), else the training loss (the thesis's plateau).
+    validation_fraction: share of the images held out of stage-1 training and watched by its
+        early stop (eq. 4-8 on the clean held-out images; auto; 0 = none, the thesis). Stage 2
+        and the clustering use every image.
     perplexity, tsne_n_jobs: t-SNE settings.
     gmm_n_init: restarts of the mixture's EM.
     dbscan_eps, dbscan_min_samples: DBSCAN settings (eps None: 2x the median distance to the
@@ -241,7 +257,7 @@ class DERC(ClusterMixin, BaseEstimator):
         codes from shrinking to a collapse).
     negative_weight: ``"complement"`` (default: ``1 - p_{n,k}`` weights the negative distance) or
         ``"printed"`` (eq. 4-7 as printed, ``p_{n,k}``); see :mod:`.triplets`.
-    augment_shift, augment_rotation: opt-in jitter, not in the thesis (default 0 = off): the
+    augment_shift, augment_rotation: jitter, not in the thesis (auto; 0 = off, the thesis): the
         encoder sees each training image shifted by up to ``augment_shift`` of its side and rotated
         by up to ``augment_rotation`` degrees, and the decoder reconstructs the clean image, in
         both stages (:mod:`.augment`). Codes and clustering always use the clean images.
@@ -249,7 +265,8 @@ class DERC(ClusterMixin, BaseEstimator):
     seed, progress: deprecated aliases of ``random_state`` and ``verbose`` (one release; a
         ``FutureWarning`` is raised by ``fit`` when they are set).
 
-    Attributes after ``fit``: ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
+    Attributes after ``fit``: ``params_used_`` (every parameter as the fit ran it, ``"auto"``
+    resolved), ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
     ``reduced_`` (the space the final clustering ran in: (N, 2) t-SNE map, or the codes),
     ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``image_shape_``
     ((C, H, W)), ``n_features_in_`` (C*H*W), ``random_state_`` (the int seed the run used),
@@ -265,24 +282,24 @@ class DERC(ClusterMixin, BaseEstimator):
         self,
         n_clusters: int = 8,
         *,
-        latent_dim: int = 128,
+        latent_dim="auto",
         alpha: float = 0.1,
         margin: float = 0.5,
-        stage1_epochs: int = 100,
-        stage2_rounds: int = 5,
+        stage1_epochs="auto",
+        stage2_rounds="auto",
         stage2_tol: float = 0.0,
-        round_consensus: bool = False,
+        round_consensus="auto",
         triplets_per_round: Optional[int] = None,
-        reducer: str = "tsne",
+        reducer: str = "auto",
         clusterer: str = "gmm",
-        n_maps: int = 1,
-        n_autoencoders: int = 1,
+        n_maps="auto",
+        n_autoencoders="auto",
         random_state=0,
         device=None,
-        batch_size: int = 64,
+        batch_size="auto",
         lr: float = 1e-3,
         betas=(0.9, 0.99),
-        patience: int = 3,
+        patience="auto",
         tol: float = 1e-3,
         perplexity: float = 30.0,
         tsne_n_jobs: int = 1,
@@ -292,8 +309,11 @@ class DERC(ClusterMixin, BaseEstimator):
         channels=ENCODER_CHANNELS,
         normalize_codes: bool = True,
         negative_weight: str = "complement",
-        augment_shift: float = 0.0,
-        augment_rotation: float = 0.0,
+        augment_shift="auto",
+        augment_rotation="auto",
+        n_neighbors="auto",
+        covariance_type: str = "auto",
+        validation_fraction="auto",
         verbose: int = 0,
         seed=_DEPRECATED,
         progress=_DEPRECATED,
@@ -328,6 +348,9 @@ class DERC(ClusterMixin, BaseEstimator):
         self.negative_weight = negative_weight
         self.augment_shift = augment_shift
         self.augment_rotation = augment_rotation
+        self.n_neighbors = n_neighbors
+        self.covariance_type = covariance_type
+        self.validation_fraction = validation_fraction
         self.verbose = verbose
         self.seed = seed
         self.progress = progress
@@ -413,6 +436,16 @@ class DERC(ClusterMixin, BaseEstimator):
                 "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
                 f"[0, 180] degrees, got {self.augment_shift} and {self.augment_rotation}"
             )
+        if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)) or self.patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        nn_ = self.n_neighbors
+        if isinstance(nn_, bool) or not isinstance(nn_, (int, np.integer)) or nn_ < 2:
+            raise ValueError(f"n_neighbors must be an integer >= 2, got {nn_!r}")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES} or 'auto', got {self.covariance_type!r}")
+        vf = self.validation_fraction
+        if isinstance(vf, bool) or not isinstance(vf, (int, float, np.floating)) or not 0 <= vf < 0.5:
+            raise ValueError(f"validation_fraction must be a fraction in [0, 0.5), got {vf!r}")
         try:
             chans = tuple(int(c) for c in self.channels)
         except TypeError:
@@ -460,7 +493,7 @@ class DERC(ClusterMixin, BaseEstimator):
             if self.reducer == "tsne":
                 return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
             if self.reducer == "umap":
-                return reduce_umap(Z, seed=seed)
+                return reduce_umap(Z, seed=seed, n_neighbors=self.n_neighbors)
             return Z
 
     def _consensus(self, probas) -> np.ndarray:
@@ -490,7 +523,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
                 gmm = GaussianMixture(
                     n_components=self.n_clusters,
-                    covariance_type="full",
+                    covariance_type=self.covariance_type,
                     n_init=self.gmm_n_init,
                     reg_covar=1e-4,
                     random_state=self._run_seed,
@@ -576,19 +609,51 @@ class DERC(ClusterMixin, BaseEstimator):
                     raise ValueError("init_from was fitted on images of another shape")
                 self.model_.load_state_dict(init_from.model_.state_dict())
                 return opt, gen, list(init_from.history_["stage1_loss"]), 0, time.perf_counter() - t0
-            losses, best, stale = [], math.inf, 0
+            Xtrain, Xval = self._held_out_split(Xt, seed)
+            bs = min(self.batch_size, Xtrain.shape[0])
+            losses, best, stale, best_state = [], math.inf, 0, None
+            self._val_losses = []
             bar = tqdm(range(self.stage1_epochs), desc=desc, disable=not self._verbose)
             for _ in bar:
-                total = self._reconstruction_epoch(Xt, opt, gen, bs)
+                total = self._reconstruction_epoch(Xtrain, opt, gen, bs)
                 losses.append(total)
-                bar.set_postfix(loss=f"{total:.4f}")
-                if total < best * (1.0 - self.tol):
-                    best, stale = total, 0
+                watched = total if Xval is None else self._held_out_loss(Xval)
+                if Xval is not None:
+                    self._val_losses.append(watched)
+                bar.set_postfix(loss=f"{total:.4f}", **({} if Xval is None else {"held_out": f"{watched:.4f}"}))
+                if watched < best * (1.0 - self.tol):
+                    best, stale = watched, 0
+                    if Xval is not None:
+                        best_state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
                 else:
                     stale += 1
                     if stale >= self.patience:
                         break
+            if best_state is not None:  # the weights of the best held-out epoch
+                self.model_.load_state_dict(best_state)
         return opt, gen, losses, len(losses), time.perf_counter() - t0
+
+    def _held_out_split(self, Xt: torch.Tensor, seed: int):
+        """``(training images, held-out images or None)``: ``validation_fraction`` of the images
+        (drawn with ``seed``), at least one, are kept out of stage-1 training and watched by its
+        early stop."""
+        n = Xt.shape[0]
+        n_val = int(round(self.validation_fraction * n))
+        if self.validation_fraction <= 0 or n_val < 1 or n - n_val < 2:
+            return Xt, None
+        perm = np.random.default_rng(seed + 7919).permutation(n)
+        return Xt[torch.from_numpy(np.sort(perm[n_val:]))], Xt[torch.from_numpy(np.sort(perm[:n_val]))]
+
+    def _held_out_loss(self, Xval: torch.Tensor) -> float:
+        """Mean reconstruction loss (eq. 4-8) of the clean held-out images."""
+        self.model_.eval()
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, Xval.shape[0], 1024):
+                xb = Xval[i : i + 1024].to(self._dev)
+                total += float(self._rec_loss(self.model_(xb)[1], xb)) * xb.shape[0]
+        self.model_.train()
+        return total / Xval.shape[0]
 
     def _first_or_next_clustering(self, state: _FitState, Z: np.ndarray):
         """Reduce and cluster the codes; the first clustering of a run with ``n_autoencoders`` > 1
@@ -639,6 +704,7 @@ class DERC(ClusterMixin, BaseEstimator):
         state.opt, state.gen, losses, epochs1, sec = self._stage1(
             state.Xt, self.random_state_, state.inits[0], "DERC stage 1 (autoencoder)")
         state.hist["stage1_loss"] = losses
+        state.hist["stage1_held_out_loss"] = self.__dict__.pop("_val_losses", [])
         state.hist["stage1_epochs"] = epochs1
         state.hist["stage1_seconds"] = seconds1 + sec
         if state.inits[0] is not None:
@@ -750,16 +816,30 @@ class DERC(ClusterMixin, BaseEstimator):
         """
         t0 = time.perf_counter()
         self._stage_seconds = {}
+        given = self.get_params(deep=False)
         try:
-            state = self._prepare(X, y, init_from)
+            with self._timed("prepare"):
+                Xn = prepare_images(X)
+                k = self.n_clusters
+                used = resolve(given, Xn.shape[0], Xn.shape[1:], k if isinstance(k, (int, np.integer)) else 1)
+            # the stages read the resolved values; the given ones (maybe "auto") are put back below,
+            # so get_params / clone see the parameters unchanged
+            for name in AUTO_PARAMS:
+                if name in used:
+                    setattr(self, name, used[name])
+            state = self._prepare(Xn, y, init_from)
             self._fit_autoencoders(state)  # stage 1
             self._fit_rounds(state)  # stage 2
             self._final_clustering(state)
             state.hist["seconds"] = time.perf_counter() - t0
             self.history_ = state.hist
+            self.params_used_ = {name: used[name] for name in given if name not in ("seed", "progress")}
             self.stage_seconds_ = dict(self._stage_seconds, total=time.perf_counter() - t0)
         finally:
-            del self._stage_seconds
+            for name in AUTO_PARAMS:
+                if name in given:
+                    setattr(self, name, given[name])
+            self.__dict__.pop("_stage_seconds", None)
         return self
 
     def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:

@@ -23,7 +23,8 @@ def summary(model, y=None, seconds: Optional[float] = None, skipped: Sequence[st
     """One JSON-ready dict for a fitted DERC: ``acc``/``nmi`` (None without ``y``), ``n_clusters``
     found, ``n_samples``, ``seconds`` (``seconds``, else the fit's own), ``stage_seconds`` (the fit's
     ``stage_seconds_``, rounded to ms), ``stage1_epochs``, ``rounds`` (stage-2 rounds run),
-    ``image_size`` ([H, W] the model saw) and ``skipped`` (unreadable input files)."""
+    ``image_size`` ([H, W] the model saw), ``skipped`` (unreadable input files) and ``params_used``
+    (the parameters the fit ran with, ``"auto"`` defaults resolved: ``params_used_``)."""
     labels = model.labels_
     acc = score_nmi = None
     if y is not None:
@@ -42,6 +43,9 @@ def summary(model, y=None, seconds: Optional[float] = None, skipped: Sequence[st
         "rounds": len(hist["rounds"]),
         "image_size": list(image_size if image_size is not None else model.image_shape_[1:]),
         "skipped": list(skipped),
+        "params_used": {k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in getattr(model, "params_used_", {}).items()
+                        if v is None or isinstance(v, (bool, int, float, str, tuple, list))},
     }
 
 

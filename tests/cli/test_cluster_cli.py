@@ -124,9 +124,31 @@ def test_cluster_cli_real_folder(tmp_path, capsys):
     assert "folders only" in capsys.readouterr().err
 
 
-def test_cluster_cli_preset_thesis_and_overrides(tmp_path, tiny_npz, capsys):
-    """--preset thesis runs today's defaults (the thesis); explicit options override the preset."""
+def test_cluster_cli_without_options_runs_the_default(tmp_path, tiny_npz, capsys):
+    """No option: DERC's default, its "auto" values resolved for 120 8x8 images and K=3 (--json's
+    params_used), the same labels as the library's DERC(3)."""
     from fe_fast.clustering import DERC
+    from fe_fast.clustering.auto import resolve
+    from fe_fast.datasets.images import load_clustering_data
+
+    out = tmp_path / "default"
+    assert main(["cluster", str(tiny_npz), "--k", "3", "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = resolve(DERC(3).get_params(), 120, (1, 8, 8), 3)
+    used = res["params_used"]
+    for name in ("reducer", "patience", "n_neighbors", "batch_size", "stage1_epochs", "n_maps",
+                 "covariance_type", "validation_fraction", "stage2_rounds", "round_consensus"):
+        assert used[name] == expected[name], name
+    assert used["reducer"] == "umap" and res["rounds"] == expected["stage2_rounds"]
+    X, _ = load_clustering_data(str(tiny_npz))
+    np.testing.assert_array_equal(np.load(out / "labels.npy"), DERC(3).fit(X).labels_)
+
+
+def test_cluster_cli_preset_thesis_and_overrides(tmp_path, tiny_npz, capsys):
+    """--preset thesis runs the thesis's settings, no preset DERC's defaults; explicit options
+    override both."""
+    from fe_fast.clustering import DERC
+    from fe_fast.clustering.presets import PRESETS
     from fe_fast.datasets.images import load_clustering_data
 
     outs = []
@@ -136,9 +158,12 @@ def test_cluster_cli_preset_thesis_and_overrides(tmp_path, tiny_npz, capsys):
                      "--seed", "4", "--out", str(out), "--json", *extra]) == 0
         outs.append(np.load(out / "labels.npy"))
     X, _ = load_clustering_data(str(tiny_npz))
-    api = DERC(3, stage1_epochs=1, stage2_rounds=0, reducer="none", random_state=4).fit(X)
+    given = dict(stage1_epochs=1, stage2_rounds=0, reducer="none", random_state=4)
+    api = DERC(3, **given).fit(X)
+    thesis = DERC(3, **dict(PRESETS["thesis"], **given)).fit(X)
     np.testing.assert_array_equal(outs[0], api.labels_)
-    np.testing.assert_array_equal(outs[1], api.labels_)
+    np.testing.assert_array_equal(outs[1], thesis.labels_)
+    assert api.params_used_["augment_shift"] == 0.1 and thesis.params_used_["augment_shift"] == 0.0
     capsys.readouterr()
     assert main(["cluster", str(tiny_npz), "--k", "3", "--preset", "nope", "--out", str(tmp_path / "n")]) == 2
     assert "preset must be one of ['thesis']" in capsys.readouterr().err
@@ -154,5 +179,5 @@ def test_cluster_help_shows_library_defaults_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == "False"
     text = " ".join(out.split())
-    assert "stage-1 (autoencoder) epochs (default 100)" in text and "(default tsne)" in text
+    assert "stage-1 (autoencoder) epochs (default auto)" in text and "or none (DERC-R) (default auto)" in text
     assert "derived size (default 64)" in text and "the run's random seed (default 0)" in text

@@ -6,6 +6,7 @@ import torch
 
 from fe_fast.clustering import DAE, DERC, clustering_accuracy, nmi
 from fe_fast.clustering.autoencoder import ConvAutoencoder, encoder_geometry
+from fe_fast.clustering.presets import PRESETS
 from fe_fast.clustering.triplets import probabilistic_triplet_loss, sample_triplets
 from fe_fast.datasets.digits import load_digits_8x8
 
@@ -107,7 +108,9 @@ def test_derc_beats_kmeans_on_digits(digits):
 
 
 # a small configuration that finishes in about a minute on one core (see docs/clustering.md)
-SHORT_CONFIG = dict(stage1_epochs=8, stage2_rounds=1, batch_size=32, gmm_n_init=2)
+# (the thesis's algorithm: these tests check its mechanisms, not the data-dependent default)
+THESIS = PRESETS["thesis"]
+SHORT_CONFIG = dict(THESIS, stage1_epochs=8, stage2_rounds=1, batch_size=32, gmm_n_init=2)
 
 
 def _tiny(digits, n=150):
@@ -121,7 +124,7 @@ def _tiny(digits, n=150):
 ])
 def test_deterministic_with_seed(digits, kwargs):
     X, y = _tiny(digits)
-    cfg = dict(stage1_epochs=1, stage2_rounds=1, batch_size=64, latent_dim=16, **kwargs)
+    cfg = dict(THESIS, **dict(dict(stage1_epochs=1, stage2_rounds=1, batch_size=64, latent_dim=16), **kwargs))
     a = DERC(3, random_state=5, **cfg).fit(X)
     b = DERC(3, random_state=5, **cfg).fit(X)
     assert np.array_equal(a.labels_, b.labels_)
@@ -136,7 +139,8 @@ def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
     from fe_fast.clustering.consensus import consensus_responsibilities
 
     X, y = _tiny(digits, 200)
-    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1)
+    cfg = dict(THESIS, stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1)
+    del cfg["stage2_rounds"], cfg["n_autoencoders"]
     daes = [DAE(4, random_state=7 + 1000 * m, **cfg).fit(X) for m in range(3)]
     ref = DERC(4, random_state=7, **cfg)  # the mixture settings the ensemble clusters each model's codes with
     probas = [ref._cluster(d.transform(X))[1] for d in daes]
@@ -159,7 +163,8 @@ def test_stage2_tol_stops_at_the_first_settled_round(digits):
     since the previous round, stage 2 stops and that clustering is final. With a tolerance every
     round meets, 3 rounds stop after one round of training, so the labels equal a 1-round run's."""
     X, y = _tiny(digits, 200)
-    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, random_state=3)
+    cfg = dict(THESIS, stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, random_state=3)
+    del cfg["stage2_rounds"], cfg["stage2_tol"]
     one = DERC(4, stage2_rounds=1, **cfg).fit(X, y)
     stopped = DERC(4, stage2_rounds=3, stage2_tol=0.99, **cfg).fit(X, y)
     assert np.array_equal(stopped.labels_, one.labels_)
@@ -184,8 +189,9 @@ def test_round_consensus_combines_every_round(digits):
     from fe_fast.clustering.consensus import consensus_responsibilities
 
     X, y = _tiny(digits, 200)
-    cfg = dict(stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, random_state=3)
-    runs = [DERC(4, stage2_rounds=r, **cfg).fit(X, y) for r in range(3)]
+    cfg = dict(THESIS, stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1, random_state=3)
+    del cfg["stage2_rounds"], cfg["round_consensus"]
+    runs = [DERC(4, stage2_rounds=r, round_consensus=False, **cfg).fit(X, y) for r in range(3)]
     expected = consensus_responsibilities([m.proba_ for m in runs], 4, seed=3)
     m = DERC(4, stage2_rounds=2, round_consensus=True, **cfg).fit(X, y)
     assert np.allclose(m.proba_, expected) and np.array_equal(m.labels_, expected.argmax(1))

@@ -1,0 +1,124 @@
+"""The data-dependent default of :class:`~fe_fast.clustering.DERC`: one function, :func:`resolve`.
+
+DERC's parameters whose good value depends on the data default to the string ``"auto"``; the
+constructor stores them unchanged and :meth:`DERC.fit` replaces them by :func:`resolve`'s values for
+the number of images ``N``, their shape ``(C, H, W)`` and the number of clusters ``K`` (recorded in
+``params_used_``). Parameters given explicitly are never changed, so ``--preset thesis`` (every
+value explicit) runs algorithm 4.1 exactly.
+
+The rules were chosen on MNIST-test and USPS only (subsamples of 100-400 images, 10-40 per class,
+three seeds each, plus the full sets' recipe of bench/results/derc.md) and validated once on data
+never used while choosing (scikit-learn's 8x8 digits, toy-face identities); the log of every
+candidate, the kept and the rejected, is the protocol section of bench/results/derc.md. With
+``m = N / K`` images per cluster:
+
+* ``stage1_epochs``: an upper bound only; stage 1 stops early on a held-out reconstruction loss
+  (``validation_fraction``). The bound gives about ``STAGE1_STEPS`` Adam steps whatever N (small
+  sets need many epochs: 30 epochs of 100 images are 60 steps and left the codes worse than the
+  pixels), between 10 and 300 epochs.
+* ``patience``: a tenth of that bound, at least 3 epochs (the held-out loss of a few tens of
+  images is noisy: 3 epochs stopped 100 images after 6 epochs, far from trained).
+* ``batch_size``: 16 below 1,000 images (more steps for the same pixels seen), else 64.
+* ``validation_fraction``: 0.1 (at least ``MIN_HELD_OUT`` images, else no hold-out and the
+  training-loss plateau of the thesis).
+* ``augment_shift`` / ``augment_rotation``: 0.1 of the side and 10 degrees (the jitter measured on
+  USPS/MNIST; it is what lets a small set train for many epochs without memorising it).
+* ``latent_dim``: 128 (the thesis's ``d_z``); smaller codes did not help on the choosing sets.
+* ``reducer``: ``"umap"``; ``n_neighbors``: ``clip(round(m / 4), 5, 20)``: a neighbourhood well
+  inside one cluster of the expected size (at 40 per cluster 10 neighbours beat 20 on all three
+  runs; the full sets' recipe used 20).
+* ``covariance_type``: ``"full"`` when the clusters have at least ``FULL_COV_PER_PARAM`` images
+  per free parameter of a full covariance in the clustered space (100 per cluster for a 2-D map),
+  ``"diag"`` otherwise (diagonal beat full on 3 of 3 runs at 40 per cluster).
+* ``n_maps``, ``n_autoencoders``, ``stage2_rounds``: from ``ENSEMBLE_N`` = 5,000 images on, the
+  recipe that met the thesis's numbers on the full sets (5 maps, 3 autoencoders, 3 rounds); below,
+  3 maps, 1 autoencoder (a third of stage 1's time) and 2 rounds, measured on 100-400 images.
+  ``round_consensus``: True. The consensus options stay off where the explicit
+  parameters exclude them (``clusterer="dbscan"``; ``n_maps`` 1 with ``reducer="none"``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+__all__ = ["AUTO", "AUTO_PARAMS", "resolve", "STAGE1_STEPS", "FULL_COV_PER_PARAM",
+           "MIN_HELD_OUT", "SMALL_N", "ENSEMBLE_N"]
+
+AUTO = "auto"
+#: Adam steps stage 1 may take (the bound on ``stage1_epochs``; early stopping usually ends sooner)
+STAGE1_STEPS = 1500
+#: images per cluster and free parameter of a full covariance below which ``covariance_type`` is
+#: ``"diag"``: in a 2-D map (3 parameters) a full covariance from 100 images per cluster on
+FULL_COV_PER_PARAM = 100 / 3
+#: fewest held-out images for the held-out early stop
+MIN_HELD_OUT = 10
+#: below this many images Adam steps on batches of 16 (else 64)
+SMALL_N = 1000
+#: from this many images on, the ensemble of the full sets' recipe (bench/results/derc.md, measured on
+#: 7,291 and 10,000 images): 5 maps, 3 autoencoders, 3 rounds
+ENSEMBLE_N = 5000
+
+#: the parameters that accept ``"auto"``
+AUTO_PARAMS = (
+    "latent_dim", "stage1_epochs", "stage2_rounds", "round_consensus", "reducer", "n_maps",
+    "n_autoencoders", "batch_size", "augment_shift", "augment_rotation", "n_neighbors",
+    "covariance_type", "validation_fraction", "patience",
+)
+
+
+def _is_auto(v) -> bool:
+    return isinstance(v, str) and v == AUTO
+
+
+def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clusters: int) -> dict:
+    """A copy of DERC parameters ``params`` with every ``"auto"`` value replaced by its rule.
+
+    ``n_samples``: N images; ``image_shape``: ``(C, H, W)``; ``n_clusters``: K. Only the keys
+    present in ``params`` are returned (a :class:`~fe_fast.clustering.DAE` has no
+    ``stage2_rounds``). Values other than ``"auto"`` are returned unchanged (DERC checks them).
+    Pure: no randomness, no I/O. Raises ``ValueError`` for a non-positive ``n_samples`` or
+    ``n_clusters`` or an image shape that is not ``(C, H, W)``.
+    """
+    n, k = int(n_samples), int(n_clusters)
+    if n < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if k < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+    if len(tuple(image_shape)) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+    small = n < SMALL_N
+    ensemble = n >= ENSEMBLE_N
+    per_cluster = n / k
+    out = dict(params)
+
+    def rule(name, value):
+        if name in out and _is_auto(out[name]):
+            out[name] = value
+
+    rule("batch_size", 16 if small else 64)
+    bs = out.get("batch_size", 64)
+    bs = bs if isinstance(bs, int) and bs > 0 else 64
+    steps_per_epoch = max(1, math.ceil(0.9 * n / min(bs, n)))
+    rule("stage1_epochs", int(min(300, max(10, math.ceil(STAGE1_STEPS / steps_per_epoch)))))
+    epochs = out.get("stage1_epochs")
+    rule("patience", max(3, epochs // 10) if isinstance(epochs, int) else 3)
+    rule("validation_fraction", 0.1 if n * 0.1 >= MIN_HELD_OUT else 0.0)
+    rule("augment_shift", 0.1)
+    rule("augment_rotation", 10.0)
+    rule("latent_dim", 128)
+    rule("reducer", "umap")
+    rule("n_neighbors", int(min(20, max(5, round(per_cluster / 4)))))
+    # the space the mixture is fitted in: a 2-D map (3 free parameters per full covariance), or the
+    # codes (latent_dim (latent_dim + 1) / 2)
+    dim = 2
+    if out.get("reducer") == "none":
+        dim = out.get("latent_dim", 128) if isinstance(out.get("latent_dim"), int) else 128
+    full_params = dim * (dim + 1) / 2
+    rule("covariance_type", "full" if per_cluster >= FULL_COV_PER_PARAM * full_params else "diag")
+    # the consensus options need mixtures (and several maps need a map); they stay off otherwise
+    gmm = out.get("clusterer", "gmm") == "gmm"
+    rule("n_maps", (5 if ensemble else 3) if gmm and out.get("reducer") != "none" else 1)
+    rule("n_autoencoders", (3 if ensemble else 1) if gmm else 1)
+    rule("stage2_rounds", 3 if ensemble else 2)
+    rule("round_consensus", gmm)
+    return out

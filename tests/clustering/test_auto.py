@@ -1,0 +1,124 @@
+"""DERC's data-dependent default: the rules of fe_fast.clustering.auto.resolve (a pure function),
+their use by DERC.fit (params_used_, get_params unchanged), the frozen thesis preset."""
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from fe_fast.clustering import DAE, DERC
+from fe_fast.clustering import auto
+from fe_fast.clustering.presets import PRESETS
+from fe_fast.datasets.digits import load_digits_8x8
+
+FROZEN_THESIS = PRESETS["thesis"]  # (tests/clustering/test_estimator.py compares it with a literal copy)
+
+
+def _defaults():
+    return DERC().get_params()
+
+
+def test_every_auto_default_is_resolved_and_only_those():
+    params = _defaults()
+    autos = {k for k, v in params.items() if isinstance(v, str) and v == "auto"}
+    assert autos == set(auto.AUTO_PARAMS)
+    before = dict(params)
+    used = auto.resolve(params, 300, (1, 28, 28), 30)
+    assert params == before  # the input is not modified
+    assert set(used) == set(params)
+    assert not [k for k, v in used.items() if isinstance(v, str) and v == "auto"]
+    assert {k: used[k] for k in params if k not in autos} == {k: params[k] for k in params if k not in autos}
+
+
+def test_small_set_rules():
+    """A few hundred images, ten per cluster."""
+    used = auto.resolve(_defaults(), 300, (1, 28, 28), 30)
+    assert used["batch_size"] == 16
+    steps = int(np.ceil(0.9 * 300 / 16))
+    assert used["stage1_epochs"] == min(300, int(np.ceil(auto.STAGE1_STEPS / steps)))
+    assert used["validation_fraction"] == 0.1
+    assert used["patience"] == max(3, used["stage1_epochs"] // 10) == 8  # 89 epochs at most
+    assert used["n_neighbors"] == 5  # round(10 / 4) -> at least 5
+    assert used["reducer"] == "umap"
+    assert used["n_maps"] == 3 and used["n_autoencoders"] == 1 and used["stage2_rounds"] == 2
+    assert used["round_consensus"] is True
+    assert used["augment_shift"] == 0.1 and used["augment_rotation"] == 10.0
+    # 10 images per cluster in a 2-D map: diagonal; full from 100 per cluster
+    assert used["covariance_type"] == "diag"
+    assert auto.resolve(_defaults(), 1000, (1, 28, 28), 10)["covariance_type"] == "full"
+    assert auto.resolve(_defaults(), 990, (1, 28, 28), 10)["covariance_type"] == "diag"
+    # the codes themselves (reducer "none", 128-D): 8,256 parameters per full covariance
+    assert auto.resolve(dict(_defaults(), reducer="none"), 5000, (1, 28, 28), 10)["covariance_type"] == "diag"
+
+
+def test_large_set_rules():
+    used = auto.resolve(_defaults(), 70000, (1, 28, 28), 10)
+    assert used["batch_size"] == 64
+    assert used["stage1_epochs"] == 10  # the lower bound: 985 steps per epoch
+    assert used["n_neighbors"] == 20
+    assert used["n_maps"] == 5 and used["n_autoencoders"] == 3 and used["stage2_rounds"] == 3
+    assert used["covariance_type"] == "full"
+    # neighbourhood grows with the cluster size, within [5, 20]
+    nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 400, 600, 2000)]
+    assert nn == [5, 5, 10, 15, 20]
+    # between SMALL_N and ENSEMBLE_N: batches of 64, but one autoencoder and 3 maps
+    mid = auto.resolve(_defaults(), 1797, (1, 8, 8), 10)
+    assert (mid["batch_size"], mid["n_autoencoders"], mid["n_maps"], mid["stage2_rounds"]) == (64, 1, 3, 2)
+    # no hold-out below MIN_HELD_OUT held-out images
+    assert auto.resolve(_defaults(), 50, (1, 8, 8), 5)["validation_fraction"] == 0.0
+
+
+def test_explicit_values_win_and_dae_keys():
+    given = dict(_defaults(), reducer="none", batch_size=100, n_neighbors=7)
+    used = auto.resolve(given, 300, (3, 64, 64), 30)
+    assert used["reducer"] == "none" and used["batch_size"] == 100 and used["n_neighbors"] == 7
+    assert used["n_maps"] == 1 and used["covariance_type"] == "diag"  # no map to combine; 128-D codes
+    assert used["stage1_epochs"] == 300  # 270 images, batch 100: 3 steps an epoch, the upper bound
+    dae = DAE().get_params()
+    assert "stage2_rounds" not in auto.resolve(dae, 300, (1, 8, 8), 10)
+    assert auto.resolve(FROZEN_THESIS, 300, (1, 8, 8), 10) == FROZEN_THESIS
+
+
+@pytest.mark.parametrize("args", [(0, (1, 8, 8), 2), (10, (1, 8, 8), 0), (10, (8, 8), 2)])
+def test_resolve_rejects_bad_sizes(args):
+    with pytest.raises(ValueError):
+        auto.resolve(_defaults(), *args)
+
+
+def test_default_fit_records_params_used_and_keeps_auto_params():
+    """A default DERC on 100 tiny images runs; the resolved values are recorded, the parameters are
+    still "auto" afterwards, and clone / get_params / set_params round-trip them."""
+    X, y = load_digits_8x8()
+    X, y = X[:100], y[:100]
+    m = DERC(3, stage1_epochs=3, n_maps=1, stage2_rounds=1, random_state=0)
+    m.fit(X, y)
+    used = m.params_used_
+    assert m.get_params()["reducer"] == "auto" and m.get_params()["stage1_epochs"] == 3
+    assert used["reducer"] == "umap" and used["stage1_epochs"] == 3 and used["patience"] == 3
+    assert used["batch_size"] == 16 and used["validation_fraction"] == 0.1 and used["n_neighbors"] == 8
+    assert not [k for k, v in used.items() if isinstance(v, str) and v == "auto"]
+    assert m.labels_.shape == (100,) and m.reduced_.shape == (100, 2)
+    # the held-out early stop watched 10 held-out images, one loss per epoch
+    assert len(m.history_["stage1_held_out_loss"]) == m.history_["stage1_epochs"] <= 3
+    c = clone(m)
+    assert c.get_params() == m.get_params() and not hasattr(c, "params_used_")
+    c.set_params(reducer="none", covariance_type="diag")
+    assert c.get_params()["reducer"] == "none" and c.get_params()["covariance_type"] == "diag"
+    assert c.set_params(reducer="auto").get_params()["reducer"] == "auto"
+
+
+def test_thesis_preset_fit_uses_no_auto_rule():
+    X, _ = load_digits_8x8()
+    params = dict(PRESETS["thesis"], stage1_epochs=1, stage2_rounds=0, reducer="none", gmm_n_init=1)
+    m = DERC(3, random_state=1, **params).fit(X[:40])
+    assert {k: m.params_used_[k] for k in params} == params
+    assert m.history_["stage1_held_out_loss"] == []
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(covariance_type="tied"), "covariance_type"), (dict(n_neighbors=1), "n_neighbors"),
+    (dict(validation_fraction=0.7), "validation_fraction"), (dict(patience=0), "patience"),
+    (dict(stage1_epochs="many"), "stage1_epochs"),
+])
+def test_bad_values_are_named(bad, match):
+    X, _ = load_digits_8x8()
+    with pytest.raises(ValueError, match=match):
+        DERC(3, **bad).fit(X[:30])

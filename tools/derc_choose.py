@@ -1,0 +1,119 @@
+"""The choosing runs of DERC's default (not run by ``make bench``; the log is in
+bench/results/derc.md, "Default chosen to generalise"). Only MNIST-test and USPS: the validation
+sets (digits, toy-face identities) must never be passed here.
+
+Per data set, subsample size (images per class) and seed (which also draws the subsample, as
+``bench/bm_derc.py --default`` does): k-means and spectral clustering (10-NN graph) on the pixels,
+then one DERC with ``stage2_rounds=0`` and the ``--stage1`` overrides (its stage-1 autoencoder is
+shared, ``init_from``) and one DERC per ``--configs`` entry (name -> overrides of ``--stage1``).
+One JSON line per subsample and seed on stdout::
+
+    OMP_NUM_THREADS=1 nice -n 5 python tools/derc_choose.py usps --per 10 40 --seeds 0 1 2 \\
+        --configs '{"full": {}, "diag": {"covariance_type": "diag"}, "nn10": {"n_neighbors": 10}}'
+
+``--explore`` runs the first step of the log instead (stage 1 of ``--epochs`` epochs without
+early stop, then UMAP+GMM on the codes, on the pixels, on the concatenated maps and consensus
+variants, computed here).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHOOSING_SETS = ("usps", "mnist-test")
+
+
+def subsample(X, y, per, seed):
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(np.flatnonzero(y == c), per, replace=False) for c in np.unique(y)])
+    return X[idx], y[idx]
+
+
+def _gmm(R, k, seed, cov="full"):
+    from sklearn.mixture import GaussianMixture
+
+    Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
+    return GaussianMixture(k, covariance_type=cov, n_init=3, reg_covar=1e-4, random_state=seed).fit(Rs).predict_proba(Rs)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", choices=CHOOSING_SETS)
+    ap.add_argument("--per", nargs="+", type=int, default=[10, 40], help="images per class")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--stage1", default="{}", help="JSON overrides of the shared stage-1 run")
+    ap.add_argument("--configs", default='{"default": {}}', help="JSON: name -> DERC overrides")
+    ap.add_argument("--explore", action="store_true", help="step 1 of the log (see the docstring)")
+    ap.add_argument("--epochs", type=int, default=30, help="--explore: stage-1 epochs")
+    ap.add_argument("--batch-size", type=int, default=64, help="--explore: stage-1 batch")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+    from sklearn.cluster import KMeans, SpectralClustering
+
+    from fe_fast.clustering import DERC, clustering_accuracy, nmi
+    from fe_fast.clustering.consensus import consensus_responsibilities
+    from fe_fast.clustering.derc import prepare_images, reduce_umap
+    from fe_fast.datasets.images import load_clustering_data
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+
+    def score(y, lab):
+        return round(clustering_accuracy(y, lab), 4), round(nmi(y, lab), 4)
+
+    Xall, yall = load_clustering_data(args.dataset, data_dir=args.data_dir)
+    for per in args.per:
+        for seed in args.seeds:
+            X, y = subsample(Xall, yall, per, seed)
+            k, n = int(np.unique(y).size), len(y)
+            Xf = prepare_images(X).reshape(n, -1)
+            res = {"ds": args.dataset, "per": per, "seed": seed}
+            res["km"] = score(y, KMeans(k, n_init=10, random_state=seed).fit_predict(Xf))
+            res["sc"] = score(y, SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10,
+                                                    random_state=seed).fit_predict(Xf))
+            if args.explore:
+                maps_px = [reduce_umap(Xf, seed=seed + m, n_neighbors=10) for m in range(3)]
+                m = DERC(k, stage1_epochs=args.epochs, stage2_rounds=0, reducer="none", random_state=seed,
+                         patience=10**6, validation_fraction=0.0, batch_size=args.batch_size, latent_dim=128,
+                         augment_shift=0.1, augment_rotation=10.0, n_maps=1, covariance_type="full").fit(X)
+                Z = m.embedding_
+                maps_z = [reduce_umap(Z, seed=seed + j, n_neighbors=10) for j in range(3)]
+                res["umap_px"] = score(y, _gmm(maps_px[0], k, seed).argmax(1))
+                res["ae_umap"] = score(y, _gmm(maps_z[0], k, seed).argmax(1))
+                res["cat"] = score(y, _gmm(np.hstack([maps_px[0], maps_z[0]]), k, seed).argmax(1))
+                res["cat_diag"] = score(y, _gmm(np.hstack([maps_px[0], maps_z[0]]), k, seed, "diag").argmax(1))
+                P = [_gmm(M, k, seed) for M in maps_px + maps_z]
+                res["cons6"] = score(y, consensus_responsibilities(P, k, seed).argmax(1))
+                res["cons_z3"] = score(y, consensus_responsibilities(P[3:], k, seed).argmax(1))
+                Pc = [_gmm(np.hstack([a, b]), k, seed) for a, b in zip(maps_px, maps_z)]
+                res["cons_cat3"] = score(y, consensus_responsibilities(Pc, k, seed).argmax(1))
+                res["sc_z"] = score(y, SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10,
+                                                          random_state=seed).fit_predict(Z))
+            else:
+                stage1 = json.loads(args.stage1)
+                base = DERC(k, random_state=seed, **dict(stage1, stage2_rounds=0)).fit(X, y)
+                res["s1_sec"] = round(base.stage_seconds_["autoencoder"], 1)
+                res["s1_ep"] = base.history_["stage1_epochs"]
+                res["r0"] = score(y, base.labels_)
+                for name, over in json.loads(args.configs).items():
+                    t = time.perf_counter()
+                    m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(X, y, init_from=base)
+                    res[name] = score(y, m.labels_)
+                    res[name + "_sec"] = round(time.perf_counter() - t, 1)
+            res["load"] = round(os.getloadavg()[0], 2)
+            print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()
