@@ -60,7 +60,6 @@ eq. 3-10), so the method runs on CPU or GPU by the tensors' device.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 import warnings
@@ -1212,15 +1211,9 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                 stage_s[b]["houv"] = time.perf_counter() - th
                 if sl.method == "flips":
                     tf = time.perf_counter()
+                    # the correspondence starts' own flips compete with those of HOUV's best groups
                     r = sel.refine_with_flips(Ps[b], Qs[b], r, hypotheses=sl.hypotheses, iters=sl.flip_iters,
-                                              extra_axes=sl.extra_axes, viewpoints=vps[b])
-                    if corr[b] is not None:  # the correspondence starts' own flips compete with HOUV's groups
-                        T, info = sel.best_of_flips(Ps[b], Qs[b], corr[b], iters=sl.flip_iters,
-                                                    extra_axes=sl.extra_axes, viewpoints=vps[b])
-                        if info["score"] < r.extra["flip"]["score"]:
-                            info["label"] = f"correspondence start {info.pop('hypothesis')}: {info['label']}"
-                            r = dataclasses.replace(r, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone())
-                            r.extra = {**r.extra, "flip": info}
+                                              extra_axes=sl.extra_axes, viewpoints=vps[b], also=corr[b])
                     stage_s[b]["flips"] = time.perf_counter() - tf
                 results[b] = r
     seconds = time.perf_counter() - t0

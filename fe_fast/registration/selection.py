@@ -90,6 +90,7 @@ PLANE_FACTOR = 2.0
 NORMAL_WEIGHT = 2.0
 VISIBILITY_WEIGHT = 4.0  # as HOUV's visibility_weight
 NORMAL_K = 16
+DISTINCT_DEG, DISTINCT_FRAC = 3.0, 0.01  # refine_with_flips: groups closer than this are one hypothesis
 EXTRA_AXES = 16  # half-turns about 16 more axes in best_of_flips / refine_with_flips (flip_candidates)
 
 
@@ -434,7 +435,8 @@ def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, ext
 
 
 def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mirror: bool = True,
-                      extra_axes: int = EXTRA_AXES, viewpoints=None, **score_kwargs) -> RegistrationResult:
+                      extra_axes: int = EXTRA_AXES, viewpoints=None, also=None,
+                      **score_kwargs) -> RegistrationResult:
     """Re-choose HOUV's answer among its flips: for the ``hypotheses`` best groups of ``result`` (a
     :class:`~fe_fast.registration.houv.RegistrationResult` of P onto Q; its answer first, then the
     groups in order of ``extra["group_score"]``, else ``group_local_cd``), build the
@@ -449,7 +451,11 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
     axis within 29 degrees of their flip axis and were corrected only with the extra axes. With
     ``hypotheses=1`` (up to 32 candidates) this took 2.5-4 s per 2048-point pair with one torch
     thread on a shared 2-core machine at load about 10 (1.4-2.2 s without the extra axes).
-    :func:`best_of_flips` does the same for transforms from anywhere else."""
+    :func:`best_of_flips` does the same for transforms from anywhere else. Of the ``hypotheses``
+    best groups, one within ``DISTINCT_DEG`` degrees and ``DISTINCT_FRAC`` of Q's bounding-box
+    diagonal of a group taken before it is skipped (its refined flips would be the same candidates).
+    ``also``: more transforms (4x4 or [H, 4, 4], e.g. correspondence starts) whose flips compete in
+    the same batch; the label then reads ``"also j: ..."``."""
     import time
 
     if not isinstance(result, RegistrationResult):
@@ -458,19 +464,28 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
         raise ValueError(f"hypotheses must be >= 1, got {hypotheses}")
     t0 = time.perf_counter()
     P, Q = _cloud(P, "P"), _cloud(Q, "Q")
-    order = [result.group]
+    ranked = [result.group]
     rank = result.extra.get("group_score", result.group_local_cd)
     rank = torch.as_tensor(rank, dtype=torch.float64)
     for g in torch.argsort(rank).tolist():
-        if len(order) >= int(hypotheses):
+        if len(ranked) >= int(hypotheses):
             break
-        if g not in order and bool(torch.isfinite(rank[g])):
+        if g not in ranked and bool(torch.isfinite(rank[g])):
+            ranked.append(g)
+    diag = float((Q.max(0).values - Q.min(0).values).norm())
+    order, hyps = [], []
+    for g in ranked:
+        T_g = _rigid(result.all_R[g].to(torch.float64), result.all_t[g].to(torch.float64))
+        if not any(_angle_deg(T_g[:3, :3], T_h[:3, :3]) < DISTINCT_DEG
+                   and float((T_g[:3, 3] - T_h[:3, 3]).norm()) < DISTINCT_FRAC * diag for T_h in hyps):
             order.append(g)
-    hyps = torch.stack([_rigid(result.all_R[g].to(torch.float64), result.all_t[g].to(torch.float64)) for g in order])
-    T, info = best_of_flips(P, Q, hyps, iters=iters, mirror=mirror, extra_axes=extra_axes, viewpoints=viewpoints,
-                            **score_kwargs)
+            hyps.append(T_g)
+    extra = [] if also is None else list(_transforms(also, "also"))
+    T, info = best_of_flips(P, Q, torch.stack(hyps + extra), iters=iters, mirror=mirror, extra_axes=extra_axes,
+                            viewpoints=viewpoints, **score_kwargs)
     out = dataclasses.replace(result, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone(),
                               seconds=result.seconds + time.perf_counter() - t0)
-    info["label"] = f"group {order[info.pop('hypothesis')]}: {info['label']}"
+    h = info.pop("hypothesis")
+    info["label"] = (f"group {order[h]}" if h < len(order) else f"also {h - len(order)}") + f": {info['label']}"
     out.extra = {**result.extra, "flip": info}
     return out
