@@ -570,7 +570,8 @@ class DERC(ClusterMixin, BaseEstimator):
         plan = {"epoch": self.stage1_epochs * a, "embed": clusterings, "map": clusterings * self.n_maps,
                 "triplets": rounds}
         n_trip = int(self.triplets_per_round or n)
-        self._progress = _Progress(plan, 3.0 * n_trip / max(n, 1), self._verbose)
+        stream = self.__dict__.get("_progress_stream")  # tests capture the lines; default stderr
+        self._progress = _Progress(plan, 3.0 * n_trip / max(n, 1), self._verbose, stream)
 
     @contextmanager
     def _timed(self, stage: str):
