@@ -71,7 +71,7 @@ def test_mixture_on_a_subset_beyond_gmm_fit_max(monkeypatch):
     """Maps larger than GMM_FIT_MAX: EM runs on a seeded subset, responsibilities for every point;
     maps up to GMM_FIT_MAX are clustered exactly as before."""
     R, y = _blobs(600)
-    m = DERC(4, random_state=0, gmm_n_init=1)
+    m = DERC(4, random_state=0, gmm_n_init=1, covariance_type="full")
     full_labels, full_proba = m._cluster_raw(R)
     monkeypatch.setattr(derc_mod, "GMM_FIT_MAX", 600)  # == N: unchanged
     np.testing.assert_array_equal(m._cluster_raw(R)[1], full_proba)
@@ -130,7 +130,7 @@ def test_large_n_steps_allocate_no_n_by_n_array(monkeypatch):
 
     n, k = 30000, 4
     R, y = _blobs(n, k)
-    m = DERC(k, random_state=0, gmm_n_init=1)
+    m = DERC(k, random_state=0, gmm_n_init=1, covariance_type="full")
     monkeypatch.setattr(derc_mod, "GMM_FIT_MAX", 5000)
     tracemalloc.start()
     try:
