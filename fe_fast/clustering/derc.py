@@ -95,7 +95,6 @@ class _Progress:
         self.enabled = enabled
         self.stream = stream
         self.t0 = self.last = time.perf_counter()
-        self.lines = 0
 
     def unit_seconds(self, kind: str) -> Optional[float]:
         if self.done.get(kind):
@@ -132,11 +131,6 @@ class _Progress:
                               if self.done[k] + self.left[k])
             print(f"DERC progress: {units}; elapsed {(now - self.t0) / 60:.1f} min, ETA {left}"
                   + (f" ({what})" if what else ""), file=self.stream or sys.stderr, flush=True)
-            self.lines += 1
-
-    def restart_clock(self) -> None:
-        """Work between units that belongs to no unit (e.g. a consensus) is not charged to the next."""
-        self.last = time.perf_counter()
 
 
 def prepare_images(X, name: str = "X") -> np.ndarray:
