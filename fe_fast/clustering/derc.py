@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -56,6 +58,79 @@ __all__ = ["DERC", "DAE", "prepare_images", "reduce_tsne", "reduce_umap"]
 
 REDUCERS = ("tsne", "umap", "none")
 COVARIANCE_TYPES = ("full", "diag", "spherical")
+#: images encoded per forward pass when embedding (memory: one chunk of activations at a time)
+EMBED_CHUNK = 1024
+#: the mixture's EM runs on at most this many points of a map (a seeded random subset beyond it);
+#: responsibilities are computed for every sample. Runs up to this size are unchanged by it.
+GMM_FIT_MAX = 20000
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (``getrusage``; NaN where unavailable)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return float("nan")
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 / (1024.0 if sys.platform == "darwin" else 1.0)
+
+
+class _Progress:
+    """Overall progress of one fit with an ETA (printed to stderr when ``verbose``).
+
+    The plan counts units of four kinds: stage-1 ``epoch``s, ``embed`` passes, ``map``s (a reduction
+    plus its mixture) and ``triplets`` rounds. The ETA sums, over the units left, the mean seconds
+    of units of the same kind measured so far; a kind not measured yet is priced from the epoch
+    time by its image passes (an embed 1/3 of an epoch's, a triplet round 3 * triplets / N
+    epochs, a map half an epoch) -- a rough guess until one of them has run.
+    """
+
+    PRIOR = {"embed": 1.0 / 3.0, "map": 0.5}
+
+    def __init__(self, plan: dict, triplet_epochs: float, enabled: bool, stream=None):
+        self.left = dict(plan)
+        self.done = {k: 0 for k in plan}
+        self.seconds = {k: 0.0 for k in plan}
+        self.prior = dict(self.PRIOR, triplets=triplet_epochs)
+        self.enabled = enabled
+        self.stream = stream
+        self.t0 = self.last = time.perf_counter()
+
+    def unit_seconds(self, kind: str) -> Optional[float]:
+        if self.done.get(kind):
+            return self.seconds[kind] / self.done[kind]
+        if self.done.get("epoch"):
+            return self.seconds["epoch"] / self.done["epoch"] * self.prior.get(kind, 1.0)
+        return None
+
+    def eta(self) -> Optional[float]:
+        total = 0.0
+        for kind, n in self.left.items():
+            if n <= 0:
+                continue
+            u = self.unit_seconds(kind)
+            if u is None:
+                return None
+            total += n * u
+        return total
+
+    def skip(self, kind: str, n: int) -> None:
+        """``n`` planned units of ``kind`` will not run (an early stop)."""
+        self.left[kind] = max(0, self.left.get(kind, 0) - n)
+
+    def step(self, kind: str, what: str = "") -> None:
+        now = time.perf_counter()
+        self.seconds[kind] = self.seconds.get(kind, 0.0) + now - self.last
+        self.done[kind] = self.done.get(kind, 0) + 1
+        self.left[kind] = max(0, self.left.get(kind, 0) - 1)
+        self.last = now
+        if self.enabled:
+            eta = self.eta()
+            left = "?" if eta is None else f"{eta / 60:.1f} min"
+            units = ", ".join(f"{k} {self.done[k]}/{self.done[k] + self.left[k]}" for k in self.left
+                              if self.done[k] + self.left[k])
+            print(f"DERC progress: {units}; elapsed {(now - self.t0) / 60:.1f} min, ETA {left}"
+                  + (f" ({what})" if what else ""), file=self.stream or sys.stderr, flush=True)
 
 
 def prepare_images(X, name: str = "X") -> np.ndarray:
@@ -264,6 +339,16 @@ class DERC(ClusterMixin, BaseEstimator):
     verbose: > 0 shows tqdm progress bars (default 0).
     seed, progress: deprecated aliases of ``random_state`` and ``verbose`` (one release; a
         ``FutureWarning`` is raised by ``fit`` when they are set).
+    n_jobs: threads for the ``n_maps`` UMAP maps of one clustering and their mixtures (default
+        None: every CPU core; negative: all but ``-n_jobs - 1`` cores). Speed only: every map has
+        its own seeded random state, so the labels do not depend on it (t-SNE maps stay sequential
+        and use ``tsne_n_jobs``).
+
+    Large collections: the codes are encoded in chunks (``EMBED_CHUNK`` images) into one float64
+    (N, latent_dim) array, the mixture's EM runs on at most ``GMM_FIT_MAX`` points of a map, the
+    maps (openTSNE, UMAP with approximate nearest neighbours beyond 4096 points), triplet sampling
+    and the consensus work on (N, K) or (N, 2) arrays: no N x N matrix is formed. With
+    ``verbose`` a line per stage-1 epoch, map and triplet round reports the progress and an ETA.
 
     Attributes after ``fit``: ``params_used_`` (every parameter as the fit ran it, ``"auto"``
     resolved), ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
@@ -274,8 +359,8 @@ class DERC(ClusterMixin, BaseEstimator):
     ``embedding`` (encoding the images), ``reducer`` (t-SNE/UMAP maps), ``mixture`` (GMM or
     DBSCAN), ``consensus``, ``triplet_training`` (stage-2 triplet sampling and training), and
     ``total``), ``history_`` (dict with the stage-1 losses per epoch, per-round stage-2 losses,
-    times and, when ``y`` was given to ``fit``, ACC/NMI after every clustering; ``y`` is never used
-    for training).
+    times, ``peak_rss_mib`` (the process's peak resident memory when fit ended) and, when ``y`` was
+    given to ``fit``, ACC/NMI after every clustering; ``y`` is never used for training).
     """
 
     def __init__(
@@ -317,6 +402,7 @@ class DERC(ClusterMixin, BaseEstimator):
         verbose: int = 0,
         seed=_DEPRECATED,
         progress=_DEPRECATED,
+        n_jobs: Optional[int] = None,
     ):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
@@ -354,6 +440,7 @@ class DERC(ClusterMixin, BaseEstimator):
         self.verbose = verbose
         self.seed = seed
         self.progress = progress
+        self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ validation
     def _alias(self, new: str, old: str, warn: bool):
@@ -460,6 +547,26 @@ class DERC(ClusterMixin, BaseEstimator):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    def _add_seconds(self, stage: str, seconds: float) -> None:
+        acc = self.__dict__.get("_stage_seconds")
+        if acc is not None:
+            acc[stage] = acc.get(stage, 0.0) + seconds
+
+    def _progress_step(self, kind: str, what: str = "") -> None:
+        prog = self.__dict__.get("_progress")
+        if prog is not None:
+            prog.step(kind, what)
+
+    def _plan_progress(self, n: int) -> None:
+        """The plan of units of :class:`_Progress` for a fit on ``n`` images."""
+        a, rounds = self.n_autoencoders, self.stage2_rounds
+        clusterings = (a - 1) + rounds + 1
+        plan = {"epoch": self.stage1_epochs * a, "embed": clusterings, "map": clusterings * self.n_maps,
+                "triplets": rounds}
+        n_trip = int(self.triplets_per_round or n)
+        stream = self.__dict__.get("_progress_stream")  # tests capture the lines; default stderr
+        self._progress = _Progress(plan, 3.0 * n_trip / max(n, 1), self._verbose, stream)
+
     @contextmanager
     def _timed(self, stage: str):
         """Add the block's wall seconds to ``stage_seconds_[stage]`` while fitting."""
@@ -473,28 +580,41 @@ class DERC(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ pieces
     def _embed(self, X: torch.Tensor) -> np.ndarray:
+        """Codes ``Z = E(X)`` (eq. 4-1), encoded in chunks of ``EMBED_CHUNK`` images into one
+        preallocated (N, latent_dim) float64 array (memory: the codes plus one chunk)."""
         with self._timed("embedding"):
             self.model_.eval()
-            out = []
-            with torch.no_grad():
-                for i in range(0, X.shape[0], 1024):
-                    out.append(self.model_.encode(X[i : i + 1024].to(self._dev)).cpu())
-            self.model_.train()
-            return torch.cat(out).numpy().astype(np.float64)
+            out = np.empty((X.shape[0], self.model_.latent_dim), dtype=np.float64)
+            try:
+                with torch.inference_mode():
+                    for i in range(0, X.shape[0], EMBED_CHUNK):
+                        z = self.model_.encode(X[i : i + EMBED_CHUNK].to(self._dev))
+                        out[i : i + z.shape[0]] = z.cpu().numpy()
+            finally:
+                self.model_.train()
+        self._progress_step("embed")
+        return out
 
-    def _reduce(self, Z: np.ndarray, seed: Optional[int] = None) -> np.ndarray:
-        seed = self._run_seed if seed is None else seed
+    @staticmethod
+    def _check_codes(Z: np.ndarray) -> None:
         if not np.isfinite(Z).all() or float(Z.std(0).max()) == 0.0:
             raise RuntimeError(
                 "DERC: the encoder produced constant or non-finite codes (collapsed training); "
                 "try another seed, a lower learning rate or more varied images"
             )
+
+    def _reduce(self, Z: np.ndarray, seed: Optional[int] = None) -> np.ndarray:
+        seed = self._run_seed if seed is None else seed
+        self._check_codes(Z)
         with self._timed("reducer"):
-            if self.reducer == "tsne":
-                return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
-            if self.reducer == "umap":
-                return reduce_umap(Z, seed=seed, n_neighbors=self.n_neighbors)
-            return Z
+            return self._reduce_raw(Z, seed)
+
+    def _reduce_raw(self, Z: np.ndarray, seed: int) -> np.ndarray:
+        if self.reducer == "tsne":
+            return reduce_tsne(Z, seed=seed, perplexity=self.perplexity, n_jobs=self.tsne_n_jobs)
+        if self.reducer == "umap":
+            return reduce_umap(Z, seed=seed, n_neighbors=self.n_neighbors)
+        return Z
 
     def _consensus(self, probas) -> np.ndarray:
         with self._timed("consensus"):
@@ -505,46 +625,105 @@ class DERC(ClusterMixin, BaseEstimator):
         maps (seeds ``seed``, ``seed + 1``, ...; :mod:`.consensus`). Returns (first map, labels,
         responsibilities)."""
         seed = self._run_seed if seed is None else seed
-        R = self._reduce(Z, seed=seed)
-        labels, proba = self._cluster(R)
-        if self.n_maps > 1:
-            probas = [proba] + [self._cluster(self._reduce(Z, seed=seed + m))[1] for m in range(1, self.n_maps)]
-            proba = self._consensus(probas)
-            labels = proba.argmax(1)
-        return R, labels, proba
+        if self.n_maps > 1 and self.reducer == "umap" and self._map_threads() > 1:
+            R, probas = self._maps_on_threads(Z, seed)
+        else:
+            R = self._reduce(Z, seed=seed)
+            labels, proba = self._cluster(R)
+            self._progress_step("map")
+            probas = [proba]
+            for m in range(1, self.n_maps):
+                probas.append(self._cluster(self._reduce(Z, seed=seed + m))[1])
+                self._progress_step("map")
+            if self.n_maps == 1:
+                return R, labels, proba
+        proba = self._consensus(probas)
+        return R, proba.argmax(1), proba
+
+    def _map_threads(self) -> int:
+        """Threads for the maps of one clustering (``n_jobs``; None: every CPU core)."""
+        n = self.n_jobs
+        if n is None:
+            n = os.cpu_count() or 1
+        elif n < 0:
+            n = max(1, (os.cpu_count() or 1) + 1 + n)
+        return int(max(1, min(n, self.n_maps)))
+
+    def _maps_on_threads(self, Z: np.ndarray, seed: int):
+        """The ``n_maps`` UMAP maps (seeds ``seed + m``) and their mixtures, computed on threads.
+
+        Every map and mixture is the one the sequential loop makes (each has its own seeded random
+        state; :mod:`._umap_threads` lets the layout release the GIL). The block's wall seconds go
+        to ``reducer`` and ``mixture`` in the proportion of the threads' own seconds."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ._umap_threads import install_nogil_layout
+
+        self._check_codes(Z)
+        install_nogil_layout()
+
+        def one(m):
+            t = time.perf_counter()
+            R = self._reduce_raw(Z, seed + m)
+            t_map = time.perf_counter() - t
+            proba = self._cluster_raw(R)[1]
+            return R, proba, t_map, time.perf_counter() - t - t_map
+
+        t0 = time.perf_counter()
+        results = []
+        with ThreadPoolExecutor(max_workers=self._map_threads()) as pool:
+            for res in pool.map(one, range(self.n_maps)):
+                results.append(res)
+                self._progress_step("map")
+        wall = time.perf_counter() - t0
+        t_maps, t_mix = sum(r[2] for r in results), sum(r[3] for r in results)
+        share = t_maps / max(t_maps + t_mix, 1e-12)
+        self._add_seconds("reducer", wall * share)
+        self._add_seconds("mixture", wall * (1.0 - share))
+        return results[0][0], [r[1] for r in results]
 
     def _cluster(self, R: np.ndarray):
         """Cluster the reduced codes; returns (labels, responsibilities (N, K'))."""
         with self._timed("mixture"):
-            if self.clusterer == "gmm":
-                from sklearn.mixture import GaussianMixture
+            return self._cluster_raw(R)
 
-                # standardise so the covariance regularisation is scale-free
-                Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
-                gmm = GaussianMixture(
-                    n_components=self.n_clusters,
-                    covariance_type=self.covariance_type,
-                    n_init=self.gmm_n_init,
-                    reg_covar=1e-4,
-                    random_state=self._run_seed,
-                ).fit(Rs)
-                proba = gmm.predict_proba(Rs)
-                return proba.argmax(1), proba
-            from sklearn.cluster import DBSCAN
-            from sklearn.neighbors import NearestNeighbors
+    def _cluster_raw(self, R: np.ndarray):
+        if self.clusterer == "gmm":
+            from sklearn.mixture import GaussianMixture
 
-            eps = self.dbscan_eps
-            if eps is None:
-                m = min(self.dbscan_min_samples, R.shape[0] - 1)
-                dist, _ = NearestNeighbors(n_neighbors=m + 1).fit(R).kneighbors(R)
-                eps = 2.0 * float(np.median(dist[:, -1])) + 1e-12
-            labels = DBSCAN(eps=eps, min_samples=self.dbscan_min_samples).fit_predict(R)
-            ids = np.unique(labels[labels >= 0])
-            remap = {c: i for i, c in enumerate(ids)}
-            lab = np.array([remap.get(c, -1) for c in labels], dtype=np.int64)
-            proba = np.zeros((R.shape[0], max(1, ids.size)))
-            proba[lab >= 0, lab[lab >= 0]] = 1.0
-            return lab, proba
+            # standardise so the covariance regularisation is scale-free
+            Rs = (R - R.mean(0)) / (R.std(0).mean() + 1e-12)
+            fit_on = Rs
+            if Rs.shape[0] > GMM_FIT_MAX:
+                # large N: EM on a seeded random subset bounds the mixture's time (K components of
+                # a low-dimensional map are well estimated from GMM_FIT_MAX points); the
+                # responsibilities (eq. 4-5) are then computed for every sample
+                pick = np.random.default_rng(self._run_seed).choice(Rs.shape[0], GMM_FIT_MAX, replace=False)
+                fit_on = Rs[np.sort(pick)]
+            gmm = GaussianMixture(
+                n_components=self.n_clusters,
+                covariance_type=self.covariance_type,
+                n_init=self.gmm_n_init,
+                reg_covar=1e-4,
+                random_state=self._run_seed,
+            ).fit(fit_on)
+            proba = gmm.predict_proba(Rs)
+            return proba.argmax(1), proba
+        from sklearn.cluster import DBSCAN
+        from sklearn.neighbors import NearestNeighbors
+
+        eps = self.dbscan_eps
+        if eps is None:
+            m = min(self.dbscan_min_samples, R.shape[0] - 1)
+            dist, _ = NearestNeighbors(n_neighbors=m + 1).fit(R).kneighbors(R)
+            eps = 2.0 * float(np.median(dist[:, -1])) + 1e-12
+        labels = DBSCAN(eps=eps, min_samples=self.dbscan_min_samples).fit_predict(R)
+        ids = np.unique(labels[labels >= 0])
+        remap = {c: i for i, c in enumerate(ids)}
+        lab = np.array([remap.get(c, -1) for c in labels], dtype=np.int64)
+        proba = np.zeros((R.shape[0], max(1, ids.size)))
+        proba[lab >= 0, lab[lab >= 0]] = 1.0
+        return lab, proba
 
     def _score(self, rec: dict, labels, y) -> None:
         if y is not None:
@@ -608,6 +787,9 @@ class DERC(ClusterMixin, BaseEstimator):
                 if getattr(init_from, "image_shape_", None) != self.image_shape_:
                     raise ValueError("init_from was fitted on images of another shape")
                 self.model_.load_state_dict(init_from.model_.state_dict())
+                prog = self.__dict__.get("_progress")
+                if prog is not None:
+                    prog.skip("epoch", self.stage1_epochs)
                 return opt, gen, list(init_from.history_["stage1_loss"]), 0, time.perf_counter() - t0
             Xtrain, Xval = self._held_out_split(Xt, seed)
             bs = min(self.batch_size, Xtrain.shape[0])
@@ -621,6 +803,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 if Xval is not None:
                     self._val_losses.append(watched)
                 bar.set_postfix(loss=f"{total:.4f}", **({} if Xval is None else {"held_out": f"{watched:.4f}"}))
+                self._progress_step("epoch", f"{desc}, loss {total:.4f}")
                 if watched < best * (1.0 - self.tol):
                     best, stale = watched, 0
                     if Xval is not None:
@@ -631,6 +814,9 @@ class DERC(ClusterMixin, BaseEstimator):
                         break
             if best_state is not None:  # the weights of the best held-out epoch
                 self.model_.load_state_dict(best_state)
+            prog = self.__dict__.get("_progress")
+            if prog is not None:
+                prog.skip("epoch", self.stage1_epochs - len(losses))
         return opt, gen, losses, len(losses), time.perf_counter() - t0
 
     def _held_out_split(self, Xt: torch.Tensor, seed: int):
@@ -718,6 +904,13 @@ class DERC(ClusterMixin, BaseEstimator):
         bs = min(self.batch_size, n)
         n_trip = int(self.triplets_per_round or n)
         steps = max(1, math.ceil(n_trip / bs))
+        try:
+            self._triplet_steps(state, proba, labels, rec, n_trip, bs, steps)
+        finally:
+            self._progress_step("triplets", f"round {rec.get('round', '?')}")
+
+    def _triplet_steps(self, state: _FitState, proba, labels, rec: dict, n_trip: int, bs: int, steps: int) -> None:
+        Xt = state.Xt
         with self._timed("triplet_training"):
             a, p, ng, pp, pn = sample_triplets(proba, n_trip, state.rng, valid=labels >= 0)
             lr_sum = lc_sum = 0.0
@@ -763,6 +956,12 @@ class DERC(ClusterMixin, BaseEstimator):
             if state.prev_labels is not None:
                 rec["changed"] = self._changed(state.prev_labels, labels)
                 if rec["changed"] < self.stage2_tol:
+                    prog = self.__dict__.get("_progress")
+                    if prog is not None:  # the rounds left and the final pass will not run
+                        left = self.stage2_rounds - rnd
+                        prog.skip("triplets", left)
+                        prog.skip("embed", left)
+                        prog.skip("map", left * self.n_maps)
                     rec["seconds"] = time.perf_counter() - t1
                     state.hist["rounds"].append(rec)
                     state.converged = (Z, R, labels, proba, rec)
@@ -828,10 +1027,12 @@ class DERC(ClusterMixin, BaseEstimator):
                 if name in used:
                     setattr(self, name, used[name])
             state = self._prepare(Xn, y, init_from)
+            self._plan_progress(state.Xt.shape[0])
             self._fit_autoencoders(state)  # stage 1
             self._fit_rounds(state)  # stage 2
             self._final_clustering(state)
             state.hist["seconds"] = time.perf_counter() - t0
+            state.hist["peak_rss_mib"] = peak_rss_mib()
             self.history_ = state.hist
             self.params_used_ = {name: used[name] for name in given if name not in ("seed", "progress")}
             self.stage_seconds_ = dict(self._stage_seconds, total=time.perf_counter() - t0)
@@ -840,6 +1041,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 if name in given:
                     setattr(self, name, given[name])
             self.__dict__.pop("_stage_seconds", None)
+            self.__dict__.pop("_progress", None)
         return self
 
     def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:
