@@ -154,8 +154,8 @@ def main(argv=None):
                          "pixels on --sets; the other method options are ignored")
     ap.add_argument("--sets", nargs="+", default=None,
                     help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
-                         "seed); NAME: usps, mnist-test, digits, toyfaces (identities, 10 images each, seeds "
-                         f"{TOYFACE_SEED0}+seed; NAME-N only). Default: {' '.join(DEFAULT_SETS)}")
+                         "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
+                         "(identities, 10 images each, seeds 5000+, 7000+ and 7100+ (colour); NAME-N only). Default: {' '.join(DEFAULT_SETS)}")
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
     if args.default:
@@ -223,17 +223,22 @@ def main(argv=None):
 DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
+#: toy-face identity sets by name: (first seed, grey). ``toyfaces``: the first validation (40 identities,
+#: seeds 5000+); ``toyfaces7k`` / ``toyfaces7k-rgb``: the fresh sets of the mid-size rule's validation
+#: (grey, seeds 7000+; colour, seeds 7100+), rendered for the first time by that run
+TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True), "toyfaces7k": (7000, True), "toyfaces7k-rgb": (7100, False)}
 
 
 def load_set(spec: str, seed: int, data_dir=None):
     """Images and labels of one --default set (see --sets) for one seed."""
     name, _, count = spec.rpartition("-") if spec.rsplit("-", 1)[-1].isdigit() else (spec, "", "")
-    if name == "toyfaces":
+    if name in TOYFACE_SETS:
         from fe_fast.datasets.face_identities import identity_set
 
         if not count:
-            raise ValueError("--sets: toyfaces needs a size, e.g. toyfaces-400 (40 identities x 10 images)")
-        return identity_set(int(count) // 10, 10, size=64, seed=TOYFACE_SEED0 + seed)
+            raise ValueError(f"--sets: {name} needs a size, e.g. {name}-400 (40 identities x 10 images)")
+        seed0, grey = TOYFACE_SETS[name]
+        return identity_set(int(count) // 10, 10, size=64, seed=seed0 + seed, grayscale=grey)
     X, y = load_clustering_data(name, data_dir=data_dir)
     if not count:
         return X, y
