@@ -155,7 +155,8 @@ def main(argv=None):
     ap.add_argument("--sets", nargs="+", default=None,
                     help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
                          "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
-                         "(identities, 10 images each, seeds 5000+, 7000+ and 7100+ (colour); NAME-N only). Default: {' '.join(DEFAULT_SETS)}")
+                         "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
+                         "identities, N/10 images each, seeds 7200+); NAME-N only. Default: {' '.join(DEFAULT_SETS)}")
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
     if args.default:
@@ -223,10 +224,12 @@ def main(argv=None):
 DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
-#: toy-face identity sets by name: (first seed, grey). ``toyfaces``: the first validation (40 identities,
-#: seeds 5000+); ``toyfaces7k`` / ``toyfaces7k-rgb``: the fresh sets of the mid-size rule's validation
-#: (grey, seeds 7000+; colour, seeds 7100+), rendered for the first time by that run
-TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True), "toyfaces7k": (7000, True), "toyfaces7k-rgb": (7100, False)}
+#: toy-face identity sets by name: (first seed, grey, identities; None: 10 images per identity).
+#: ``toyfaces``: the first validation (seeds 5000+); ``toyfaces7k`` (grey, 10 per identity, seeds
+#: 7000+), ``toyfaces7k-k10`` (grey, 10 identities of N/10 images, seeds 7200+) and ``toyfaces7k-rgb``
+#: (colour, seeds 7100+): the fresh sets of the mid-size rule's validation, first rendered by that run
+TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None), "toyfaces7k": (7000, True, None),
+                "toyfaces7k-k10": (7200, True, 10), "toyfaces7k-rgb": (7100, False, None)}
 
 
 def load_set(spec: str, seed: int, data_dir=None):
@@ -237,8 +240,9 @@ def load_set(spec: str, seed: int, data_dir=None):
 
         if not count:
             raise ValueError(f"--sets: {name} needs a size, e.g. {name}-400 (40 identities x 10 images)")
-        seed0, grey = TOYFACE_SETS[name]
-        return identity_set(int(count) // 10, 10, size=64, seed=seed0 + seed, grayscale=grey)
+        seed0, grey, ids = TOYFACE_SETS[name]
+        ids, per = (int(count) // 10, 10) if ids is None else (ids, int(count) // ids)
+        return identity_set(ids, per, size=64, seed=seed0 + seed, grayscale=grey)
     X, y = load_clustering_data(name, data_dir=data_dir)
     if not count:
         return X, y
