@@ -39,7 +39,7 @@ candidate, the kept and the rejected, is the protocol section of bench/results/d
   recipe that met the thesis's numbers on the full sets (5 maps, 3 autoencoders, 3 rounds); below,
   3 maps, 1 autoencoder (a third of stage 1's time) and 2 rounds, measured on 100-400 images and
   at 1,500 and 2,500 images (one map per clustering instead of 3 lost on USPS at 1,500, both
-  seeds, and on both sets at 2,500).
+  seeds, and, with 10 neighbours, on both sets at 2,500).
   ``round_consensus``: True. The consensus options stay off where the explicit
   parameters exclude them (``clusterer="dbscan"``; ``n_maps`` 1 with ``reducer="none"``).
 """
