@@ -226,8 +226,8 @@ DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "dig
 TOYFACE_SEED0 = 5000
 #: toy-face identity sets by name: (first seed, grey, identities; None: 10 images per identity).
 #: ``toyfaces``: the first validation (seeds 5000+); ``toyfaces7k-k10`` (grey, 10 identities of N/10
-#: images, seeds 7200+): the mid-size rule's validation; ``toyfaces7k`` (grey, 10 per identity, seeds
-#: 7000+) and ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh, not rendered yet
+#: images, seeds 7200+) and ``toyfaces7k`` (grey, 10 per identity, seeds 7000+; 7000 rendered): the
+#: mid-size rule's validation; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh, not rendered yet
 TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None), "toyfaces7k": (7000, True, None),
                 "toyfaces7k-k10": (7200, True, 10), "toyfaces7k-rgb": (7100, False, None)}
 
