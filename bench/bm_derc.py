@@ -154,8 +154,9 @@ def main(argv=None):
                          "pixels on --sets; the other method options are ignored")
     ap.add_argument("--sets", nargs="+", default=None,
                     help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
-                         "seed); NAME: usps, mnist-test, digits, toyfaces (identities, 10 images each, seeds "
-                         f"{TOYFACE_SEED0}+seed; NAME-N only). Default: {' '.join(DEFAULT_SETS)}")
+                         "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
+                         "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
+                         "identities, N/10 images each, seeds 7200+); NAME-N only. Default: {' '.join(DEFAULT_SETS)}")
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
     if args.default:
@@ -223,17 +224,25 @@ def main(argv=None):
 DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
+#: toy-face identity sets by name: (first seed, grey, identities; None: 10 images per identity).
+#: ``toyfaces``: the first validation (seeds 5000+); ``toyfaces7k-k10`` (grey, 10 identities of N/10
+#: images, seeds 7200+) and ``toyfaces7k`` (grey, 10 per identity, seeds 7000+; 7000 rendered): the
+#: mid-size rule's validation; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh, not rendered yet
+TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None), "toyfaces7k": (7000, True, None),
+                "toyfaces7k-k10": (7200, True, 10), "toyfaces7k-rgb": (7100, False, None)}
 
 
 def load_set(spec: str, seed: int, data_dir=None):
     """Images and labels of one --default set (see --sets) for one seed."""
     name, _, count = spec.rpartition("-") if spec.rsplit("-", 1)[-1].isdigit() else (spec, "", "")
-    if name == "toyfaces":
+    if name in TOYFACE_SETS:
         from fe_fast.datasets.face_identities import identity_set
 
         if not count:
-            raise ValueError("--sets: toyfaces needs a size, e.g. toyfaces-400 (40 identities x 10 images)")
-        return identity_set(int(count) // 10, 10, size=64, seed=TOYFACE_SEED0 + seed)
+            raise ValueError(f"--sets: {name} needs a size, e.g. {name}-400 (40 identities x 10 images)")
+        seed0, grey, ids = TOYFACE_SETS[name]
+        ids, per = (int(count) // 10, 10) if ids is None else (ids, int(count) // ids)
+        return identity_set(ids, per, size=64, seed=seed0 + seed, grayscale=grey)
     X, y = load_clustering_data(name, data_dir=data_dir)
     if not count:
         return X, y

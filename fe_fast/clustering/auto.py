@@ -24,15 +24,22 @@ candidate, the kept and the rejected, is the protocol section of bench/results/d
 * ``augment_shift`` / ``augment_rotation``: 0.1 of the side and 10 degrees (the jitter measured on
   USPS/MNIST; it is what lets a small set train for many epochs without memorising it).
 * ``latent_dim``: 128 (the thesis's ``d_z``); smaller codes did not help on the choosing sets.
-* ``reducer``: ``"umap"``; ``n_neighbors``: ``clip(round(m / 4), 5, 20)``: a neighbourhood well
-  inside one cluster of the expected size (at 40 per cluster 10 neighbours beat 20 on all three
-  runs; the full sets' recipe used 20).
+* ``reducer``: ``"umap"``; ``n_neighbors``: ``clip(round(m / 4), 5, 10)`` below
+  ``MID_NN_PER_CLUSTER`` = 200 images per cluster, ``clip(round(m / 4), 5, 20)`` from 200 on: a
+  neighbourhood well inside one cluster of the expected size. At 40 per cluster 10 neighbours beat
+  20 on all three runs; at 150 per cluster (1,500 images) 10 beat 20 on ACC and NMI on all four
+  runs (USPS and MNIST-test, two seeds each); at 250 per cluster (2,500 images) 20 beat 10 on USPS
+  and tied on MNIST-test (one seed each); 200 is the middle of the two measured sizes. The full
+  sets' recipe (700-1,000 per cluster) used 20.
 * ``covariance_type``: ``"full"`` when the clusters have at least ``FULL_COV_PER_PARAM`` images
   per free parameter of a full covariance in the clustered space (100 per cluster for a 2-D map),
-  ``"diag"`` otherwise (diagonal beat full on 3 of 3 runs at 40 per cluster).
+  ``"diag"`` otherwise (diagonal beat full on 3 of 3 runs at 40 per cluster; at 150 per
+  cluster it was mixed, below 10 neighbours with the full one on ACC in 3 of 4 runs).
 * ``n_maps``, ``n_autoencoders``, ``stage2_rounds``: from ``ENSEMBLE_N`` = 5,000 images on, the
   recipe that met the thesis's numbers on the full sets (5 maps, 3 autoencoders, 3 rounds); below,
-  3 maps, 1 autoencoder (a third of stage 1's time) and 2 rounds, measured on 100-400 images.
+  3 maps, 1 autoencoder (a third of stage 1's time) and 2 rounds, measured on 100-400 images and
+  at 1,500 and 2,500 images (one map per clustering instead of 3 lost on USPS at 1,500, both
+  seeds, and, with 10 neighbours, on both sets at 2,500).
   ``round_consensus``: True. The consensus options stay off where the explicit
   parameters exclude them (``clusterer="dbscan"``; ``n_maps`` 1 with ``reducer="none"``).
 """
@@ -42,7 +49,7 @@ import math
 from typing import Mapping, Sequence
 
 __all__ = ["AUTO", "AUTO_PARAMS", "resolve", "STAGE1_STEPS", "FULL_COV_PER_PARAM",
-           "MIN_HELD_OUT", "SMALL_N", "ENSEMBLE_N"]
+           "MIN_HELD_OUT", "SMALL_N", "ENSEMBLE_N", "MID_NN_PER_CLUSTER"]
 
 AUTO = "auto"
 #: Adam steps stage 1 may take (the bound on ``stage1_epochs``; early stopping usually ends sooner)
@@ -54,6 +61,8 @@ FULL_COV_PER_PARAM = 100 / 3
 MIN_HELD_OUT = 10
 #: below this many images Adam steps on batches of 16 (else 64)
 SMALL_N = 1000
+#: images per cluster from which UMAP's neighbourhood may grow past 10 (to 20)
+MID_NN_PER_CLUSTER = 200
 #: from this many images on, the ensemble of the full sets' recipe (bench/results/derc.md, measured on
 #: 7,291 and 10,000 images): 5 maps, 3 autoencoders, 3 rounds
 ENSEMBLE_N = 5000
@@ -107,7 +116,7 @@ def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clust
     rule("augment_rotation", 10.0)
     rule("latent_dim", 128)
     rule("reducer", "umap")
-    rule("n_neighbors", int(min(20, max(5, round(per_cluster / 4)))))
+    rule("n_neighbors", int(min(10 if per_cluster < MID_NN_PER_CLUSTER else 20, max(5, round(per_cluster / 4)))))
     # the space the mixture is fitted in: a 2-D map (3 free parameters per full covariance), or the
     # codes (latent_dim (latent_dim + 1) / 2)
     dim = 2

@@ -291,7 +291,8 @@ class DERC(ClusterMixin, BaseEstimator):
     triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
         ``"none"`` (DERC-R: cluster the codes directly); auto.
-    n_neighbors: UMAP's neighbourhood size (auto; 20 in the full sets' recipe).
+    n_neighbors: UMAP's neighbourhood size (auto: a quarter of the images per cluster, 5 to 10
+        below 200 per cluster, up to 20 from 200 on as in the full sets' recipe).
     covariance_type: covariance of the mixture's components, ``"full"`` (eq. 4-4, the thesis),
         ``"diag"`` or ``"spherical"`` (auto).
     clusterer: ``"gmm"`` (eq. 4-4) or ``"dbscan"``.

@@ -56,12 +56,17 @@ def test_large_set_rules():
     assert used["n_neighbors"] == 20
     assert used["n_maps"] == 5 and used["n_autoencoders"] == 3 and used["stage2_rounds"] == 3
     assert used["covariance_type"] == "full"
-    # neighbourhood grows with the cluster size, within [5, 20]
-    nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 400, 600, 2000)]
-    assert nn == [5, 5, 10, 15, 20]
-    # between SMALL_N and ENSEMBLE_N: batches of 64, but one autoencoder and 3 maps
+    # neighbourhood grows with the cluster size m, within [5, 10] below MID_NN_PER_CLUSTER, [5, 20] from it on
+    nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 400, 600, 1500, 1999)]
+    assert nn == [5, 5, 10, 10, 10, 10]
+    big = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (2000, 2500, 4999, 10000)]
+    assert big == [20, 20, 20, 20]
+    few = [auto.resolve(_defaults(), 5000, (1, 16, 16), k)["n_neighbors"] for k in (1000, 200, 30)]
+    assert few == [5, 6, 10]
+    # between SMALL_N and ENSEMBLE_N: batches of 64, but one autoencoder, 3 maps, 10 neighbours
     mid = auto.resolve(_defaults(), 1797, (1, 8, 8), 10)
     assert (mid["batch_size"], mid["n_autoencoders"], mid["n_maps"], mid["stage2_rounds"]) == (64, 1, 3, 2)
+    assert (mid["n_neighbors"], mid["covariance_type"]) == (10, "full")
     # no hold-out below MIN_HELD_OUT held-out images
     assert auto.resolve(_defaults(), 50, (1, 8, 8), 5)["validation_fraction"] == 0.0
 
