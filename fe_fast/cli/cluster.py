@@ -68,7 +68,7 @@ def add_parser(sub):
     p.add_argument("--round-consensus", action="store_const", const=True, default=None,
                    help="final labels from the consensus of every round's clustering, not the last one alone "
                         "(default auto: on with the mixture clusterer; off in the thesis)")
-    p.add_argument("--triplets", type=int, help="triplets per round (default: number of images)")
+    p.add_argument("--triplets", type=int, help="triplets per round (default: one per image, 20,000 from 20,000 images on)")
     p.add_argument("--reducer", choices=("tsne", "umap", "none"),
                    help="t-SNE (DERC), UMAP (not in the thesis) or none (DERC-R) (default %(default)s)")
     p.add_argument("--n-maps", type=int,

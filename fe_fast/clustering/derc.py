@@ -288,7 +288,8 @@ class DERC(ClusterMixin, BaseEstimator):
         the last clustering alone, the thesis). Costs one k-means on the stacked responsibilities;
         ``history_["final"]`` keeps the last clustering's own scores as ``acc_last``/``nmi_last``.
         Needs ``clusterer="gmm"``.
-    triplets_per_round: triplets ``N`` sampled per round (default: the number of images).
+    triplets_per_round: triplets ``N`` sampled per round (None: the number of images; "auto": that
+        below 20,000 images, 20,000 from there on).
     reducer: ``"tsne"`` (DERC), ``"umap"`` (UMAP map instead of t-SNE; not in the thesis) or
         ``"none"`` (DERC-R: cluster the codes directly); auto.
     n_neighbors: UMAP's neighbourhood size (auto: a quarter of the images per cluster, 5 to 10
@@ -375,7 +376,7 @@ class DERC(ClusterMixin, BaseEstimator):
         stage2_rounds="auto",
         stage2_tol: float = 0.0,
         round_consensus="auto",
-        triplets_per_round: Optional[int] = None,
+        triplets_per_round="auto",
         reducer: str = "auto",
         clusterer: str = "gmm",
         n_maps="auto",

@@ -50,11 +50,15 @@ def test_small_set_rules():
 
 
 def test_large_set_rules():
-    used = auto.resolve(_defaults(), 70000, (1, 28, 28), 10)
+    full = auto.resolve(_defaults(), 10000, (1, 28, 28), 10)  # MNIST-test: the full sets' ensemble
+    assert full["stage1_epochs"] == 11 and full["triplets_per_round"] is None
+    assert (full["n_maps"], full["n_autoencoders"], full["stage2_rounds"]) == (5, 3, 3)
+    used = auto.resolve(_defaults(), 70000, (1, 28, 28), 10)  # from LARGE_N on
     assert used["batch_size"] == 64
-    assert used["stage1_epochs"] == 10  # the lower bound: 985 steps per epoch
+    assert used["stage1_epochs"] == 2  # STAGE1_STEPS / 985 steps per epoch, no 10-epoch floor
     assert used["n_neighbors"] == 20
-    assert used["n_maps"] == 5 and used["n_autoencoders"] == 3 and used["stage2_rounds"] == 3
+    assert used["n_maps"] == 3 and used["n_autoencoders"] == 1 and used["stage2_rounds"] == 2
+    assert used["triplets_per_round"] == auto.LARGE_TRIPLETS
     assert used["covariance_type"] == "full"
     # neighbourhood grows with the cluster size m, within [5, 10] below MID_NN_PER_CLUSTER, [5, 20] from it on
     nn = [auto.resolve(_defaults(), n, (1, 16, 16), 10)["n_neighbors"] for n in (20, 100, 400, 600, 1500, 1999)]
