@@ -31,7 +31,6 @@ from __future__ import annotations
 import fe_fast  # noqa: F401  (before torch: passive OpenMP waits)
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -48,7 +47,7 @@ from fe_fast.registration import houv  # noqa: E402
 from fe_fast.registration.baselines import ransac_icp  # noqa: E402
 from fe_fast.registration.metrics import evaluate  # noqa: E402
 from fe_fast.registration.presets import preset  # noqa: E402
-from fe_fast.registration.selection import best_of_flips, refine_local, selection_score  # noqa: E402
+from fe_fast.registration.selection import best_of_flips, refine_local, same_pose, selection_score  # noqa: E402
 
 _HL = preset("halving-local")  # a RegistrationConfig: no correspondence starts, no accept, select "inlier"
 #: HOUV schedules tried (each with the RANSAC transform as a start); "HL" is preset halving-local (256 groups,
@@ -217,15 +216,6 @@ DEFAULT_RECIPE = {
     "hypotheses": 2,
     "refine_iters": 30,
 }
-
-
-def same_pose(A, B, Q, deg=3.0, frac=0.01):
-    """Whether 4x4 poses A and B are within ``deg`` degrees and ``frac`` of Q's bbox diagonal (then their
-    flips and refinements are the same candidates)."""
-    A, B = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(B, dtype=torch.float64)
-    c = float(((A[:3, :3] * B[:3, :3]).sum() - 1) / 2)
-    diag = float((Q.max(0).values - Q.min(0).values).norm())
-    return math.degrees(math.acos(max(-1.0, min(1.0, c)))) < deg and float((A[:3, 3] - B[:3, 3]).norm()) < frac * diag
 
 
 def prototype_default(P, Q, seed=0, recipe=None):

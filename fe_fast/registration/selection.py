@@ -83,6 +83,7 @@ __all__ = [
     "selection_score",
     "best_of_flips",
     "refine_with_flips",
+    "same_pose",
 ]
 
 TAU_FACTOR = 2.0
@@ -434,6 +435,15 @@ def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, ext
                              "original_score": float(s.score[0]), "candidates": len(labels)}
 
 
+def same_pose(A, B, Q) -> bool:
+    """Whether 4x4 poses A and B (P onto Q) are within ``DISTINCT_DEG`` degrees and ``DISTINCT_FRAC``
+    of Q's bounding-box diagonal: then their refined flips are the same candidates."""
+    A, B = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(B, dtype=torch.float64)
+    Q = torch.as_tensor(Q, dtype=torch.float64)
+    diag = float((Q.max(0).values - Q.min(0).values).norm())
+    return _angle_deg(A[:3, :3], B[:3, :3]) < DISTINCT_DEG and float((A[:3, 3] - B[:3, 3]).norm()) < DISTINCT_FRAC * diag
+
+
 def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mirror: bool = True,
                       extra_axes: int = EXTRA_AXES, viewpoints=None, also=None,
                       **score_kwargs) -> RegistrationResult:
@@ -472,12 +482,10 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
             break
         if g not in ranked and bool(torch.isfinite(rank[g])):
             ranked.append(g)
-    diag = float((Q.max(0).values - Q.min(0).values).norm())
     order, hyps = [], []
     for g in ranked:
         T_g = _rigid(result.all_R[g].to(torch.float64), result.all_t[g].to(torch.float64))
-        if not any(_angle_deg(T_g[:3, :3], T_h[:3, :3]) < DISTINCT_DEG
-                   and float((T_g[:3, 3] - T_h[:3, 3]).norm()) < DISTINCT_FRAC * diag for T_h in hyps):
+        if not any(same_pose(T_g, T_h, Q) for T_h in hyps):
             order.append(g)
             hyps.append(T_g)
     extra = [] if also is None else list(_transforms(also, "also"))
