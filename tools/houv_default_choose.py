@@ -228,7 +228,7 @@ def prototype_default(P, Q, seed=0, recipe=None):
     t0 = time.perf_counter()
     P = torch.as_tensor(np.asarray(P), dtype=torch.float64)
     Q = torch.as_tensor(np.asarray(Q), dtype=torch.float64)
-    start = baselines.ransac_icp(P, Q, seed=seed)["transform"]
+    start = ransac_icp(P, Q, seed=seed)["transform"]
     if r["fast"] == "flips":  # the start and its flips, refined, before the accept test
         T, info = best_of_flips(P, Q, start, iters=r["refine_iters"])
         best, best_score = T, info["score"]
