@@ -32,17 +32,14 @@ import fe_fast  # noqa: F401  (before torch: passive OpenMP waits)
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bm_houv import run_default  # noqa: E402
 
-from fe_fast.datasets.registration_sets import CHOOSING_PAIRS, choosing_pairs  # noqa: E402
+from fe_fast.datasets.registration_sets import CHOOSING_PAIRS, choosing_extra_pairs, choosing_pairs  # noqa: E402
 from fe_fast.registration import houv  # noqa: E402
 from fe_fast.registration.baselines import ransac_icp  # noqa: E402
 from fe_fast.registration.metrics import evaluate  # noqa: E402
@@ -260,25 +257,59 @@ def prototype_default(P, Q, seed=0, recipe=None):
     return best.numpy(), time.perf_counter() - t0, {"path": "houv", "score": best_score}
 
 
+def variant_config(settings):
+    """The library default with ``STAGE.FIELD=VALUE`` changes (VALUE a Python literal), e.g.
+    ``selection.flip_prune=(5,8)``."""
+    import ast
+
+    from fe_fast.registration.config import DEFAULT_CONFIG
+
+    changes = {}
+    for item in settings or []:
+        key, _, text = item.partition("=")
+        stage, _, name = key.partition(".")
+        if not text or not name:
+            raise ValueError(f"--set: expected STAGE.FIELD=VALUE, got {item!r}")
+        changes.setdefault(stage, {})[name] = ast.literal_eval(text)
+    return DEFAULT_CONFIG.replace(**changes)
+
+
 def verify(args):
-    pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS)
-    what = json.dumps(DEFAULT_RECIPE, default=str) if args.prototype else "the library default houv(P, Q)"
+    pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS) + (choosing_extra_pairs() if args.extra else [])
+    index = list(range(len(pairs))) if args.only is None else list(args.only)  # a pair's index is its seed
+    config = variant_config(args.set)
+    what = (json.dumps(DEFAULT_RECIPE, default=str) if args.prototype else
+            f"the library default houv(P, Q) with {args.set}" if args.set else "the library default houv(P, Q)")
     print(f"recipe: {what}; torch threads {torch.get_num_threads()}")
-    ours, base = [], []
-    for i, p in enumerate(pairs):
+    ours, base, rows = [], [], []
+    for i in index:
+        p = pairs[i]
         load = os.getloadavg()[0]
-        run = prototype_default if args.prototype else run_default
-        T, sec, info = run(p["P"], p["Q"], seed=i)
+        if args.prototype:
+            T, sec, info = prototype_default(p["P"], p["Q"], seed=i)
+        else:
+            cpu = time.process_time()
+            r = houv(p["P"], p["Q"], config, seed=i)
+            T, sec = r.transform.double().numpy(), r.seconds
+            info_cpu = time.process_time() - cpu
+            info = {"path": "fast" if r.extra.get("accepted") else "houv",
+                    "score": r.extra.get("flip", {}).get("score"), "stages": r.extra["stage_seconds"],
+                    "cpu_s": info_cpu}
         rr = ransac_icp(p["P"], p["Q"], seed=i)
         a, b = _ev(T, p), _ev(rr["transform"], p)
         ours.append((a["ok"], a["rot"], sec))
         base.append((b["ok"], b["rot"], rr["seconds"]))
+        rows.append({"pair": i, "name": p["name"], "mesh": p["mesh"], "overlap": p["overlap"], "load": load, "ours": {**a, "seconds": sec,
+                     **info}, "RANSAC+ICP": {**b, "seconds": rr["seconds"]}})
         print(f"{i:3d} {p['mesh']:>10s} ov {p['overlap']:.2f} load {load:.1f} | ours {a['rot']:7.2f} "
               f"{'ok' if a['ok'] else '--'} {sec:5.2f}s {info['path']:4s} | RANSAC+ICP {b['rot']:7.2f} "
               f"{'ok' if b['ok'] else '--'} {rr['seconds']:.2f}s", flush=True)
     for name, r in (("ours", ours), ("RANSAC+ICP", base)):
         print(f"{name}: recall {np.mean([x[0] for x in r]):.3f}, mean rot err {np.mean([x[1] for x in r]):.2f}, "
               f"median s {np.median([x[2] for x in r]):.2f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
 
 
 def main(argv=None):
@@ -298,6 +329,11 @@ def main(argv=None):
     v = sub.add_parser("verify")
     v.add_argument("--pairs", type=int, default=None)
     v.add_argument("--prototype", action="store_true", help="the prototype recipe instead of houv(P, Q)")
+    v.add_argument("--set", nargs="*", default=None, metavar="STAGE.FIELD=VALUE",
+                   help="run the default with these config changes, e.g. selection.flip_prune=(5,8)")
+    v.add_argument("--out", default=None, help="json lines, one per pair")
+    v.add_argument("--extra", action="store_true", help="also the 32 extra choosing pairs (choosing_extra_pairs)")
+    v.add_argument("--only", type=int, nargs="*", default=None, help="only these pair indices")
     args = ap.parse_args(argv)
     {"collect": collect, "choose": choose, "verify": verify}[args.cmd](args)
 

@@ -9,7 +9,8 @@ Protocol (choose on one set, report on another that no choice ever saw):
   below ``HELD_OUT_SEED``, plus ``partial_pairs.COMPOUNDS``): 48 pairs of overlap 0.3-0.9 (pair seed 0;
   drawn this way most overlap 0.6-0.9) then 16 of overlap 0.3-0.5 (pair seed 1; the hard end, where the
   real ring pairs also lie), pair seeds below ``HELD_OUT_SEED``. Every setting of the default recipe is
-  chosen here.
+  chosen here. :func:`choosing_extra_pairs` adds 32 more pairs of the same objects (pair seed 2, overlap
+  0.3-0.6) for choices that concern only the pairs the fast path leaves (about a third of the 64).
 * :func:`report_pairs` (the REPORT set): generated pairs drawn the same way from the held-out objects
   (seeds from ``HELD_OUT_SEED`` on, and the whole ``beads`` family, a shape family never chosen on),
   ``REPORT_BLOCKS``: 40 of overlap 0.3-0.9 then 16 of 0.3-0.5, pair seeds from ``REPORT_SEED``
@@ -18,6 +19,12 @@ Protocol (choose on one set, report on another that no choice ever saw):
   directions, each ordered pair moved by ``BUNNY_TRANSFORMS`` random rigid transforms. No bunny scan
   is ever used for choosing, so every real scan is on the report side: the split is by scan (A->B and
   B->A both report), and the bunny mesh is in neither object list (it is the union of these scans).
+
+* :func:`fresh_report_pairs` (the FRESH report set, ``FRESH_SEED``): made when the default changed after
+  the REPORT set had been reported once (never re-tune on the set you report): generated pairs of new
+  objects (seeds ``FRESH_SEED ..`` of every family, ``beads`` included) with new pair seeds, drawn as the
+  REPORT set (``FRESH_BLOCKS``), plus the bunny ring pairs with new subsamples and transforms (seed
+  ``FRESH_SEED``; the scans themselves were in the REPORT set, never in the CHOOSING set).
 
 Nothing may be run on the report set while settings are being chosen, except a smoke test of one or two
 pairs that checks a harness runs. The pairs depend only on the constants here (and the bunny files).
@@ -43,9 +50,13 @@ __all__ = [
     "choosing_objects",
     "report_objects",
     "choosing_pairs",
+    "choosing_extra_pairs",
     "report_generated_pairs",
     "bunny_report_pairs",
     "report_pairs",
+    "FRESH_SEED",
+    "fresh_objects",
+    "fresh_report_pairs",
 ]
 
 CHOOSING_SEED = 0
@@ -55,7 +66,11 @@ OVERLAP = (0.3, 0.9)
 LOW_OVERLAP = (0.3, 0.5)
 #: (pair seed, pairs, (min overlap, max overlap)) of each block, in order
 CHOOSING_BLOCKS = ((CHOOSING_SEED, 48, OVERLAP), (CHOOSING_SEED + 1, 16, LOW_OVERLAP))
+CHOOSING_EXTRA_BLOCKS = ((CHOOSING_SEED + 2, 32, (0.3, 0.6)),)
 REPORT_BLOCKS = ((REPORT_SEED, 40, OVERLAP), (REPORT_SEED + 1, 16, LOW_OVERLAP))
+#: the fresh report set: object seeds and pair seeds from here on (above every seed used before)
+FRESH_SEED = 20000
+FRESH_BLOCKS = ((FRESH_SEED, 40, OVERLAP), (FRESH_SEED + 1, 16, LOW_OVERLAP))
 CHOOSING_PAIRS = sum(b[1] for b in CHOOSING_BLOCKS)
 REPORT_GENERATED = sum(b[1] for b in REPORT_BLOCKS)
 N_POINTS = 2048
@@ -77,6 +92,13 @@ def choosing_objects() -> List[str]:
 def report_objects() -> List[str]:
     """The held-out objects of the report set (``split_objects(OBJECTS_PER_FAMILY)[1]``)."""
     return range_scans.split_objects(OBJECTS_PER_FAMILY)[1]
+
+
+def fresh_objects() -> List[str]:
+    """The objects of the fresh report set: seeds ``FRESH_SEED .. FRESH_SEED + OBJECTS_PER_FAMILY - 1`` of
+    every family (the choosing families and the held-out ``beads``)."""
+    families = range_scans.CHOOSE_FAMILIES + range_scans.HELD_OUT_FAMILIES
+    return [f"{fam}:{FRESH_SEED + s}" for fam in families for s in range(OBJECTS_PER_FAMILY)]
 
 
 def _scan_pairs(count: int, objects, blocks, n_points: int, tag: str) -> List[Dict]:
@@ -109,6 +131,11 @@ def choosing_pairs(count: int = CHOOSING_PAIRS, n_points: int = N_POINTS) -> Lis
     """The first ``count`` pairs of the choosing set (module docstring); dicts of
     :func:`~fe_fast.datasets.range_scans.make_scan_pair` plus ``set`` (``"choose"``) and ``name``."""
     return _scan_pairs(count, choosing_objects(), CHOOSING_BLOCKS, n_points, "choose")
+
+
+def choosing_extra_pairs(count: int = 32, n_points: int = N_POINTS) -> List[Dict]:
+    """More choosing pairs (module docstring; ``set`` is ``"choose-extra"``): choosing objects only."""
+    return _scan_pairs(count, choosing_objects(), CHOOSING_EXTRA_BLOCKS, n_points, "choose-extra")
 
 
 def report_generated_pairs(count: int = REPORT_GENERATED, n_points: int = N_POINTS) -> List[Dict]:
@@ -158,4 +185,17 @@ def report_pairs(count: int = REPORT_GENERATED, n_points: int = N_POINTS, *, bun
     out = report_generated_pairs(count, n_points)
     if real:
         out += bunny_report_pairs(bunny_root, n_points=n_points)
+    return out
+
+
+def fresh_report_pairs(count: int = REPORT_GENERATED, n_points: int = N_POINTS, *, bunny_root=None,
+                       real: bool = True) -> List[Dict]:
+    """The fresh report set (module docstring): ``count`` generated pairs of :func:`fresh_objects`
+    (``set`` ``"fresh-generated"``) then (``real``) the bunny ring pairs with seed ``FRESH_SEED``
+    (``set`` ``"fresh-bunny"``)."""
+    out = _scan_pairs(count, fresh_objects(), FRESH_BLOCKS, n_points, "fresh-generated")
+    if real:
+        for p in bunny_report_pairs(bunny_root, n_points=n_points, seed=FRESH_SEED):
+            p["set"] = "fresh-bunny"
+            out.append(p)
     return out

@@ -302,7 +302,13 @@ def refine_local(P, Q, T, *, iters: int = 30, radius: Optional[float] = None,
     point-to-point partners: on 1024-point scan pairs, point-to-point ICP started at the truth slid
     several degrees along the surface. Returns [K, 4, 4] (float64)."""
     P, Q = _cloud(P, "P"), _cloud(Q, "Q")
-    Ts = _transforms(T, "T").clone()
+    return _icp(P, Q, _transforms(T, "T").clone(), iters, radius, final_radius)[0]
+
+
+def _icp(P, Q, Ts, iters, radius=None, final_radius=None, prune=None):
+    """:func:`refine_local`'s loop on float64 clouds; ``prune = (k, keep)``: after iteration k, the
+    poses go through ``keep(Ts)`` (indices of the ones that go on). Returns the poses and the indices
+    (into ``Ts``) of those returned."""
     if int(iters) < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     tau = TAU_FACTOR * max(_spacing(P.float()), _spacing(Q.float()))
@@ -313,7 +319,11 @@ def refine_local(P, Q, T, *, iters: int = 30, radius: Optional[float] = None,
     r1 = min(r1, r0)
     nP, nQ = estimate_normals(P), estimate_normals(Q)
     n = int(iters)
+    index = torch.arange(Ts.shape[0])
     for it in range(n):
+        if prune is not None and it == prune[0]:
+            kept = torch.as_tensor(prune[1](Ts), dtype=torch.long)
+            Ts, index = Ts[kept], index[kept]
         r = r0 * (r1 / r0) ** (it / max(n - 1, 1))
         R, t = Ts[:, :3, :3], Ts[:, :3, 3]
         X = P[None] @ R.transpose(1, 2) + t[:, None]  # [K, N, 3] in Q's frame
@@ -325,7 +335,7 @@ def refine_local(P, Q, T, *, iters: int = 30, radius: Optional[float] = None,
         nrm = torch.cat([nQ[i_pq], nP[i_qp] @ R.transpose(1, 2)], 1)
         w = (torch.cat([d_pq, d_qp], 1) < r * r).to(torch.float64)
         Ts = _plane_steps(src, dst, nrm, w) @ Ts
-    return Ts
+    return Ts, index
 
 
 @dataclass
@@ -413,26 +423,49 @@ def selection_score(P, Q, transforms, *, tau: Optional[float] = None, tau_factor
                           tau=float(tau), tau_plane=float(tau_plane))
 
 
+def _check_prune(prune, iters: int):
+    if prune is None:
+        return None
+    if len(prune) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in prune):
+        raise ValueError(f"prune must be None or (k, m), two ints, got {prune!r}")
+    k, m = int(prune[0]), int(prune[1])
+    if not (1 <= k < int(iters) and m >= 1):
+        raise ValueError(f"prune (k, m) needs 1 <= k < iters ({iters}) and m >= 1, got {prune!r}")
+    return k, m
+
+
 def best_of_flips(P, Q, transforms, *, iters: int = 30, mirror: bool = True, extra_axes: int = EXTRA_AXES,
-                  viewpoints=None, **score_kwargs) -> Tuple[torch.Tensor, dict]:
+                  viewpoints=None, prune: Optional[Tuple[int, int]] = None,
+                  **score_kwargs) -> Tuple[torch.Tensor, dict]:
     """The core of :func:`refine_with_flips` for any hypotheses (e.g. a feature matcher's answer):
     the :func:`flip_candidates` of each transform in ``transforms`` (4x4 or [H, 4, 4], P onto Q),
-    each refined by :func:`refine_local`, scored by :func:`selection_score`. Returns the best refined
-    candidate (4x4, float64) and ``{"label", "hypothesis", "score", "original_score",
-    "candidates"}`` (``original_score``: the first hypothesis refined as it is)."""
+    each refined by :func:`refine_local` (``iters`` iterations), scored by :func:`selection_score`.
+    ``prune = (k, m)``: after k iterations only the m candidates with the lowest selection score go
+    on (successive halving; the others are dropped). Returns the best refined candidate (4x4,
+    float64) and ``{"label", "hypothesis", "score", "original_score", "candidates"}``
+    (``original_score``: the first hypothesis refined as it is; NaN when pruned)."""
     P, Q = _cloud(P, "P"), _cloud(Q, "Q")
     Ts = _transforms(transforms)
+    prune = _check_prune(prune, iters)
     cands, labels, origin = [], [], []
     for h in range(Ts.shape[0]):
         C, lab = flip_candidates(P, Q, Ts[h], mirror=mirror, extra_axes=extra_axes)
         cands.append(C)
         labels += lab
         origin += [h] * len(lab)
-    C = refine_local(P, Q, torch.cat(cands), iters=iters)
+
+    def keep(C):
+        s = selection_score(P, Q, C, viewpoints=viewpoints, **score_kwargs).score
+        return torch.argsort(s)[: prune[1]]
+
+    C, index = _icp(P, Q, torch.cat(cands), iters, prune=None if prune is None else (prune[0], keep))
     s = selection_score(P, Q, C, viewpoints=viewpoints, **score_kwargs)
-    best = int(torch.argmin(s.score))
-    return C[best].clone(), {"label": labels[best], "hypothesis": origin[best], "score": float(s.score[best]),
-                             "original_score": float(s.score[0]), "candidates": len(labels)}
+    i = int(torch.argmin(s.score))
+    best = int(index[i])
+    first = torch.nonzero(index == 0)
+    return C[i].clone(), {"label": labels[best], "hypothesis": origin[best], "score": float(s.score[i]),
+                          "original_score": float(s.score[int(first[0])]) if len(first) else float("nan"),
+                          "candidates": len(labels)}
 
 
 def same_pose(A, B, Q) -> bool:
@@ -445,7 +478,7 @@ def same_pose(A, B, Q) -> bool:
 
 
 def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mirror: bool = True,
-                      extra_axes: int = EXTRA_AXES, viewpoints=None, also=None,
+                      extra_axes: int = EXTRA_AXES, viewpoints=None, also=None, prune=None,
                       **score_kwargs) -> RegistrationResult:
     """Re-choose HOUV's answer among its flips: for the ``hypotheses`` best groups of ``result`` (a
     :class:`~fe_fast.registration.houv.RegistrationResult` of P onto Q; its answer first, then the
@@ -465,7 +498,7 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
     best groups, one within ``DISTINCT_DEG`` degrees and ``DISTINCT_FRAC`` of Q's bounding-box
     diagonal of a group taken before it is skipped (its refined flips would be the same candidates).
     ``also``: more transforms (4x4 or [H, 4, 4], e.g. correspondence starts) whose flips compete in
-    the same batch; the label then reads ``"also j: ..."``."""
+    the same batch; the label then reads ``"also j: ..."``. ``prune``: see :func:`best_of_flips`."""
     import time
 
     if not isinstance(result, RegistrationResult):
@@ -490,7 +523,7 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
             hyps.append(T_g)
     extra = [] if also is None else list(_transforms(also, "also"))
     T, info = best_of_flips(P, Q, torch.stack(hyps + extra), iters=iters, mirror=mirror, extra_axes=extra_axes,
-                            viewpoints=viewpoints, **score_kwargs)
+                            viewpoints=viewpoints, prune=prune, **score_kwargs)
     out = dataclasses.replace(result, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone(),
                               seconds=result.seconds + time.perf_counter() - t0)
     h = info.pop("hypothesis")
