@@ -75,3 +75,19 @@ def test_bunny_scans_are_only_on_the_report_side():
         assert share > 0.7 * p["overlap"]
         off = dict(p, T_gt=p["T_gt"] @ np.diag([1.0, -1.0, -1.0, 1.0]))  # a half-turn off the truth
         assert _aligned_share(off, 6e-3) < 0.5 * share
+
+
+def test_extra_choosing_and_fresh_report_pairs_stay_on_their_sides():
+    """The extra choosing pairs use choosing objects only; the fresh report set uses objects and pair
+    seeds that neither earlier set holds (seeds from FRESH_SEED, every family incl. beads)."""
+    fresh = sets.fresh_objects()
+    assert not set(fresh) & (set(sets.choosing_objects()) | set(sets.report_objects()))
+    assert all(range_scans.is_held_out(o) for o in fresh) and any(o.startswith("beads:") for o in fresh)
+    used = [s for s, _, _ in sets.CHOOSING_BLOCKS + sets.CHOOSING_EXTRA_BLOCKS + sets.REPORT_BLOCKS]
+    assert all(s >= sets.FRESH_SEED > max(used) for s, _, _ in sets.FRESH_BLOCKS)
+    ex = sets.choosing_extra_pairs(2, n_points=512)
+    assert [p["set"] for p in ex] == ["choose-extra"] * 2 and all(p["mesh"] in sets.choosing_objects() for p in ex)
+    fr = sets.fresh_report_pairs(2, n_points=512, real=False)
+    assert [p["set"] for p in fr] == ["fresh-generated"] * 2 and all(p["mesh"] in fresh for p in fr)
+    for p in fr[:1]:
+        assert _aligned_share(p, 8e-3) > 0.5 * p["overlap"]
