@@ -78,7 +78,6 @@ CONFIG_OPTIONS = {
     "select": ("selection", "method"),
     "flip_hypotheses": ("selection", "hypotheses"),
     "flip_iters": ("selection", "flip_iters"),
-    "flip_prune": ("selection", "flip_prune"),
     "flip_extra_axes": ("selection", "extra_axes"),
     "inlier_factor": ("selection", "inlier_factor"),
     "visibility_weight": ("selection", "visibility_weight"),
@@ -153,8 +152,6 @@ def add_houv_arguments(p):
         choices=("local_cd", "inlier", "flips"))
     opt("--flip-hypotheses", "with --select flips: best groups expanded by their flips", type=int)
     opt("--flip-iters", "point-to-plane ICP iterations per flip candidate (and for --accept-threshold)", type=int)
-    opt("--flip-prune", "'K:M': after K of the --flip-iters iterations only the M best candidates go on; 'none': "
-                        "all go on", metavar="K:M")
     opt("--flip-extra-axes", "half-turns about this many more axes per hypothesis", type=int)
     opt("--inlier-factor", "inlier threshold / point spacing", type=float)
     opt("--visibility-weight", "weight of the free-space violation share in the selection when viewpoints are given",
@@ -190,16 +187,6 @@ def parse_prune_groups(text):
     return counts[0] if len(counts) == 1 else counts
 
 
-def parse_flip_prune(text):
-    """'5:8' -> (5, 8) (a value already parsed passes through)."""
-    if text is None or not isinstance(text, str):
-        return text
-    pairs = parse_pairs_spec(text, "--flip-prune", int)
-    if len(pairs) != 1:
-        raise ValueError(f"--flip-prune: expected 'K:M', got {text!r}")
-    return tuple(pairs[0])
-
-
 def preset_names(args) -> list:
     """``--preset``'s names: ``'A'`` -> ``['A']``; ``'A+B'`` -> ``['A', 'B']`` (``register`` runs each and
     keeps the answer with the lowest selection score, :func:`fe_fast.registration.houv_best_of`)."""
@@ -212,8 +199,7 @@ def config_changes(args) -> dict:
     values = given(args, CONFIG_OPTIONS)
     for dest, parse in (("angle_bounds", lambda x: parse_pairs_spec(x, "--angle-bounds")),
                         ("schedule", lambda x: parse_pairs_spec(x, "--schedule", int)),
-                        ("prune_groups", parse_prune_groups),
-                        ("flip_prune", parse_flip_prune)):
+                        ("prune_groups", parse_prune_groups)):
         if dest in values:
             text = values[dest]
             values[dest] = None if isinstance(text, str) and text.strip().lower() == "none" else parse(text)

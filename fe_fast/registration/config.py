@@ -235,14 +235,11 @@ class Selection:
     are refined by ``flip_iters`` iterations of point-to-plane ICP
     (:func:`~fe_fast.registration.selection.refine_local`) and the lowest
     :func:`~fe_fast.registration.selection.selection_score` wins (plane distance and normal agreement
-    separate a pose from its half-turn flip on a partial scan; see :mod:`.selection`). ``flip_prune =
-    (k, m)``: after k of the ``flip_iters`` iterations only the m candidates with the lowest selection
-    score go on (successive halving of the candidates); None: every candidate runs them all."""
+    separate a pose from its half-turn flip on a partial scan; see :mod:`.selection`)."""
 
     method: str = "flips"
     hypotheses: int = 2
     flip_iters: int = 30
-    flip_prune: Optional[Tuple[int, int]] = None
     extra_axes: int = 16
     inlier_factor: float = 1.0
     visibility_weight: float = 4.0
@@ -251,17 +248,6 @@ class Selection:
         _choice(self, "method", ("local_cd", "inlier", "flips"))
         _int(self, "hypotheses", 1)
         _int(self, "flip_iters", 1)
-        p = self.flip_prune
-        if p is not None:
-            try:
-                k, m = p
-            except (TypeError, ValueError):
-                raise _bad(Selection, "flip_prune", "must be None or (k, m)", p) from None
-            if any(isinstance(x, bool) or not isinstance(x, int) for x in (k, m)) or not (1 <= k < self.flip_iters
-                                                                                           and m >= 1):
-                raise _bad(Selection, "flip_prune", f"must be None or ints (k, m), 1 <= k < flip_iters "
-                                                    f"({self.flip_iters}), m >= 1", p)
-            _set(self, "flip_prune", (k, m))
         _int(self, "extra_axes", 0)
         _positive(self, "inlier_factor")
         _positive(self, "visibility_weight", zero_ok=True)

@@ -1213,8 +1213,7 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                     tf = time.perf_counter()
                     # the correspondence starts' own flips compete with those of HOUV's best groups
                     r = sel.refine_with_flips(Ps[b], Qs[b], r, hypotheses=sl.hypotheses, iters=sl.flip_iters,
-                                              extra_axes=sl.extra_axes, viewpoints=vps[b], also=corr[b],
-                                              prune=sl.flip_prune)
+                                              extra_axes=sl.extra_axes, viewpoints=vps[b], also=corr[b])
                     stage_s[b]["flips"] = time.perf_counter() - tf
                 results[b] = r
     seconds = time.perf_counter() - t0

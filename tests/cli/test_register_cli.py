@@ -201,17 +201,15 @@ def test_register_options_set_config_fields(tiny):
     _, src, _, _ = tiny
     args = build_parser().parse_args(["register", str(src), str(src), "--schedule", "64:5,128:5", "--prune-groups",
                                       "4", "--accept-threshold", "none", "--select", "inlier", "--threads", "1",
-                                      "--correspondence-starts", "2", "--alpha", "0.4", "--flip-prune", "4:6"])
+                                      "--correspondence-starts", "2", "--alpha", "0.4"])
     (cfg,) = houv_settings(args)[1]
-    assert cfg.schedule.stages == ((64, 5), (128, 5)) and cfg.schedule.prune == 4 and cfg.selection.flip_prune == (4, 6)
+    assert cfg.schedule.stages == ((64, 5), (128, 5)) and cfg.schedule.prune == 4
     assert cfg.accept.score is None and cfg.selection.method == "inlier" and cfg.threads == 1
     assert cfg.starts.correspondence == 2 and cfg.objective.alpha == 0.4
     args = build_parser().parse_args(["register", str(src), str(src), "--alpha", "2"])
     with pytest.raises(ValueError, match="Objective.alpha"):
         houv_settings(args)
     assert main(["register", str(src), str(src), "--alpha", "2"]) == 2
-    assert main(["register", str(src), str(src), "--flip-prune", "4:6,2:3"]) == 2
-    assert main(["register", str(src), str(src), "--flip-prune", "40:6"]) == 2  # not below --flip-iters
 
 
 def test_register_init_transform(tiny, capsys):

@@ -207,25 +207,6 @@ def test_refine_with_flips_corrects_a_planted_half_turn(obj):
         sel.refine_with_flips(P, Q, wrong, hypotheses=0)
 
 
-def test_pruned_flips_keep_the_winner_and_refine_it_exactly_as_without_pruning():
-    """Pruning after k iterations drops candidates, never changes how a kept one is refined: the
-    winner of the pruned run is the unpruned run's candidate of the same label, bit for bit."""
-    p, P, Q = _pair("nearsym:3")
-    T_gt = torch.tensor(p["T_gt"])
-    C, labels = sel.flip_candidates(P, Q, T_gt, mirror=False)
-    wrong = C[labels.index("half-turn overlap 0")]
-    T_all, info_all = sel.best_of_flips(P, Q, wrong)
-    T_cut, info_cut = sel.best_of_flips(P, Q, wrong, prune=(5, 4))
-    assert info_cut["label"] == info_all["label"] and info_cut["candidates"] == info_all["candidates"]
-    assert torch.allclose(T_cut, T_all, atol=1e-9) and _angle(T_cut[:3, :3], T_gt[:3, :3]) < 2
-    assert math.isclose(info_cut["score"], info_all["score"], rel_tol=1e-9)
-    T_one, info_one = sel.best_of_flips(P, Q, wrong, prune=(5, 1))  # the pose itself (a flip) is dropped
-    assert math.isnan(info_one["original_score"]) and info_one["label"] != "pose"
-    for bad in ((30, 4), (0, 4), (5, 0), (5,), (5.5, 4)):
-        with pytest.raises(ValueError, match="prune"):
-            sel.best_of_flips(P, Q, wrong, prune=bad)
-
-
 def test_refine_with_flips_corrects_houvs_flipped_answer():
     """A short HOUV run (8 groups, 80 iterations) on a near-symmetric object's scan pair ends about
     170 degrees off; its half-turn candidates, refined, contain the truth and the score picks it."""
