@@ -12,9 +12,10 @@ sets, see ``fe_fast.datasets``). By hand, for example::
 ``--default`` compares DERC with no option (its ``"auto"`` rules, fe_fast.clustering.auto) against
 k-means and spectral clustering (10-NN graph) on the pixels, on subsamples of USPS and MNIST-test
 (the sets the rules were chosen on), scikit-learn's digits and toy-face identities (validation),
-three seeds each (``FULL_DEFAULT_ARGS``; ``--full-sets`` adds the whole USPS and MNIST-test)::
+three seeds each (``FULL_DEFAULT_ARGS``; ``--full-sets`` adds the whole USPS and MNIST-test; about 70 min
+on 2 idle cores)::
 
-    OMP_NUM_THREADS=1 python bench/bm_derc.py --default --seeds 0 1 2
+    OMP_NUM_THREADS=2 python bench/bm_derc.py --default --seeds 0 1 2 --full-sets
 
 The Table 4-3 rows below run on the thesis preset with the options given. For each dataset and
 seed, one stage-1 autoencoder training is shared by DAE, DERC-R and DERC
@@ -156,7 +157,8 @@ def main(argv=None):
                     help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
                          "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
                          "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
-                         "identities, N/10 images each, seeds 7200+); NAME-N only. Default: {' '.join(DEFAULT_SETS)}")
+                         "identities, N/10 images each, seeds 7200+); NAME-N only. Default: "
+                         + " ".join(DEFAULT_SETS))
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
     if args.default:
@@ -220,8 +222,10 @@ def main(argv=None):
     return summary
 
 
-#: --default: the choosing sets (subsamples of MNIST-test and USPS) then the validation sets
-DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400"]
+#: --default: the choosing sets (subsamples of MNIST-test and USPS) then the validation sets (the last two:
+#: the mid-size rule's fresh validation)
+DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400",
+                "toyfaces7k-k10-1500", "toyfaces7k-1500"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
 #: toy-face identity sets by name: (first seed, grey, identities; None: 10 images per identity).
@@ -335,8 +339,8 @@ FULL_RUNS = [["--datasets", "usps", "--rounds", "4", *_BEST, "--out", "derc_usps
 
 #: quick --default run: one small set, one seed (a pipeline check)
 QUICK_DEFAULT_ARGS = ["--default", "--sets", "digits-150", "--seeds", "0"]
-#: full --default run: every set of DEFAULT_SETS, three seeds
-FULL_DEFAULT_ARGS = ["--default", "--seeds", "0", "1", "2"]
+#: full --default run: every set of DEFAULT_SETS and the whole USPS and MNIST-test, three seeds (about 70 min)
+FULL_DEFAULT_ARGS = ["--default", "--seeds", "0", "1", "2", "--full-sets"]
 
 
 def test_derc():

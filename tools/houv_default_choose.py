@@ -274,6 +274,21 @@ def variant_config(settings):
     return DEFAULT_CONFIG.replace(**changes)
 
 
+def fast_path(P, Q, config, seed=0):
+    """Only the fast path of ``houv(P, Q, config)`` (its ``Starts.correspondence`` RANSAC+ICP runs with
+    seeds seed, seed + 1, ..., each refined by ``refine_local``, the best by ``selection_score``): returns
+    (its transform, seconds, info with ``path`` "fast" when ``Accept.score`` accepts it, else "slow":
+    the pair would go on to HOUV, not run here)."""
+    t0 = time.perf_counter()
+    starts = np.stack([ransac_icp(P, Q, seed=seed + k)["transform"] for k in range(config.starts.correspondence)])
+    C = refine_local(P, Q, starts, iters=config.selection.flip_iters)
+    scores = selection_score(P, Q, C).score
+    i = int(torch.argmin(scores))
+    path = "fast" if float(scores[i]) <= config.accept.score else "slow"
+    return C[i].numpy(), time.perf_counter() - t0, {"path": path, "score": float(scores[i]), "cpu_s": 0.0,
+                                                     "stages": {}}
+
+
 def verify(args):
     pairs = choosing_pairs(args.pairs or CHOOSING_PAIRS) + (choosing_extra_pairs() if args.extra else [])
     index = list(range(len(pairs))) if args.only is None else list(args.only)  # a pair's index is its seed
@@ -287,6 +302,8 @@ def verify(args):
         load = os.getloadavg()[0]
         if args.prototype:
             T, sec, info = prototype_default(p["P"], p["Q"], seed=i)
+        elif args.fast_only:
+            T, sec, info = fast_path(p["P"], p["Q"], config, seed=i)
         else:
             cpu = time.process_time()
             r = houv(p["P"], p["Q"], config, seed=i)
@@ -332,6 +349,8 @@ def main(argv=None):
     v.add_argument("--set", nargs="*", default=None, metavar="STAGE.FIELD=VALUE",
                    help="run the default with these config changes, e.g. selection.flip_prune=(5,8)")
     v.add_argument("--out", default=None, help="json lines, one per pair")
+    v.add_argument("--fast-only", action="store_true",
+                   help="only the fast path (correspondence starts, refined and scored); the others are 'slow'")
     v.add_argument("--extra", action="store_true", help="also the 32 extra choosing pairs (choosing_extra_pairs)")
     v.add_argument("--only", type=int, nargs="*", default=None, help="only these pair indices")
     args = ap.parse_args(argv)
