@@ -1183,6 +1183,7 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                 stage_s[b]["correspondence"] = sum(r["seconds"] for r in runs)
         results: List[Optional[RegistrationResult]] = [None] * B
         accept_scores = [None] * B
+        flip_starts = list(corr)  # the correspondence starts whose flips join the selection's candidates
         if acc.score is not None and st.correspondence:
             for b in range(B):  # the correspondence starts refined as they are (no flips): the fast path
                 ta = time.perf_counter()
@@ -1191,6 +1192,7 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                 i = int(torch.argmin(scores))
                 stage_s[b]["accept"] = time.perf_counter() - ta
                 accept_scores[b] = float(scores[i])
+                flip_starts[b] = corr[b][i]  # only the best start's flips: each costs about 30 candidates
                 if accept_scores[b] <= acc.score:
                     info = {"label": f"correspondence start {i}", "score": accept_scores[b]}
                     results[b] = _pose_result(Ps[b], Qs[b], C[i], config.objective.alpha, config.objective.beta,
@@ -1213,7 +1215,7 @@ def _run(Ps, Qs, config, init_transforms, viewpoints, seed: int, device, progres
                     tf = time.perf_counter()
                     # the correspondence starts' own flips compete with those of HOUV's best groups
                     r = sel.refine_with_flips(Ps[b], Qs[b], r, hypotheses=sl.hypotheses, iters=sl.flip_iters,
-                                              extra_axes=sl.extra_axes, viewpoints=vps[b], also=corr[b])
+                                              extra_axes=sl.extra_axes, viewpoints=vps[b], also=flip_starts[b])
                     stage_s[b]["flips"] = time.perf_counter() - tf
                 results[b] = r
     seconds = time.perf_counter() - t0

@@ -476,7 +476,8 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
     best groups, one within ``DISTINCT_DEG`` degrees and ``DISTINCT_FRAC`` of Q's bounding-box
     diagonal of a group taken before it is skipped (its refined flips would be the same candidates).
     ``also``: more transforms (4x4 or [H, 4, 4], e.g. correspondence starts) whose flips compete in
-    the same batch; the label then reads ``"also j: ..."``."""
+    the same batch, each skipped as above when it is a group's pose (a correspondence start is one
+    of HOUV's groups); the label then reads ``"also j: ..."``."""
     import time
 
     if not isinstance(result, RegistrationResult):
@@ -499,12 +500,13 @@ def refine_with_flips(P, Q, result, *, hypotheses: int = 1, iters: int = 30, mir
         if not any(same_pose(T_g, T_h, Q) for T_h in hyps):
             order.append(g)
             hyps.append(T_g)
-    extra = [] if also is None else list(_transforms(also, "also"))
-    T, info = best_of_flips(P, Q, torch.stack(hyps + extra), iters=iters, mirror=mirror, extra_axes=extra_axes,
-                            viewpoints=viewpoints, **score_kwargs)
+    also_T = [] if also is None else list(_transforms(also, "also"))
+    also_kept = [j for j, T_j in enumerate(also_T) if not any(same_pose(T_j, T_h, Q) for T_h in hyps)]
+    T, info = best_of_flips(P, Q, torch.stack(hyps + [also_T[j] for j in also_kept]), iters=iters, mirror=mirror,
+                            extra_axes=extra_axes, viewpoints=viewpoints, **score_kwargs)
     out = dataclasses.replace(result, R=T[:3, :3].clone(), t=T[:3, 3].clone(), transform=T.clone(),
                               seconds=result.seconds + time.perf_counter() - t0)
     h = info.pop("hypothesis")
-    info["label"] = (f"group {order[h]}" if h < len(order) else f"also {h - len(order)}") + f": {info['label']}"
+    info["label"] = (f"group {order[h]}" if h < len(order) else f"also {also_kept[h - len(order)]}") + f": {info['label']}"
     out.extra = {**result.extra, "flip": info}
     return out

@@ -202,7 +202,7 @@ def test_default_config_without_accept_runs_the_schedule_and_the_flips():
     res = houv(P, Q, cfg, seed=0)
     assert not res.extra.get("accepted") and "flip" in res.extra
     assert set(res.extra["stage_seconds"]) == {"correspondence", "houv", "flips"} and "accept_score" not in res.extra
-    assert res.extra["correspondence_starts"].shape == (1, 4, 4)
+    assert res.extra["correspondence_starts"].shape == (DEFAULT_CONFIG.starts.correspondence, 4, 4)
     assert rotation_error(res.R.numpy(), R) < 2.0
 
 

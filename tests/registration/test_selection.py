@@ -207,6 +207,24 @@ def test_refine_with_flips_corrects_a_planted_half_turn(obj):
         sel.refine_with_flips(P, Q, wrong, hypotheses=0)
 
 
+def test_refine_with_flips_skips_an_also_transform_that_is_a_groups_pose():
+    """A correspondence start is one of HOUV's groups: passed again as ``also`` (or within 3 degrees
+    and 1 % of the diagonal of it), its flips are not refined twice; a distinct one still competes."""
+    p, P, Q = _pair("sq:1")
+    T_gt = torch.tensor(p["T_gt"])
+    C, labels = sel.flip_candidates(P, Q, T_gt, mirror=False)
+    wrong = C[labels.index("half-turn overlap 0")]
+    alone = sel.refine_with_flips(P, Q, _result(wrong))
+    near = wrong.clone()
+    near[:3, 3] += 1e-4  # 0.1 mm: within 1 % of the bounding-box diagonal
+    same = sel.refine_with_flips(P, Q, _result(wrong), also=torch.stack([wrong, near]))
+    assert same.extra["flip"]["candidates"] == alone.extra["flip"]["candidates"]
+    assert torch.equal(same.transform, alone.transform)
+    other = sel.refine_with_flips(P, Q, _result(wrong), also=torch.stack([wrong, T_gt]))
+    assert other.extra["flip"]["candidates"] > alone.extra["flip"]["candidates"]
+    assert _angle(other.R, T_gt[:3, :3]) < 2
+
+
 def test_refine_with_flips_corrects_houvs_flipped_answer():
     """A short HOUV run (8 groups, 80 iterations) on a near-symmetric object's scan pair ends about
     170 degrees off; its half-turn candidates, refined, contain the truth and the score picks it."""
