@@ -118,11 +118,13 @@ def houv_ransac_method(settings, device=None, use_viewpoints=False, best_of=None
     return f
 
 
-def run_default(P, Q, seed=0):
-    """The library's default registration of P onto Q (``houv(P, Q)``, DEFAULT_CONFIG): (4x4 transform,
-    seconds, info with ``path`` "fast" (the correspondence start accepted) or "houv", and the winning
-    selection ``score``)."""
-    r = houv(P, Q, seed=seed)
+def run_default(P, Q, seed=0, threads=None):
+    """The library's default registration of P onto Q (``houv(P, Q)``, DEFAULT_CONFIG; ``threads``: its
+    ``threads`` field instead): (4x4 transform, seconds, info with ``path`` "fast" (the correspondence
+    start accepted) or "houv", and the winning selection ``score``)."""
+    from fe_fast.registration.config import DEFAULT_CONFIG
+
+    r = houv(P, Q, None if threads is None else DEFAULT_CONFIG.replace(threads=threads), seed=seed)
     return r.transform.double().numpy(), r.seconds, {
         "path": "fast" if r.extra.get("accepted") else "houv", "score": r.extra.get("flip", {}).get("score")}
 
@@ -224,11 +226,12 @@ def main(argv=None):
                          "pairs), the FRESH report set (56 generated pairs of new objects and seeds + the bunny "
                          "pairs with new transforms; made after the default changed) or the CHOOSING set (64 pairs)")
     ap.add_argument("--limit", type=int, default=None, help="with --default: only the first K pairs")
+    ap.add_argument("--first", type=int, default=0, help="with --default --busy: start at pair K (its seed is K)")
     ap.add_argument("--busy", action="store_true",
                     help="with --default: speed only; each pair's run_default seconds with the machine as it is "
                          "and with one more process spinning one core, as a ratio in one run")
     ap.add_argument("--threads", type=int, nargs="*", default=None,
-                    help="with --busy: torch intra-op thread counts to measure (default: the current one)")
+                    help="with --busy: RegistrationConfig.threads values to measure (default: torch's current count)")
     args = ap.parse_args(argv)
     if args.default:
         return (main_busy if args.busy else main_default)(args, argv)
@@ -418,7 +421,11 @@ def main_busy(args, argv):
     report = benchutil.Report(out.stem, "Default registration: one busy process on the machine",
                               "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)") + " "
                               + benchutil.script_command(__file__, argv if argv is not None else sys.argv[1:]))
-    pairs = _default_pairs(args)
+    limit = args.limit
+    if args.limit is not None:
+        args.limit = args.first + args.limit
+    pairs = _default_pairs(args)[args.first:]
+    args.limit = limit
     threads = args.threads or [torch.get_num_threads()]
     before = torch.get_num_threads()
     lines = ["| torch threads | pair | idle s | busy s | busy / idle | load idle | load busy |", "|---|---|---|---|---|---|---|"]
@@ -428,14 +435,14 @@ def main_busy(args, argv):
         for th in threads:
             torch.set_num_threads(th)
             ratios = []
-            for k, p in enumerate(pairs):
+            for k, p in enumerate(pairs, start=args.first):
                 l0 = os.getloadavg()[0]
-                idle = run_default(p["P"], p["Q"], seed=k)[1]
+                idle = run_default(p["P"], p["Q"], seed=k, threads=th)[1]
                 spin = _spinner()
                 try:
                     time.sleep(0.2)
                     l1 = os.getloadavg()[0]
-                    busy = run_default(p["P"], p["Q"], seed=k)[1]
+                    busy = run_default(p["P"], p["Q"], seed=k, threads=th)[1]
                 finally:
                     spin.kill()
                     spin.wait()
