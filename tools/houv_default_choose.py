@@ -23,6 +23,11 @@ choosing set against RANSAC+ICP.
     OMP_NUM_THREADS=1 nice -n 5 python tools/houv_default_choose.py collect --out bench/out/houv_choose.jsonl
     python tools/houv_default_choose.py choose --rows bench/out/houv_choose.jsonl
     OMP_NUM_THREADS=1 python tools/houv_default_choose.py verify
+    OMP_NUM_THREADS=1 python tools/houv_default_choose.py verify --extra --fast-only --set "starts.correspondence=3"
+    OMP_NUM_THREADS=1 python tools/houv_default_choose.py verify --extra --only 6 15 --set "selection.flip_iters=20"
+
+``--extra`` adds the 32 extra choosing pairs (``choosing_extra_pairs``); ``--set`` runs the library default
+with config changes; ``--fast-only`` runs only the fast path (what ``Accept`` would decide).
 
 Only :func:`fe_fast.datasets.registration_sets.choosing_pairs` is ever loaded here.
 """
@@ -199,9 +204,10 @@ def choose(args):
                          [replay(r, acc, fast, s, k) for r in rows])
 
 
-#: The default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
+#: The first default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
 #: (64 pairs) by tools/houv_default_choose.py, never on the report set (bench/results/houv.md, "Default
-#: recipe"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
+#: recipe"). The library default has since moved to 3 RANSAC+ICP starts and an accept score of 1.2, chosen
+#: with ``verify --extra --fast-only`` on 96 choosing pairs ("A faster default"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
 #: and accepted at once when its selection_score is at most ``accept_score`` (the fast path); 3. otherwise
 #: the start's flips (best_of_flips) and HOUV with ``houv`` settings (preset halving-local, the RANSAC
 #: transform as one start); 4. the flips of HOUV's ``hypotheses`` best groups (best_of_flips, groups within
