@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 from fe_fast.datasets.registration_sets import CHOOSING_PAIRS, choosing_extra_pairs, choosing_pairs  # noqa: E402
 from fe_fast.registration import houv  # noqa: E402
 from fe_fast.registration.baselines import ransac_icp  # noqa: E402
@@ -206,8 +205,9 @@ def choose(args):
 
 #: The first default registration recipe, chosen on the CHOOSING set of fe_fast.datasets.registration_sets
 #: (64 pairs) by tools/houv_default_choose.py, never on the report set (bench/results/houv.md, "Default
-#: recipe"). The library default has since moved to 3 RANSAC+ICP starts and an accept score of 1.2, chosen
-#: with ``verify --extra --fast-only`` on 96 choosing pairs ("A faster default"). 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
+#: recipe"). The library default has since moved to 3 RANSAC+ICP starts and an accept score of 1.2,
+#: chosen with ``verify --extra --fast-only`` on 96 choosing pairs ("A faster default").
+#: 1. RANSAC+ICP (Open3D, FPFH) start; 2. refined by selection.refine_local (``refine_iters``)
 #: and accepted at once when its selection_score is at most ``accept_score`` (the fast path); 3. otherwise
 #: the start's flips (best_of_flips) and HOUV with ``houv`` settings (preset halving-local, the RANSAC
 #: transform as one start); 4. the flips of HOUV's ``hypotheses`` best groups (best_of_flips, groups within
@@ -265,7 +265,7 @@ def prototype_default(P, Q, seed=0, recipe=None):
 
 def variant_config(settings):
     """The library default with ``STAGE.FIELD=VALUE`` changes (VALUE a Python literal), e.g.
-    ``selection.flip_prune=(5,8)``."""
+    ``selection.flip_iters=20``."""
     import ast
 
     from fe_fast.registration.config import DEFAULT_CONFIG
@@ -285,14 +285,14 @@ def fast_path(P, Q, config, seed=0):
     seeds seed, seed + 1, ..., each refined by ``refine_local``, the best by ``selection_score``): returns
     (its transform, seconds, info with ``path`` "fast" when ``Accept.score`` accepts it, else "slow":
     the pair would go on to HOUV, not run here)."""
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     starts = np.stack([ransac_icp(P, Q, seed=seed + k)["transform"] for k in range(config.starts.correspondence)])
     C = refine_local(P, Q, starts, iters=config.selection.flip_iters)
     scores = selection_score(P, Q, C).score
     i = int(torch.argmin(scores))
     path = "fast" if float(scores[i]) <= config.accept.score else "slow"
-    return C[i].numpy(), time.perf_counter() - t0, {"path": path, "score": float(scores[i]), "cpu_s": 0.0,
-                                                     "stages": {}}
+    return C[i].numpy(), time.perf_counter() - t0, {"path": path, "score": float(scores[i]),
+                                                     "cpu_s": time.process_time() - cpu, "stages": {}}
 
 
 def verify(args):
