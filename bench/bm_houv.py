@@ -226,7 +226,7 @@ def main(argv=None):
                          "pairs), the FRESH report set (56 generated pairs of new objects and seeds + the bunny "
                          "pairs with new transforms; made after the default changed) or the CHOOSING set (64 pairs)")
     ap.add_argument("--limit", type=int, default=None, help="with --default: only the first K pairs")
-    ap.add_argument("--first", type=int, default=0, help="with --default --busy: start at pair K (its seed is K)")
+    ap.add_argument("--first", type=int, default=0, help="with --default: start at pair K (its seed is K)")
     ap.add_argument("--busy", action="store_true",
                     help="with --default: speed only; each pair's run_default seconds with the machine as it is "
                          "and with one more process spinning one core, as a ratio in one run")
@@ -334,18 +334,21 @@ def main(argv=None):
 
 
 def _default_pairs(args):
+    """The pairs of --default-set from --first on (--limit of them)."""
     from fe_fast.datasets import registration_sets
 
+    stop = None if args.limit is None else args.first + args.limit
     if args.default_set == "choose":
-        return registration_sets.choosing_pairs(args.limit or registration_sets.CHOOSING_PAIRS, args.n_points)
-    n_gen = registration_sets.REPORT_GENERATED if args.limit is None else min(args.limit, registration_sets.REPORT_GENERATED)
-    real = not args.no_real and (args.limit is None or args.limit > n_gen)
+        return registration_sets.choosing_pairs(stop or registration_sets.CHOOSING_PAIRS, args.n_points)[args.first:]
+    n_gen = registration_sets.REPORT_GENERATED if stop is None else min(stop, registration_sets.REPORT_GENERATED)
+    real = not args.no_real and (stop is None or stop > n_gen)
     if args.default_set == "fresh":
-        return registration_sets.fresh_report_pairs(n_gen, args.n_points, real=real)[: args.limit]
-    pairs = registration_sets.report_generated_pairs(n_gen, args.n_points)
-    if real:
-        pairs += registration_sets.bunny_report_pairs(n_points=args.n_points)
-    return pairs[: args.limit]
+        pairs = registration_sets.fresh_report_pairs(n_gen, args.n_points, real=real)
+    else:
+        pairs = registration_sets.report_generated_pairs(n_gen, args.n_points)
+        if real:
+            pairs += registration_sets.bunny_report_pairs(n_points=args.n_points)
+    return pairs[args.first:stop]
 
 
 def main_default(args, argv):
@@ -360,7 +363,7 @@ def main_default(args, argv):
     import fe_fast.ops  # noqa: F401  (its import, about 4 s with torch._dynamo, is start-up, not the algorithm's time)
 
     rows = []
-    for k, p in enumerate(pairs):
+    for k, p in enumerate(pairs, start=args.first):
         load = os.getloadavg()[0]
         T, sec, info = run_default(p["P"], p["Q"], seed=k)
         rr = baselines.ransac_icp(p["P"], p["Q"], seed=k)
@@ -421,11 +424,7 @@ def main_busy(args, argv):
     report = benchutil.Report(out.stem, "Default registration: one busy process on the machine",
                               "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)") + " "
                               + benchutil.script_command(__file__, argv if argv is not None else sys.argv[1:]))
-    limit = args.limit
-    if args.limit is not None:
-        args.limit = args.first + args.limit
-    pairs = _default_pairs(args)[args.first:]
-    args.limit = limit
+    pairs = _default_pairs(args)
     threads = args.threads or [torch.get_num_threads()]
     before = torch.get_num_threads()
     lines = ["| torch threads | pair | idle s | busy s | busy / idle | load idle | load busy |", "|---|---|---|---|---|---|---|"]
