@@ -157,7 +157,8 @@ def main(argv=None):
                     help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
                          "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
                          "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
-                         "identities, N/10 images each, seeds 7200+); NAME-N only. Default: "
+                         "identities, N/10 images each, seeds 7200+), toyfaces8-k10 (the same at 8x8, seeds "
+                         "7300+); NAME-N only. Default: "
                          + " ".join(DEFAULT_SETS))
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
@@ -228,12 +229,15 @@ DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "dig
                 "toyfaces7k-k10-1500", "toyfaces7k-1500"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
-#: toy-face identity sets by name: (first seed, grey, identities; None: 10 images per identity).
+#: toy-face identity sets by name: (first seed, grey, identities (None: 10 images per identity), side
+#: (None: the 64x64 renders; else their SIDE x SIDE block averages, as the 8x8 digits are block counts)).
 #: ``toyfaces``: the first validation (seeds 5000+); ``toyfaces7k-k10`` (grey, 10 identities of N/10
 #: images, seeds 7200+) and ``toyfaces7k`` (grey, 10 per identity, seeds 7000+; 7000 rendered): the
-#: mid-size rule's validation; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh, not rendered yet
-TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None), "toyfaces7k": (7000, True, None),
-                "toyfaces7k-k10": (7200, True, 10), "toyfaces7k-rgb": (7100, False, None)}
+#: mid-size rule's validation; ``toyfaces8-k10`` (grey, 10 identities of N/10 images at 8x8, seeds
+#: 7300+): the tiny-image rule's validation; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh, not rendered yet
+TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None, None), "toyfaces7k": (7000, True, None, None),
+                "toyfaces7k-k10": (7200, True, 10, None), "toyfaces8-k10": (7300, True, 10, 8),
+                "toyfaces7k-rgb": (7100, False, None, None)}
 
 
 def load_set(spec: str, seed: int, data_dir=None):
@@ -244,9 +248,14 @@ def load_set(spec: str, seed: int, data_dir=None):
 
         if not count:
             raise ValueError(f"--sets: {name} needs a size, e.g. {name}-400 (40 identities x 10 images)")
-        seed0, grey, ids = TOYFACE_SETS[name]
+        seed0, grey, ids, side = TOYFACE_SETS[name]
         ids, per = (int(count) // 10, 10) if ids is None else (ids, int(count) // ids)
-        return identity_set(ids, per, size=64, seed=seed0 + seed, grayscale=grey)
+        X, y = identity_set(ids, per, size=64, seed=seed0 + seed, grayscale=grey)
+        if side is not None:
+            import torch
+
+            X = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(X)), side).numpy()
+        return X, y
     X, y = load_clustering_data(name, data_dir=data_dir)
     if not count:
         return X, y

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -45,6 +46,24 @@ def _gmm(R, k, seed, cov="full"):
     return GaussianMixture(k, covariance_type=cov, n_init=3, reg_covar=1e-4, random_state=seed).fit(Rs).predict_proba(Rs)
 
 
+def _patch_min_code_features():
+    """The candidate rule, outside the library: after Table 4-2's layout, while the encoder's last map
+    has fewer than ``latent_dim`` values, its last stride-2 layer becomes a stride-1 layer."""
+    from fe_fast.clustering import autoencoder as ae
+
+    layout = ae.encoder_layout
+
+    def patched(height, width, channels=ae.ENCODER_CHANNELS, strides=ae.ENCODER_STRIDES,
+                max_side=ae.MAX_CODE_SIDE, latent_dim=128):
+        chans, strd, pads = (list(v) for v in layout(height, width, channels, strides, max_side))
+        while chans[-1] * math.prod(ae.encoder_geometry(height, width, strd, pads)[1][-1]) < latent_dim \
+                and 2 in strd:
+            strd[len(strd) - 1 - strd[::-1].index(2)] = 1
+        return tuple(chans), tuple(strd), tuple(pads)
+
+    ae.encoder_layout = patched
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", choices=CHOOSING_SETS)
@@ -56,6 +75,10 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30, help="--explore: stage-1 epochs")
     ap.add_argument("--batch-size", type=int, default=64, help="--explore: stage-1 batch")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--side", type=int, default=None,
+                    help="block-average the images down to SIDE x SIDE first (choosing data for tiny images)")
+    ap.add_argument("--min-code-features", action="store_true",
+                    help="prototype: the encoder's last map keeps at least latent_dim values (autoencoder.py)")
     args = ap.parse_args(argv)
 
     import torch
@@ -73,6 +96,10 @@ def main(argv=None):
         return round(clustering_accuracy(y, lab), 4), round(nmi(y, lab), 4)
 
     Xall, yall = load_clustering_data(args.dataset, data_dir=args.data_dir)
+    if args.side:
+        Xall = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(Xall)), args.side).numpy()
+    if args.min_code_features:
+        _patch_min_code_features()
     for per in args.per:
         for seed in args.seeds:
             X, y = subsample(Xall, yall, per, seed)
@@ -108,7 +135,9 @@ def main(argv=None):
                 res["r0"] = score(y, base.labels_)
                 for name, over in json.loads(args.configs).items():
                     t = time.perf_counter()
-                    m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(X, y, init_from=base)
+                    # an ensemble of autoencoders trains its own (init_from shares one)
+                    share = over.get("n_autoencoders", stage1.get("n_autoencoders", 1)) in (1, "auto")
+                    m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(X, y, init_from=base if share else None)
                     res[name] = score(y, m.labels_)
                     res[name + "_sec"] = round(time.perf_counter() - t, 1)
             res["load"] = round(os.getloadavg()[0], 2)

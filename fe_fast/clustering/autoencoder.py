@@ -8,16 +8,23 @@ flattened inputs cannot be reached. We use paddings **1, 1, 1, 1, 0, 1**:
 28 -> 28 -> 14 -> 14 -> 7 -> 3 -> 3, i.e. exactly 32 x 3 x 3 = 288 features at 28x28.
 
 Other image sizes: the same paddings are used, except that conv5 gets padding 1 when its input is
-smaller than 5 pixels (so that 8x8 images still give a 1x1 map); the fully connected layer takes
-``32 * h6 * w6`` inputs whatever the size (16x16 USPS: 16 -> 16 -> 8 -> 8 -> 4 -> 2 -> 2, i.e.
-128 inputs; 8x8 digits: 8 -> 8 -> 4 -> 4 -> 2 -> 1 -> 1, 32 inputs; 32x32: 288 inputs). :func:`encoder_geometry` reports the sizes.
+smaller than 5 pixels; the fully connected layer takes ``32 * h6 * w6`` inputs whatever the size
+(16x16 USPS: 16 -> 16 -> 8 -> 8 -> 4 -> 2 -> 2, i.e. 128 inputs; 32x32: 288 inputs).
+:func:`encoder_geometry` reports the sizes.
 
-Larger images (Table 4-2 is written for 28x28): :func:`encoder_layout` keeps the last feature map
+Tiny images: :func:`encoder_layout` keeps at least ``latent_dim`` values in the last feature map (a
+code computed from fewer values spans fewer dimensions than it has): while ``32 * h6 * w6`` is
+smaller, the last stride-2 layer becomes a stride-1 layer. Table 4-2 with ``d_z = 128`` is unchanged
+from 9x9 on; 8x8 digits get strides 1, 2, 1, 2, 1, 1 (8 -> 8 -> 4 -> 4 -> 2 -> 2 -> 2, 128
+inputs) instead of a 1x1 map of 32 values (chosen on 8x8 block averages of USPS / MNIST-test:
+bench/results/derc.md, "Tiny images").
+
+Larger images (Table 4-2 is written for 28x28): :func:`encoder_layout` also keeps the last feature map
 at most ``MAX_CODE_SIDE`` = 4 pixels on its longer side, as at 28x28 (3x3), so that the fully
 connected layer stays small. While the map is too large it first turns the stride-1 layers of the
 table into stride-2 layers (conv1, then conv3, then conv6), then prepends further stride-2 3x3
-layers with conv1's width. Every image of at most 40 pixels a side (8x8, 16x16, 28x28, 32x32)
-keeps the table's six layers and strides unchanged; 64x64: strides 2, 2, 1, 2, 2, 1
+layers with conv1's width. Every image of 9 to 40 pixels a side (16x16, 28x28, 32x32) keeps the
+table's six layers and strides unchanged; 64x64: strides 2, 2, 1, 2, 2, 1
 (64 -> 32 -> 16 -> 16 -> 8 -> 3 -> 3); 128x128: strides 2, 2, 2, 2, 2, 1 (-> 3x3).
 
 Decoder: the mirror image, a fully connected layer ``latent_dim -> 32*h6*w6`` then six 3x3
@@ -30,6 +37,7 @@ forbids them so that ``z`` alone must represent the image).
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -84,14 +92,17 @@ def encoder_geometry(height: int, width: int, strides: Sequence[int] = ENCODER_S
 
 
 def encoder_layout(height: int, width: int, channels: Sequence[int] = ENCODER_CHANNELS,
-                   strides: Sequence[int] = ENCODER_STRIDES, max_side: int = MAX_CODE_SIDE):
+                   strides: Sequence[int] = ENCODER_STRIDES, max_side: int = MAX_CODE_SIDE,
+                   min_values: int = 0):
     """Channels, strides and base paddings of an encoder adapted to ``height x width`` images.
 
     Starts from Table 4-2 (``channels``, ``strides`` and its paddings) and, while the last feature
     map is longer than ``max_side`` on a side, turns the next stride-1 layer into a stride-2 layer
-    (first to last), then prepends stride-2 layers of width ``channels[0]`` (padding 1). Images whose
-    map already fits (every size up to 40x40, including 28x28) get the table unchanged. Returns
-    ``(channels, strides, paddings)`` as tuples.
+    (first to last), then prepends stride-2 layers of width ``channels[0]`` (padding 1); while the
+    last map holds fewer than ``min_values`` values (:class:`ConvAutoencoder` passes its
+    ``latent_dim``), turns the last stride-2 layer into a stride-1 layer. Images whose map already
+    fits (every size from 9x9 to 40x40, including 28x28, with ``min_values`` 128) get the table
+    unchanged. Returns ``(channels, strides, paddings)`` as tuples.
     """
     if len(channels) != len(strides):
         raise ValueError("channels and strides must have the same length")
@@ -108,6 +119,8 @@ def encoder_layout(height: int, width: int, channels: Sequence[int] = ENCODER_CH
         chans.insert(0, chans[0])
         strd.insert(0, 2)
         pads.insert(0, 1)
+    while 2 in strd and chans[-1] * math.prod(encoder_geometry(height, width, strd, pads)[1][-1]) < min_values:
+        strd[len(strd) - 1 - strd[::-1].index(2)] = 1
     return tuple(chans), tuple(strd), tuple(pads)
 
 
@@ -130,8 +143,8 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-        if strides is None:  # Table 4-2, adapted to the image size (identical up to 40x40)
-            channels, strides, base_pads = encoder_layout(height, width, channels)
+        if strides is None:  # Table 4-2, adapted to the image size (identical from 9x9 to 40x40)
+            channels, strides, base_pads = encoder_layout(height, width, channels, min_values=latent_dim)
         else:
             if len(channels) != len(strides):
                 raise ValueError("channels and strides must have the same length")

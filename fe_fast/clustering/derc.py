@@ -327,8 +327,8 @@ class DERC(ClusterMixin, BaseEstimator):
     dbscan_eps, dbscan_min_samples: DBSCAN settings (eps None: 2x the median distance to the
         ``min_samples``-th neighbour in the reduced space).
     channels: encoder widths of Table 4-2; the strides follow the image size
-        (:func:`.autoencoder.encoder_layout`: Table 4-2's strides up to 40x40 pixels, 28x28
-        included, more stride-2 layers for larger images).
+        (:func:`.autoencoder.encoder_layout`: Table 4-2's strides from 9x9 to 40x40 pixels,
+        28x28 included, more stride-2 layers for larger images, fewer for smaller ones).
     normalize_codes: triplet distances between unit-length codes (see
         :func:`.triplets.probabilistic_triplet_loss`; a documented deviation that prevents the
         codes from shrinking to a collapse).

@@ -1,5 +1,8 @@
-"""The encoder adapted to the input size (encoder_layout): Table 4-2 unchanged up to 40x40 pixels
-(28x28 included), more stride-2 layers beyond, the last feature map at most MAX_CODE_SIDE a side."""
+"""The encoder adapted to the input size (encoder_layout): Table 4-2 unchanged from 9x9 to 40x40 pixels
+(28x28 included), more stride-2 layers beyond, the last feature map at most MAX_CODE_SIDE a side;
+fewer below, the last map keeping at least latent_dim values."""
+import math
+
 import pytest
 import torch
 
@@ -8,8 +11,8 @@ from fe_fast.clustering.autoencoder import (
 )
 
 
-@pytest.mark.parametrize("hw", [(8, 8), (16, 16), (20, 13), (28, 28), (32, 32), (40, 40)])
-def test_table_4_2_unchanged_up_to_40_pixels(hw):
+@pytest.mark.parametrize("hw", [(9, 9), (16, 16), (20, 13), (28, 28), (32, 32), (40, 40)])
+def test_table_4_2_unchanged_from_9_to_40_pixels(hw):
     chans, strides, pads = encoder_layout(*hw)
     assert chans == ENCODER_CHANNELS and strides == ENCODER_STRIDES and pads == (1, 1, 1, 1, 0, 1)
     # the adapted model is the very model Table 4-2's fixed strides build (same weights for a seed)
@@ -40,6 +43,25 @@ def test_larger_images_get_more_stride_2_layers(hw, strides):
         fewer = list(got)
         fewer[max(i for i, s in enumerate(got) if s == 2 and ENCODER_STRIDES[i] == 1)] = 1
         assert max(encoder_geometry(*hw, fewer, pads)[1][-1]) > MAX_CODE_SIDE
+
+
+@pytest.mark.parametrize("hw, latent, strides", [
+    ((8, 8), 128, (1, 2, 1, 2, 1, 1)),      # 8x8 digits: a 2x2 map (128 values), not 1x1 (32)
+    ((4, 4), 128, (1, 2, 1, 1, 1, 1)),
+    ((8, 8), 32, ENCODER_STRIDES),         # a 1x1 map of 32 values is enough for a 32-d code
+    ((16, 16), 256, (1, 2, 1, 2, 1, 1)),   # 2x2 (128 values) < 256 -> 4x4
+])
+def test_tiny_images_keep_latent_dim_values(hw, latent, strides):
+    ae = ConvAutoencoder(1, *hw, latent_dim=latent)
+    assert ae.strides == strides and ae.flat_dim >= latent
+    assert encoder_layout(*hw, min_values=latent)[1] == strides
+    # the shallowest change that reaches latent_dim values: one stride-1 layer fewer falls short
+    if strides != ENCODER_STRIDES:
+        more = list(strides)
+        more[min(i for i, s in enumerate(strides) if s == 1 and ENCODER_STRIDES[i] == 2)] = 2
+        assert 32 * math.prod(encoder_geometry(*hw, more)[1][-1]) < latent
+    z, rec = ae(torch.rand(2, 1, *hw))
+    assert z.shape == (2, latent) and rec.shape == (2, 1, *hw)
 
 
 def test_adapted_autoencoder_runs_on_colour_images():
