@@ -11,6 +11,10 @@ One JSON line per subsample and seed on stdout::
     OMP_NUM_THREADS=1 nice -n 5 python tools/derc_choose.py usps --per 10 40 --seeds 0 1 2 \\
         --configs '{"full": {}, "diag": {"covariance_type": "diag"}, "nn10": {"n_neighbors": 10}}'
 
+``--side 8`` block-averages the images to 8x8 first (the tiny-image rule's choosing data; an
+ensemble of autoencoders in ``--configs`` trains its own instead of sharing stage 1);
+``--old-tiny-layout`` gives the encoder before that rule.
+
 ``--explore`` runs the first step of the log instead (stage 1 of ``--epochs`` epochs without
 early stop, then UMAP+GMM on the codes, on the pixels, on the concatenated maps and consensus
 variants, computed here).
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -46,22 +49,32 @@ def _gmm(R, k, seed, cov="full"):
     return GaussianMixture(k, covariance_type=cov, n_init=3, reg_covar=1e-4, random_state=seed).fit(Rs).predict_proba(Rs)
 
 
-def _patch_min_code_features():
-    """The candidate rule, outside the library: after Table 4-2's layout, while the encoder's last map
-    has fewer than ``latent_dim`` values, its last stride-2 layer becomes a stride-1 layer."""
+def _patch_old_tiny_layout():
+    """The encoder before the tiny-image rule (Table 4-2's strides at 8x8: a 1x1 map of 32 values),
+    the "before" arm of bench/results/derc.md, "Tiny images"."""
     from fe_fast.clustering import autoencoder as ae
 
     layout = ae.encoder_layout
+    ae.encoder_layout = lambda *args, min_values=0, **kw: layout(*args, **kw)
 
-    def patched(height, width, channels=ae.ENCODER_CHANNELS, strides=ae.ENCODER_STRIDES,
-                max_side=ae.MAX_CODE_SIDE, latent_dim=128):
-        chans, strd, pads = (list(v) for v in layout(height, width, channels, strides, max_side))
-        while chans[-1] * math.prod(ae.encoder_geometry(height, width, strd, pads)[1][-1]) < latent_dim \
-                and 2 in strd:
-            strd[len(strd) - 1 - strd[::-1].index(2)] = 1
-        return tuple(chans), tuple(strd), tuple(pads)
 
-    ae.encoder_layout = patched
+_PIXEL_VOTE = [False]
+
+
+def _patch_pixel_vote():
+    """Prototype (a config's ``"_pixel_vote": true``): the maps of the pixels vote in the first
+    clustering, as an extra autoencoder of the ensemble does."""
+    from fe_fast.clustering.derc import DERC
+
+    fit_autoencoders = DERC._fit_autoencoders
+
+    def patched(self, state):
+        fit_autoencoders(self, state)
+        if _PIXEL_VOTE[0]:
+            pixels = state.Xt.reshape(state.Xt.shape[0], -1).numpy()
+            state.extra_probas.append(self._reduce_and_cluster(pixels, seed=self.random_state_ + 999)[2])
+
+    DERC._fit_autoencoders = patched
 
 
 def main(argv=None):
@@ -77,8 +90,8 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--side", type=int, default=None,
                     help="block-average the images down to SIDE x SIDE first (choosing data for tiny images)")
-    ap.add_argument("--min-code-features", action="store_true",
-                    help="prototype: the encoder's last map keeps at least latent_dim values (autoencoder.py)")
+    ap.add_argument("--old-tiny-layout", action="store_true",
+                    help="the encoder before the tiny-image rule (a 1x1 map of 32 values at 8x8; autoencoder.py)")
     args = ap.parse_args(argv)
 
     import torch
@@ -98,8 +111,9 @@ def main(argv=None):
     Xall, yall = load_clustering_data(args.dataset, data_dir=args.data_dir)
     if args.side:
         Xall = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(Xall)), args.side).numpy()
-    if args.min_code_features:
-        _patch_min_code_features()
+    _patch_pixel_vote()
+    if args.old_tiny_layout:
+        _patch_old_tiny_layout()
     for per in args.per:
         for seed in args.seeds:
             X, y = subsample(Xall, yall, per, seed)
@@ -129,11 +143,14 @@ def main(argv=None):
                                                           random_state=seed).fit_predict(Z))
             else:
                 stage1 = json.loads(args.stage1)
+                _PIXEL_VOTE[0] = False
                 base = DERC(k, random_state=seed, **dict(stage1, stage2_rounds=0)).fit(X, y)
                 res["s1_sec"] = round(base.stage_seconds_["autoencoder"], 1)
                 res["s1_ep"] = base.history_["stage1_epochs"]
                 res["r0"] = score(y, base.labels_)
                 for name, over in json.loads(args.configs).items():
+                    over = dict(over)
+                    _PIXEL_VOTE[0] = bool(over.pop("_pixel_vote", False))
                     t = time.perf_counter()
                     # an ensemble of autoencoders trains its own (init_from shares one)
                     share = over.get("n_autoencoders", stage1.get("n_autoencoders", 1)) in (1, "auto")
