@@ -157,8 +157,8 @@ def main(argv=None):
                     help="--default: data sets, NAME (whole set) or NAME-N (N images, N/K per class, drawn with the "
                          "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
                          "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
-                         "identities, N/10 images each, seeds 7200+), toyfaces8-k10, toyfaces8b-k10 (the same "
-                         "at 8x8, seeds 7300+, 7400+); NAME-N only. Default: "
+                         "identities, N/10 images each, seeds 7200+), toyfaces8-k10, toyfaces8b-k10, "
+                         "toyfaces8c-k10 (the same at 8x8, seeds 7300+, 7400+, 7500+); NAME-N only. Default: "
                          + " ".join(DEFAULT_SETS))
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
@@ -226,7 +226,8 @@ def main(argv=None):
 #: --default: the choosing sets (subsamples of MNIST-test and USPS) then the validation sets (toyfaces7k*:
 #: the mid-size rule's fresh validation; toyfaces8*-k10: the tiny-image rules')
 DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400",
-                "toyfaces7k-k10-1500", "toyfaces7k-1500", "toyfaces8-k10-1500", "toyfaces8b-k10-1500"]
+                "toyfaces7k-k10-1500", "toyfaces7k-1500", "toyfaces8-k10-1500", "toyfaces8b-k10-1500",
+                "toyfaces8c-k10-1500"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
 #: toy-face identity sets by name: (first seed, grey, identities (None: 10 images per identity), side
@@ -235,10 +236,12 @@ TOYFACE_SEED0 = 5000
 #: images, seeds 7200+) and ``toyfaces7k`` (grey, 10 per identity, seeds 7000+; 7000 rendered): the
 #: mid-size rule's validation; ``toyfaces8-k10`` (grey, 10 identities of N/10 images at 8x8, seeds
 #: 7300+): the tiny-image layout's validation (failed on NMI), ``toyfaces8b-k10`` (the same, seeds 7400+):
-#: the tiny-image rules' fresh validation; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh, not rendered yet
+#: the validation of no jitter / no stage 2 (failed on NMI), ``toyfaces8c-k10`` (seeds 7500+): the fresh
+#: validation of the tiny-image rules with their patience; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh,
+#: not rendered yet
 TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None, None), "toyfaces7k": (7000, True, None, None),
                 "toyfaces7k-k10": (7200, True, 10, None), "toyfaces8-k10": (7300, True, 10, 8),
-                "toyfaces8b-k10": (7400, True, 10, 8),
+                "toyfaces8b-k10": (7400, True, 10, 8), "toyfaces8c-k10": (7500, True, 10, 8),
                 "toyfaces7k-rgb": (7100, False, None, None)}
 
 

@@ -33,7 +33,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CHOOSING_SETS = ("usps", "mnist-test")
+CHOOSING_SETS = ("usps", "mnist-test", "toyfaces-choose")
+#: ``toyfaces-choose``: toy-face identities kept for choosing (10 identities, ``--per`` images each,
+#: seeds TOYFACE_CHOOSE_SEED0 + seed), disjoint from every validation seed of bench/bm_derc.py
+#: (5000+, 7000+, 7100+, 7200+, 7300+, 7400+, 7500+)
+TOYFACE_CHOOSE_SEED0 = 8000
 
 
 def subsample(X, y, per, seed):
@@ -108,15 +112,22 @@ def main(argv=None):
     def score(y, lab):
         return round(clustering_accuracy(y, lab), 4), round(nmi(y, lab), 4)
 
-    Xall, yall = load_clustering_data(args.dataset, data_dir=args.data_dir)
-    if args.side:
+    Xall, yall = (None, None) if args.dataset == "toyfaces-choose" else load_clustering_data(args.dataset, data_dir=args.data_dir)
+    if args.side and Xall is not None:
         Xall = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(Xall)), args.side).numpy()
     _patch_pixel_vote()
     if args.old_tiny_layout:
         _patch_old_tiny_layout()
     for per in args.per:
         for seed in args.seeds:
-            X, y = subsample(Xall, yall, per, seed)
+            if Xall is None:
+                from fe_fast.datasets.face_identities import identity_set
+
+                X, y = identity_set(10, per, size=64, seed=TOYFACE_CHOOSE_SEED0 + seed)
+                if args.side:
+                    X = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(X)), args.side).numpy()
+            else:
+                X, y = subsample(Xall, yall, per, seed)
             k, n = int(np.unique(y).size), len(y)
             Xf = prepare_images(X).reshape(n, -1)
             res = {"ds": args.dataset, "per": per, "seed": seed}
@@ -127,7 +138,7 @@ def main(argv=None):
                 maps_px = [reduce_umap(Xf, seed=seed + m, n_neighbors=10) for m in range(3)]
                 m = DERC(k, stage1_epochs=args.epochs, stage2_rounds=0, reducer="none", random_state=seed,
                          patience=10**6, validation_fraction=0.0, batch_size=args.batch_size, latent_dim=128,
-                         augment_shift=0.1, augment_rotation=10.0, n_maps=1, covariance_type="full").fit(X)
+                         augment_shift="auto", augment_rotation="auto", n_maps=1, covariance_type="full").fit(X)
                 Z = m.embedding_
                 maps_z = [reduce_umap(Z, seed=seed + j, n_neighbors=10) for j in range(3)]
                 res["umap_px"] = score(y, _gmm(maps_px[0], k, seed).argmax(1))

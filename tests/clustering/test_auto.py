@@ -68,11 +68,29 @@ def test_large_set_rules():
     few = [auto.resolve(_defaults(), 5000, (1, 16, 16), k)["n_neighbors"] for k in (1000, 200, 30)]
     assert few == [5, 6, 10]
     # between SMALL_N and ENSEMBLE_N: batches of 64, but one autoencoder, 3 maps, 10 neighbours
-    mid = auto.resolve(_defaults(), 1797, (1, 8, 8), 10)
+    mid = auto.resolve(_defaults(), 1797, (1, 16, 16), 10)
     assert (mid["batch_size"], mid["n_autoencoders"], mid["n_maps"], mid["stage2_rounds"]) == (64, 1, 3, 2)
     assert (mid["n_neighbors"], mid["covariance_type"]) == (10, "full")
     # no hold-out below MIN_HELD_OUT held-out images
     assert auto.resolve(_defaults(), 50, (1, 8, 8), 5)["validation_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 9, 64), (1, 4, 4)])
+def test_tiny_images_no_jitter_no_stage_2(shape):
+    """Below TINY_SIDE pixels a side, 0.1 of the side is under a pixel: no jitter, no stage 2, a
+    patience of a quarter of the epoch bound; the other rules as for larger images."""
+    for n in (300, 1797, 10000):
+        tiny = auto.resolve(_defaults(), n, shape, 10)
+        big = auto.resolve(_defaults(), n, (1, 28, 28), 10)
+        assert (tiny["augment_shift"], tiny["augment_rotation"], tiny["stage2_rounds"]) == (0.0, 0.0, 0)
+        assert (big["augment_shift"], big["augment_rotation"]) == (0.1, 10.0) and big["stage2_rounds"] > 0
+        assert tiny["patience"] == max(3, tiny["stage1_epochs"] // 4) and big["patience"] == max(3, big["stage1_epochs"] // 10)
+        own = ("augment_shift", "augment_rotation", "stage2_rounds", "patience")
+        assert {k: v for k, v in tiny.items() if k not in own} == {k: v for k, v in big.items() if k not in own}
+    assert auto.resolve(_defaults(), 1797, (1, auto.TINY_SIDE, 64), 10)["augment_shift"] == 0.1
+    # explicit values still win
+    given = auto.resolve(dict(_defaults(), stage2_rounds=2, augment_shift=0.05), 1797, (1, 8, 8), 10)
+    assert (given["stage2_rounds"], given["augment_shift"], given["augment_rotation"]) == (2, 0.05, 0.0)
 
 
 def test_explicit_values_win_and_dae_keys():
