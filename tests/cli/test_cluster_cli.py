@@ -163,7 +163,7 @@ def test_cluster_cli_preset_thesis_and_overrides(tmp_path, tiny_npz, capsys):
     thesis = DERC(3, **dict(PRESETS["thesis"], **given)).fit(X)
     np.testing.assert_array_equal(outs[0], api.labels_)
     np.testing.assert_array_equal(outs[1], thesis.labels_)
-    assert api.params_used_["augment_shift"] == 0.1 and thesis.params_used_["augment_shift"] == 0.0
+    assert api.params_used_["validation_fraction"] == 0.1 and thesis.params_used_["validation_fraction"] == 0.0
     capsys.readouterr()
     assert main(["cluster", str(tiny_npz), "--k", "3", "--preset", "nope", "--out", str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err
