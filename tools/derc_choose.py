@@ -1,6 +1,7 @@
 """The choosing runs of DERC's default (not run by ``make bench``; the log is in
-bench/results/derc.md, "Default chosen to generalise"). Only MNIST-test and USPS: the validation
-sets (digits, toy-face identities) must never be passed here.
+bench/results/derc.md, "Default chosen to generalise"). Only MNIST-test, USPS and the toy-face
+choosing split ``toyfaces-choose`` (seeds 8000+, which no validation set uses): the validation sets
+(digits, the toy-face identities of bench/bm_derc.py) must never be passed here.
 
 Per data set, subsample size (images per class) and seed (which also draws the subsample, as
 ``bench/bm_derc.py --default`` does): k-means and spectral clustering (10-NN graph) on the pixels,
@@ -11,9 +12,12 @@ One JSON line per subsample and seed on stdout::
     OMP_NUM_THREADS=1 nice -n 5 python tools/derc_choose.py usps --per 10 40 --seeds 0 1 2 \\
         --configs '{"full": {}, "diag": {"covariance_type": "diag"}, "nn10": {"n_neighbors": 10}}'
 
-``--side 8`` block-averages the images to 8x8 first (the tiny-image rule's choosing data; an
-ensemble of autoencoders in ``--configs`` trains its own instead of sharing stage 1);
-``--old-tiny-layout`` gives the encoder before that rule.
+``--side 8`` averages the images down to 8x8 first (adaptive average pooling: 2x2 blocks of USPS,
+3-4 pixel windows of MNIST-test, 8x8 blocks of the 64x64 faces; the tiny-image rules' choosing
+data). A config that changes a stage-1 setting (``STAGE1_KEYS``) trains its own stage 1 instead of
+sharing the base's. ``--old-tiny-layout`` gives the encoder layout before the tiny-image rules (the
+rest of the old default at 8x8: ``--stage1 '{"augment_shift": 0.1, "augment_rotation": 10.0,
+"patience": 6}'`` and a config with ``"stage2_rounds": 2``, at 1,500 images).
 
 ``--explore`` runs the first step of the log instead (stage 1 of ``--epochs`` epochs without
 early stop, then UMAP+GMM on the codes, on the pixels, on the concatenated maps and consensus
@@ -38,6 +42,9 @@ CHOOSING_SETS = ("usps", "mnist-test", "toyfaces-choose")
 #: seeds TOYFACE_CHOOSE_SEED0 + seed), disjoint from every validation seed of bench/bm_derc.py
 #: (5000+, 7000+, 7100+, 7200+, 7300+, 7400+, 7500+)
 TOYFACE_CHOOSE_SEED0 = 8000
+#: DERC parameters that change stage 1: a config that sets one cannot share the base's stage 1
+STAGE1_KEYS = {"latent_dim", "stage1_epochs", "batch_size", "lr", "betas", "patience", "tol",
+               "validation_fraction", "augment_shift", "augment_rotation", "channels", "n_autoencoders"}
 
 
 def subsample(X, y, per, seed):
@@ -54,8 +61,8 @@ def _gmm(R, k, seed, cov="full"):
 
 
 def _patch_old_tiny_layout():
-    """The encoder before the tiny-image rule (Table 4-2's strides at 8x8: a 1x1 map of 32 values),
-    the "before" arm of bench/results/derc.md, "Tiny images"."""
+    """The encoder layout before the tiny-image rules (Table 4-2's strides at 8x8: a 1x1 map of 32
+    values), part of the "before" arm of bench/results/derc.md, "Tiny images"."""
     from fe_fast.clustering import autoencoder as ae
 
     layout = ae.encoder_layout
@@ -163,8 +170,8 @@ def main(argv=None):
                     over = dict(over)
                     _PIXEL_VOTE[0] = bool(over.pop("_pixel_vote", False))
                     t = time.perf_counter()
-                    # an ensemble of autoencoders trains its own (init_from shares one)
-                    share = over.get("n_autoencoders", stage1.get("n_autoencoders", 1)) in (1, "auto")
+                    # init_from shares one stage-1 autoencoder: not with other stage-1 settings or an ensemble
+                    share = not (STAGE1_KEYS & set(over)) and base.params_used_["n_autoencoders"] == 1
                     m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(X, y, init_from=base if share else None)
                     res[name] = score(y, m.labels_)
                     res[name + "_sec"] = round(time.perf_counter() - t, 1)

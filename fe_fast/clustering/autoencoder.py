@@ -14,17 +14,19 @@ smaller than 5 pixels; the fully connected layer takes ``32 * h6 * w6`` inputs w
 
 Tiny images: :func:`encoder_layout` keeps at least ``latent_dim`` values in the last feature map (a
 code computed from fewer values spans fewer dimensions than it has): while ``32 * h6 * w6`` is
-smaller, the last stride-2 layer becomes a stride-1 layer. Table 4-2 with ``d_z = 128`` is unchanged
+smaller, the last stride-2 layer becomes a stride-1 layer (while the map stays within
+``MAX_CODE_SIDE``). This adapts the architecture to the image size, as for large images, under every
+preset, ``--preset thesis`` included. Table 4-2 with ``d_z = 128`` is unchanged for square images
 from 9x9 on; 8x8 digits get strides 1, 2, 1, 2, 1, 1 (8 -> 8 -> 4 -> 4 -> 2 -> 2 -> 2, 128
 inputs) instead of a 1x1 map of 32 values (chosen on 8x8 block averages of USPS / MNIST-test:
 bench/results/derc.md, "Tiny images").
 
-Larger images (Table 4-2 is written for 28x28): :func:`encoder_layout` also keeps the last feature map
+Larger images (Table 4-2 is written for 28x28): :func:`encoder_layout` keeps the last feature map
 at most ``MAX_CODE_SIDE`` = 4 pixels on its longer side, as at 28x28 (3x3), so that the fully
 connected layer stays small. While the map is too large it first turns the stride-1 layers of the
 table into stride-2 layers (conv1, then conv3, then conv6), then prepends further stride-2 3x3
-layers with conv1's width. Every image of 9 to 40 pixels a side (16x16, 28x28, 32x32) keeps the
-table's six layers and strides unchanged; 64x64: strides 2, 2, 1, 2, 2, 1
+layers with conv1's width. Every square image of 9 to 40 pixels a side (16x16, 28x28, 32x32) keeps
+the table's six layers and strides unchanged; 64x64: strides 2, 2, 1, 2, 2, 1
 (64 -> 32 -> 16 -> 16 -> 8 -> 3 -> 3); 128x128: strides 2, 2, 2, 2, 2, 1 (-> 3x3).
 
 Decoder: the mirror image, a fully connected layer ``latent_dim -> 32*h6*w6`` then six 3x3
@@ -100,9 +102,10 @@ def encoder_layout(height: int, width: int, channels: Sequence[int] = ENCODER_CH
     map is longer than ``max_side`` on a side, turns the next stride-1 layer into a stride-2 layer
     (first to last), then prepends stride-2 layers of width ``channels[0]`` (padding 1); while the
     last map holds fewer than ``min_values`` values (:class:`ConvAutoencoder` passes its
-    ``latent_dim``), turns the last stride-2 layer into a stride-1 layer. Images whose map already
-    fits (every size from 9x9 to 40x40, including 28x28, with ``min_values`` 128) get the table
-    unchanged. Returns ``(channels, strides, paddings)`` as tuples.
+    ``latent_dim``), turns the last stride-2 layer into a stride-1 layer, as long as the map stays
+    within ``max_side``. Square images of 9x9 to 40x40, 28x28 included, get the table unchanged
+    with ``min_values`` 128; a larger ``latent_dim`` may remove a stride-2 layer (16x16 with 256:
+    a 4x4 map). Returns ``(channels, strides, paddings)`` as tuples.
     """
     if len(channels) != len(strides):
         raise ValueError("channels and strides must have the same length")
@@ -120,7 +123,11 @@ def encoder_layout(height: int, width: int, channels: Sequence[int] = ENCODER_CH
         strd.insert(0, 2)
         pads.insert(0, 1)
     while 2 in strd and chans[-1] * math.prod(encoder_geometry(height, width, strd, pads)[1][-1]) < min_values:
-        strd[len(strd) - 1 - strd[::-1].index(2)] = 1
+        fewer = list(strd)
+        fewer[len(fewer) - 1 - fewer[::-1].index(2)] = 1
+        if max(encoder_geometry(height, width, fewer, pads)[1][-1]) > max_side:
+            break  # max_side wins: a larger code is computed from the map that fits
+        strd = fewer
     return tuple(chans), tuple(strd), tuple(pads)
 
 

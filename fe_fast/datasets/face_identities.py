@@ -11,10 +11,12 @@ pixels of one pose nor the hair alone give the identity away.
 Seeds: :data:`VALIDATION_SEEDS` (5000 and up) are reserved for validating clustering defaults; a
 default chosen while looking at sets drawn with these seeds is no longer validated by them. Use
 seeds below 5000 for development. Used so far: 5000-5002 (40 identities x 10 images, grey: the first
-validation of DERC's default), 7200-7202 (10 identities x 150 images, grey) and 7000 (150
-identities x 10 images, grey): the validation of its mid-size rule, bench/results/derc.md. 7001+
-(grey) and 7100+ (colour), 10 images per identity, are named in bench/bm_derc.py for the next
-validation and have not been rendered yet.
+validation of DERC's default), 7200-7202 (10 identities x 150 images, grey) and 7000-7002 (150
+identities x 10 images, grey): the validation of its mid-size rule; 7300-7302, 7400-7402 and
+7500-7502 (10 identities x 150, grey, 8x8 averages): the validations of its tiny-image rules
+(bench/results/derc.md). **Exception: 8000-8002** (10 identities x 150) were used for *choosing* the
+tiny-image rules (``tools/derc_choose.py toyfaces-choose``) and validate nothing. 7100+ (colour), 10
+images per identity, are named in bench/bm_derc.py for a later validation and not rendered yet.
 """
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def test_large_set_rules():
     assert auto.resolve(_defaults(), 50, (1, 8, 8), 5)["validation_fraction"] == 0.0
 
 
-@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 9, 64), (1, 4, 4)])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 9, 64), (1, 64, 9), (1, 4, 4)])
 def test_tiny_images_no_jitter_no_stage_2(shape):
     """Below TINY_SIDE pixels a side, 0.1 of the side is under a pixel: no jitter, no stage 2, a
     patience of a quarter of the epoch bound; the other rules as for larger images."""
@@ -88,6 +88,9 @@ def test_tiny_images_no_jitter_no_stage_2(shape):
         own = ("augment_shift", "augment_rotation", "stage2_rounds", "patience")
         assert {k: v for k, v in tiny.items() if k not in own} == {k: v for k, v in big.items() if k not in own}
     assert auto.resolve(_defaults(), 1797, (1, auto.TINY_SIDE, 64), 10)["augment_shift"] == 0.1
+    # the measured case: 1,500 images at 8x8 -> 69 epochs at most, patience 17 (a tenth: 6)
+    used = auto.resolve(_defaults(), 1500, (1, 8, 8), 10)
+    assert (used["stage1_epochs"], used["patience"]) == (69, 17)
     # explicit values still win
     given = auto.resolve(dict(_defaults(), stage2_rounds=2, augment_shift=0.05), 1797, (1, 8, 8), 10)
     assert (given["stage2_rounds"], given["augment_shift"], given["augment_rotation"]) == (2, 0.05, 0.0)

@@ -64,6 +64,19 @@ def test_tiny_images_keep_latent_dim_values(hw, latent, strides):
     assert z.shape == (2, latent) and rec.shape == (2, 1, *hw)
 
 
+@pytest.mark.parametrize("hw, latent", [((9, 40), 128), ((8, 20), 128), ((28, 28), 512), ((64, 9), 128)])
+def test_min_values_never_breaks_max_side(hw, latent):
+    """Too few values for the code, but one stride-2 layer fewer would leave a map larger than
+    MAX_CODE_SIDE: the map that fits wins."""
+    ae = ConvAutoencoder(1, *hw, latent_dim=latent)
+    assert max(ae.sizes[-1]) <= MAX_CODE_SIDE
+    if ae.flat_dim < latent and 2 in ae.strides:
+        fewer = list(ae.strides)
+        fewer[len(fewer) - 1 - fewer[::-1].index(2)] = 1
+        base_pads = encoder_layout(*hw, min_values=latent)[2]
+        assert max(encoder_geometry(*hw, fewer, base_pads)[1][-1]) > MAX_CODE_SIDE
+
+
 def test_adapted_autoencoder_runs_on_colour_images():
     ae = ConvAutoencoder(3, 72, 56, latent_dim=16)
     z, rec = ae(torch.rand(2, 3, 72, 56))
