@@ -88,6 +88,17 @@ def _patch_pixel_vote():
     DERC._fit_autoencoders = patched
 
 
+def _contrast_stretch(X):
+    """Prototype (a config's ``"_stretch": true``): each image scaled to the range [0, 1] of its
+    own pixels (removes global brightness and contrast before DERC; the baselines keep the pixels)."""
+    from fe_fast.clustering.derc import prepare_images
+
+    X = prepare_images(X)
+    flat = X.reshape(X.shape[0], -1)
+    lo, hi = flat.min(1)[:, None, None, None], flat.max(1)[:, None, None, None]
+    return ((X - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", choices=CHOOSING_SETS)
@@ -169,10 +180,14 @@ def main(argv=None):
                 for name, over in json.loads(args.configs).items():
                     over = dict(over)
                     _PIXEL_VOTE[0] = bool(over.pop("_pixel_vote", False))
+                    stretch = bool(over.pop("_stretch", False))
                     t = time.perf_counter()
-                    # init_from shares one stage-1 autoencoder: not with other stage-1 settings or an ensemble
-                    share = not (STAGE1_KEYS & set(over)) and base.params_used_["n_autoencoders"] == 1
-                    m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(X, y, init_from=base if share else None)
+                    # init_from shares one stage-1 autoencoder: not with other stage-1 settings,
+                    # other input images or an ensemble
+                    share = (not (STAGE1_KEYS & set(over)) and not stretch
+                             and base.params_used_["n_autoencoders"] == 1)
+                    m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(
+                        _contrast_stretch(X) if stretch else X, y, init_from=base if share else None)
                     res[name] = score(y, m.labels_)
                     res[name + "_sec"] = round(time.perf_counter() - t, 1)
             res["load"] = round(os.getloadavg()[0], 2)

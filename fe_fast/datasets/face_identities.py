@@ -14,8 +14,10 @@ seeds below 5000 for development. Used so far: 5000-5002 (40 identities x 10 ima
 validation of DERC's default), 7200-7202 (10 identities x 150 images, grey) and 7000-7002 (150
 identities x 10 images, grey): the validation of its mid-size rule; 7300-7302, 7400-7402 and
 7500-7502 (10 identities x 150, grey, 8x8 averages): the validations of its tiny-image rules
-(bench/results/derc.md). **Exception: 8000-8002** (10 identities x 150) were used for *choosing* the
-tiny-image rules (``tools/derc_choose.py toyfaces-choose``) and validate nothing. 7100+ (colour), 10
+(bench/results/derc.md). **Exception: 8000-8024** (10 identities x 150) are the choosing split of
+the tiny-image rules (``tools/derc_choose.py toyfaces-choose``) and validate nothing: 8000-8002
+chose the rules; 8003-8024 were rendered for spectral clustering on their pixels to pick hard
+choosing sets (8009, 8011, 8022), on which DERC candidates then ran. 7100+ (colour), 10
 images per identity, are named in bench/bm_derc.py for a later validation and not rendered yet.
 """
 from __future__ import annotations
