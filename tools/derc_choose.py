@@ -88,6 +88,26 @@ def _patch_pixel_vote():
     DERC._fit_autoencoders = patched
 
 
+_JOINT = [0.0]
+
+
+def _patch_joint_codes():
+    """Prototype (a config's ``"_joint": w``): the maps are made of the codes next to the pixels,
+    each block divided by its mean feature standard deviation, the pixels weighted by ``w``."""
+    from fe_fast.clustering.derc import DERC
+
+    embed = DERC._embed
+
+    def patched(self, X):
+        Z = embed(self, X)
+        if not _JOINT[0]:
+            return Z
+        P = X.reshape(X.shape[0], -1).numpy().astype(np.float64)
+        return np.hstack([Z / (Z.std(0).mean() + 1e-12), _JOINT[0] * P / (P.std(0).mean() + 1e-12)])
+
+    DERC._embed = patched
+
+
 def _contrast_stretch(X):
     """Prototype (a config's ``"_stretch": true``): each image scaled to the range [0, 1] of its
     own pixels (removes global brightness and contrast before DERC; the baselines keep the pixels)."""
@@ -134,6 +154,7 @@ def main(argv=None):
     if args.side and Xall is not None:
         Xall = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(Xall)), args.side).numpy()
     _patch_pixel_vote()
+    _patch_joint_codes()
     if args.old_tiny_layout:
         _patch_old_tiny_layout()
     for per in args.per:
@@ -172,7 +193,7 @@ def main(argv=None):
                                                           random_state=seed).fit_predict(Z))
             else:
                 stage1 = json.loads(args.stage1)
-                _PIXEL_VOTE[0] = False
+                _PIXEL_VOTE[0], _JOINT[0] = False, 0.0
                 base = DERC(k, random_state=seed, **dict(stage1, stage2_rounds=0)).fit(X, y)
                 res["s1_sec"] = round(base.stage_seconds_["autoencoder"], 1)
                 res["s1_ep"] = base.history_["stage1_epochs"]
@@ -181,6 +202,7 @@ def main(argv=None):
                     over = dict(over)
                     _PIXEL_VOTE[0] = bool(over.pop("_pixel_vote", False))
                     stretch = bool(over.pop("_stretch", False))
+                    _JOINT[0] = float(over.pop("_joint", 0.0))
                     t = time.perf_counter()
                     # init_from shares one stage-1 autoencoder: not with other stage-1 settings,
                     # other input images or an ensemble
