@@ -17,7 +17,7 @@ identities x 10 images, grey): the validation of its mid-size rule; 7300-7302, 7
 (bench/results/derc.md). **Exception: 8000-8024** (10 identities x 150) are the choosing split of
 the tiny-image rules (``tools/derc_choose.py toyfaces-choose``) and validate nothing: 8000-8002
 chose the rules; 8003-8024 were rendered for spectral clustering on their pixels to pick hard
-choosing sets (8009, 8011, 8022), on which DERC candidates then ran. 7100+ (colour), 10
+choosing sets (8009, 8011, 8017, 8018, 8022, 8023), on which DERC candidates then ran. 7100+ (colour), 10
 images per identity, are named in bench/bm_derc.py for a later validation and not rendered yet.
 """
 from __future__ import annotations
