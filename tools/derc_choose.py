@@ -14,8 +14,8 @@ One JSON line per subsample and seed on stdout::
 
 ``--side 8`` averages the images down to 8x8 first (adaptive average pooling: 2x2 blocks of USPS,
 3-4 pixel windows of MNIST-test, 8x8 blocks of the 64x64 faces; the tiny-image rules' choosing
-data; ``toyfaces-choose --seeds 9 11 22``: the hard face choosing sets, the lowest spectral NMI
-on the pixels among seeds 8003-8024). A config that changes a stage-1 setting (``STAGE1_KEYS``) trains its own stage 1 instead of
+data; ``toyfaces-choose --seeds 9 11 22`` and ``17 18 23``: the hard face choosing sets, the six
+lowest spectral NMI on the pixels among seeds 8003-8024). A config that changes a stage-1 setting (``STAGE1_KEYS``) trains its own stage 1 instead of
 sharing the base's. ``--old-tiny-layout`` gives the encoder layout before the tiny-image rules (the
 rest of the old default at 8x8: ``--stage1 '{"augment_shift": 0.1, "augment_rotation": 10.0,
 "patience": 6}'`` and a config with ``"stage2_rounds": 2``, at 1,500 images).
