@@ -78,14 +78,16 @@ def test_large_set_rules():
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 9, 64), (1, 64, 9), (1, 4, 4)])
 def test_tiny_images_no_jitter_no_stage_2(shape):
     """Below TINY_SIDE pixels a side, 0.1 of the side is under a pixel: no jitter, no stage 2, a
-    patience of a quarter of the epoch bound; the other rules as for larger images."""
-    for n in (300, 1797, 10000):
+    patience of a quarter of the epoch bound, 3 autoencoders below LARGE_N images; the other rules
+    as for larger images."""
+    for n in (300, 1797, 10000, 30000):
         tiny = auto.resolve(_defaults(), n, shape, 10)
         big = auto.resolve(_defaults(), n, (1, 28, 28), 10)
         assert (tiny["augment_shift"], tiny["augment_rotation"], tiny["stage2_rounds"]) == (0.0, 0.0, 0)
         assert (big["augment_shift"], big["augment_rotation"]) == (0.1, 10.0) and big["stage2_rounds"] > 0
         assert tiny["patience"] == max(3, tiny["stage1_epochs"] // 4) and big["patience"] == max(3, big["stage1_epochs"] // 10)
-        own = ("augment_shift", "augment_rotation", "stage2_rounds", "patience")
+        assert tiny["n_autoencoders"] == (1 if n >= auto.LARGE_N else 3) and big["n_autoencoders"] == (3 if auto.ENSEMBLE_N <= n < auto.LARGE_N else 1)
+        own = ("augment_shift", "augment_rotation", "stage2_rounds", "patience", "n_autoencoders")
         assert {k: v for k, v in tiny.items() if k not in own} == {k: v for k, v in big.items() if k not in own}
     assert auto.resolve(_defaults(), 1797, (1, auto.TINY_SIDE, 64), 10)["augment_shift"] == 0.1
     # the measured case: 1,500 images at 8x8 -> 69 epochs at most, patience 17 (a tenth: 6)

@@ -87,7 +87,7 @@ def test_mixture_on_a_subset_beyond_gmm_fit_max(monkeypatch):
 def test_progress_lines_with_eta(digits):
     X, y = digits[0][:150], digits[1][:150]
     m = DERC(5, stage1_epochs=2, stage2_rounds=2, reducer="none", latent_dim=8, batch_size=64,
-             patience=10, random_state=0, verbose=1)
+             patience=10, n_autoencoders=1, random_state=0, verbose=1)
     buf = io.StringIO()
     m._progress_stream = buf  # noqa: not a parameter; read by _plan_progress
     m.fit(X, y)

@@ -124,7 +124,7 @@ def test_stage_seconds(tiny):
     assert all(v >= 0 for v in st.values())
     parts = sum(v for k, v in st.items() if k != "total")
     assert parts <= st["total"] + 1e-6  # the stages are disjoint: no time is counted twice
-    d = DERC(3, **TINY, round_consensus=False, random_state=0).fit(X)
+    d = DERC(3, **TINY, round_consensus=False, n_autoencoders=1, random_state=0).fit(X)
     assert "consensus" not in d.stage_seconds_ and "reducer" in d.stage_seconds_
 
 
