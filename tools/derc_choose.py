@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CHOOSING_SETS = ("usps", "mnist-test", "toyfaces-choose")
 #: ``toyfaces-choose``: toy-face identities kept for choosing (10 identities, ``--per`` images each,
 #: seeds TOYFACE_CHOOSE_SEED0 + seed), disjoint from every validation seed of bench/bm_derc.py
-#: (5000+, 7000+, 7100+, 7200+, 7300+, 7400+, 7500+)
+#: (5000+, 7000+, 7100+, 7200+, 7300+, 7400+, 7500+, 7600+)
 TOYFACE_CHOOSE_SEED0 = 8000
 #: DERC parameters that change stage 1: a config that sets one cannot share the base's stage 1
 STAGE1_KEYS = {"latent_dim", "stage1_epochs", "batch_size", "lr", "betas", "patience", "tol",
@@ -206,7 +206,8 @@ def main(argv=None):
                     _JOINT[0] = float(over.pop("_joint", 0.0))
                     t = time.perf_counter()
                     # init_from shares one stage-1 autoencoder: not with other stage-1 settings,
-                    # other input images or an ensemble
+                    # other input images or an ensemble (the default's on tiny images: every config
+                    # then trains its own)
                     share = (not (STAGE1_KEYS & set(over)) and not stretch
                              and base.params_used_["n_autoencoders"] == 1)
                     m = DERC(k, random_state=seed, **dict(stage1, **over)).fit(
