@@ -19,6 +19,10 @@ lowest spectral NMI on the pixels among seeds 8003-8024). A config that changes 
 sharing the base's. ``--old-tiny-layout`` gives the encoder layout before the tiny-image rules (the
 rest of the old default at 8x8: ``--stage1 '{"augment_shift": 0.1, "augment_rotation": 10.0,
 "patience": 6}'`` and a config with ``"stage2_rounds": 2``, at 1,500 images).
+Prototype configs (not DERC options): ``"_pixel_vote"``, ``"_stretch"``, ``"_joint": w`` and
+``"_fuse"`` (the ensemble's codes concatenated and mapped together; bench/results/derc.md, "Tiny
+images: one autoencoder is a lottery"). On tiny images the default base is an ensemble, so every
+config trains its own stage 1.
 
 ``--explore`` runs the first step of the log instead (stage 1 of ``--epochs`` epochs without
 early stop, then UMAP+GMM on the codes, on the pixels, on the concatenated maps and consensus
@@ -109,6 +113,45 @@ def _patch_joint_codes():
     DERC._embed = patched
 
 
+_FUSE = [False]
+
+
+def _patch_fuse_codes():
+    """Prototype (a config's ``"_fuse": true``, with ``n_autoencoders`` > 1): the ensemble's codes,
+    each autoencoder's divided by its mean feature standard deviation, are concatenated and mapped
+    together in the first clustering, instead of each autoencoder's clustering voting."""
+    from fe_fast.clustering.derc import DERC
+
+    reduce_and_cluster = DERC._reduce_and_cluster
+    first = DERC._first_or_next_clustering
+
+    def collect(self, Z, seed=None):
+        codes = getattr(self, "_fuse_codes", None)
+        if codes is not None and seed is not None:  # an extra autoencoder's codes (seed s + 1000 m)
+            codes.append(Z)
+            return None, None, None
+        return reduce_and_cluster(self, Z, seed=seed)
+
+    def fused(self, state, Z):
+        codes = self.__dict__.pop("_fuse_codes", None)
+        if not _FUSE[0] or not codes:
+            return first(self, state, Z)
+        state.extra_probas.clear()
+        Zc = np.hstack([z / (z.std(0).mean() + 1e-12) for z in [Z] + codes])
+        return first(self, state, Zc)
+
+    fit_autoencoders = DERC._fit_autoencoders
+
+    def fit_aes(self, state):
+        if _FUSE[0]:
+            self._fuse_codes = []
+        fit_autoencoders(self, state)
+
+    DERC._reduce_and_cluster = collect
+    DERC._first_or_next_clustering = fused
+    DERC._fit_autoencoders = fit_aes
+
+
 def _contrast_stretch(X):
     """Prototype (a config's ``"_stretch": true``): each image scaled to the range [0, 1] of its
     own pixels (removes global brightness and contrast before DERC; the baselines keep the pixels)."""
@@ -156,6 +199,7 @@ def main(argv=None):
         Xall = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(Xall)), args.side).numpy()
     _patch_pixel_vote()
     _patch_joint_codes()
+    _patch_fuse_codes()
     if args.old_tiny_layout:
         _patch_old_tiny_layout()
     for per in args.per:
@@ -194,7 +238,7 @@ def main(argv=None):
                                                           random_state=seed).fit_predict(Z))
             else:
                 stage1 = json.loads(args.stage1)
-                _PIXEL_VOTE[0], _JOINT[0] = False, 0.0
+                _PIXEL_VOTE[0], _JOINT[0], _FUSE[0] = False, 0.0, False
                 base = DERC(k, random_state=seed, **dict(stage1, stage2_rounds=0)).fit(X, y)
                 res["s1_sec"] = round(base.stage_seconds_["autoencoder"], 1)
                 res["s1_ep"] = base.history_["stage1_epochs"]
@@ -204,6 +248,7 @@ def main(argv=None):
                     _PIXEL_VOTE[0] = bool(over.pop("_pixel_vote", False))
                     stretch = bool(over.pop("_stretch", False))
                     _JOINT[0] = float(over.pop("_joint", 0.0))
+                    _FUSE[0] = bool(over.pop("_fuse", False))
                     t = time.perf_counter()
                     # init_from shares one stage-1 autoencoder: not with other stage-1 settings,
                     # other input images or an ensemble (the default's on tiny images: every config
