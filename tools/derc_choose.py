@@ -74,7 +74,9 @@ def _patch_old_tiny_layout():
     ae.encoder_layout = lambda *args, min_values=0, **kw: layout(*args, **kw)
 
 
-_PIXEL_VOTE = [False]
+#: the prototype switches of the running config (set from its "_pixel_vote", "_joint", "_fuse" keys)
+_PROTO_OFF = {"pixel_vote": False, "joint": 0.0, "fuse": False}
+_PROTO = dict(_PROTO_OFF)
 
 
 def _patch_pixel_vote():
@@ -86,14 +88,11 @@ def _patch_pixel_vote():
 
     def patched(self, state):
         fit_autoencoders(self, state)
-        if _PIXEL_VOTE[0]:
+        if _PROTO["pixel_vote"]:
             pixels = state.Xt.reshape(state.Xt.shape[0], -1).numpy()
             state.extra_probas.append(self._reduce_and_cluster(pixels, seed=self.random_state_ + 999)[2])
 
     DERC._fit_autoencoders = patched
-
-
-_JOINT = [0.0]
 
 
 def _patch_joint_codes():
@@ -105,15 +104,12 @@ def _patch_joint_codes():
 
     def patched(self, X):
         Z = embed(self, X)
-        if not _JOINT[0]:
+        if not _PROTO["joint"]:
             return Z
         P = X.reshape(X.shape[0], -1).numpy().astype(np.float64)
-        return np.hstack([Z / (Z.std(0).mean() + 1e-12), _JOINT[0] * P / (P.std(0).mean() + 1e-12)])
+        return np.hstack([Z / (Z.std(0).mean() + 1e-12), _PROTO["joint"] * P / (P.std(0).mean() + 1e-12)])
 
     DERC._embed = patched
-
-
-_FUSE = [False]
 
 
 def _patch_fuse_codes():
@@ -134,7 +130,7 @@ def _patch_fuse_codes():
 
     def fused(self, state, Z):
         codes = self.__dict__.pop("_fuse_codes", None)
-        if not _FUSE[0] or not codes:
+        if not _PROTO["fuse"] or not codes:
             return first(self, state, Z)
         state.extra_probas.clear()
         Zc = np.hstack([z / (z.std(0).mean() + 1e-12) for z in [Z] + codes])
@@ -143,7 +139,7 @@ def _patch_fuse_codes():
     fit_autoencoders = DERC._fit_autoencoders
 
     def fit_aes(self, state):
-        if _FUSE[0]:
+        if _PROTO["fuse"]:
             self._fuse_codes = []
         fit_autoencoders(self, state)
 
@@ -238,17 +234,16 @@ def main(argv=None):
                                                           random_state=seed).fit_predict(Z))
             else:
                 stage1 = json.loads(args.stage1)
-                _PIXEL_VOTE[0], _JOINT[0], _FUSE[0] = False, 0.0, False
+                _PROTO.update(_PROTO_OFF)
                 base = DERC(k, random_state=seed, **dict(stage1, stage2_rounds=0)).fit(X, y)
                 res["s1_sec"] = round(base.stage_seconds_["autoencoder"], 1)
                 res["s1_ep"] = base.history_["stage1_epochs"]
                 res["r0"] = score(y, base.labels_)
                 for name, over in json.loads(args.configs).items():
                     over = dict(over)
-                    _PIXEL_VOTE[0] = bool(over.pop("_pixel_vote", False))
+                    _PROTO.update(pixel_vote=bool(over.pop("_pixel_vote", False)),
+                                  joint=float(over.pop("_joint", 0.0)), fuse=bool(over.pop("_fuse", False)))
                     stretch = bool(over.pop("_stretch", False))
-                    _JOINT[0] = float(over.pop("_joint", 0.0))
-                    _FUSE[0] = bool(over.pop("_fuse", False))
                     t = time.perf_counter()
                     # init_from shares one stage-1 autoencoder: not with other stage-1 settings,
                     # other input images or an ensemble (the default's on tiny images: every config
