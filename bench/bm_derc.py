@@ -148,7 +148,7 @@ def main(argv=None):
     ap.add_argument("--reducer", choices=("tsne", "umap"), default="tsne", help="DERC row's map (DERC reducer)")
     ap.add_argument("--n-maps", type=int, default=1, help="DERC row: maps combined per clustering (DERC n_maps)")
     ap.add_argument("--n-autoencoders", type=int, default=1,
-                    help="DERC row: stage-1 autoencoders whose clusterings vote in the first round (DERC n_autoencoders)")
+                    help="DERC row: stage-1 autoencoders whose fused codes make the first clustering (DERC n_autoencoders)")
     ap.add_argument("--stage1-cache", default=None, help="folder to save/reuse the stage-1 (DAE) model per dataset/seed")
     ap.add_argument("--default", action="store_true",
                     help="DERC's default (no options: the 'auto' rules) against k-means and spectral clustering on "
@@ -158,7 +158,8 @@ def main(argv=None):
                          "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
                          "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
                          "identities, N/10 images each, seeds 7200+), toyfaces8-k10, toyfaces8b-k10, "
-                         "toyfaces8c-k10, toyfaces8d-k10 (the same at 8x8, seeds 7300+, 7400+, 7500+, 7600+); NAME-N only. Default: "
+                         "toyfaces8c-k10, toyfaces8d-k10, toyfaces8e-k10 (the same at 8x8, seeds 7300+ to 7700+); NAME-N only. "
+                         "Default: "
                          + " ".join(DEFAULT_SETS))
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
     args = ap.parse_args(argv)
@@ -227,7 +228,7 @@ def main(argv=None):
 #: the mid-size rule's fresh validation; toyfaces8*-k10: the tiny-image rules')
 DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400",
                 "toyfaces7k-k10-1500", "toyfaces7k-1500", "toyfaces8-k10-1500", "toyfaces8b-k10-1500",
-                "toyfaces8c-k10-1500", "toyfaces8d-k10-1500"]
+                "toyfaces8c-k10-1500", "toyfaces8d-k10-1500", "toyfaces8e-k10-1500"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
 #: toy-face identity sets by name: (first seed, grey, identities (None: 10 images per identity), side
@@ -238,12 +239,13 @@ TOYFACE_SEED0 = 5000
 #: 7300+): the tiny-image layout's validation (failed on NMI), ``toyfaces8b-k10`` (the same, seeds 7400+):
 #: the validation of no jitter / no stage 2 (failed on NMI), ``toyfaces8c-k10`` (seeds 7500+): the fresh
 #: validation of the tiny-image rules with their patience, ``toyfaces8d-k10`` (seeds 7600+): the fresh
-#: validation of the tiny-image ensemble of 3 autoencoders; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh,
+#: validation of the tiny-image ensemble of 3 autoencoders, ``toyfaces8e-k10`` (seeds 7700+): the fresh
+#: validation of its fused codes; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh,
 #: not rendered yet
 TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None, None), "toyfaces7k": (7000, True, None, None),
                 "toyfaces7k-k10": (7200, True, 10, None), "toyfaces8-k10": (7300, True, 10, 8),
                 "toyfaces8b-k10": (7400, True, 10, 8), "toyfaces8c-k10": (7500, True, 10, 8),
-                "toyfaces8d-k10": (7600, True, 10, 8),
+                "toyfaces8d-k10": (7600, True, 10, 8), "toyfaces8e-k10": (7700, True, 10, 8),
                 "toyfaces7k-rgb": (7100, False, None, None)}
 
 

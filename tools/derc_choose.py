@@ -20,8 +20,8 @@ sharing the base's. ``--old-tiny-layout`` gives the encoder layout before the ti
 rest of the old default at 8x8: ``--stage1 '{"augment_shift": 0.1, "augment_rotation": 10.0,
 "patience": 6}'`` and a config with ``"stage2_rounds": 2``, at 1,500 images).
 Prototype configs (not DERC options): ``"_pixel_vote"``, ``"_stretch"``, ``"_joint": w`` and
-``"_fuse"`` (the ensemble's codes concatenated and mapped together; bench/results/derc.md, "Tiny
-images: one autoencoder is a lottery"). On tiny images the default base is an ensemble, so every
+``"_vote"`` (the ensemble's autoencoders vote instead of fusing their codes, the mechanism before
+fused codes; bench/results/derc.md, "Tiny images: one autoencoder is a lottery"). On tiny images the default base is an ensemble, so every
 config trains its own stage 1.
 
 ``--explore`` runs the first step of the log instead (stage 1 of ``--epochs`` epochs without
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CHOOSING_SETS = ("usps", "mnist-test", "toyfaces-choose")
 #: ``toyfaces-choose``: toy-face identities kept for choosing (10 identities, ``--per`` images each,
 #: seeds TOYFACE_CHOOSE_SEED0 + seed), disjoint from every validation seed of bench/bm_derc.py
-#: (5000+, 7000+, 7100+, 7200+, 7300+, 7400+, 7500+, 7600+)
+#: (5000+, 7000+, 7100+, 7200+, 7300+, 7400+, 7500+, 7600+, 7700+)
 TOYFACE_CHOOSE_SEED0 = 8000
 #: DERC parameters that change stage 1: a config that sets one cannot share the base's stage 1
 STAGE1_KEYS = {"latent_dim", "stage1_epochs", "batch_size", "lr", "betas", "patience", "tol",
@@ -74,25 +74,42 @@ def _patch_old_tiny_layout():
     ae.encoder_layout = lambda *args, min_values=0, **kw: layout(*args, **kw)
 
 
-#: the prototype switches of the running config (set from its "_pixel_vote", "_joint", "_fuse" keys)
-_PROTO_OFF = {"pixel_vote": False, "joint": 0.0, "fuse": False}
+#: the prototype switches of the running config (set from its "_pixel_vote", "_joint", "_vote" keys)
+_PROTO_OFF = {"pixel_vote": False, "joint": 0.0, "vote": False}
 _PROTO = dict(_PROTO_OFF)
 
 
-def _patch_pixel_vote():
-    """Prototype (a config's ``"_pixel_vote": true``): the maps of the pixels vote in the first
-    clustering, as an extra autoencoder of the ensemble does."""
+def _patch_votes():
+    """Prototypes (a config's ``"_vote": true`` or ``"_pixel_vote": true``): ``"_vote"`` is the
+    ensemble's mechanism before fused codes: each extra autoencoder's codes are mapped and clustered
+    (seed ``s + 1000 m``) and the first clustering is the consensus of every autoencoder's mixture;
+    ``"_pixel_vote"``: the maps of the pixels vote in the first clustering as one more member."""
     from fe_fast.clustering.derc import DERC
 
     fit_autoencoders = DERC._fit_autoencoders
+    first = DERC._first_or_next_clustering
 
-    def patched(self, state):
+    def fit_aes(self, state):
         fit_autoencoders(self, state)
+        self._votes = []
+        if _PROTO["vote"]:
+            for m, codes in enumerate(state.extra_codes, start=1):
+                self._votes.append(self._reduce_and_cluster(codes, seed=self.random_state_ + 1000 * m)[2])
+            state.extra_codes.clear()
         if _PROTO["pixel_vote"]:
             pixels = state.Xt.reshape(state.Xt.shape[0], -1).numpy()
-            state.extra_probas.append(self._reduce_and_cluster(pixels, seed=self.random_state_ + 999)[2])
+            self._votes.append(self._reduce_and_cluster(pixels, seed=self.random_state_ + 999)[2])
 
-    DERC._fit_autoencoders = patched
+    def voted(self, state, Z):
+        R, labels, proba = first(self, state, Z)
+        votes = self.__dict__.pop("_votes", None)
+        if votes:
+            proba = self._consensus([proba] + votes)
+            labels = proba.argmax(1)
+        return R, labels, proba
+
+    DERC._fit_autoencoders = fit_aes
+    DERC._first_or_next_clustering = voted
 
 
 def _patch_joint_codes():
@@ -110,42 +127,6 @@ def _patch_joint_codes():
         return np.hstack([Z / (Z.std(0).mean() + 1e-12), _PROTO["joint"] * P / (P.std(0).mean() + 1e-12)])
 
     DERC._embed = patched
-
-
-def _patch_fuse_codes():
-    """Prototype (a config's ``"_fuse": true``, with ``n_autoencoders`` > 1): the ensemble's codes,
-    each autoencoder's divided by its mean feature standard deviation, are concatenated and mapped
-    together in the first clustering, instead of each autoencoder's clustering voting."""
-    from fe_fast.clustering.derc import DERC
-
-    reduce_and_cluster = DERC._reduce_and_cluster
-    first = DERC._first_or_next_clustering
-
-    def collect(self, Z, seed=None):
-        codes = getattr(self, "_fuse_codes", None)
-        if codes is not None and seed is not None:  # an extra autoencoder's codes (seed s + 1000 m)
-            codes.append(Z)
-            return None, None, None
-        return reduce_and_cluster(self, Z, seed=seed)
-
-    def fused(self, state, Z):
-        codes = self.__dict__.pop("_fuse_codes", None)
-        if not _PROTO["fuse"] or not codes:
-            return first(self, state, Z)
-        state.extra_probas.clear()
-        Zc = np.hstack([z / (z.std(0).mean() + 1e-12) for z in [Z] + codes])
-        return first(self, state, Zc)
-
-    fit_autoencoders = DERC._fit_autoencoders
-
-    def fit_aes(self, state):
-        if _PROTO["fuse"]:
-            self._fuse_codes = []
-        fit_autoencoders(self, state)
-
-    DERC._reduce_and_cluster = collect
-    DERC._first_or_next_clustering = fused
-    DERC._fit_autoencoders = fit_aes
 
 
 def _contrast_stretch(X):
@@ -193,9 +174,8 @@ def main(argv=None):
     Xall, yall = (None, None) if args.dataset == "toyfaces-choose" else load_clustering_data(args.dataset, data_dir=args.data_dir)
     if args.side and Xall is not None:
         Xall = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(prepare_images(Xall)), args.side).numpy()
-    _patch_pixel_vote()
+    _patch_votes()
     _patch_joint_codes()
-    _patch_fuse_codes()
     if args.old_tiny_layout:
         _patch_old_tiny_layout()
     for per in args.per:
@@ -242,7 +222,7 @@ def main(argv=None):
                 for name, over in json.loads(args.configs).items():
                     over = dict(over)
                     _PROTO.update(pixel_vote=bool(over.pop("_pixel_vote", False)),
-                                  joint=float(over.pop("_joint", 0.0)), fuse=bool(over.pop("_fuse", False)))
+                                  joint=float(over.pop("_joint", 0.0)), vote=bool(over.pop("_vote", False)))
                     stretch = bool(over.pop("_stretch", False))
                     t = time.perf_counter()
                     # init_from shares one stage-1 autoencoder: not with other stage-1 settings,

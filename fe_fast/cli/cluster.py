@@ -74,7 +74,7 @@ def add_parser(sub):
     p.add_argument("--n-maps", type=int,
                    help="maps combined per clustering (default %(default)s; the thesis: 1)")
     p.add_argument("--n-autoencoders", type=int,
-                   help="stage-1 autoencoders whose clusterings vote in the first clustering (default "
+                   help="stage-1 autoencoders whose fused codes make the first clustering (default "
                         "%(default)s; the thesis: 1)")
     p.add_argument("--clusterer", choices=("gmm", "dbscan"), help="(default %(default)s)")
     p.add_argument("--alpha", type=float, help="triplet weight of eq. 4-10 (default %(default)s)")

@@ -15,9 +15,9 @@ use several of them, see :mod:`.auto`): ``reducer="umap"`` maps with UMAP
 instead of t-SNE, and ``n_maps > 1`` clusters several maps of the same codes (seeds ``s``,
 ``s + 1``, ... for the run's seed ``s = random_state``) and combines their mixtures
 (:mod:`.consensus`), so that one map's merge of two close classes does not decide the clustering. ``n_autoencoders > 1`` trains several stage-1
-autoencoders (seeds ``s``, ``s + 1000``, ...) and lets all of them vote in the first
-clustering (the consensus of their mixtures); stage 2 then trains the first autoencoder on that
-clustering's triplets, so one autoencoder's merge of two classes does not decide it either.
+autoencoders (seeds ``s``, ``s + 1000``, ...) and maps their fused codes (:func:`fuse_codes`) in
+the first clustering; stage 2 then trains the first autoencoder on that clustering's triplets,
+so one autoencoder's merge of two classes does not decide it either.
 ``stage2_tol > 0`` ends stage 2 early once a round's clustering differs from the previous round's
 in fewer than that fraction of the samples (after matching cluster ids), the convergence test of
 DEC (Xie et al., 2016); that clustering is then the final one. ``round_consensus=True`` makes the
@@ -236,6 +236,14 @@ def reduce_umap(Z: np.ndarray, seed: int = 0, n_neighbors: int = 20, min_dist: f
     return np.asarray(emb, dtype=np.float64)
 
 
+def fuse_codes(codes) -> np.ndarray:
+    """The codes of an ensemble of autoencoders as one array: each autoencoder's (N, d) codes
+    divided by their mean feature standard deviation, so that each weighs the same in the
+    neighbour graph of the map, then concatenated (N, sum of d). Not in the thesis (bench/results/derc.md,
+    "Tiny images": fused codes against a vote of the autoencoders' clusterings)."""
+    return np.hstack([np.asarray(z, dtype=np.float64) / (float(np.std(z, axis=0).mean()) + 1e-12) for z in codes])
+
+
 _DEPRECATED = "deprecated"  # default of the deprecated aliases ``seed`` and ``progress``
 
 
@@ -250,7 +258,7 @@ class _FitState:
     hist: dict
     opt: Optional[torch.optim.Optimizer] = None
     gen: Optional[torch.Generator] = None
-    extra_probas: list = field(default_factory=list)
+    extra_codes: list = field(default_factory=list)
     round_probas: list = field(default_factory=list)
     prev_labels: Optional[np.ndarray] = None
     converged: Optional[tuple] = None
@@ -302,11 +310,12 @@ class DERC(ClusterMixin, BaseEstimator):
         combines them (:func:`.consensus.consensus_responsibilities`); needs a reducer and
         ``clusterer="gmm"``.
     n_autoencoders: stage-1 autoencoders (thesis 1; auto). With A > 1, autoencoders
-        ``m = 1 .. A-1`` (seeds ``s + 1000 m``) are trained as stage 1 trains the first, their
-        codes are mapped and clustered (``n_maps`` maps each) and only the first clustering is the
-        consensus of all A; stage 2 trains and the final labels use the first autoencoder (seed
-        ``s``), which is trained exactly as with A = 1. Costs A - 1 extra stage-1 trainings;
-        needs ``clusterer="gmm"``.
+        ``m = 1 .. A-1`` (seeds ``s + 1000 m``) are trained as stage 1 trains the first, and the
+        first clustering maps the codes of all A, each scaled to unit mean feature standard
+        deviation and concatenated (:func:`fuse_codes`); stage 2 trains and later clusterings use
+        the first autoencoder (seed ``s``), which is trained exactly as with A = 1, and so do
+        ``transform`` and ``embedding_``. Without stage 2 (``stage2_rounds=0``) the labels are
+        those of the fused codes. Costs A - 1 extra stage-1 trainings; needs ``clusterer="gmm"``.
     random_state: the run's seed ``s``: every random choice (weights, shuffles, triplets, t-SNE,
         mixture) follows it. An int (default 0: runs are reproducible by default, unlike
         scikit-learn's ``None``), ``None`` (a fresh seed per fit) or a ``numpy.random.RandomState``
@@ -354,7 +363,8 @@ class DERC(ClusterMixin, BaseEstimator):
 
     Attributes after ``fit``: ``params_used_`` (every parameter as the fit ran it, ``"auto"``
     resolved), ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
-    ``reduced_`` (the space the final clustering ran in: (N, 2) t-SNE map, or the codes),
+    ``reduced_`` (the space the final clustering ran in: the first (N, 2) map, or the codes;
+    fused codes when an ensemble's first clustering is the final one),
     ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``image_shape_``
     ((C, H, W)), ``n_features_in_`` (C*H*W), ``random_state_`` (the int seed the run used),
     ``stage_seconds_`` (wall seconds per stage: ``prepare``, ``autoencoder`` (stage-1 training),
@@ -496,7 +506,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 or self.n_autoencoders < 1):
             raise ValueError(f"n_autoencoders must be a positive integer, got {self.n_autoencoders!r}")
         if self.n_autoencoders > 1 and self.clusterer != "gmm":
-            raise ValueError("n_autoencoders > 1 combines the mixtures of several autoencoders' codes: it needs "
+            raise ValueError("n_autoencoders > 1 is measured with the Gaussian mixture only: it needs "
                              f"clusterer 'gmm' (got {self.clusterer!r})")
         if self.negative_weight not in ("printed", "complement"):
             raise ValueError(f"negative_weight must be 'printed' or 'complement', got {self.negative_weight!r}")
@@ -562,8 +572,8 @@ class DERC(ClusterMixin, BaseEstimator):
     def _plan_progress(self, n: int) -> None:
         """The plan of units of :class:`_Progress` for a fit on ``n`` images."""
         a, rounds = self.n_autoencoders, self.stage2_rounds
-        clusterings = (a - 1) + rounds + 1
-        plan = {"epoch": self.stage1_epochs * a, "embed": clusterings, "map": clusterings * self.n_maps,
+        clusterings = rounds + 1  # the extra autoencoders are embedded, not clustered
+        plan = {"epoch": self.stage1_epochs * a, "embed": (a - 1) + clusterings, "map": clusterings * self.n_maps,
                 "triplets": rounds}
         n_trip = int(self.triplets_per_round or n)
         stream = self.__dict__.get("_progress_stream")  # tests capture the lines; default stderr
@@ -845,13 +855,11 @@ class DERC(ClusterMixin, BaseEstimator):
 
     def _first_or_next_clustering(self, state: _FitState, Z: np.ndarray):
         """Reduce and cluster the codes; the first clustering of a run with ``n_autoencoders`` > 1
-        is the vote of every autoencoder's clustering (their consensus)."""
-        R, labels, proba = self._reduce_and_cluster(Z)
-        if state.extra_probas:
-            proba = self._consensus([proba] + state.extra_probas)
-            labels = proba.argmax(1)
-            state.extra_probas.clear()
-        return R, labels, proba
+        maps the ensemble's fused codes (:func:`fuse_codes`) instead of the first autoencoder's."""
+        if state.extra_codes:
+            Z = fuse_codes([Z] + state.extra_codes)
+            state.extra_codes.clear()
+        return self._reduce_and_cluster(Z)
 
     # ------------------------------------------------------------------ stages of fit
     def _prepare(self, X, y, init_from) -> _FitState:
@@ -880,15 +888,17 @@ class DERC(ClusterMixin, BaseEstimator):
 
     def _fit_autoencoders(self, state: _FitState) -> None:
         """Stage 1 (eq. 4-8). The extra autoencoders of the ensemble option (seeds s + 1000 m) only
-        vote in the first clustering; they are trained first so that autoencoder 0 starts exactly as
-        without them."""
+        give codes to the first clustering; they are trained first so that autoencoder 0 starts
+        exactly as without them."""
         seconds1 = 0.0
         for m in range(1, self.n_autoencoders):
             seed_m = self.random_state_ + 1000 * m
             *_, sec = self._stage1(state.Xt, seed_m, state.inits[m],
                                    f"DERC stage 1 (autoencoder {m + 1}/{self.n_autoencoders})")
             seconds1 += sec
-            state.extra_probas.append(self._reduce_and_cluster(self._embed(state.Xt), seed=seed_m)[2])
+            codes = self._embed(state.Xt)
+            self._check_codes(codes)
+            state.extra_codes.append(codes)
         state.opt, state.gen, losses, epochs1, sec = self._stage1(
             state.Xt, self.random_state_, state.inits[0], "DERC stage 1 (autoencoder)")
         state.hist["stage1_loss"] = losses

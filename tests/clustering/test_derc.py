@@ -6,6 +6,7 @@ import torch
 
 from fe_fast.clustering import DAE, DERC, clustering_accuracy, nmi
 from fe_fast.clustering.autoencoder import ConvAutoencoder, encoder_geometry
+from fe_fast.clustering.derc import fuse_codes
 from fe_fast.clustering.presets import PRESETS
 from fe_fast.clustering.triplets import probabilistic_triplet_loss, sample_triplets
 from fe_fast.datasets.digits import load_digits_8x8
@@ -132,19 +133,26 @@ def test_deterministic_with_seed(digits, kwargs):
     assert a.history_["stage1_loss"] == b.history_["stage1_loss"]
 
 
-def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
-    """n_autoencoders=3: autoencoder m is seeded with seed + 1000 m, and the first clustering is the
-    consensus (fe_fast.clustering.consensus) of the three autoencoders' mixtures; training it here
-    or passing the three stage-1 models as init_from gives the same labels."""
-    from fe_fast.clustering.consensus import consensus_responsibilities
+def test_fuse_codes_scales_each_block_to_unit_mean_std():
+    """fuse_codes: each block divided by its mean feature std, then concatenated in order."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 3)) * 10.0, rng.normal(size=(50, 2)) * 0.01
+    fused = fuse_codes([a, b])
+    assert fused.shape == (50, 5)
+    assert fused[:, :3].std(0).mean() == pytest.approx(1.0) and fused[:, 3:].std(0).mean() == pytest.approx(1.0)
+    assert np.allclose(fused[:, :3] * a.std(0).mean(), a)
 
+
+def test_autoencoder_ensemble_fuses_codes_in_the_first_clustering(digits):
+    """n_autoencoders=3: autoencoder m is seeded with seed + 1000 m, and the first clustering maps
+    the three autoencoders' fused codes (fuse_codes, autoencoder 0 first); training it here or
+    passing the three stage-1 models as init_from gives the same labels."""
     X, y = _tiny(digits, 200)
     cfg = dict(THESIS, stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1)
     del cfg["stage2_rounds"], cfg["n_autoencoders"]
     daes = [DAE(4, random_state=7 + 1000 * m, **cfg).fit(X) for m in range(3)]
-    ref = DERC(4, random_state=7, **cfg)  # the mixture settings the ensemble clusters each model's codes with
-    probas = [ref._cluster(d.transform(X))[1] for d in daes]
-    expected = consensus_responsibilities(probas, 4, seed=7).argmax(1)
+    ref = DERC(4, random_state=7, **cfg)  # the mixture settings the ensemble clusters the fused codes with
+    expected = ref._cluster(fuse_codes([d.transform(X) for d in daes]))[0]
     trained = DERC(4, random_state=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y)
     loaded = DERC(4, random_state=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y, init_from=daes)
     assert np.array_equal(trained.labels_, expected)
@@ -152,8 +160,8 @@ def test_autoencoder_ensemble_votes_in_the_first_clustering(digits):
     # autoencoder 0 is the one kept, trained exactly as without the ensemble
     assert np.allclose(trained.embedding_, daes[0].embedding_)
     assert loaded.history_["stage1_init_seconds"] == pytest.approx(sum(d.history_["stage1_seconds"] for d in daes))
-    # on these 200 images the vote differs from model 0's own mixture, so the test sees it
-    assert clustering_accuracy(expected, probas[0].argmax(1)) < 0.9
+    # on these 200 images the fused clustering differs from model 0's own mixture, so the test sees it
+    assert clustering_accuracy(expected, ref._cluster(daes[0].transform(X))[0]) < 0.9
     with pytest.raises(ValueError, match="2 fitted models given for n_autoencoders=3"):
         DERC(4, random_state=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
 
@@ -208,7 +216,9 @@ def test_dae_is_stage_one_only(digits):
     X, y = _tiny(digits, 100)
     m = DAE(3, stage1_epochs=1, batch_size=64, latent_dim=8, stage2_rounds=7).fit(X, y)
     assert m.stage2_rounds == 0 and m.reducer == "none" and m.history_["rounds"] == []
-    assert "acc" in m.history_["final"] and m.reduced_.shape == (100, 8)
+    # 8x8 images: the tiny rule's 3 autoencoders, whose fused codes the mixture is fitted on
+    assert m.params_used_["n_autoencoders"] == 3
+    assert "acc" in m.history_["final"] and m.reduced_.shape == (100, 3 * 8) and m.embedding_.shape == (100, 8)
 
 
 def test_bad_input(digits):
