@@ -12,7 +12,7 @@ sets, see ``fe_fast.datasets``). By hand, for example::
 ``--default`` compares DERC with no option (its ``"auto"`` rules, fe_fast.clustering.auto) against
 k-means and spectral clustering (10-NN graph) on the pixels, on subsamples of USPS and MNIST-test
 (the sets the rules were chosen on), scikit-learn's digits and toy-face identities (validation),
-three seeds each (``FULL_DEFAULT_ARGS``; ``--full-sets`` adds the whole USPS and MNIST-test; about 70 min
+three seeds each (``FULL_DEFAULT_ARGS``; ``--full-sets`` adds the whole USPS and MNIST-test; about 90 min
 on 2 idle cores)::
 
     OMP_NUM_THREADS=2 python bench/bm_derc.py --default --seeds 0 1 2 --full-sets
@@ -357,7 +357,7 @@ FULL_RUNS = [["--datasets", "usps", "--rounds", "4", *_BEST, "--out", "derc_usps
 
 #: quick --default run: one small set, one seed (a pipeline check)
 QUICK_DEFAULT_ARGS = ["--default", "--sets", "digits-150", "--seeds", "0"]
-#: full --default run: every set of DEFAULT_SETS and the whole USPS and MNIST-test, three seeds (about 70 min)
+#: full --default run: every set of DEFAULT_SETS and the whole USPS and MNIST-test, three seeds (about 90 min)
 FULL_DEFAULT_ARGS = ["--default", "--seeds", "0", "1", "2", "--full-sets"]
 
 
