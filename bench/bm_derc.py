@@ -63,7 +63,7 @@ def stage1(name, X, y, k, seed, common, args):
     if cache is not None and cache.is_file():
         print(f"[{name} seed {seed}] stage 1 loaded from {cache}", flush=True)
         return torch.load(cache, weights_only=False)  # our own file, written below
-    dae = DAE(k, **dict(common, random_state=seed)).fit(X, y)
+    dae = DAE(k, **dict(common, random_state=seed, n_autoencoders=1)).fit(X, y)  # the thesis's DAE: one
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(dae, cache)

@@ -114,7 +114,8 @@ def _patch_votes():
 
 def _patch_joint_codes():
     """Prototype (a config's ``"_joint": w``): the maps are made of the codes next to the pixels,
-    each block divided by its mean feature standard deviation, the pixels weighted by ``w``."""
+    each block divided by its mean feature standard deviation, the pixels weighted by ``w`` (logged
+    with one autoencoder; with an ensemble every autoencoder's codes get the pixels before fusing)."""
     from fe_fast.clustering.derc import DERC
 
     embed = DERC._embed

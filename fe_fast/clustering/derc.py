@@ -363,8 +363,8 @@ class DERC(ClusterMixin, BaseEstimator):
 
     Attributes after ``fit``: ``params_used_`` (every parameter as the fit ran it, ``"auto"``
     resolved), ``labels_`` (N,), ``embedding_`` (N, latent_dim codes),
-    ``reduced_`` (the space the final clustering ran in: the first (N, 2) map, or the codes;
-    fused codes when an ensemble's first clustering is the final one),
+    ``reduced_`` (the space the final clustering ran in: the first (N, 2) map, or the codes with
+    ``reducer="none"``; made from the fused codes when an ensemble's first clustering is the final one),
     ``proba_`` (responsibilities, eq. 4-5), ``model_`` (the autoencoder), ``image_shape_``
     ((C, H, W)), ``n_features_in_`` (C*H*W), ``random_state_`` (the int seed the run used),
     ``stage_seconds_`` (wall seconds per stage: ``prepare``, ``autoencoder`` (stage-1 training),
@@ -857,6 +857,7 @@ class DERC(ClusterMixin, BaseEstimator):
         """Reduce and cluster the codes; the first clustering of a run with ``n_autoencoders`` > 1
         maps the ensemble's fused codes (:func:`fuse_codes`) instead of the first autoencoder's."""
         if state.extra_codes:
+            self._check_codes(Z)  # a collapsed autoencoder 0 would hide behind the other blocks
             Z = fuse_codes([Z] + state.extra_codes)
             state.extra_codes.clear()
         return self._reduce_and_cluster(Z)
@@ -1082,7 +1083,8 @@ def _dae_signature() -> inspect.Signature:
 
 
 class DAE(DERC):
-    """Ablation DAE of Table 4-3: stage 1 only, then the mixture fitted on the codes ``Z``.
+    """Ablation DAE of Table 4-3: stage 1 only, then the mixture fitted on the codes ``Z`` (with
+    ``n_autoencoders`` > 1, the auto rule's on tiny images and from 5,000 images, on the fused codes).
 
     Same parameters as :class:`DERC` except ``stage2_rounds`` (always 0, a class attribute), and
     ``reducer`` defaults to ``"none"`` (the thesis's DAE clusters the autoencoder codes without

@@ -47,6 +47,12 @@ def test_small_set_rules():
     assert auto.resolve(_defaults(), 990, (1, 28, 28), 10)["covariance_type"] == "diag"
     # the codes themselves (reducer "none", 128-D): 8,256 parameters per full covariance
     assert auto.resolve(dict(_defaults(), reducer="none"), 5000, (1, 28, 28), 10)["covariance_type"] == "diag"
+    # an ensemble's fused codes are n_autoencoders times wider: 4-D codes need 10 x 100 per cluster
+    # (full), 3 x 4 = 12-D fused codes 78 x 100 (diag at 1,000 per cluster)
+    small_codes = dict(_defaults(), reducer="none", latent_dim=4)
+    assert auto.resolve(dict(small_codes, n_autoencoders=1), 10000, (1, 28, 28), 10)["covariance_type"] == "full"
+    assert auto.resolve(dict(small_codes, n_autoencoders=3), 10000, (1, 28, 28), 10)["covariance_type"] == "diag"
+    assert auto.resolve(small_codes, 10000, (1, 28, 28), 10)["covariance_type"] == "diag"  # auto: 3 from 5,000
 
 
 def test_large_set_rules():

@@ -144,26 +144,49 @@ def test_fuse_codes_scales_each_block_to_unit_mean_std():
 
 
 def test_autoencoder_ensemble_fuses_codes_in_the_first_clustering(digits):
-    """n_autoencoders=3: autoencoder m is seeded with seed + 1000 m, and the first clustering maps
-    the three autoencoders' fused codes (fuse_codes, autoencoder 0 first); training it here or
-    passing the three stage-1 models as init_from gives the same labels."""
+    """n_autoencoders=3: autoencoder m is seeded with seed + 1000 m, and the first clustering is
+    fitted on the three autoencoders' fused codes (fuse_codes; reducer "none" here); training it
+    here or passing the three stage-1 models as init_from gives the same labels."""
     X, y = _tiny(digits, 200)
     cfg = dict(THESIS, stage1_epochs=2, batch_size=64, latent_dim=8, reducer="none", gmm_n_init=1)
     del cfg["stage2_rounds"], cfg["n_autoencoders"]
-    daes = [DAE(4, random_state=7 + 1000 * m, **cfg).fit(X) for m in range(3)]
+    daes = [DAE(4, random_state=7 + 1000 * m, n_autoencoders=1, **cfg).fit(X) for m in range(3)]
     ref = DERC(4, random_state=7, **cfg)  # the mixture settings the ensemble clusters the fused codes with
-    expected = ref._cluster(fuse_codes([d.transform(X) for d in daes]))[0]
+    fused = fuse_codes([d.transform(X) for d in daes])
+    expected = ref._cluster(fused)[0]
     trained = DERC(4, random_state=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y)
     loaded = DERC(4, random_state=7, stage2_rounds=0, n_autoencoders=3, **cfg).fit(X, y, init_from=daes)
     assert np.array_equal(trained.labels_, expected)
     assert np.array_equal(loaded.labels_, expected)
     # autoencoder 0 is the one kept, trained exactly as without the ensemble
     assert np.allclose(trained.embedding_, daes[0].embedding_)
+    assert np.allclose(trained.reduced_, fused)  # no stage 2: the fused codes' clustering is the final one
     assert loaded.history_["stage1_init_seconds"] == pytest.approx(sum(d.history_["stage1_seconds"] for d in daes))
     # on these 200 images the fused clustering differs from model 0's own mixture, so the test sees it
     assert clustering_accuracy(expected, ref._cluster(daes[0].transform(X))[0]) < 0.9
     with pytest.raises(ValueError, match="2 fitted models given for n_autoencoders=3"):
         DERC(4, random_state=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
+
+
+def test_progress_plan_counts_the_ensemble(digits, monkeypatch):
+    """n_autoencoders=3: the extra autoencoders are embedded once each and not mapped; the plan's
+    embeddings and maps are exactly those the fit runs."""
+    from fe_fast.clustering import derc as derc_module
+
+    seen = []
+    plan_progress = derc_module.DERC._plan_progress
+
+    def spy(self, n):
+        plan_progress(self, n)
+        seen.append((self._progress, dict(self._progress.left)))
+
+    monkeypatch.setattr(derc_module.DERC, "_plan_progress", spy)
+    X, _ = _tiny(digits, 100)
+    DERC(3, stage1_epochs=1, stage2_rounds=1, n_autoencoders=3, n_maps=2, reducer="umap", batch_size=64,
+         latent_dim=8, n_jobs=1, random_state=0).fit(X)
+    prog, plan = seen[0]
+    assert (plan["embed"], plan["map"]) == (2 + 2, 2 * 2)  # 2 extra + round 0 + final; 2 clusterings x 2 maps
+    assert (prog.done["embed"], prog.done["map"]) == (plan["embed"], plan["map"])
 
 
 def test_stage2_tol_stops_at_the_first_settled_round(digits):
