@@ -168,6 +168,17 @@ def test_autoencoder_ensemble_fuses_codes_in_the_first_clustering(digits):
         DERC(4, random_state=7, n_autoencoders=3, **cfg).fit(X, init_from=daes[:2])
 
 
+def test_ensemble_still_reports_a_collapsed_first_autoencoder():
+    """Fusing would hide autoencoder 0's constant codes behind the other blocks: they are checked first."""
+    from fe_fast.clustering.derc import _FitState
+
+    m = DERC(2, random_state=0, reducer="none", n_maps=1, covariance_type="diag")
+    state = _FitState(Xt=None, y=None, inits=[], rng=None, hist={},
+                      extra_codes=[np.random.default_rng(0).normal(size=(20, 4))])
+    with pytest.raises(RuntimeError, match="constant or non-finite"):
+        m._first_or_next_clustering(state, np.zeros((20, 4)))
+
+
 def test_progress_plan_counts_the_ensemble(digits, monkeypatch):
     """n_autoencoders=3: the extra autoencoders are embedded once each and not mapped; the plan's
     embeddings and maps are exactly those the fit runs."""
