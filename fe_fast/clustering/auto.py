@@ -175,7 +175,8 @@ def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clust
     if out.get("reducer") == "none":
         dim = out.get("latent_dim", 128) if isinstance(out.get("latent_dim"), int) else 128
         a = out.get("n_autoencoders", 1)
-        dim *= a if isinstance(a, int) and not isinstance(a, bool) and a > 1 else 1
+        if isinstance(a, int) and a > 1:  # (True > 1 is False, so a bool never widens it)
+            dim *= a
     full_params = dim * (dim + 1) / 2
     rule("covariance_type", "full" if per_cluster >= FULL_COV_PER_PARAM * full_params else "diag")
     rule("n_maps", (5 if ensemble else 3) if gmm and out.get("reducer") != "none" else 1)
