@@ -158,7 +158,7 @@ def main(argv=None):
                          "seed); NAME: usps, mnist-test, digits, toyfaces, toyfaces7k, toyfaces7k-rgb "
                          "(identities, 10 images each, seeds 5000+, 7000+, 7100+ (colour)), toyfaces7k-k10 (10 "
                          "identities, N/10 images each, seeds 7200+), toyfaces8-k10, toyfaces8b-k10, "
-                         "toyfaces8c-k10, toyfaces8d-k10, toyfaces8e-k10 (the same at 8x8, seeds 7300+ to 7700+); NAME-N only. "
+                         "toyfaces8c-k10, toyfaces8d-k10, toyfaces8e-k10, toyfaces8f-k10 (the same at 8x8, seeds 7300+ to 7800+); NAME-N only. "
                          "Default: "
                          + " ".join(DEFAULT_SETS))
     ap.add_argument("--full-sets", action="store_true", help="--default: add the whole usps and mnist-test sets")
@@ -228,7 +228,7 @@ def main(argv=None):
 #: the mid-size rule's fresh validation; toyfaces8*-k10: the tiny-image rules')
 DEFAULT_SETS = ["usps-100", "usps-400", "mnist-test-100", "mnist-test-400", "digits", "toyfaces-400",
                 "toyfaces7k-k10-1500", "toyfaces7k-1500", "toyfaces8-k10-1500", "toyfaces8b-k10-1500",
-                "toyfaces8c-k10-1500", "toyfaces8d-k10-1500", "toyfaces8e-k10-1500"]
+                "toyfaces8c-k10-1500", "toyfaces8d-k10-1500", "toyfaces8e-k10-1500", "toyfaces8f-k10-1500"]
 #: toy-face identity sets use seeds TOYFACE_SEED0 + seed (fe_fast.datasets.face_identities.VALIDATION_SEEDS)
 TOYFACE_SEED0 = 5000
 #: toy-face identity sets by name: (first seed, grey, identities (None: 10 images per identity), side
@@ -240,12 +240,13 @@ TOYFACE_SEED0 = 5000
 #: the validation of no jitter / no stage 2 (failed on NMI), ``toyfaces8c-k10`` (seeds 7500+): the fresh
 #: validation of the tiny-image rules with their patience, ``toyfaces8d-k10`` (seeds 7600+): the fresh
 #: validation of the tiny-image ensemble of 3 autoencoders, ``toyfaces8e-k10`` (seeds 7700+): the fresh
-#: validation of its fused codes; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh,
+#: validation of its fused codes, ``toyfaces8f-k10`` (seeds 7800+): the fresh validation of mirror
+#: invariance; ``toyfaces7k-rgb`` (colour, seeds 7100+): fresh,
 #: not rendered yet
 TOYFACE_SETS = {"toyfaces": (TOYFACE_SEED0, True, None, None), "toyfaces7k": (7000, True, None, None),
                 "toyfaces7k-k10": (7200, True, 10, None), "toyfaces8-k10": (7300, True, 10, 8),
                 "toyfaces8b-k10": (7400, True, 10, 8), "toyfaces8c-k10": (7500, True, 10, 8),
-                "toyfaces8d-k10": (7600, True, 10, 8), "toyfaces8e-k10": (7700, True, 10, 8),
+                "toyfaces8d-k10": (7600, True, 10, 8), "toyfaces8e-k10": (7700, True, 10, 8), "toyfaces8f-k10": (7800, True, 10, 8),
                 "toyfaces7k-rgb": (7100, False, None, None)}
 
 

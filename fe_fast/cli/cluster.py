@@ -23,7 +23,7 @@ _PARAMS = {
     "round_consensus": "round_consensus", "triplets": "triplets_per_round", "reducer": "reducer",
     "n_maps": "n_maps", "n_autoencoders": "n_autoencoders", "clusterer": "clusterer", "alpha": "alpha",
     "margin": "margin", "batch_size": "batch_size", "augment_shift": "augment_shift",
-    "augment_rotation": "augment_rotation", "seed": "random_state", "device": "device",
+    "augment_rotation": "augment_rotation", "mirror": "mirror", "seed": "random_state", "device": "device",
 }
 _LABELS = {"auto": None, "folders": True, "none": False}
 
@@ -86,6 +86,10 @@ def add_parser(sub):
     p.add_argument("--augment-rotation", type=float,
                    help="jitter: rotate training images by up to this many degrees (default "
                         "%(default)s; 0 = off)")
+    p.add_argument("--mirror", choices=("on", "off"), default=None,
+                   help="mirror invariance, not in the thesis: train also on left-right mirror images and "
+                        "average the codes of each image and its mirror image (default auto: on for images "
+                        "under 10 pixels a side whose mirror images look like the collection, e.g. faces)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="image folders: resize every image to H x W (centre-cropped to that aspect first); "
                         "default: keep one shared size, else the median size scaled to --max-side")
@@ -122,6 +126,8 @@ def run(args) -> int:
     images = prepare_images(data.images, name="DATA")
     if args.k > images.shape[0]:
         raise ValueError(f"--k ({args.k}) must not exceed the number of images ({images.shape[0]})")
+    if args.mirror is not None:
+        args.mirror = args.mirror == "on"
     params = derc_params(args.preset, **{param: getattr(args, dest) for dest, param in _PARAMS.items()})
     model = DERC(args.k, verbose=args.progress, **params).fit(images)
     result = write_report(args.out, model, images, y=data.labels, seconds=time.perf_counter() - t0,

@@ -1,9 +1,11 @@
-"""Random small affine jitter of image batches, an opt-in addition to DERC (not in the thesis).
+"""Random augmentations of image batches, additions to DERC (not in the thesis).
 
-DERC's encoder sees a jittered copy of each image (random shift and rotation) and the decoder must
-reconstruct the *clean* image, so the codes have to ignore small displacements of the stroke
-(a transformation-invariant variant of the reconstruction loss eq. 4-8). Off by default: the thesis
-trains on the images as they are.
+Jitter (:func:`random_affine`): DERC's encoder sees a jittered copy of each image (random shift and
+rotation) and the decoder must reconstruct the *clean* image, so the codes have to ignore small
+displacements of the stroke (a transformation-invariant variant of the reconstruction loss eq. 4-8).
+Mirror images (:func:`random_mirror`, DERC's ``mirror``): each training image is replaced by its
+left-right mirror image with probability 1/2. Both are off in the thesis preset, which trains on the
+images as they are.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["random_affine"]
+__all__ = ["random_affine", "random_mirror"]
 
 
 def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float, max_rotation: float) -> torch.Tensor:
@@ -39,3 +41,10 @@ def random_affine(x: torch.Tensor, gen: torch.Generator, max_shift: float, max_r
     theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_mirror(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (B, C, H, W) flipped left-right with probability 1/2, drawn independently
+    per image from ``gen``. Returns a new tensor; ``x`` is not modified."""
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)

@@ -47,8 +47,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .augment import random_affine
-from .auto import AUTO_PARAMS, resolve
+from .augment import random_affine, random_mirror
+from .auto import AUTO, AUTO_PARAMS, MIRROR_RATIO, TINY_SIDE, mirror_ratio, resolve
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
 from .consensus import consensus_responsibilities
 from .metrics import clustering_accuracy, nmi
@@ -347,6 +347,12 @@ class DERC(ClusterMixin, BaseEstimator):
         encoder sees each training image shifted by up to ``augment_shift`` of its side and rotated
         by up to ``augment_rotation`` degrees, and the decoder reconstructs the clean image, in
         both stages (:mod:`.augment`). Codes and clustering always use the clean images.
+    mirror: mirror invariance, not in the thesis (auto: on for tiny images of a mirror-symmetric
+        collection, see :mod:`.auto`; False = the thesis): both stages train on each batch image
+        mirrored left-right with probability 1/2 (the mirror image is then also the image to
+        reconstruct), and the codes (``embedding_``, ``transform``, the maps) are the mean of the
+        codes of an image and of its mirror image. For collections whose mirror images are images
+        of the same kind (faces seen from either side), not for digits or text.
     verbose: > 0 shows tqdm progress bars (default 0).
     seed, progress: deprecated aliases of ``random_state`` and ``verbose`` (one release; a
         ``FutureWarning`` is raised by ``fit`` when they are set).
@@ -408,6 +414,7 @@ class DERC(ClusterMixin, BaseEstimator):
         negative_weight: str = "complement",
         augment_shift="auto",
         augment_rotation="auto",
+        mirror="auto",
         n_neighbors="auto",
         covariance_type: str = "auto",
         validation_fraction="auto",
@@ -446,6 +453,7 @@ class DERC(ClusterMixin, BaseEstimator):
         self.negative_weight = negative_weight
         self.augment_shift = augment_shift
         self.augment_rotation = augment_rotation
+        self.mirror = mirror
         self.n_neighbors = n_neighbors
         self.covariance_type = covariance_type
         self.validation_fraction = validation_fraction
@@ -535,6 +543,8 @@ class DERC(ClusterMixin, BaseEstimator):
                 "augment_shift must be in [0, 0.5) (fraction of the image side) and augment_rotation in "
                 f"[0, 180] degrees, got {self.augment_shift} and {self.augment_rotation}"
             )
+        if not isinstance(self.mirror, (bool, np.bool_)):
+            raise ValueError(f"mirror must be True, False or 'auto', got {self.mirror!r}")
         if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)) or self.patience < 1:
             raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
         nn_ = self.n_neighbors
@@ -600,7 +610,10 @@ class DERC(ClusterMixin, BaseEstimator):
             try:
                 with torch.inference_mode():
                     for i in range(0, X.shape[0], EMBED_CHUNK):
-                        z = self.model_.encode(X[i : i + EMBED_CHUNK].to(self._dev))
+                        xb = X[i : i + EMBED_CHUNK].to(self._dev)
+                        z = self.model_.encode(xb)
+                        if self.mirror:  # the mean of the image's and its mirror image's codes
+                            z = 0.5 * (z + self.model_.encode(xb.flip(-1)))
                         out[i : i + z.shape[0]] = z.cpu().numpy()
             finally:
                 self.model_.train()
@@ -770,13 +783,17 @@ class DERC(ClusterMixin, BaseEstimator):
         # the opt-in augmentation (no random draws when it is off, so default runs are unchanged)
         return random_affine(xb, gen, self.augment_shift, self.augment_rotation)
 
+    def _mirror(self, xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        # ``mirror``: each image flipped left-right with probability 1/2 (no draws when off)
+        return random_mirror(xb, gen) if self.mirror else xb
+
     def _reconstruction_epoch(self, Xt: torch.Tensor, opt, gen: torch.Generator, bs: int) -> float:
         """One stage-1 epoch (eq. 4-8) over ``Xt`` in a shuffled order; returns the mean loss."""
         n = Xt.shape[0]
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for i in range(0, n, bs):
-            xb = Xt[perm[i : i + bs]].to(self._dev)
+            xb = self._mirror(Xt[perm[i : i + bs]].to(self._dev), gen)
             _, xr = self.model_(self._jitter(xb, gen))
             loss = self._rec_loss(xr, xb)
             opt.zero_grad(set_to_none=True)
@@ -934,7 +951,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 if sl.start >= a.size:
                     break
                 idx = torch.from_numpy(np.concatenate([a[sl], p[sl], ng[sl]]))
-                xb = Xt[idx].to(self._dev)
+                xb = self._mirror(Xt[idx].to(self._dev), state.gen)
                 z, xr = self.model_(self._jitter(xb, state.gen))
                 b = sl.stop - sl.start
                 lp = self._rec_loss(xr, xb)
@@ -1033,7 +1050,9 @@ class DERC(ClusterMixin, BaseEstimator):
             with self._timed("prepare"):
                 Xn = prepare_images(X)
                 k = self.n_clusters
-                used = resolve(given, Xn.shape[0], Xn.shape[1:], k if isinstance(k, (int, np.integer)) else 1)
+                ratio = self._mirror_ratio(given, Xn)
+                used = resolve(given, Xn.shape[0], Xn.shape[1:], k if isinstance(k, (int, np.integer)) else 1,
+                               mirror_symmetric=ratio is not None and ratio <= MIRROR_RATIO)
             # the stages read the resolved values; the given ones (maybe "auto") are put back below,
             # so get_params / clone see the parameters unchanged
             for name in AUTO_PARAMS:
@@ -1046,6 +1065,8 @@ class DERC(ClusterMixin, BaseEstimator):
             self._final_clustering(state)
             state.hist["seconds"] = time.perf_counter() - t0
             state.hist["peak_rss_mib"] = peak_rss_mib()
+            if ratio is not None:
+                state.hist["mirror_ratio"] = ratio
             self.history_ = state.hist
             self.params_used_ = {name: used[name] for name in given if name not in ("seed", "progress")}
             self.stage_seconds_ = dict(self._stage_seconds, total=time.perf_counter() - t0)
@@ -1056,6 +1077,15 @@ class DERC(ClusterMixin, BaseEstimator):
             self.__dict__.pop("_stage_seconds", None)
             self.__dict__.pop("_progress", None)
         return self
+
+    @staticmethod
+    def _mirror_ratio(given: dict, Xn: np.ndarray) -> Optional[float]:
+        """:func:`.auto.mirror_ratio` of the images where ``mirror="auto"`` depends on it (tiny
+        images: the collection is mirror-symmetric when it is at most ``MIRROR_RATIO``); else None."""
+        m = given.get("mirror")
+        if not (isinstance(m, str) and m == AUTO and min(Xn.shape[2:]) < TINY_SIDE and Xn.shape[0] >= 3):
+            return None
+        return mirror_ratio(Xn)
 
     def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:
         """``fit(X, y, init_from)`` and return ``labels_``."""

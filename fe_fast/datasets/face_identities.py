@@ -13,7 +13,7 @@ default chosen while looking at sets drawn with these seeds is no longer validat
 seeds below 5000 for development. Used so far: 5000-5002 (40 identities x 10 images, grey: the first
 validation of DERC's default), 7200-7202 (10 identities x 150 images, grey) and 7000-7002 (150
 identities x 10 images, grey): the validation of its mid-size rule; 7300-7302, 7400-7402 and
-7500-7502, 7600-7602 and 7700-7702 (10 identities x 150, grey, 8x8 averages): the validations of its tiny-image rules
+7500-7502, 7600-7602, 7700-7702 and 7800-7802 (10 identities x 150, grey, 8x8 averages): the validations of its tiny-image rules
 (bench/results/derc.md). **Exception: 8000-8024** (10 identities x 150) are the choosing split of
 the tiny-image rules (``tools/derc_choose.py toyfaces-choose``) and validate nothing: 8000-8002
 chose the rules; 8003-8024 were rendered for spectral clustering on their pixels to pick hard

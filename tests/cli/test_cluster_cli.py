@@ -74,10 +74,10 @@ def test_cluster_cli_unlabelled_folder_and_errors(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     out = tmp_path / "o"
     rc = main(["cluster", str(folder), "--k", "2", "--epochs", "1", "--rounds", "0", "--out", str(out), "--json",
-               "--augment-shift", "0.1", "--augment-rotation", "10"])
+               "--augment-shift", "0.1", "--augment-rotation", "10", "--mirror", "on"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["acc"] is None and res["nmi"] is None
+    assert res["acc"] is None and res["nmi"] is None and res["params_used"]["mirror"] is True
     assert not (out / "metrics.json").exists() and (out / "labels.npy").exists()
     assert main(["cluster", str(folder), "--k", "1", "--out", str(out)]) == 2
     assert "--k must be >= 2" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from fe_fast.clustering.augment import random_affine
+from fe_fast.clustering.augment import random_affine, random_mirror
 
 
 def _dot(h, w, r, c):
@@ -56,3 +56,15 @@ def test_rotation_turns_a_point_about_the_centre():
 def test_bad_ranges():
     with pytest.raises(ValueError, match=">= 0"):
         random_affine(torch.zeros(1, 1, 4, 4), torch.Generator(), -0.1, 0.0)
+
+
+def test_random_mirror_flips_whole_images_about_half_the_time():
+    x = torch.rand(400, 2, 5, 7)
+    before = x.clone()
+    out = random_mirror(x, torch.Generator().manual_seed(3))
+    same = (out == x).flatten(1).all(1)
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    assert bool((same ^ flipped).all())  # each image either kept or mirrored, never mixed
+    assert 150 < int(flipped.sum()) < 250
+    assert torch.equal(out, random_mirror(x, torch.Generator().manual_seed(3)))
+    assert torch.equal(x, before)  # input untouched

@@ -104,6 +104,39 @@ def test_tiny_images_no_jitter_no_stage_2(shape):
     assert (given["stage2_rounds"], given["augment_shift"], given["augment_rotation"]) == (2, 0.05, 0.0)
 
 
+def test_mirror_rule_only_for_tiny_mirror_symmetric_collections():
+    for shape, symmetric, want in [((1, 8, 8), True, True), ((1, 8, 8), False, False),
+                                   ((1, 28, 28), True, False), ((3, 9, 64), True, True)]:
+        assert auto.resolve(_defaults(), 1500, shape, 10, mirror_symmetric=symmetric)["mirror"] is want
+    assert auto.resolve(_defaults(), 1500, (1, 8, 8), 10)["mirror"] is False  # not measured: off
+    given = dict(_defaults(), mirror=False)
+    assert auto.resolve(given, 1500, (1, 8, 8), 10, mirror_symmetric=True)["mirror"] is False
+    given = dict(_defaults(), mirror=True)
+    assert auto.resolve(given, 1500, (1, 28, 28), 10)["mirror"] is True
+
+
+def test_mirror_ratio_tells_faces_from_digits():
+    """Toy faces (development seed, 8x8 block averages) are mirror-symmetric, digits are not; an
+    image set with every mirror image in it is perfectly so."""
+    import torch
+
+    from fe_fast.datasets.face_identities import identity_set
+
+    digits, _ = load_digits_8x8()
+    digits = digits.reshape(-1, 1, 8, 8)
+    faces, _ = identity_set(10, 20, size=64, seed=11)
+    faces = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(faces[:, None] / 255.0), 8).numpy()
+    r_digits, r_faces = auto.mirror_ratio(digits), auto.mirror_ratio(faces)
+    print(f"mirror_ratio: digits {r_digits:.3f}, faces {r_faces:.3f}")
+    assert r_digits > auto.MIRROR_RATIO >= r_faces
+    assert auto.mirror_ratio(np.concatenate([digits[:300], digits[:300, ..., ::-1]])) == 0.0
+    # more than MIRROR_SAMPLE images: a fixed subsample, the same value every call
+    noisy = np.concatenate([digits, digits + np.random.default_rng(0).normal(0, 0.5, digits.shape)])
+    assert auto.mirror_ratio(noisy) == auto.mirror_ratio(noisy) > auto.MIRROR_RATIO
+    with pytest.raises(ValueError, match="mirror_ratio"):
+        auto.mirror_ratio(digits[:2])
+
+
 def test_explicit_values_win_and_dae_keys():
     given = dict(_defaults(), reducer="none", batch_size=100, n_neighbors=7)
     used = auto.resolve(given, 300, (3, 64, 64), 30)
@@ -133,6 +166,8 @@ def test_default_fit_records_params_used_and_keeps_auto_params():
     assert used["reducer"] == "umap" and used["stage1_epochs"] == 3 and used["patience"] == 3
     assert used["batch_size"] == 16 and used["validation_fraction"] == 0.1 and used["n_neighbors"] == 8
     assert not [k for k, v in used.items() if isinstance(v, str) and v == "auto"]
+    # digits are not mirror-symmetric: measured (tiny images) and off
+    assert m.history_["mirror_ratio"] > auto.MIRROR_RATIO and used["mirror"] is False
     assert m.labels_.shape == (100,) and m.reduced_.shape == (100, 2)
     # the held-out early stop watched 10 held-out images, one loss per epoch
     assert len(m.history_["stage1_held_out_loss"]) == m.history_["stage1_epochs"] <= 3
@@ -154,7 +189,7 @@ def test_thesis_preset_fit_uses_no_auto_rule():
 @pytest.mark.parametrize("bad, match", [
     (dict(covariance_type="tied"), "covariance_type"), (dict(n_neighbors=1), "n_neighbors"),
     (dict(validation_fraction=0.7), "validation_fraction"), (dict(patience=0), "patience"),
-    (dict(stage1_epochs="many"), "stage1_epochs"),
+    (dict(stage1_epochs="many"), "stage1_epochs"), (dict(mirror="yes"), "mirror"),
 ])
 def test_bad_values_are_named(bad, match):
     X, _ = load_digits_8x8()

@@ -133,6 +133,21 @@ def test_deterministic_with_seed(digits, kwargs):
     assert a.history_["stage1_loss"] == b.history_["stage1_loss"]
 
 
+def test_mirror_codes_do_not_see_which_way_an_image_faces(digits):
+    """``mirror=True``: the codes are the mean of an image's and its mirror image's codes, so an
+    image and its mirror image get the same code; training draws the flips from the run's seed."""
+    X, y = _tiny(digits)
+    cfg = dict(THESIS, stage1_epochs=2, stage2_rounds=1, batch_size=64, latent_dim=16, reducer="none")
+    m = DERC(3, random_state=2, **dict(cfg, mirror=True)).fit(X)
+    Z, Zm = m.transform(X), m.transform(X[..., ::-1].copy())
+    assert np.allclose(Z, Zm, atol=1e-5) and np.allclose(m.embedding_, Z, atol=1e-5)
+    plain = DERC(3, random_state=2, **cfg).fit(X)  # the thesis: mirror=False
+    assert not np.allclose(plain.transform(X), plain.transform(X[..., ::-1].copy()), atol=1e-3)
+    assert m.history_["stage1_loss"] != plain.history_["stage1_loss"]  # trained on mirror images too
+    again = DERC(3, random_state=2, **dict(cfg, mirror=True)).fit(X)
+    assert np.array_equal(again.labels_, m.labels_) and "mirror_ratio" not in m.history_
+
+
 def test_fuse_codes_scales_each_block_to_unit_mean_std():
     """fuse_codes: each block divided by its mean feature std, then concatenated in order."""
     rng = np.random.default_rng(0)

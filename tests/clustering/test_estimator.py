@@ -22,7 +22,7 @@ FROZEN_THESIS = dict(
     n_autoencoders=1, batch_size=64, lr=1e-3, betas=(0.9, 0.99), patience=3, tol=1e-3,
     perplexity=30.0, gmm_n_init=3, channels=(2, 16, 32, 128, 256, 32), normalize_codes=True,
     negative_weight="complement", augment_shift=0.0, augment_rotation=0.0, n_neighbors=20,
-    covariance_type="full", validation_fraction=0.0,
+    covariance_type="full", validation_fraction=0.0, mirror=False,
 )
 
 
