@@ -49,7 +49,8 @@ CHOOSING_SETS = ("usps", "mnist-test", "toyfaces-choose")
 TOYFACE_CHOOSE_SEED0 = 8000
 #: DERC parameters that change stage 1: a config that sets one cannot share the base's stage 1
 STAGE1_KEYS = {"latent_dim", "stage1_epochs", "batch_size", "lr", "betas", "patience", "tol",
-               "validation_fraction", "augment_shift", "augment_rotation", "channels", "n_autoencoders"}
+               "validation_fraction", "augment_shift", "augment_rotation", "channels", "n_autoencoders",
+               "mirror"}
 
 
 def subsample(X, y, per, seed):

@@ -377,7 +377,8 @@ class DERC(ClusterMixin, BaseEstimator):
     ``embedding`` (encoding the images), ``reducer`` (t-SNE/UMAP maps), ``mixture`` (GMM or
     DBSCAN), ``consensus``, ``triplet_training`` (stage-2 triplet sampling and training), and
     ``total``), ``history_`` (dict with the stage-1 losses per epoch, per-round stage-2 losses,
-    times, ``peak_rss_mib`` (the process's peak resident memory when fit ended) and, when ``y`` was
+    times, ``peak_rss_mib`` (the process's peak resident memory when fit ended), ``mirror_ratio``
+    (when ``mirror="auto"`` measured it: :func:`.auto.mirror_ratio`) and, when ``y`` was
     given to ``fit``, ACC/NMI after every clustering; ``y`` is never used for training).
     """
 
