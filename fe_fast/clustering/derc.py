@@ -613,7 +613,7 @@ class DERC(ClusterMixin, BaseEstimator):
                     for i in range(0, X.shape[0], EMBED_CHUNK):
                         xb = X[i : i + EMBED_CHUNK].to(self._dev)
                         z = self.model_.encode(xb)
-                        if self.mirror:  # the mean of the image's and its mirror image's codes
+                        if self._mirrored:  # the mean of the image's and its mirror image's codes
                             z = 0.5 * (z + self.model_.encode(xb.flip(-1)))
                         out[i : i + z.shape[0]] = z.cpu().numpy()
             finally:
@@ -786,7 +786,12 @@ class DERC(ClusterMixin, BaseEstimator):
 
     def _mirror(self, xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         # ``mirror``: each image flipped left-right with probability 1/2 (no draws when off)
-        return random_mirror(xb, gen) if self.mirror else xb
+        return random_mirror(xb, gen) if self._mirrored else xb
+
+    @property
+    def _mirrored(self) -> bool:
+        # ``mirror`` as the (last) fit resolved it: after fit the parameter is "auto" again
+        return bool(self.__dict__.get("_mirror_used", False))
 
     def _reconstruction_epoch(self, Xt: torch.Tensor, opt, gen: torch.Generator, bs: int) -> float:
         """One stage-1 epoch (eq. 4-8) over ``Xt`` in a shuffled order; returns the mean loss."""
@@ -1060,6 +1065,7 @@ class DERC(ClusterMixin, BaseEstimator):
                 if name in used:
                     setattr(self, name, used[name])
             state = self._prepare(Xn, y, init_from)
+            self._mirror_used = bool(self.mirror)  # checked by _prepare
             self._plan_progress(state.Xt.shape[0])
             self._fit_autoencoders(state)  # stage 1
             self._fit_rounds(state)  # stage 2

@@ -146,6 +146,13 @@ def test_mirror_codes_do_not_see_which_way_an_image_faces(digits):
     assert m.history_["stage1_loss"] != plain.history_["stage1_loss"]  # trained on mirror images too
     again = DERC(3, random_state=2, **dict(cfg, mirror=True)).fit(X)
     assert np.array_equal(again.labels_, m.labels_) and "mirror_ratio" not in m.history_
+    # "auto" on a tiny mirror-symmetric collection (every mirror image in it): on, and still on for
+    # transform after fit, when the parameter reads "auto" again
+    sym = np.concatenate([X[:60], X[:60, :, ::-1]])
+    auto_on = DERC(3, random_state=2, **dict(cfg, mirror="auto")).fit(sym)
+    assert auto_on.params_used_["mirror"] is True and auto_on.history_["mirror_ratio"] < 1e-3
+    assert auto_on.get_params()["mirror"] == "auto"
+    assert np.allclose(auto_on.transform(sym[:60]), auto_on.transform(sym[60:]), atol=1e-5)
 
 
 def test_fuse_codes_scales_each_block_to_unit_mean_std():
