@@ -96,11 +96,11 @@ protocol section of bench/results/derc.md. With ``m = N / K`` images per cluster
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 __all__ = ["AUTO", "AUTO_PARAMS", "resolve", "STAGE1_STEPS", "FULL_COV_PER_PARAM",
            "MIN_HELD_OUT", "SMALL_N", "ENSEMBLE_N", "MID_NN_PER_CLUSTER", "LARGE_N", "LARGE_TRIPLETS",
-           "TINY_SIDE", "MIRROR_RATIO", "MIRROR_SAMPLE", "mirror_ratio"]
+           "TINY_SIDE", "MIRROR_RATIO", "MIRROR_SAMPLE", "mirror_ratio", "measure_mirror_ratio"]
 
 AUTO = "auto"
 #: Adam steps stage 1 may take (the bound on ``stage1_epochs``; early stopping usually ends sooner)
@@ -143,6 +143,10 @@ def _is_auto(v) -> bool:
     return isinstance(v, str) and v == AUTO
 
 
+def _is_tiny(image_shape: Sequence[int]) -> bool:
+    return min(tuple(image_shape)[1:]) < TINY_SIDE
+
+
 def mirror_ratio(X) -> float:
     """How mirror-symmetric a collection of images is: the median distance from each image's mirror
     image (flipped left-right) to its nearest image of the collection other than itself, over the
@@ -170,13 +174,22 @@ def mirror_ratio(X) -> float:
     return float(np.median(mirrored) / max(float(np.median(own)), 1e-12))
 
 
+def measure_mirror_ratio(params: Mapping, X) -> Optional[float]:
+    """:func:`mirror_ratio` of images ``X`` ``(N, C, H, W)`` where :func:`resolve`'s ``mirror`` rule
+    depends on it (``mirror`` is ``"auto"``, the images are tiny, N >= 3); else None (nothing is
+    computed)."""
+    if not (_is_auto(params.get("mirror")) and _is_tiny(X.shape[1:]) and X.shape[0] >= 3):
+        return None
+    return mirror_ratio(X)
+
+
 def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clusters: int,
             mirror_symmetric: bool = False) -> dict:
     """A copy of DERC parameters ``params`` with every ``"auto"`` value replaced by its rule.
 
     ``n_samples``: N images; ``image_shape``: ``(C, H, W)``; ``n_clusters``: K;
     ``mirror_symmetric``: whether :func:`mirror_ratio` of the images is at most ``MIRROR_RATIO``
-    (DERC computes it only for tiny images with ``mirror="auto"``). Only the keys
+    (:func:`measure_mirror_ratio`, which DERC calls before it). Only the keys
     present in ``params`` are returned (a :class:`~fe_fast.clustering.DAE` has no
     ``stage2_rounds``). Values other than ``"auto"`` are returned unchanged (DERC checks them).
     Pure: no randomness, no I/O. Raises ``ValueError`` for a non-positive ``n_samples`` or
@@ -189,7 +202,7 @@ def resolve(params: Mapping, n_samples: int, image_shape: Sequence[int], n_clust
         raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
     if len(tuple(image_shape)) != 3:
         raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
-    tiny = min(tuple(image_shape)[1:]) < TINY_SIDE
+    tiny = _is_tiny(image_shape)
     small = n < SMALL_N
     large = n >= LARGE_N
     ensemble = ENSEMBLE_N <= n < LARGE_N

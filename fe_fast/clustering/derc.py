@@ -48,7 +48,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .augment import random_affine, random_mirror
-from .auto import AUTO, AUTO_PARAMS, MIRROR_RATIO, TINY_SIDE, mirror_ratio, resolve
+from .auto import AUTO_PARAMS, MIRROR_RATIO, measure_mirror_ratio, resolve
 from .autoencoder import ENCODER_CHANNELS, ConvAutoencoder
 from .consensus import consensus_responsibilities
 from .metrics import clustering_accuracy, nmi
@@ -1056,7 +1056,7 @@ class DERC(ClusterMixin, BaseEstimator):
             with self._timed("prepare"):
                 Xn = prepare_images(X)
                 k = self.n_clusters
-                ratio = self._mirror_ratio(given, Xn)
+                ratio = measure_mirror_ratio(given, Xn)
                 used = resolve(given, Xn.shape[0], Xn.shape[1:], k if isinstance(k, (int, np.integer)) else 1,
                                mirror_symmetric=ratio is not None and ratio <= MIRROR_RATIO)
             # the stages read the resolved values; the given ones (maybe "auto") are put back below,
@@ -1084,15 +1084,6 @@ class DERC(ClusterMixin, BaseEstimator):
             self.__dict__.pop("_stage_seconds", None)
             self.__dict__.pop("_progress", None)
         return self
-
-    @staticmethod
-    def _mirror_ratio(given: dict, Xn: np.ndarray) -> Optional[float]:
-        """:func:`.auto.mirror_ratio` of the images where ``mirror="auto"`` depends on it (tiny
-        images: the collection is mirror-symmetric when it is at most ``MIRROR_RATIO``); else None."""
-        m = given.get("mirror")
-        if not (isinstance(m, str) and m == AUTO and min(Xn.shape[2:]) < TINY_SIDE and Xn.shape[0] >= 3):
-            return None
-        return mirror_ratio(Xn)
 
     def fit_predict(self, X, y=None, init_from=None) -> np.ndarray:
         """``fit(X, y, init_from)`` and return ``labels_``."""
